@@ -1,0 +1,214 @@
+"""The one small interface every promptable segmenter implements.
+
+A backend encodes a frame once (:meth:`PromptableSegmenter.encode`) and then decodes any number of prompts against
+that encoding (:meth:`PromptableSegmenter.decode`), exactly like segment-anything's ``SamPredictor``: the image
+encoder is the expensive part, the prompt encoder and mask decoder are light (paper, Sec. III-A).
+
+Coordinate conventions (fixed for the whole library):
+
+- prompts (boxes ``xyxy``, points ``xy``) are given in **original image pixels**, floats;
+- the backend maps them into its *input frame*: the image resized so that it occupies the top-left
+  ``input_size = (h_in, w_in)`` region of a padded square (SAM: longest side 1024);
+- the image embedding is a ``(C, h_e, w_e)`` grid over the padded input frame, one cell per ``embed_stride``
+  input pixels (SAM: 64x64 cells of 16 px);
+- low-resolution mask logits are a ``(h_m, w_m)`` grid over the same padded input frame, one cell per
+  ``mask_stride`` input pixels (SAM: 256x256 cells of 4 px).
+
+This module imports no FiftyOne.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclasses.dataclass
+class ImageState:
+    """A frame encoded once by a backend.
+
+    Attributes:
+        embedding: ``(C, h_e, w_e)`` float tensor on the backend's device, over the padded input frame
+        image_size: ``(H, W)`` of the original image, pixels
+        input_size: ``(h_in, w_in)`` of the resized image inside the padded input frame
+        embed_stride: input-frame pixels per embedding cell
+        mask_stride: input-frame pixels per low-resolution mask cell
+        frame_number: 1-based frame number, when the caller knows it (the synthetic backend needs it)
+        extra: backend-private data (e.g. SAM's features are ``embedding[None]``)
+    """
+
+    embedding: torch.Tensor
+    image_size: tuple
+    input_size: tuple
+    embed_stride: int
+    mask_stride: int
+    frame_number: Optional[int] = None
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def scale_xy(self) -> torch.Tensor:
+        """``(2,)`` factors mapping original-image pixels ``(x, y)`` to input-frame pixels."""
+        (h, w), (h_in, w_in) = self.image_size, self.input_size
+        return torch.tensor([w_in / w, h_in / h], dtype=torch.float32)
+
+    def boxes_to_grid(self, boxes: torch.Tensor, stride: int) -> torch.Tensor:
+        """Maps ``(..., 4)`` ``xyxy`` image-pixel boxes to continuous cell coordinates of a grid of ``stride``."""
+        s = self.scale_xy.to(boxes.device).repeat(2)
+        return boxes.float() * s / stride
+
+    @property
+    def embed_valid_size(self) -> tuple:
+        """``(h, w)`` embedding cells covered by the image (the rest of the grid is padding)."""
+        return tuple(-(-n // self.embed_stride) for n in self.input_size)
+
+    def logits_to_embedding_grid(self, low_res_logits: torch.Tensor) -> torch.Tensor:
+        """``(B, h_m, w_m)`` mask logits -> ``(B, h_e, w_e)`` masks on the embedding grid, as the exact
+        foreground fraction of each cell (area-weighted downsampling of the binary mask ``logits > 0``)."""
+        k = self.embed_stride // self.mask_stride
+        fg = (low_res_logits > 0).float()
+        return F.avg_pool2d(fg[:, None], kernel_size=k, stride=k)[:, 0] if k > 1 else fg
+
+    def mask_to_grid(self, masks: torch.Tensor, stride: int) -> torch.Tensor:
+        """``(B, H, W)`` full-resolution bool masks -> ``(B, h, w)`` foreground fractions on the grid of
+        ``stride`` input-frame pixels over the padded input frame (embedding grid: ``stride = embed_stride``)."""
+        side_h = self.embedding.shape[-2] * self.embed_stride // stride
+        side_w = self.embedding.shape[-1] * self.embed_stride // stride
+        h = -(-self.input_size[0] // stride)
+        w = -(-self.input_size[1] // stride)
+        x = F.interpolate(masks[:, None].float(), size=(h, w), mode="area")[:, 0]
+        out = torch.zeros((masks.shape[0], side_h, side_w), dtype=torch.float32, device=masks.device)
+        out[:, :h, :w] = x
+        return out
+
+
+@dataclasses.dataclass
+class Decoded:
+    """Result of one decoder call.
+
+    Attributes:
+        low_res_logits: ``(B, K, h_m, w_m)`` mask logits over the padded input frame (K = 1, or 3 with multimask)
+        iou: ``(B, K)`` the model's predicted IoU of each mask
+    """
+
+    low_res_logits: torch.Tensor
+    iou: torch.Tensor
+
+
+class PromptableSegmenter(abc.ABC):
+    """A promptable image segmenter (SAM-like).
+
+    Subclasses implement :meth:`_encode`, :meth:`_decode` and optionally :meth:`generate_masks`. The public
+    :meth:`decode` validates prompts and counts calls and prompts (``decode_calls``, ``decoded_prompts``), which the
+    tracker and the speed benchmark report.
+    """
+
+    #: torch device of the embedding and decoder
+    device: torch.device = torch.device("cpu")
+
+    #: prompts per decoder call that measure fastest on this backend/device; ``None`` means unlimited (one call
+    #: for all prompts of a stage, the right choice on CUDA). The tracker uses it when its config leaves the
+    #: batch size on "auto".
+    preferred_batch_size: Optional[int] = None
+
+    def __init__(self):
+        self.decode_calls = 0
+        self.decoded_prompts = 0
+        self.encode_calls = 0
+
+    def reset_counters(self):
+        self.decode_calls = self.decoded_prompts = self.encode_calls = 0
+
+    # --- encoding -------------------------------------------------------------------------------------------
+    def encode(self, image: np.ndarray, frame_number: Optional[int] = None) -> ImageState:
+        """Encodes one ``(H, W, 3)`` uint8 RGB image (the expensive step, once per frame)."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} and dtype {image.dtype}"
+            )
+        self.encode_calls += 1
+        return self._encode(image, frame_number)
+
+    @abc.abstractmethod
+    def _encode(self, image: np.ndarray, frame_number: Optional[int]) -> ImageState:
+        ...
+
+    # --- decoding -------------------------------------------------------------------------------------------
+    def decode(
+        self,
+        state: ImageState,
+        boxes: Optional[torch.Tensor] = None,
+        points: Optional[torch.Tensor] = None,
+        point_labels: Optional[torch.Tensor] = None,
+        multimask: bool = False,
+    ) -> Decoded:
+        """Decodes a batch of B prompts against one encoded frame.
+
+        Args:
+            state: the frame's :class:`ImageState`
+            boxes: optional ``(B, 4)`` float ``xyxy`` boxes, image pixels
+            points: optional ``(B, P, 2)`` float ``xy`` points, image pixels
+            point_labels: ``(B, P)`` int labels: 1 positive, 0 negative, -1 padding (ignored point)
+            multimask: return 3 masks per prompt (SAM's ambiguity-aware output) instead of 1
+
+        Returns:
+            a :class:`Decoded` with ``K = 3`` if ``multimask`` else ``K = 1``
+        """
+        if boxes is None and points is None:
+            raise ValueError("decode needs boxes and/or points")
+        if points is not None:
+            if point_labels is None or point_labels.shape != points.shape[:2] or points.shape[-1] != 2:
+                raise ValueError(
+                    f"points must be (B, P, 2) with labels (B, P); got {tuple(points.shape)} and "
+                    f"{None if point_labels is None else tuple(point_labels.shape)}"
+                )
+        if boxes is not None and boxes.shape[-1] != 4:
+            raise ValueError(f"boxes must be (B, 4) xyxy, got {tuple(boxes.shape)}")
+        if boxes is not None and points is not None and boxes.shape[0] != points.shape[0]:
+            raise ValueError(f"{boxes.shape[0]} boxes but {points.shape[0]} point sets")
+        batch = boxes.shape[0] if boxes is not None else points.shape[0]
+        self.decode_calls += 1
+        self.decoded_prompts += batch
+        return self._decode(state, boxes, points, point_labels, multimask)
+
+    @abc.abstractmethod
+    def _decode(
+        self,
+        state: ImageState,
+        boxes: Optional[torch.Tensor],
+        points: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        multimask: bool,
+    ) -> Decoded:
+        ...
+
+    # --- post-processing ------------------------------------------------------------------------------------
+    def upsample(self, state: ImageState, low_res_logits: torch.Tensor) -> torch.Tensor:
+        """``(B, h_m, w_m)`` low-resolution logits -> ``(B, H, W)`` boolean masks at the original resolution.
+
+        Same steps as segment-anything's ``Sam.postprocess_masks``: upscale to the padded input frame, crop the
+        padding, resize to the original image, threshold at 0.
+        """
+        if low_res_logits.shape[0] == 0:
+            return torch.zeros((0, *state.image_size), dtype=torch.bool, device=low_res_logits.device)
+        h_m, w_m = low_res_logits.shape[-2:]
+        x = low_res_logits[:, None].float()
+        x = F.interpolate(
+            x, (h_m * state.mask_stride, w_m * state.mask_stride), mode="bilinear", align_corners=False
+        )
+        x = x[..., : state.input_size[0], : state.input_size[1]]
+        x = F.interpolate(x, tuple(state.image_size), mode="bilinear", align_corners=False)
+        return x[:, 0] > 0
+
+    # --- automatic mode -------------------------------------------------------------------------------------
+    def generate_masks(
+        self, image: np.ndarray, max_masks: int = 100, frame_number: Optional[int] = None
+    ) -> Sequence[np.ndarray]:
+        """Automatic mode (paper Sec. IV-B, VIS): up to ``max_masks`` ``(H, W)`` boolean masks of one image,
+        best first, without prompts."""
+        raise NotImplementedError(f"{type(self).__name__} has no automatic mask generator")

@@ -1,0 +1,357 @@
+"""SamPDTracker: the per-frame SAM-PD loop (paper Sec. III-B to III-D).
+
+This module imports no FiftyOne.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
+from sampd_plugin.config import SamPDConfig
+from sampd_plugin.prompts import box_prompt_grid, clip_boxes, mask_points, mask_to_box, negative_points, pack_points
+from sampd_plugin.selection import masked_template, pick_multimask, select_candidates, template_similarity
+
+
+@dataclasses.dataclass
+class ObjectPrompt:
+    """The initial prompt of one object.
+
+    Attributes:
+        object_id: the object's id (FiftyOne ``Detection.index``)
+        frame_number: 1-based frame where the object starts (its first annotation)
+        box: optional ``(4,)`` ``xyxy`` box in image pixels
+        mask: optional ``(H, W)`` bool mask; a box-only object gets its mask from the backend on its start frame
+        label: optional class label carried to the outputs
+    """
+
+    object_id: int
+    frame_number: int = 1
+    box: Optional[np.ndarray] = None
+    mask: Optional[np.ndarray] = None
+    label: Optional[str] = None
+
+
+@dataclasses.dataclass
+class ObjectResult:
+    """One object on one frame.
+
+    Attributes:
+        mask: ``(H, W)`` bool mask (all False when lost)
+        box: ``(4,)`` ``xyxy`` pixel box of the mask, ``None`` when lost
+        score: selection score of the chosen candidate (Eq. 2 similarity, or predicted IoU)
+        iou: SAM's predicted IoU of the output mask
+        lost: the object was not found on this frame
+        label: the prompt's label
+        is_prompt: this frame is the object's prompt frame (the given mask, not a prediction)
+    """
+
+    mask: np.ndarray
+    box: Optional[np.ndarray]
+    score: float
+    iou: float
+    lost: bool
+    label: Optional[str] = None
+    is_prompt: bool = False
+
+
+@dataclasses.dataclass
+class FrameResult:
+    """The tracker's output for one frame: ``objects`` maps object id -> :class:`ObjectResult`, for every object
+    that has started; ``decode_calls`` and ``decoded_prompts`` count this frame's decoder work."""
+
+    frame_number: int
+    objects: Dict[int, ObjectResult]
+    decode_calls: int = 0
+    decoded_prompts: int = 0
+
+
+
+
+@dataclasses.dataclass
+class _Track:
+    """Running state of one object (all pixel quantities at the original image resolution)."""
+
+    object_id: int
+    label: Optional[str]
+    template: torch.Tensor  # (C, th, tw) masked frame-0 template, Eq. 1
+    self_score: float  # Eq. 2 similarity of the template with itself (normalises scores)
+    box: np.ndarray  # (4,) xyxy: the last good box, the prompt for the next frame
+    mask: np.ndarray  # (H, W) bool: the last output mask (empty while lost)
+    grid_mask: torch.Tensor  # (h_m, w_m) last good mask on the low-resolution mask grid
+    points: np.ndarray  # (k, 2) points of the last mask (negatives for the others); empty while lost
+    lost_frames: int = 0
+    active: bool = True
+
+
+class SamPDTracker:
+    """Tracks and segments objects through a video by prompt denoising (paper Fig. 2).
+
+    ``SamPDTracker(backend, config).track(frames, prompts)`` consumes ``(frame_number, image)`` pairs lazily, in the
+    order given (ascending frame numbers propagate forwards; descending ones propagate backwards from a key frame)
+    and yields one :class:`FrameResult` per frame. Memory does not grow with the video's length.
+
+    Per frame, every image is encoded once; the first-stage prompts of *all* objects (``18 x N`` boxes with the
+    paper's defaults) are decoded together, then the refinement prompts of all objects, each in batches of
+    ``config.decode_batch_size`` (one call per stage when unlimited).
+
+    Lost objects: an object whose output mask is empty (fewer than ``min_mask_area`` pixels), whose SAM predicted
+    IoU is below ``lost_iou``, or whose mask's similarity to its template (relative to the template's own) is
+    below ``lost_similarity`` is reported ``lost`` with an empty mask. While lost it is prompted every frame with
+    its last good box (``reacquire``); the first frame on which that yields a valid mask re-acquires it. After
+    ``max_lost_frames`` consecutive lost frames (or at once without ``reacquire``) it is no longer prompted and is
+    reported lost on every later frame.
+    """
+
+    def __init__(self, backend: PromptableSegmenter, config: Optional[SamPDConfig] = None):
+        self.backend = backend
+        self.config = config or SamPDConfig()
+        self.config.validate()
+
+    # --- public API ---------------------------------------------------------------------------------------------
+    def track(self, frames: Iterable[Tuple[int, np.ndarray]], prompts: List[ObjectPrompt]) -> Iterator[FrameResult]:
+        """Propagates ``prompts`` through ``frames``.
+
+        Args:
+            frames: iterable of ``(frame_number, (H, W, 3) uint8 RGB image)``, consumed lazily
+            prompts: one :class:`ObjectPrompt` per object (unique ``object_id``); an object starts on the frame
+                of its prompt and is reported on every later frame of the iteration
+
+        Yields:
+            one :class:`FrameResult` per frame
+        """
+        pending: Dict[int, List[ObjectPrompt]] = {}
+        seen = set()
+        for p in prompts:
+            if p.object_id in seen:
+                raise ValueError(f"object {p.object_id} has more than one prompt")
+            if p.box is None and p.mask is None:
+                raise ValueError(f"object {p.object_id} on frame {p.frame_number}: the prompt has neither box nor mask")
+            seen.add(p.object_id)
+            pending.setdefault(int(p.frame_number), []).append(p)
+
+        tracks: Dict[int, _Track] = {}
+        for frame_number, image in frames:
+            state = self.backend.encode(image, frame_number)
+            calls, prompts_before = self.backend.decode_calls, self.backend.decoded_prompts
+            results: Dict[int, ObjectResult] = {}
+            running = list(tracks.values())
+            for p in pending.pop(int(frame_number), []):
+                track, result = self._start(state, p)
+                tracks[p.object_id] = track
+                results[p.object_id] = result
+            new = [tracks[i] for i in results]
+            active = [t for t in running if t.active]
+            if active:
+                results.update(self._propagate(state, active, new))
+            for t in running:
+                if not t.active:
+                    results[t.object_id] = self._lost_result(t, state.image_size)
+            yield FrameResult(
+                frame_number=frame_number,
+                objects={k: results[k] for k in sorted(results)},
+                decode_calls=self.backend.decode_calls - calls,
+                decoded_prompts=self.backend.decoded_prompts - prompts_before,
+            )
+        if pending:
+            missing = {f: [p.object_id for p in ps] for f, ps in pending.items()}
+            raise ValueError(f"prompts on frames that were never reached (frame: object ids): {missing}")
+
+    def auto_prompts(self, image: np.ndarray, frame_number: int = 1, max_objects: int = 100) -> List[ObjectPrompt]:
+        """VIS mode (paper Sec. IV-B): the backend's automatic masks on one frame (at most ``max_objects``, best
+        first) as prompts with ids ``1..n``."""
+        masks = self.backend.generate_masks(image, max_masks=max_objects, frame_number=frame_number)
+        return [
+            ObjectPrompt(object_id=i + 1, frame_number=frame_number, mask=np.asarray(m, dtype=bool))
+            for i, m in enumerate(list(masks)[:max_objects])
+        ]
+
+    # --- stages -------------------------------------------------------------------------------------------------
+    def _start(self, state: ImageState, prompt: ObjectPrompt) -> Tuple[_Track, ObjectResult]:
+        """Initialises an object on its prompt frame (a box-only prompt gets its mask from the backend)."""
+        where = f"object {prompt.object_id} on frame {state.frame_number}"
+        h, w = state.image_size
+        iou = 1.0
+        if prompt.mask is not None:
+            mask = np.asarray(prompt.mask, dtype=bool)
+            if mask.shape != (h, w):
+                raise ValueError(f"{where}: prompt mask has shape {mask.shape} but the frame is {(h, w)}")
+        else:
+            box = torch.as_tensor(np.asarray(prompt.box, dtype=np.float32)).reshape(1, 4)
+            if not (box[0, 2] > box[0, 0] and box[0, 3] > box[0, 1]):
+                raise ValueError(f"{where}: degenerate prompt box {box[0].tolist()} (xyxy pixels)")
+            box = clip_boxes(box, (h, w))
+            dec = self._decode(state, boxes=box.to(self.backend.device), multimask=False)
+            mask = self.backend.upsample(state, dec.low_res_logits[:, 0])[0].cpu().numpy()
+            iou = float(dec.iou[0, 0])
+        box = mask_to_box(mask)
+        if box is None:
+            raise ValueError(f"{where}: the prompt mask is empty")
+        mask_t = torch.as_tensor(mask, device=self.backend.device)[None]
+        emb_mask = state.mask_to_grid(mask_t, state.embed_stride)[0]
+        template = masked_template(state.embedding, emb_mask)
+        self_score = float(template_similarity(template, state.embedding, emb_mask[None])[0])
+        track = _Track(
+            object_id=prompt.object_id,
+            label=prompt.label,
+            template=template,
+            self_score=self_score if self_score > 0 else 1.0,
+            box=box,
+            mask=mask,
+            grid_mask=state.mask_to_grid(mask_t, state.mask_stride)[0],
+            points=mask_points(mask, max(1, self.config.negative_points)),
+        )
+        result = ObjectResult(mask=mask, box=box, score=1.0, iou=iou, lost=False, label=prompt.label, is_prompt=True)
+        return track, result
+
+    def _propagate(self, state: ImageState, tracks: List[_Track], new: List[_Track]) -> Dict[int, ObjectResult]:
+        cfg = self.config
+        n = len(tracks)
+        k = cfg.negative_points
+        dev = self.backend.device
+
+        # Stage 1, one-to-many (Sec. III-B/C): prompts from the previous frame.
+        use_neg = k > 0 and cfg.negatives_in_first_stage
+        negs = [
+            negative_points([o.points[:k] for o in tracks + new if o is not t], own_mask=t.mask) if use_neg else _NO_POINTS
+            for t in tracks
+        ]
+        if cfg.prompt_type == "box":
+            prev_boxes = torch.as_tensor(np.stack([t.box for t in tracks]))
+            boxes = box_prompt_grid(prev_boxes, state.image_size, cfg.grid_size, cfg.shift_step, cfg.scales)
+            g = boxes.shape[1]
+            points, labels = pack_points([None] * (n * g), [neg for neg in negs for _ in range(g)], dev)
+            dec = self._decode(state, boxes=boxes.reshape(-1, 4).to(dev), points=points, labels=labels)
+        else:
+            g = 1
+            pos = [t.points[0] if len(t.points) else _box_centre(t.box) for t in tracks]
+            points, labels = pack_points(pos, negs, dev)
+            dec = self._decode(state, points=points, labels=labels)
+        logits = dec.low_res_logits[:, 0].reshape(n, g, *dec.low_res_logits.shape[-2:])
+        ious = dec.iou[:, 0].reshape(n, g)
+
+        # Many-to-one (Eq. 2, or predicted IoU).
+        if g == 1 or cfg.selection == "none":
+            idx = torch.zeros(n, dtype=torch.long, device=ious.device)
+            scores = ious[:, 0]
+        elif cfg.selection == "iou":
+            idx = select_candidates(ious)
+            scores = ious.gather(1, idx[:, None])[:, 0]
+        else:
+            sims = torch.stack(
+                [
+                    template_similarity(t.template, state.embedding, state.logits_to_embedding_grid(logits[i]))
+                    / t.self_score
+                    for i, t in enumerate(tracks)
+                ]
+            )
+            idx = select_candidates(sims)
+            scores = sims.gather(1, idx[:, None])[:, 0]
+        rows = torch.arange(n, device=idx.device)
+        chosen = logits[rows, idx]  # (N, h_m, w_m)
+        chosen_iou = ious[rows, idx]
+        masks = self.backend.upsample(state, chosen).cpu().numpy()
+
+        # Stage 2, point-based refinement (Sec. III-D).
+        if cfg.refine:
+            pts = [mask_points(m, max(1, k)) for m in masks]
+            todo = [i for i in range(n) if len(pts[i])]
+            if todo:
+                use_neg = k > 0 and cfg.negatives_in_refinement
+                others = [pts[j][:k] for j in range(n)] + [o.points[:k] for o in new]
+                negs = [
+                    negative_points(others[:i] + others[i + 1 :], own_mask=masks[i]) if use_neg else _NO_POINTS
+                    for i in todo
+                ]
+                points, labels = pack_points([pts[i][0] for i in todo], negs, dev)
+                dec = self._decode(state, points=points, labels=labels, multimask=True)
+                prev = torch.stack([tracks[i].grid_mask for i in todo])
+                pick = pick_multimask(dec.low_res_logits, cfg.multimask_pick, prev)
+                sel = torch.arange(len(todo), device=pick.device)
+                todo_t = torch.as_tensor(todo, device=chosen.device)
+                chosen = chosen.clone()
+                chosen[todo_t] = dec.low_res_logits[sel, pick].to(chosen.dtype)
+                chosen_iou = chosen_iou.clone()
+                chosen_iou[todo_t] = dec.iou[sel, pick].to(chosen_iou.dtype)
+                masks = self.backend.upsample(state, chosen).cpu().numpy()
+
+        results = {}
+        for i, t in enumerate(tracks):
+            results[t.object_id] = self._update(state, t, masks[i], chosen[i], float(chosen_iou[i]), float(scores[i]))
+        return results
+
+    def _update(
+        self, state: ImageState, t: _Track, mask: np.ndarray, logits: torch.Tensor, iou: float, score: float
+    ) -> ObjectResult:
+        """Applies the lost / re-acquire policy and advances the object's state."""
+        cfg = self.config
+        lost = int(mask.sum()) < cfg.min_mask_area or iou < cfg.lost_iou
+        emb_mask = None
+        if not lost and (cfg.lost_similarity > 0 or cfg.template == "update"):
+            emb_mask = state.mask_to_grid(torch.as_tensor(mask, device=self.backend.device)[None], state.embed_stride)
+            sim = float(template_similarity(t.template, state.embedding, emb_mask)[0]) / t.self_score
+            lost = cfg.lost_similarity > 0 and sim < cfg.lost_similarity
+        if lost:
+            t.lost_frames += 1
+            t.mask = np.zeros_like(mask)
+            t.points = _NO_POINTS
+            if not cfg.reacquire or (cfg.max_lost_frames is not None and t.lost_frames > cfg.max_lost_frames):
+                t.active = False
+            return ObjectResult(mask=t.mask, box=None, score=score, iou=iou, lost=True, label=t.label)
+        t.lost_frames = 0
+        t.mask = mask
+        t.box = mask_to_box(mask)
+        t.grid_mask = (logits > 0).float()
+        t.points = mask_points(mask, max(1, cfg.negative_points))
+        if cfg.template == "update":
+            t.template = _blend_template(t.template, masked_template(state.embedding, emb_mask[0]), cfg.template_momentum)
+        return ObjectResult(mask=mask, box=t.box, score=score, iou=iou, lost=False, label=t.label)
+
+    def _lost_result(self, t: _Track, image_size) -> ObjectResult:
+        return ObjectResult(
+            mask=np.zeros(image_size, dtype=bool), box=None, score=0.0, iou=0.0, lost=True, label=t.label
+        )
+
+    # --- batching -----------------------------------------------------------------------------------------------
+    def _decode(self, state, boxes=None, points=None, labels=None, multimask=False) -> Decoded:
+        """Decodes all prompts of a stage in batches of ``config.decode_batch_size`` (see :class:`SamPDConfig`)."""
+        total = (boxes if boxes is not None else points).shape[0]
+        size = self.config.decode_batch_size
+        if size is None:
+            size = self.backend.preferred_batch_size or 0
+        if size == 0 or size >= total:
+            return self.backend.decode(state, boxes, points, labels, multimask)
+        parts = [
+            self.backend.decode(
+                state,
+                None if boxes is None else boxes[i : i + size],
+                None if points is None else points[i : i + size],
+                None if labels is None else labels[i : i + size],
+                multimask,
+            )
+            for i in range(0, total, size)
+        ]
+        return Decoded(
+            low_res_logits=torch.cat([p.low_res_logits for p in parts]), iou=torch.cat([p.iou for p in parts])
+        )
+
+
+_NO_POINTS = np.zeros((0, 2), dtype=np.int64)
+
+
+def _box_centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) // 2, (box[1] + box[3]) // 2], dtype=np.int64)
+
+
+def _blend_template(old: torch.Tensor, new: Optional[torch.Tensor], momentum: float) -> torch.Tensor:
+    """Template-update extension (footnote 2 of the paper tried it): ``(1 - a) * old + a * new``, with the new
+    template resized to the old one's size."""
+    if new is None:
+        return old
+    new = F.interpolate(new[None], size=old.shape[-2:], mode="bilinear", align_corners=False)[0]
+    return (1 - momentum) * old + momentum * new

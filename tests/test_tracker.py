@@ -1,0 +1,161 @@
+"""SamPDTracker bookkeeping on an exact toy segmenter: start frames, lost / re-acquire, backward propagation,
+batched decoding and decoder-call counts, laziness, bad input."""
+
+import numpy as np
+import pytest
+
+from sampd_plugin.config import SamPDConfig
+from sampd_plugin.tracker import ObjectPrompt, SamPDTracker
+from tests.toy_backend import ToyBackend, frames_of, moving_squares
+
+
+def _prompts(id_maps, ids, frame=1):
+    return [ObjectPrompt(object_id=i, frame_number=frame, mask=id_maps[frame] == i, label=f"obj{i}") for i in ids]
+
+
+def test_full_tracker_follows_moving_objects_exactly():
+    maps = moving_squares(8)
+    results = list(SamPDTracker(ToyBackend(maps)).track(frames_of(maps), _prompts(maps, [1, 2])))
+    assert [r.frame_number for r in results] == list(range(1, 9))
+    for r in results:
+        assert set(r.objects) == {1, 2}
+        for oid, o in r.objects.items():
+            assert np.array_equal(o.mask, maps[r.frame_number] == oid), (r.frame_number, oid)
+            assert not o.lost and o.label == f"obj{oid}"
+            assert o.is_prompt == (r.frame_number == 1)
+    last = results[-1].objects[1]
+    assert last.box.tolist() == [8 + 2 * 7, 8, 8 + 2 * 7 + 12, 20]
+
+
+def test_vanilla_box_shrinks_without_refinement_but_refinement_recovers():
+    """The over-tight-box failure of Sec. III-D, reproduced by the toy segmenter, and the refinement's fix."""
+    maps = moving_squares(6, objects=((1, 4, 8, 3),))
+    run = lambda cfg: list(SamPDTracker(ToyBackend(maps), cfg).track(frames_of(maps), _prompts(maps, [1])))
+    vanilla = run(SamPDConfig.preset("box"))
+    refined = run(SamPDConfig.preset("box+refine"))
+    gt_area = (maps[6] == 1).sum()
+    assert vanilla[-1].objects[1].mask.sum() < gt_area
+    assert refined[-1].objects[1].mask.sum() == gt_area
+
+
+def test_objects_can_start_on_different_frames():
+    maps = moving_squares(6)
+    prompts = [ObjectPrompt(1, 1, mask=maps[1] == 1), ObjectPrompt(2, 4, mask=maps[4] == 2)]
+    results = list(SamPDTracker(ToyBackend(maps)).track(frames_of(maps), prompts))
+    assert [sorted(r.objects) for r in results] == [[1]] * 3 + [[1, 2]] * 3
+    assert results[3].objects[2].is_prompt and not results[4].objects[2].is_prompt
+    assert np.array_equal(results[5].objects[2].mask, maps[6] == 2)
+
+
+def test_lost_object_is_flagged_and_reacquired_with_its_last_good_box():
+    maps = moving_squares(8, objects=((1, 10, 10, 0), (2, 50, 30, 0)))
+    for f in (4, 5):  # object 2 vanishes, then comes back where it left
+        maps[f] = np.where(maps[f] == 2, 0, maps[f])
+    results = list(SamPDTracker(ToyBackend(maps)).track(frames_of(maps), _prompts(maps, [1, 2])))
+    lost = [r.objects[2].lost for r in results]
+    assert lost == [False, False, False, True, True, False, False, False]
+    for r in results[3:5]:
+        assert not r.objects[2].mask.any() and r.objects[2].box is None
+    assert np.array_equal(results[5].objects[2].mask, maps[6] == 2)
+    assert not any(r.objects[1].lost for r in results)
+
+
+def test_without_reacquire_a_lost_object_stays_lost():
+    maps = moving_squares(6, objects=((1, 10, 10, 0),))
+    maps[3] = np.zeros_like(maps[3])
+    cfg = SamPDConfig(reacquire=False)
+    results = list(SamPDTracker(ToyBackend(maps), cfg).track(frames_of(maps), _prompts(maps, [1])))
+    assert [r.objects[1].lost for r in results] == [False, False, True, True, True, True]
+    cfg = SamPDConfig(max_lost_frames=0)
+    results = list(SamPDTracker(ToyBackend(maps), cfg).track(frames_of(maps), _prompts(maps, [1])))
+    assert [r.objects[1].lost for r in results] == [False, False, True, True, True, True]
+
+
+def test_backward_propagation_from_a_key_frame():
+    maps = moving_squares(7)
+    order = [5, 4, 3, 2, 1]
+    results = list(SamPDTracker(ToyBackend(maps)).track(frames_of(maps, order), _prompts(maps, [1, 2], frame=5)))
+    assert [r.frame_number for r in results] == order
+    for r in results:
+        for oid in (1, 2):
+            assert np.array_equal(r.objects[oid].mask, maps[r.frame_number] == oid)
+
+
+@pytest.mark.parametrize("num_objects", [1, 3, 5])
+def test_unlimited_batch_decodes_every_stage_in_one_call(num_objects):
+    objs = tuple((i + 1, 2 + 14 * i, 10 + 5 * (i % 2), 1) for i in range(num_objects))
+    maps = moving_squares(4, size=(48, 96), objects=objs, side=10)
+    cfg = SamPDConfig(decode_batch_size=0)
+    results = list(SamPDTracker(ToyBackend(maps), cfg).track(frames_of(maps), _prompts(maps, range(1, num_objects + 1))))
+    assert results[0].decode_calls == 0  # prompt frame with masks: nothing to decode
+    for r in results[1:]:
+        assert r.decode_calls == 2
+        assert r.decoded_prompts == 18 * num_objects + num_objects
+
+
+def test_batch_size_splits_calls_without_changing_results():
+    maps = moving_squares(4)
+    prompts = _prompts(maps, [1, 2])
+    unlimited = list(SamPDTracker(ToyBackend(maps), SamPDConfig(decode_batch_size=0)).track(frames_of(maps), prompts))
+    batched = list(SamPDTracker(ToyBackend(maps), SamPDConfig(decode_batch_size=4)).track(frames_of(maps), prompts))
+    assert batched[1].decode_calls == 9 + 1  # ceil(36 / 4) + ceil(2 / 4)
+    # "auto" takes the backend's measured preference
+    auto = list(SamPDTracker(ToyBackend(maps, preferred_batch_size=8)).track(frames_of(maps), prompts))
+    assert auto[1].decode_calls == 5 + 1
+    for a, b in zip(unlimited, batched):
+        for oid in (1, 2):
+            assert np.array_equal(a.objects[oid].mask, b.objects[oid].mask)
+
+
+def test_box_only_prompt_gets_its_mask_from_the_backend():
+    maps = moving_squares(3)
+    box = np.array([8, 8, 20, 20], np.float32)
+    results = list(SamPDTracker(ToyBackend(maps)).track(frames_of(maps), [ObjectPrompt(1, 1, box=box)]))
+    assert results[0].decode_calls == 1
+    assert np.array_equal(results[0].objects[1].mask, maps[1] == 1)
+    assert np.array_equal(results[2].objects[1].mask, maps[3] == 1)
+
+
+def test_point_prompt_mode_propagates_points():
+    maps = moving_squares(5)
+    results = list(SamPDTracker(ToyBackend(maps), SamPDConfig.preset("point")).track(frames_of(maps), _prompts(maps, [1, 2])))
+    for r in results:
+        assert np.array_equal(r.objects[1].mask, maps[r.frame_number] == 1)
+    assert results[1].decoded_prompts == 2  # one point prompt per object, no refinement
+
+
+def test_frames_are_consumed_lazily():
+    maps = moving_squares(50)
+    consumed = []
+
+    def frames():
+        for f, img in frames_of(maps):
+            consumed.append(f)
+            yield f, img
+
+    it = SamPDTracker(ToyBackend(maps)).track(frames(), _prompts(maps, [1]))
+    next(it)
+    next(it)
+    assert consumed == [1, 2]
+
+
+def test_selection_by_iou_and_template_update_run():
+    maps = moving_squares(4)
+    for cfg in (SamPDConfig.preset("full-iou"), SamPDConfig(template="update"), SamPDConfig(lost_similarity=0.2)):
+        results = list(SamPDTracker(ToyBackend(maps), cfg).track(frames_of(maps), _prompts(maps, [1, 2])))
+        assert np.array_equal(results[-1].objects[2].mask, maps[4] == 2)
+
+
+def test_bad_prompts_are_refused_with_the_object_and_frame():
+    maps = moving_squares(3)
+    tracker = SamPDTracker(ToyBackend(maps))
+    with pytest.raises(ValueError, match="object 1 on frame 1: prompt mask has shape"):
+        list(tracker.track(frames_of(maps), [ObjectPrompt(1, 1, mask=np.ones((5, 5), bool))]))
+    with pytest.raises(ValueError, match="object 2 on frame 1: the prompt mask is empty"):
+        list(tracker.track(frames_of(maps), [ObjectPrompt(2, 1, mask=np.zeros((64, 80), bool))]))
+    with pytest.raises(ValueError, match="more than one prompt"):
+        list(tracker.track(frames_of(maps), _prompts(maps, [1]) + _prompts(maps, [1])))
+    with pytest.raises(ValueError, match="never reached"):
+        list(tracker.track(frames_of(maps), [ObjectPrompt(1, 9, mask=maps[1] == 1)]))
+    with pytest.raises(ValueError, match="neither box nor mask"):
+        list(tracker.track(frames_of(maps), [ObjectPrompt(1, 1)]))
