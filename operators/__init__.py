@@ -1,0 +1,20 @@
+"""The SAM-PD operators, one per module; ``OPERATORS`` is what the plugin's ``register(p)`` registers.
+
+Operators are thin: they build a form (``forms``), validate it through the SDK's planning functions, and call the
+SDK (``sampd_plugin.sdk``) to do the work. They write nothing themselves.
+"""
+
+import importlib.util
+import os
+import sys
+
+if importlib.util.find_spec("sampd_plugin") is None:  # a plugin checkout that is not pip-installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from .auto_track_objects import AutoTrackObjects  # noqa: E402
+from .browse_tracking_failures import BrowseTrackingFailures  # noqa: E402
+from .evaluate_tracking import EvaluateTracking  # noqa: E402
+from .repropagate_from_frame import RepropagateFromFrame  # noqa: E402
+from .track_objects import TrackObjects  # noqa: E402
+
+OPERATORS = (TrackObjects, AutoTrackObjects, RepropagateFromFrame, EvaluateTracking, BrowseTrackingFailures)

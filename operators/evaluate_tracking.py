@@ -1,0 +1,77 @@
+"""``evaluate_tracking``: DAVIS J&F of a tracked field against ground truth (``sampd_plugin.evaluate_jf``)."""
+
+import fiftyone as fo
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import forms
+
+
+class EvaluateTracking(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="evaluate_tracking",
+            label="SAM-PD: evaluate tracking (J&F)",
+            description="Score tracked masks against ground truth with DAVIS J&F; saves failure-browsing views",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if not forms.require_video(inputs, ctx):
+            return types.Property(inputs)
+        target = forms.target_input(inputs, ctx, "Evaluate")
+        fields = forms.frame_label_fields(ctx.dataset, (fo.Detections, fo.Segmentation))
+        tracked = forms.sampd_fields(ctx.dataset)
+        pred_default, gt_default = _defaults(ctx.dataset)
+        pred = inputs.enum("pred_field", fields, default=pred_default, label="Predictions",
+                           view=types.Dropdown(label="Predictions"))
+        gt = inputs.enum("gt_field", fields, default=gt_default, label="Ground truth",
+                         view=types.Dropdown(label="Ground truth"))
+        key = inputs.str("eval_key", default=forms.free_name(ctx.dataset.list_evaluations(), "jf"),
+                         label="Evaluation key")
+        inputs.bool("overwrite", default=False, label="Overwrite an existing evaluation with this key")
+        inputs.float("failure_th", default=0.5, min=0.0, max=1.0, label="Failure threshold (J)",
+                     description="frames where an object's J is below it are failures")
+        p = ctx.params
+        if len(fields) < 2:
+            forms.refuse(gt, "Evaluation needs two frame-level Detections/Segmentation fields")
+        elif (p.get("pred_field") or pred.default) == (p.get("gt_field") or gt.default):
+            forms.refuse(gt, "Predictions and ground truth are the same field")
+        k = p.get("eval_key") or key.default
+        if not k.isidentifier():
+            forms.refuse(key, f"'{k}' is not a valid evaluation key (letters, digits, '_')")
+        elif k in ctx.dataset.list_evaluations() and not p.get("overwrite"):
+            forms.refuse(key, f"Evaluation '{k}' exists: tick 'overwrite' or choose another key")
+        if len(target) == 0:
+            forms.error(inputs, "The target has no samples")
+        return types.Property(inputs, view=types.View(label="SAM-PD: evaluate tracking"))
+
+    def execute(self, ctx):
+        p = ctx.params
+        key = p.get("eval_key") or forms.free_name(ctx.dataset.list_evaluations(), "jf")
+        pred_default, gt_default = _defaults(ctx.dataset)
+        results = forms.sdk().evaluate_jf(ctx.target_view(), p.get("pred_field") or pred_default,
+                                          gt_field=p.get("gt_field") or gt_default, eval_key=key,
+                                          overwrite=bool(p.get("overwrite")),
+                                          failure_th=float(p.get("failure_th") or 0.5))
+        forms.finish(ctx)
+        res = forms.jf_summary(results, key)
+        res["views"] = [f"{key}_failures", f"{key}_first_failures", f"{key}_worst"]
+        res["message"] = (f"J&F {res['jf']:.3f} (J {res['j']:.3f}, F {res['f']:.3f}) over {res['num_objects']} "
+                          f"objects of {res['num_sequences']} videos; browse failures with 'browse_tracking_failures'"
+                          if res["jf"] is not None else "no scored objects")
+        return res
+
+    def resolve_output(self, ctx):
+        return forms.summary_outputs(ctx, "J&F evaluation")
+
+
+def _defaults(dataset):
+    """Default predictions (the first SAM-PD output field) and ground truth (``ground_truth``) fields."""
+    fields = forms.frame_label_fields(dataset, (fo.Detections, fo.Segmentation))
+    tracked = forms.sampd_fields(dataset)
+    return forms.choice(tracked[0] if tracked else "sampd", fields), forms.choice("ground_truth", fields)

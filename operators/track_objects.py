@@ -1,0 +1,106 @@
+"""``track_objects``: prompted SAM-PD tracking of the target videos (``sampd_plugin.track``)."""
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import forms
+
+
+class TrackObjects(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="track_objects",
+            label="SAM-PD: track objects",
+            description="Track and segment the prompted objects of videos with SAM-PD (prompt denoising)",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_execution_options(self, ctx):
+        return forms.execution_options(ctx)
+
+    def resolve_delegation(self, ctx):
+        return ctx.params.get("delegate", None)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        if forms.require_video(inputs, ctx):
+            target = forms.target_input(inputs, ctx, "Track objects in")
+            fields = forms.frame_label_fields(ctx.dataset)
+            prompt = inputs.enum("prompt_field", fields, default=forms.choice("ground_truth", fields),
+                                 label="Prompt field", view=types.Dropdown(label="Prompt field"),
+                                 description="frame-level Detections (with or without masks); each object (index) "
+                                             "is prompted on the frame where it first appears; never written")
+            if not fields:
+                forms.refuse(prompt, "The dataset has no frame-level Detections field to take prompts from")
+            label = inputs.str("label_field", default=forms.free_frame_field(ctx.dataset, "sampd"),
+                               label="Output field", description="frame-level Detections field to write; an "
+                               "existing SAM-PD field resumes its run (same settings) or needs 'overwrite'")
+            inputs.bool("overwrite", default=False, label="Overwrite",
+                        description="replace labels in the output field that an identical run did not write")
+            forms.model_inputs(inputs, ctx)
+            pf = ctx.params.get("prompt_field") or forms.choice("ground_truth", fields)
+            inputs.bool("evaluate", default=forms.is_ground_truth(target, pf), label="Evaluate J&F against the "
+                        "prompt field", description="when the prompt field is ground truth (annotated on every frame)")
+            forms.delegation_inputs(inputs, ctx)
+            if fields:
+                _validate(inputs, ctx, target, prompt, label)
+        return types.Property(inputs, view=types.View(label="SAM-PD: track objects"))
+
+    def execute(self, ctx):
+        kwargs = _kwargs(ctx)
+        target = ctx.target_view()
+        per_op = int(forms.param(ctx.params, "samples_per_operation", 1))
+        if ctx.delegated and per_op and len(target) > per_op:
+            queued = forms.sdk().queue_track(target, samples_per_operation=per_op,
+                                             delegation_target=ctx.delegation_target, **kwargs)
+            return dict(queued, message=f"split into {len(queued['operations'])} delegated operations of {per_op} "
+                                        f"sample(s) for the workers; {len(queued['skipped'])} finished sample(s) "
+                                        "skipped. Run 'evaluate_tracking' when they are done.")
+        summary = forms.sdk().track(target, progress=forms.progress(ctx), **kwargs)
+        jf = None
+        evaluate = forms.param(ctx.params, "evaluate", None)
+        if evaluate is None:
+            evaluate = forms.is_ground_truth(target, kwargs["prompt_field"])
+        if evaluate and summary["tracked"] + summary["skipped"]:
+            key = f"{summary['label_field']}_jf"
+            results = forms.sdk().evaluate_jf(target, summary["label_field"], gt_field=kwargs["prompt_field"],
+                                              eval_key=key, overwrite=True)
+            jf = forms.jf_summary(results, key)
+        forms.finish(ctx)
+        return forms.track_result(summary, jf)
+
+    def resolve_output(self, ctx):
+        return forms.summary_outputs(ctx, "SAM-PD tracking")
+
+
+def _kwargs(ctx):
+    params = ctx.params
+    kw = forms.common_kwargs(params)
+    default_prompt = forms.choice("ground_truth", forms.frame_label_fields(ctx.dataset))
+    kw.update(prompt_field=params.get("prompt_field") or default_prompt,
+              label_field=params.get("label_field") or forms.free_frame_field(ctx.dataset, "sampd"),
+              overwrite=bool(params.get("overwrite", False)))
+    return kw
+
+
+def _validate(inputs, ctx, target, prompt_prop, label_prop):
+    """Dry-runs the job (``sdk.plan_track``) and shows its refusals and notes in the form."""
+    kw = _kwargs(ctx)
+    try:
+        plan = forms.sdk().plan_track(target, kw["label_field"], kw["prompt_field"], kw["config"], kw["model"],
+                                      kw["checkpoint"], kw["overwrite"])
+    except ValueError as e:  # SampdInputError: names the field / sample / frame
+        prop = label_prop if "output field" in str(e) else prompt_prop
+        forms.refuse(prop, e)
+        return
+    if plan.errors:
+        forms.error(inputs, "\n".join(plan.errors[:5]), label="Invalid input: nothing will be written")
+        return
+    if ctx.dataset.has_frame_field(plan.label_field):
+        forms.warning(inputs, f"'frames.{plan.label_field}' exists: {len(plan.done)} sample(s) finished by an "
+                              f"identical run are skipped; {len(plan.clear)} sample(s) are cleared and re-tracked",
+                      "label_field_exists", label="Output field exists")
+    forms.notice(inputs, f"{len(plan.todo)} video(s) to track, {len(plan.done)} already finished", "plan")

@@ -1,0 +1,60 @@
+"""SAM-PD for FiftyOne: track and segment objects in videos with Segment Anything by prompt denoising.
+
+Public SDK (what the plugin's operators call; details in :mod:`sampd_plugin.sdk`)::
+
+    import sampd_plugin as sp
+
+    # prompts: each object's first detection (with its `index`) in frames.ground_truth
+    sp.track(dataset, prompt_field="ground_truth", label_field="sampd", model="vit_h")   # or "tiny", "synthetic"
+    sp.auto_track(dataset, label_field="sampd_auto", max_objects=100)                   # VIS mode, no prompts
+    sp.repropagate(sample, "sampd", from_frame=45, direction="forward")                 # after a correction
+    results = sp.evaluate_jf(dataset, "sampd", gt_field="ground_truth", eval_key="jf")  # DAVIS J&F run
+    results.print_report()
+
+    # scale-out: one delegated operation per sample, run by `fiftyone delegated launch` workers
+    sp.queue_track(dataset, model="vit_h", samples_per_operation=1)
+
+=================  ===================================================================================
+``track``          prompted tracking (VOS) of every video of a collection -> ``frames.<label_field>``
+``auto_track``     automatic-mask tracking (VIS): no prompts
+``repropagate``    re-run from a corrected frame, replacing only the frames after / before it
+``evaluate_jf``    J&F evaluation run (:mod:`sampd_plugin.evaluation`), failure views
+``queue_track``    the same job as delegated operations on FiftyOne's queue (GPU workers)
+``run_worker``     a ``fiftyone delegated launch`` worker loop that can exit when idle
+``plan_track``     validation / dry run: which samples a job tracks, skips, or refuses
+=================  ===================================================================================
+
+Importing this package imports neither FiftyOne nor torch: the names above are resolved on first use, so
+``import sampd_plugin.tracker`` works on a GPU machine without FiftyOne.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "track": "sampd_plugin.sdk",
+    "auto_track": "sampd_plugin.sdk",
+    "repropagate": "sampd_plugin.sdk",
+    "evaluate_jf": "sampd_plugin.sdk",
+    "queue_track": "sampd_plugin.sdk",
+    "run_worker": "sampd_plugin.sdk",
+    "plan_track": "sampd_plugin.sdk",
+    "SamPDConfig": "sampd_plugin.config",
+    "PRESETS": "sampd_plugin.config",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sampd_plugin' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,279 @@
+"""segment-anything (SAM) as a :class:`~sampd_plugin.backends.base.PromptableSegmenter`.
+
+:class:`SamBackend` wraps a ``segment_anything.modeling.Sam`` and runs exactly the steps of segment-anything's
+``SamPredictor``: ``set_image`` for :meth:`~SamBackend.encode` and ``predict_torch`` for
+:meth:`~SamBackend.decode` (paper Sec. III-A: encode a frame once, decode many prompts against it), and
+``SamAutomaticMaskGenerator`` for :meth:`~SamBackend.generate_masks` (automatic mode, Sec. IV-B).
+
+Checkpoints (official file names, download, FiftyOne zoo cache) are handled by :mod:`sampd_plugin.checkpoints`;
+:func:`sampd_plugin.checkpoints.load_sam` is the usual entry point. :mod:`sampd_plugin.backends.tiny` builds a small
+random-weight ``Sam`` that goes through this same class.
+
+Everything runs under ``torch.inference_mode``: the returned tensors are inference tensors (read them freely; copy
+with ``.clone()`` before modifying them in place outside inference mode).
+
+This module imports no FiftyOne.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from segment_anything import SamAutomaticMaskGenerator, SamPredictor
+from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from .base import Decoded, ImageState, PromptableSegmenter
+
+#: Prompts per decoder call on the CPU, measured with ``benchmarks/decoder_batch.py`` (SAM's real-width decoder of
+#: the tiny model, 2 shared CPU cores, torch 2.14.1, box prompts, multimask; ms/prompt for P = 54 | 162 prompts):
+#:
+#:     batch 1: 14.9 | 14.8    batch 2: 13.8 | 13.9    batch 4: 13.5 | 13.4    batch 8: 13.3 | 13.3
+#:     batch 16: 13.6 | 13.6   batch 32: 14.6 | 14.5   unlimited: 15.8 | 17.1
+#:
+#: The decoder repeats the (256, 64, 64) image embedding per prompt, so large batches stop fitting in cache and get
+#: slower per prompt; 8 is fastest (small batches also bound memory). CUDA: unlimited (``None``).
+CPU_PREFERRED_BATCH_SIZE = 8
+
+_HALF_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def default_device(device=None) -> torch.device:
+    """``device`` as a ``torch.device``; ``None`` picks ``cuda`` when available, else ``cpu``."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+class SamBackend(PromptableSegmenter):
+    """segment-anything's ``Sam`` behind the :class:`PromptableSegmenter` interface.
+
+    Args:
+        model: a built ``Sam`` (e.g. :func:`~sampd_plugin.backends.tiny.build_tiny_sam`); if ``None``, the official
+            ``model_type`` checkpoint is resolved and loaded with :func:`sampd_plugin.checkpoints.build_sam_model`
+        model_type: ``"vit_h"``, ``"vit_l"`` or ``"vit_b"`` (a name only, when ``model`` is given)
+        checkpoint: optional checkpoint path, only when ``model`` is ``None``
+        device: torch device; ``None`` picks ``cuda`` when available, else ``cpu``
+        half: run the image encoder under mixed precision autocast (CUDA only): ``True`` picks bfloat16 where the
+            GPU supports it, else float16; or ``"fp16"`` / ``"bf16"`` / a torch dtype. The embedding is returned
+            in float32 and the (light) prompt encoder and mask decoder always run in float32. Ignored with a warning
+            on other devices.
+        points_per_side: grid of the automatic mask generator (:meth:`generate_masks`), ``points_per_side**2``
+            point prompts
+        amg_kwargs: further ``SamAutomaticMaskGenerator`` arguments (``pred_iou_thresh``, ``stability_score_thresh``,
+            ``box_nms_thresh``, ``crop_n_layers``, ``min_mask_region_area``, ...)
+        download: with ``model=None``, whether a missing checkpoint may be downloaded
+    """
+
+    def __init__(
+        self,
+        model: Optional[Sam] = None,
+        model_type: str = "vit_h",
+        checkpoint: Optional[str] = None,
+        device=None,
+        half: Union[bool, str, torch.dtype] = False,
+        points_per_side: int = 32,
+        amg_kwargs: Optional[dict] = None,
+        download: bool = True,
+    ):
+        super().__init__()
+        if model is None:
+            from ..checkpoints import build_sam_model  # lazy: checkpoints imports this module in load_sam
+
+            model = build_sam_model(model_type, checkpoint=checkpoint, download=download)
+        elif checkpoint is not None:
+            raise ValueError("pass either a built `model` or a `checkpoint` to load, not both")
+        self.model_type = model_type
+        self.model = model.to(default_device(device)).eval()
+        self.device = self.model.device  # e.g. cuda:0 rather than cuda, as the tensors report it
+        self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
+        self.autocast_dtype = self._autocast_dtype(half)
+        self.points_per_side = int(points_per_side)
+        self.amg_kwargs = dict(amg_kwargs or {})
+        self.preferred_batch_size = CPU_PREFERRED_BATCH_SIZE if self.device.type == "cpu" else None
+
+        # grid geometry, from the model (SAM: 1024-px input, 64x64 embedding, 256x256 low-res masks)
+        img_size = self.model.image_encoder.img_size
+        emb_h, emb_w = self.model.prompt_encoder.image_embedding_size
+        if img_size % emb_h or img_size % emb_w or emb_h != emb_w:
+            raise ValueError(f"unsupported SAM geometry: {img_size}-px input, {emb_h}x{emb_w} embedding")
+        upscale = 1
+        for m in self.model.mask_decoder.output_upscaling.modules():
+            if isinstance(m, torch.nn.ConvTranspose2d):
+                upscale *= m.stride[0]
+        self.embed_stride = img_size // emb_h  # SAM: 16
+        self.mask_stride = self.embed_stride // upscale  # SAM: 16 / 4 = 4
+        self.num_multimask_outputs = self.model.mask_decoder.num_multimask_outputs
+
+    def __repr__(self):
+        half = "" if self.autocast_dtype is None else f", half={self.autocast_dtype}"
+        return f"SamBackend(model_type={self.model_type!r}, device={str(self.device)!r}{half})"
+
+    def _autocast_dtype(self, half) -> Optional[torch.dtype]:
+        if half is False or half is None:
+            return None
+        if self.device.type != "cuda":
+            warnings.warn(
+                f"half precision is only used on CUDA; running the image encoder in float32 on {self.device}",
+                stacklevel=3,
+            )
+            return None
+        if half is True:
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if isinstance(half, torch.dtype) and half in (torch.float16, torch.bfloat16):
+            return half
+        if isinstance(half, str) and half.lower() in _HALF_DTYPES:
+            return _HALF_DTYPES[half.lower()]
+        raise ValueError(f"half must be a bool, 'fp16' or 'bf16'; got {half!r}")
+
+    # --- encoding -------------------------------------------------------------------------------------------
+    def _run_image_encoder(self, transformed_image: torch.Tensor) -> torch.Tensor:
+        """``SamPredictor.set_torch_image``'s computation: ``(1, 3, h_in, w_in)`` resized image (long side
+        ``img_size``) -> ``(1, C, h_e, w_e)`` float32 features (normalise, pad, image encoder under autocast when
+        ``half``)."""
+        input_image = self.model.preprocess(transformed_image)
+        if self.autocast_dtype is None:
+            return self.model.image_encoder(input_image)
+        with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype):
+            features = self.model.image_encoder(input_image)
+        return features.float()
+
+    @torch.inference_mode()
+    def _encode(self, image: np.ndarray, frame_number: Optional[int]) -> ImageState:
+        """``SamPredictor.set_image``: resize the long side to ``img_size``, to a tensor, preprocess, encode."""
+        if self.model.image_format != "RGB":  # our images are RGB (base contract)
+            image = image[..., ::-1]
+        input_image = self.transform.apply_image(image)
+        input_image_torch = torch.as_tensor(input_image, device=self.device)
+        input_image_torch = input_image_torch.permute(2, 0, 1).contiguous()[None, :, :, :]
+        features = self._run_image_encoder(input_image_torch)
+        return ImageState(
+            embedding=features[0],
+            image_size=tuple(int(n) for n in image.shape[:2]),
+            input_size=tuple(int(n) for n in input_image_torch.shape[-2:]),
+            embed_stride=self.embed_stride,
+            mask_stride=self.mask_stride,
+            frame_number=frame_number,
+        )
+
+    # --- decoding -------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _decode(
+        self,
+        state: ImageState,
+        boxes: Optional[torch.Tensor],
+        points: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        multimask: bool,
+    ) -> Decoded:
+        """``SamPredictor.predict_torch`` for B prompts, after mapping them from image pixels to the input frame
+        with ``ResizeLongestSide`` (as ``SamPredictor.predict`` does). Label ``-1`` points get SAM's
+        "not a point" embedding."""
+        original_size = tuple(state.image_size)
+        coords_torch = labels_torch = box_torch = None
+        if points is not None:
+            coords_torch = self.transform.apply_coords_torch(
+                torch.as_tensor(points, dtype=torch.float, device=self.device), original_size
+            )
+            labels_torch = torch.as_tensor(point_labels, dtype=torch.int, device=self.device)
+        if boxes is not None:
+            box_torch = self.transform.apply_boxes_torch(
+                torch.as_tensor(boxes, dtype=torch.float, device=self.device), original_size
+            )
+        batch = (box_torch if box_torch is not None else coords_torch).shape[0]
+        k = self.num_multimask_outputs if multimask else 1
+        h_e, w_e = state.embedding.shape[-2:]
+        h_m, w_m = h_e * self.embed_stride // self.mask_stride, w_e * self.embed_stride // self.mask_stride
+        if batch == 0:
+            return Decoded(
+                low_res_logits=torch.zeros((0, k, h_m, w_m), device=self.device),
+                iou=torch.zeros((0, k), device=self.device),
+            )
+
+        sparse_embeddings, dense_embeddings = self.model.prompt_encoder(
+            points=(coords_torch, labels_torch) if coords_torch is not None else None,
+            boxes=box_torch,
+            masks=None,
+        )
+        low_res_masks, iou_predictions = self.model.mask_decoder(
+            image_embeddings=state.embedding[None].to(self.device),
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse_embeddings,
+            dense_prompt_embeddings=dense_embeddings,
+            multimask_output=multimask,
+        )
+        return Decoded(low_res_logits=low_res_masks, iou=iou_predictions)
+
+    # --- automatic mode -------------------------------------------------------------------------------------
+    def mask_generator(self, points_per_side: Optional[int] = None, **amg_kwargs) -> SamAutomaticMaskGenerator:
+        """segment-anything's ``SamAutomaticMaskGenerator`` on this backend's model, whose predictor encodes with
+        this backend (same device, ``half``) and counts encoder/decoder calls in this backend's counters."""
+        kwargs = {"points_per_batch": self.preferred_batch_size or 64, "output_mode": "binary_mask"}
+        kwargs.update(self.amg_kwargs)
+        kwargs.update(amg_kwargs)
+        generator = SamAutomaticMaskGenerator(
+            self.model, points_per_side=points_per_side or self.points_per_side, **kwargs
+        )
+        generator.predictor = _BackendPredictor(self)
+        return generator
+
+    def generate_masks(
+        self,
+        image: np.ndarray,
+        max_masks: int = 100,
+        frame_number: Optional[int] = None,
+        points_per_side: Optional[int] = None,
+        **amg_kwargs,
+    ) -> Sequence[np.ndarray]:
+        """Automatic mode (paper Sec. IV-B): SAM's automatic mask generator on one ``(H, W, 3)`` uint8 RGB image.
+
+        Returns at most ``max_masks`` ``(H, W)`` bool masks, best first (by predicted IoU, then stability score).
+        ``points_per_side`` and ``amg_kwargs`` override the constructor's settings for this call.
+        """
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} and dtype {image.dtype}"
+            )
+        generator = self.mask_generator(points_per_side=points_per_side, **amg_kwargs)
+        if generator.output_mode != "binary_mask":
+            raise ValueError("generate_masks returns binary masks; use mask_generator() for other output modes")
+        with torch.inference_mode():
+            records = generator.generate(image)
+        records.sort(key=lambda r: (r["predicted_iou"], r["stability_score"]), reverse=True)
+        return [np.asarray(r["segmentation"], dtype=bool) for r in records[: max(0, int(max_masks))]]
+
+
+class _BackendPredictor(SamPredictor):
+    """``SamPredictor`` whose image encoding goes through :meth:`SamBackend._run_image_encoder` (device, autocast)
+    and whose calls are counted in the backend's counters."""
+
+    def __init__(self, backend: SamBackend):
+        super().__init__(backend.model)
+        self.backend = backend
+
+    @torch.no_grad()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size) -> None:
+        assert (
+            len(transformed_image.shape) == 4
+            and transformed_image.shape[1] == 3
+            and max(*transformed_image.shape[2:]) == self.model.image_encoder.img_size
+        ), f"set_torch_image input must be BCHW with long side {self.model.image_encoder.img_size}."
+        self.reset_image()
+        self.original_size = original_image_size
+        self.input_size = tuple(transformed_image.shape[-2:])
+        self.features = self.backend._run_image_encoder(transformed_image)
+        self.is_image_set = True
+        self.backend.encode_calls += 1
+
+    def predict_torch(self, point_coords, point_labels, boxes=None, mask_input=None, multimask_output=True,
+                      return_logits=False):
+        batch = next(x.shape[0] for x in (point_coords, boxes, mask_input, torch.zeros(1)) if x is not None)
+        self.backend.decode_calls += 1
+        self.backend.decoded_prompts += int(batch)
+        return super().predict_torch(
+            point_coords, point_labels, boxes, mask_input, multimask_output, return_logits=return_logits
+        )

@@ -1,0 +1,443 @@
+"""J&F evaluation of tracked video objects as a FiftyOne evaluation run.
+
+Scores a frame-level ``fo.Detections`` (or ``fo.Segmentation`` label map) field against ground truth with the
+DAVIS 2017 semi-supervised protocol (Pont-Tuset et al.; measures in ``sampd_plugin.metrics``), and stores
+the run with FiftyOne's own machinery (``list_evaluations``, ``get_evaluation_info``,
+``load_evaluation_results``, ``rename_evaluation``, ``delete_evaluation`` all work; deleting removes every
+field and saved view the run wrote).
+
+Objects: a ``fo.Detection``'s ``index`` is its object id (FiftyOne's tracking-id convention); in a
+``fo.Segmentation`` the pixel value is the object id (0 background, ``void_value`` ignored, as DAVIS'
+255). A predicted detection with ``lost=True``, without a mask, or absent from a frame is an empty
+prediction. Several detections with one index on a frame are united. Objects are scored independently
+(overlapping predictions are not resolved into a label map as DAVIS PNGs would be).
+
+Protocol: annotated frames are the frames whose ground-truth field is set. An object's first frame is the
+first annotated frame where its id appears; per object, J and F statistics use the annotated frames after
+it, excluding the sequence's last annotated frame (``exclude_last=True``, DAVIS). J&F = mean of the
+objects' J-Mean and F-Mean over all objects of all sequences.
+
+Fields written for ``eval_key="jf"`` (``k`` below):
+
+- every predicted (and ground-truth, if Detections) detection on an annotated frame: ``k_J``, ``k_F``
+  (objects before their first frame, or not in the ground truth, are scored against an empty mask);
+- every annotated frame: ``k_J``, ``k_F`` (mean over the objects started by then), ``k_min_J`` (worst
+  object), ``k_first_failures`` (ids of the objects whose first failure is this frame, else None);
+- every sample: ``k_JF``, ``k_J_mean``, ``k_J_recall``, ``k_J_decay``, ``k_F_mean``, ``k_F_recall``,
+  ``k_F_decay`` (DAVIS aggregation over the sample's objects), ``k_num_lost`` (objects with an empty
+  prediction on a scored frame where the ground truth is not empty), ``k_first_failure`` (earliest frame
+  number where an object's J < ``failure_th`` after its first frame), ``k_objects`` (per-object rows, see
+  ``JFResults.per_object``);
+- saved views ``k_failures``, ``k_first_failures``, ``k_worst`` (``sampd_plugin.views``).
+"""
+import logging
+import os
+
+import cv2
+import numpy as np
+
+import fiftyone.core.evaluation as foe
+import fiftyone.core.fields as fof
+import fiftyone.core.labels as fol
+import fiftyone.core.odm as foo
+import fiftyone.core.utils as fou
+import fiftyone.core.validation as fov
+
+from . import metrics, plots, views
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_FIELDS = {"JF": fof.FloatField, "J_mean": fof.FloatField, "J_recall": fof.FloatField,
+                 "J_decay": fof.FloatField, "F_mean": fof.FloatField, "F_recall": fof.FloatField,
+                 "F_decay": fof.FloatField, "num_lost": fof.IntField, "first_failure": fof.IntField}
+FRAME_FIELDS = {"J": fof.FloatField, "F": fof.FloatField, "min_J": fof.FloatField}
+LABEL_ATTRS = ("J", "F")
+
+
+def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bound_th=0.008,
+                exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None,
+                overwrite=False, progress=None):
+    """Evaluates tracked objects with DAVIS 2017 J&F and stores the run under ``eval_key``.
+
+    Args:
+        samples: a video ``SampleCollection``.
+        pred_field, gt_field: frame-level ``fo.Detections`` or ``fo.Segmentation`` fields (``"x"`` or
+            ``"frames.x"``); any field can be scored against any other (e.g. another tracker).
+        eval_key: run key (a valid identifier); None computes results without storing anything.
+        bound_th: F boundary tolerance (fraction of the diagonal, or pixels if >= 1).
+        exclude_last: exclude each sequence's last annotated frame (DAVIS); False for YouTube-VOS style.
+        failure_th: J below which an object fails on a frame (failure views, first failure).
+        void_value: ``fo.Segmentation`` ground-truth value of void pixels (None: no void).
+        seen_categories: if given, also report YouTube-VOS seen / unseen / G (ground-truth labels are
+            the categories).
+        overwrite: replace an existing run with this key (its fields are deleted first); otherwise an
+            existing key raises ``ValueError``.
+        progress: FiftyOne progress-bar setting.
+    Returns:
+        ``JFResults``.
+    """
+    fov.validate_video_collection(samples)
+    pred_field, pred_type = _label_field(samples, pred_field)
+    gt_field, gt_type = _label_field(samples, gt_field)
+    config = JFEvaluationConfig(pred_field, gt_field, pred_type=pred_type, gt_type=gt_type,
+                                bound_th=bound_th, exclude_last=exclude_last, failure_th=failure_th,
+                                void_value=void_value, seen_categories=seen_categories)
+    method = config.build()
+    if eval_key is not None:
+        if eval_key in samples.list_evaluations() and not overwrite:
+            raise ValueError(f"Evaluation '{eval_key}' already exists on dataset "
+                             f"'{samples._root_dataset.name}'; pass overwrite=True to replace it (its fields "
+                             "are deleted first) or use another eval_key")
+        method.register_run(samples, eval_key, overwrite=overwrite)
+    results = method.evaluate_samples(samples, eval_key=eval_key, progress=progress)
+    if eval_key is not None:
+        method.save_run_results(samples, eval_key, results)
+        views.save_views(samples, eval_key, failure_th)
+    return results
+
+
+def _label_field(samples, field):
+    """``(name, "Detections" | "Segmentation")`` of a frame-level label field."""
+    name = field[len("frames."):] if field.startswith("frames.") else field
+    f = samples.get_field("frames." + name)
+    doc_type = getattr(f, "document_type", None)
+    for cls in (fol.Detections, fol.Segmentation):
+        if doc_type is not None and issubclass(doc_type, cls):
+            return name, cls.__name__
+    raise ValueError(f"'frames.{name}' must be a frame-level Detections or Segmentation field, "
+                     f"found {type(f).__name__ if f is not None else 'nothing'}")
+
+
+def paste_mask(detection, hw):
+    """Full-frame bool ``(H, W)`` mask of a ``fo.Detection`` whose ``mask`` is cropped to its relative
+    ``bounding_box`` ``[x, y, w, h]`` (FiftyOne convention, as ``fo.Detection.from_mask`` writes it).
+
+    The pixel box is ``x0 = round(x W), x1 = round((x + w) W)`` (same for y); the crop is pasted as is when
+    its shape is the box's, else resized to it (nearest); parts outside the frame are clipped; no mask ->
+    empty. (``Detection.to_segmentation`` is not used: it re-derives the box size with eta's rounding and
+    resamples the crop bilinearly, dropping a row or column of ~1 in 5 masks, which breaks exact J.)
+    """
+    out = np.zeros(hw, bool)
+    m = detection.get_mask()
+    if m is None:
+        return out
+    m = np.asarray(m)
+    m = (m[..., 0] if m.ndim == 3 else m) != 0
+    x, y, w, h = detection.bounding_box
+    x0, y0 = int(np.floor(x * hw[1] + 0.5)), int(np.floor(y * hw[0] + 0.5))
+    x1, y1 = int(np.floor((x + w) * hw[1] + 0.5)), int(np.floor((y + h) * hw[0] + 0.5))
+    if m.shape != (y1 - y0, x1 - x0) and y1 > y0 and x1 > x0:
+        m = cv2.resize(m.view(np.uint8), (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST_EXACT) > 0
+    ya, xa = max(y0, 0), max(x0, 0)
+    yb, xb = min(y0 + m.shape[0], hw[0]), min(x0 + m.shape[1], hw[1])
+    if yb > ya and xb > xa:
+        out[ya:yb, xa:xb] = m[ya - y0:yb - y0, xa - x0:xb - x0]
+    return out
+
+
+def _is_empty_prediction(det):
+    return bool(getattr(det, "lost", False)) or not det.has_mask
+
+
+def _frame_objects(label, label_type, hw, void_value=None):
+    """Objects of one frame's label -> ``(masks {id: bool mask}, detections {id: [Detection]},
+    categories {id: label}, void bool mask or None, mask shape)``; Detections are pasted at ``hw``,
+    a Segmentation keeps its own resolution (its shape is returned; ``hw`` if no mask)."""
+    masks, dets, cats = {}, {}, {}
+    if label is None:
+        return masks, dets, cats, None, hw
+    if label_type == "Segmentation":
+        seg = label.get_mask()
+        if seg is None:
+            return masks, dets, cats, None, hw
+        seg = seg[..., 0] if seg.ndim == 3 else seg
+        void = None if void_value is None else seg == void_value
+        for v in np.unique(seg):
+            if v != 0 and v != void_value:
+                masks[int(v)] = seg == v
+        return masks, dets, cats, void if void is not None and void.any() else None, seg.shape
+    for det in label.detections:
+        idx = det.index
+        if idx is None:
+            continue
+        dets.setdefault(idx, []).append(det)
+        if det.label is not None:
+            cats.setdefault(idx, det.label)
+        m = np.zeros(hw, bool) if _is_empty_prediction(det) else paste_mask(det, hw)
+        masks[idx] = masks[idx] | m if idx in masks else m
+    return masks, dets, cats, None, hw
+
+
+def _py(v):
+    """JSON/BSON-friendly scalar: None for None/NaN, Python int for integers, else Python float."""
+    if v is None:
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    return None if np.isnan(v) else float(v)
+
+
+def _stats(rows, name):
+    """``metrics.Stats`` of measure ``name`` ("J" or "F") of per-object rows (None -> NaN)."""
+    return [metrics.Stats(*(np.nan if r[f"{name}_{s}"] is None else r[f"{name}_{s}"]
+                            for s in metrics.Stats._fields)) for r in rows]
+
+
+class JFEvaluationConfig(foe.EvaluationMethodConfig):
+    """Configuration of a J&F evaluation run (arguments of ``evaluate_jf``)."""
+
+    def __init__(self, pred_field, gt_field, pred_type="Detections", gt_type="Detections", bound_th=0.008,
+                 exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None, **kwargs):
+        super().__init__(**kwargs)
+        self.pred_field, self.gt_field = pred_field, gt_field
+        self.pred_type, self.gt_type = pred_type, gt_type
+        self.bound_th, self.exclude_last, self.failure_th = bound_th, exclude_last, failure_th
+        self.void_value = void_value
+        self.seen_categories = None if seen_categories is None else sorted(seen_categories)
+
+    @property
+    def method(self):
+        return "sampd_jf"
+
+
+class JFEvaluation(foe.EvaluationMethod):
+    """The J&F evaluation run: computes the scores and owns the fields and views it writes."""
+
+    def get_fields(self, samples, eval_key):
+        c = self.config
+        fields = [f"{eval_key}_{s}" for s in (*SAMPLE_FIELDS, "objects")]
+        fields += [f"frames.{eval_key}_{s}" for s in (*FRAME_FIELDS, "first_failures")]
+        for field, typ in ((c.pred_field, c.pred_type), (c.gt_field, c.gt_type)):
+            if typ == "Detections":
+                fields += [f"frames.{field}.detections.{eval_key}_{a}" for a in LABEL_ATTRS]
+        return list(dict.fromkeys(fields))
+
+    def rename(self, samples, eval_key, new_eval_key):
+        dataset = samples._dataset
+        run_view = self.load_run_view(samples, eval_key)
+        old_s, old_f = fou.split_frame_fields(self.get_fields(dataset, eval_key))
+        new_s, new_f = fou.split_frame_fields(self.get_fields(dataset, new_eval_key))
+        dataset.rename_sample_fields({a: b for a, b in zip(old_s, new_s) if dataset.has_sample_field(a)})
+        dataset.rename_frame_fields({a: b for a, b in zip(old_f, new_f) if dataset.has_frame_field(a)})
+        views.delete_views(samples._root_dataset, eval_key)
+        views.save_views(run_view, new_eval_key, self.config.failure_th)
+
+    def cleanup(self, samples, eval_key):
+        dataset = samples._dataset
+        sample_fields, frame_fields = fou.split_frame_fields(self.get_fields(dataset, eval_key))
+        dataset.delete_frame_fields(frame_fields, error_level=1)
+        dataset.delete_sample_fields(sample_fields, error_level=1)
+        views.delete_views(samples._root_dataset, eval_key)
+
+    def evaluate_samples(self, samples, eval_key=None, progress=None):
+        """Scores every sample; writes the fields (if ``eval_key``) in bulk; returns ``JFResults``."""
+        c = self.config
+        if c.gt_type == "Detections" or c.pred_type == "Detections":
+            if len(samples.exists("metadata", False)):
+                samples.compute_metadata()
+        writes = _Writes()
+        objects, curves = [], []
+        view = samples.select_fields(["metadata", f"frames.{c.pred_field}", f"frames.{c.gt_field}"])
+        for sample in view.iter_samples(progress=progress):
+            rows, obj_curves = self._evaluate_sample(sample, writes)
+            objects += rows
+            curves += obj_curves
+        summary = {k: _py(v) for k, v in metrics.aggregate(_stats(objects, "J"), _stats(objects, "F")).items()}
+        summary.update(num_objects=len(objects), num_sequences=len({r["sample_id"] for r in objects}))
+        results = JFResults(samples, c, eval_key, summary=summary, objects=objects, curves=curves,
+                            backend=self)
+        if c.seen_categories is not None:
+            summary["youtube_vos"] = results.youtube_vos(c.seen_categories)
+        if eval_key is not None:
+            writes.save(samples._dataset, self.config, eval_key)
+        return results
+
+    def _evaluate_sample(self, sample, writes):
+        """Scores one video; returns its per-object rows and curves (fields go to ``writes``)."""
+        meta = sample.metadata
+        hw = (meta.frame_height, meta.frame_width) if meta is not None and meta.frame_height else None
+        if hw is None and "Detections" in (self.config.gt_type, self.config.pred_type):
+            raise ValueError(f"Sample {sample.id} ({sample.filepath}) has no frame size: set "
+                             "fo.VideoMetadata(frame_width=..., frame_height=...) or make the video readable")
+        frames = [(fn, fr) for fn, fr in sample.frames.items() if fr[self.config.gt_field] is not None]
+        first = self._first_frames(frames)
+        series, cats = self._score_frames(frames, first, hw, writes)
+        return self._object_rows(sample, series, first, cats, {fn: fr.id for fn, fr in frames}, writes)
+
+    def _first_frames(self, frames):
+        """``{object id: first annotated frame number where it appears in the ground truth}``."""
+        c, first = self.config, {}
+        for fn, fr in frames:
+            label = fr[c.gt_field]
+            if c.gt_type == "Detections":
+                ids = {d.index for d in label.detections if d.index is not None}
+            else:
+                seg = label.get_mask()
+                ids = set() if seg is None else {int(v) for v in np.unique(seg) if v not in (0, c.void_value)}
+            for idx in sorted(ids):
+                first.setdefault(idx, fn)
+        return first
+
+    def _score_frames(self, frames, first, hw, writes):
+        """J and F of every object on every annotated frame (one stacked call per frame). Returns
+        ``series {id: [(frame number, J, F, lost)]}`` of the started objects and ``{id: category}``."""
+        c = self.config
+        series, cats = {}, {}
+        for fn, fr in frames:
+            gt_masks, gt_dets, gt_cats, void, gt_hw = _frame_objects(fr[c.gt_field], c.gt_type, hw, c.void_value)
+            pred_masks, pred_dets, _, _, p_hw = _frame_objects(fr[c.pred_field], c.pred_type, hw or gt_hw)
+            for idx, cat in gt_cats.items():
+                cats.setdefault(idx, cat)
+            started = [i for i in first if first[i] <= fn]
+            ids = list(dict.fromkeys(started + list(pred_dets) + list(gt_dets)))
+            if not ids:
+                continue
+            empty_p, empty_g = np.zeros(p_hw or gt_hw, bool), np.zeros(gt_hw, bool)
+            p = np.stack([pred_masks.get(i, empty_p) for i in ids])
+            g = np.stack([gt_masks.get(i, empty_g) for i in ids])
+            jv = np.atleast_1d(metrics.region_similarity(p, g, void))
+            fv = np.atleast_1d(metrics.boundary_f_measure(p, g, void, c.bound_th))
+            score = {i: (float(a), float(b)) for i, a, b in zip(ids, jv, fv)}
+            for is_pred, dets in ((True, pred_dets), (False, gt_dets)):
+                writes.labels.extend((fr.id, d.id, score[i], is_pred) for i, ds in dets.items() for d in ds)
+            for i in started:
+                lost = not pred_masks.get(i, empty_p).any() and gt_masks.get(i, empty_g).any()
+                series.setdefault(i, []).append((fn, *score[i], lost))
+            if started:
+                js = [score[i][0] for i in started]
+                writes.frames[fr.id] = (float(np.mean(js)), float(np.mean([score[i][1] for i in started])),
+                                        float(min(js)))
+        return series, cats
+
+    def _object_rows(self, sample, series, first, cats, frame_ids, writes):
+        """DAVIS statistics per object (protocol frames) and per sample; first failures."""
+        c = self.config
+        rows, curves = [], []
+        sequence = os.path.splitext(os.path.basename(sample.filepath))[0]
+        for idx in sorted(series):
+            # the series runs over the annotated frames from the object's first frame to the last one
+            fns, jv, fv, lost = (np.array(a) for a in zip(*series[idx]))
+            scored = np.zeros(fns.size, bool)
+            scored[metrics.protocol_frames(fns.size, 0, c.exclude_last)] = True
+            js, fs = metrics.statistics(jv[scored]), metrics.statistics(fv[scored])
+            fail = fns[(fns > first[idx]) & (jv < c.failure_th)]
+            first_failure = int(fail[0]) if fail.size else None
+            if first_failure is not None:
+                writes.first_failures.setdefault(frame_ids[first_failure], []).append(int(idx))
+            rows.append(dict(sample_id=sample.id, sequence=sequence, index=int(idx), label=cats.get(idx),
+                             first_frame=int(first[idx]), first_failure=first_failure,
+                             num_frames=int(scored.sum()), lost_frames=int((lost & scored).sum()),
+                             JF=_py((js.mean + fs.mean) / 2),
+                             **{f"{n}_{s}": _py(getattr(st, s)) for n, st in (("J", js), ("F", fs))
+                                for s in metrics.Stats._fields}))
+            curves.append(dict(sample_id=sample.id, sequence=sequence, index=int(idx),
+                               frames=fns.tolist(), J=jv.tolist(), F=fv.tolist()))
+        if rows:
+            st = metrics.aggregate(_stats(rows, "J"), _stats(rows, "F"))
+            failures = [r["first_failure"] for r in rows if r["first_failure"] is not None]
+            writes.samples[sample.id] = dict(
+                JF=st["J&F-Mean"], J_mean=st["J-Mean"], J_recall=st["J-Recall"], J_decay=st["J-Decay"],
+                F_mean=st["F-Mean"], F_recall=st["F-Recall"], F_decay=st["F-Decay"],
+                num_lost=sum(r["lost_frames"] > 0 for r in rows),
+                first_failure=min(failures) if failures else None, objects=rows)
+        return rows, curves
+
+
+class _Writes:
+    """Values collected during evaluation, written in bulk (``set_values`` / ``set_label_values``)."""
+
+    def __init__(self):
+        self.labels = []  # (frame_id, label_id, (J, F), is_pred)
+        self.frames = {}  # frame_id -> (mean J, mean F, min J)
+        self.first_failures = {}  # frame_id -> [object ids]
+        self.samples = {}  # sample_id -> {suffix: value}
+
+    def save(self, dataset, config, k):
+        for s, ftype in SAMPLE_FIELDS.items():
+            dataset.add_sample_field(f"{k}_{s}", ftype)
+        for s, ftype in FRAME_FIELDS.items():
+            dataset.add_frame_field(f"{k}_{s}", ftype)
+        dataset.add_frame_field(f"{k}_first_failures", fof.ListField, subfield=fof.IntField)
+        for s in SAMPLE_FIELDS:
+            vals = {sid: _py(v[s]) for sid, v in self.samples.items()}
+            if vals:
+                dataset.set_values(f"{k}_{s}", vals, key_field="id")
+        if self.samples:
+            dataset.set_values(f"{k}_objects", {sid: [foo.DynamicEmbeddedDocument(**r) for r in v["objects"]]
+                                                 for sid, v in self.samples.items()},
+                               key_field="id", dynamic=True)
+        for n, s in enumerate(FRAME_FIELDS):
+            if self.frames:
+                dataset.set_values(f"frames.{k}_{s}", {fid: v[n] for fid, v in self.frames.items()},
+                                   key_field="frames.id")
+        if self.first_failures:
+            dataset.set_values(f"frames.{k}_first_failures", self.first_failures, key_field="frames.id")
+        for is_pred, field in ((True, config.pred_field), (False, config.gt_field)):
+            for n, a in enumerate(LABEL_ATTRS):
+                vals = [{"frame_id": fid, "label_id": lid, "value": v[n]}
+                        for fid, lid, v, p in self.labels if p is is_pred]
+                if vals:
+                    dataset.set_label_values(f"frames.{field}.detections.{k}_{a}", vals, dynamic=True)
+
+
+class JFResults(foe.EvaluationResults):
+    """Results of a J&F evaluation run.
+
+    Attributes:
+        summary: DAVIS global scores (``J&F-Mean, J-Mean, J-Recall, J-Decay, F-Mean, F-Recall, F-Decay``),
+            ``num_objects``, ``num_sequences`` and, if requested, ``youtube_vos``.
+        objects: per-object rows (see ``per_object``).
+        curves: per-object ``{sample_id, sequence, index, frames, J, F}`` over its annotated frames.
+    """
+
+    def __init__(self, samples, config, eval_key, summary=None, objects=None, curves=None, backend=None):
+        super().__init__(samples, config, eval_key, backend=backend)
+        self.summary = summary or {}
+        self.objects = objects or []
+        self.curves = curves or []
+
+    @classmethod
+    def _from_dict(cls, d, samples, config, eval_key):
+        return cls(samples, config, eval_key, d.get("summary"), d.get("objects"), d.get("curves"))
+
+    def get_meta(self):
+        return {k: v for k, v in self.summary.items() if not isinstance(v, dict)}
+
+    def per_object(self):
+        """Per-object rows: ``sample_id, sequence, index, label, first_frame, first_failure, num_frames``
+        (scored), ``lost_frames, JF, J_mean, J_recall, J_decay, F_mean, F_recall, F_decay``."""
+        return [dict(r) for r in self.objects]
+
+    def youtube_vos(self, seen_categories):
+        """YouTube-VOS ``G, J_seen, F_seen, J_unseen, F_unseen`` (categories = ground-truth labels)."""
+        nan = lambda v: np.nan if v is None else v  # noqa: E731
+        return {k: _py(v) for k, v in metrics.youtube_vos_summary(
+            [nan(r["J_mean"]) for r in self.objects], [nan(r["F_mean"]) for r in self.objects],
+            [r["label"] for r in self.objects], seen_categories).items()}
+
+    def print_report(self, file=None):
+        """Prints the DAVIS-style tables: global scores, then J-Mean / F-Mean per object."""
+        fmt = lambda v: "   nan" if v is None else f"{v:6.3f}"  # noqa: E731
+        cols = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
+        lines = [f"{'-' * 20} Global results ({self.key}) {'-' * 20}",
+                 " ".join(f"{c:>8}" for c in cols),
+                 " ".join(f"{fmt(self.summary.get(c)):>8}" for c in cols)]
+        yt = self.summary.get("youtube_vos")
+        if yt:
+            lines.append("YouTube-VOS: " + "  ".join(f"{k} {fmt(v)}" for k, v in yt.items()))
+        width = max([len(plots.object_name(r)) for r in self.objects] + [8])
+        lines += ["", f"{'-' * 10} Per sequence results ({self.key}) {'-' * 10}",
+                  f"{'Sequence':<{width}} {'J&F':>6} {'J-Mean':>6} {'F-Mean':>6}"]
+        lines += [f"{plots.object_name(r):<{width}} {fmt(r['JF'])} {fmt(r['J_mean'])} {fmt(r['F_mean'])}"
+                  for r in self.objects]
+        print("\n".join(lines), file=file)
+
+    def plot_j_over_time(self, sample_ids=None):
+        """Plotly figure of J per frame, one trace per object (optionally only ``sample_ids``)."""
+        keep = None if sample_ids is None else set(sample_ids)
+        return plots.plot_j_over_time([c for c in self.curves if keep is None or c["sample_id"] in keep],
+                                      title=f"J over time ({self.key})")
+
+    def plot_jf_bars(self):
+        """Plotly bar chart of J&F (with J and F) per object, worst first."""
+        return plots.plot_jf_bars(self.objects, title=f"J&F per object ({self.key})")

@@ -1,0 +1,102 @@
+"""Model names -> promptable segmenters, for the SDK and the operators.
+
+=============  ===========================================================================================
+``vit_h``      SAM ViT-H (the paper's model), ``vit_l``, ``vit_b``: :func:`sampd_plugin.checkpoints.load_sam`
+               (checkpoint: explicit path, ``$SAMPD_CHECKPOINT_DIR``, the FiftyOne zoo cache, or a download)
+``tiny``       a randomly initialised tiny SAM (:func:`sampd_plugin.backends.tiny.tiny_backend`): real code
+               path and shapes, meaningless masks (tests, CPU smoke runs); automatic masks from an 8x8 grid
+``synthetic``  :class:`sampd_plugin.backends.synthetic.SyntheticSegmenter`, built per sample from the scene of
+               a dataset made by :func:`sampd_plugin.synthetic.make_dataset` (demo, tests; not SAM)
+=============  ===========================================================================================
+
+Device: ``None`` / ``"auto"`` picks ``cuda`` when ``torch.cuda.is_available()`` (a delegated worker on a GPU
+machine uses its GPU), else ``cpu``. torch is imported only when a model is built.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+SAM_MODELS = ("vit_h", "vit_l", "vit_b")
+MODELS = SAM_MODELS + ("tiny", "synthetic")
+#: automatic-mask grid of the tiny model (its masks are meaningless; a small grid keeps the code path cheap)
+TINY_POINTS_PER_SIDE = 8
+MODEL_LABELS = {
+    "vit_h": "SAM ViT-H (paper; 2.4 GB checkpoint)",
+    "vit_l": "SAM ViT-L (1.2 GB checkpoint)",
+    "vit_b": "SAM ViT-B (375 MB checkpoint)",
+    "tiny": "tiny random SAM (code path only: masks are meaningless)",
+    "synthetic": "synthetic segmenter (generated datasets only: not SAM)",
+}
+
+
+def resolve_device(device: Optional[str] = None) -> str:
+    """``"cuda"`` / ``"cpu"`` / an explicit torch device string; ``None`` or ``"auto"``: cuda when available."""
+    if device in (None, "", "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def check_model(model: str, checkpoint: Optional[str] = None):
+    """Raises ``ValueError`` for an unknown model name or a checkpoint given for a model that takes none."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {list(MODELS)}")
+    if checkpoint and model not in SAM_MODELS:
+        raise ValueError(f"model {model!r} takes no checkpoint (got {checkpoint!r})")
+
+
+def checkpoint_status(model: str, checkpoint: Optional[str] = None) -> Optional[str]:
+    """Where the checkpoint of ``model`` will come from, in words (``None`` for models without one); never
+    downloads. Raises ``FileNotFoundError`` for an explicit path that does not exist."""
+    if model not in SAM_MODELS:
+        return None
+    from sampd_plugin import checkpoints
+
+    try:
+        return f"checkpoint: {checkpoints.resolve_checkpoint(model, checkpoint, download=False)}"
+    except checkpoints.CheckpointNotFoundError:
+        if checkpoint:
+            raise
+        info = checkpoints.checkpoint_info(model)
+        return f"checkpoint {info.filename} is not on this machine: it is downloaded on first use ({info.url})"
+
+
+class BackendCache:
+    """Builds backends by model name and keeps the last one (SAM weights are loaded once per job; the synthetic
+    segmenter is rebuilt per sample from that sample's scene)."""
+
+    def __init__(self, model: str, checkpoint: Optional[str] = None, device: Optional[str] = None):
+        check_model(model, checkpoint)
+        self.model = model
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self._backend = None
+
+    def get(self, sample=None):
+        """The backend for ``sample`` (needed by ``synthetic``)."""
+        if self.model == "synthetic":
+            from sampd_plugin.backends.synthetic import SyntheticSegmenter
+            from sampd_plugin.synthetic import dataset_scene
+
+            if sample is None:
+                raise ValueError("model 'synthetic' needs the sample whose scene it segments")
+            try:
+                scene = dataset_scene(sample)
+            except (ValueError, KeyError) as e:
+                raise ValueError(
+                    f"model 'synthetic' only segments datasets made by sampd_plugin.synthetic.make_dataset: {e}"
+                ) from e
+            return SyntheticSegmenter(scene, device=self.device)
+        if self._backend is None:
+            if self.model == "tiny":
+                from sampd_plugin.backends.tiny import tiny_backend
+
+                self._backend = tiny_backend(seed=0, device=self.device, points_per_side=TINY_POINTS_PER_SIDE)
+            else:
+                from sampd_plugin.checkpoints import load_sam
+
+                self._backend = load_sam(self.model, checkpoint=self.checkpoint, device=self.device)
+        self._backend.reset_counters()
+        return self._backend

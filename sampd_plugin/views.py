@@ -1,0 +1,42 @@
+"""Saved views for browsing J&F failures of an evaluation run (``sampd_plugin.evaluation``).
+
+Three views are saved on the dataset under names derived from the evaluation key:
+
+- ``{eval_key}_failures``: frames (``to_frames(sample_frames="dynamic")``: read from the videos on the fly,
+  no images written) where some object's J < ``failure_th``, sorted by that worst J ascending;
+- ``{eval_key}_first_failures``: the frame of each object's first failure (one jump per object);
+- ``{eval_key}_worst``: samples sorted by J&F ascending.
+"""
+from fiftyone import ViewField as F
+
+VIEW_SUFFIXES = ("failures", "first_failures", "worst")
+
+
+def view_names(eval_key):
+    """Names of the saved views of evaluation ``eval_key``."""
+    return [f"{eval_key}_{s}" for s in VIEW_SUFFIXES]
+
+
+def build_views(samples, eval_key, failure_th=0.5):
+    """``{name: view}`` of the failure-browsing views of ``eval_key`` on the collection ``samples``."""
+    frames = samples.to_frames(sample_frames="dynamic")
+    min_j = f"{eval_key}_min_J"
+    return {
+        f"{eval_key}_failures": frames.match(F(min_j) < failure_th).sort_by(min_j),
+        f"{eval_key}_first_failures": frames.exists(f"{eval_key}_first_failures"),
+        f"{eval_key}_worst": samples.exists(f"{eval_key}_JF").sort_by(f"{eval_key}_JF"),
+    }
+
+
+def save_views(samples, eval_key, failure_th=0.5):
+    """Builds and saves (overwriting) the views of ``eval_key`` on ``samples``' dataset."""
+    dataset = samples._root_dataset
+    for name, view in build_views(samples, eval_key, failure_th).items():
+        dataset.save_view(name, view, overwrite=True)
+
+
+def delete_views(dataset, eval_key):
+    """Deletes the saved views of ``eval_key`` that exist on ``dataset``."""
+    for name in view_names(eval_key):
+        if dataset.has_saved_view(name):
+            dataset.delete_saved_view(name)

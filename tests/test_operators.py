@@ -1,0 +1,231 @@
+"""Every operator through FiftyOne's operator machinery (``foo.execute_operator``), immediately and as a delegated
+operation run by a worker (FiftyOne's ``DelegatedOperationService``, the engine of ``fiftyone delegated launch``),
+and the forms' refusals (``resolve_input`` + FiftyOne's validation)."""
+
+import numpy as np
+import pytest
+
+fo = pytest.importorskip("fiftyone")
+
+import fiftyone.operators as foo  # noqa: E402
+from fiftyone.operators.delegated import DelegatedOperationService  # noqa: E402
+from fiftyone.operators.executor import ExecutionContext, ExecutionError, ExecutionRunState  # noqa: E402
+from fiftyone.operators.executor import ValidationContext  # noqa: E402
+
+import sampd_plugin as sp  # noqa: E402
+from sampd_plugin.evaluation import paste_mask  # noqa: E402
+from tests.test_sdk import check_written_fields, gt_snapshot  # noqa: E402
+
+PLUGIN = "@sampd/sampd"
+
+
+def uri(name):
+    return f"{PLUGIN}/{name}"
+
+
+def run_queue(dataset):
+    """Runs the dataset's queued delegated operations (and those they queue) like a worker; returns their docs."""
+    sp.run_worker(dataset_name=dataset.name, idle_exit_seconds=0, poll_seconds=0.1, log=False)
+    return DelegatedOperationService().list_operations(dataset_name=dataset.name)
+
+
+def form_errors(name, dataset, params, **request):
+    """Resolves an operator's form for ``params`` and returns FiftyOne's validation messages."""
+    op = foo.get_operator(uri(name))
+    ctx = ExecutionContext(request_params=dict(dataset_name=dataset.name, params=dict(params), **request))
+    inputs = op.resolve_input(ctx)
+    return [e.reason for e in ValidationContext(ctx, inputs, op).errors]
+
+
+def test_plugin_is_discovered_with_every_operator(plugin):
+    assert plugin == PLUGIN
+
+
+def test_track_objects_immediate_with_evaluation(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=5, num_objects=2)
+    gt = gt_snapshot(ds)
+    result = foo.execute_operator(uri("track_objects"), ctx=dict(dataset=ds, params=dict(model="synthetic")))
+    r = result.result
+    assert r["label_field"] == "sampd" and r["objects"] == 2 and r["frames"] == 5 and r["samples_tracked"] == 1
+    assert r["eval_key"] == "sampd_jf" and r["jf"] > 0.8  # evaluated: the prompt field is full ground truth
+    assert "objects" in r["message"] and "J&F" in r["message"]
+    assert result.executor.to_json()["requests"][-1]["operator_uri"] == "reload_dataset"
+    check_written_fields(ds, "sampd", min_mean_j=0.8)
+    assert gt_snapshot(ds) == gt
+
+
+def test_track_objects_delegated_is_split_per_sample_and_run_by_a_worker(plugin, make_synthetic):
+    """Tiny real-architecture SAM: the parent operation splits the job, a worker runs every part, progress is
+    reported to the operation document."""
+    ds = make_synthetic(num_videos=2, num_frames=3, num_objects=2)
+    queued = foo.execute_operator(uri("track_objects"),
+                                  ctx=dict(dataset=ds, params=dict(model="tiny", preset="box", device="cpu",
+                                                                   label_field="tiny")),
+                                  request_delegation=True)
+    assert queued.delegated and queued.result["run_state"] == ExecutionRunState.QUEUED
+    assert not ds.has_frame_field("tiny")  # nothing runs until a worker takes it
+    ops = {str(op.id): op for op in run_queue(ds)}
+    assert len(ops) == 3 and all(op.run_state == ExecutionRunState.COMPLETED for op in ops.values()), [
+        (op.run_state, op.result and op.result.error) for op in ops.values()]
+    parent = ops[str(queued.result["id"])]
+    children = [ops[i] for i in parent.result.result["operations"]]
+    assert sorted(sum((c.result.result["tracked"] for c in children), [])) == sorted(ds.values("id"))
+    for c in children:
+        assert c.status.label.startswith("sample 1/1 · frame") and c.status.progress == 1.0
+        fields = c.metadata["outputs_schema"]["type"]["properties"]  # the result summary form resolved
+        assert {"message", "objects", "frames", "seconds"} <= set(fields), sorted(fields)
+    check_written_fields(ds, "tiny")
+    assert {m["device"] for m in ds.values("tiny_track")} == {"cpu"}
+
+
+def test_auto_track_objects_immediate_and_delegated(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=3, num_objects=2)
+    r = foo.execute_operator(uri("auto_track_objects"),
+                             ctx=dict(dataset=ds, params=dict(model="synthetic", max_objects=2))).result
+    assert r["label_field"] == "sampd_auto" and r["objects"] == 2 and r["frames"] == 3
+    foo.execute_operator(uri("auto_track_objects"), request_delegation=True,
+                         ctx=dict(dataset=ds, params=dict(model="synthetic", max_objects=1, label_field="auto1")))
+    (op,) = run_queue(ds)
+    assert op.run_state == ExecutionRunState.COMPLETED, op.result.error
+    assert ds.count("frames.auto1.detections") == 3
+    assert ds.distinct("frames.sampd_auto.detections.index") == [1, 2]
+
+
+def test_repropagate_from_frame_immediate_and_delegated(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=6, num_objects=2)
+    sp.track(ds, model="synthetic", config="point", progress=False)
+    sample = ds.first()
+    hw = (sample.metadata.frame_height, sample.metadata.frame_width)
+    sample.frames[3]["sampd"] = sample.frames[3].ground_truth.copy()  # the correction
+    sample.save()
+    before = [str(v) for v in ds.values("frames.sampd")[0]]
+    params = dict(label_field="sampd", frame_number=3, direction="forward", object_ids="1")
+    r = foo.execute_operator(uri("repropagate_from_frame"),
+                             ctx=dict(dataset=ds, current_sample=sample.id, params=params)).result
+    assert r["frames"] == {"forward": 3} and r["objects"] == [1]
+    after = [str(v) for v in ds.values("frames.sampd")[0]]
+    assert after[:3] == before[:3] and after[3:] != before[3:]
+    sample.reload()
+    for fn in (4, 5, 6):  # object 2 kept its detections, object 1 was replaced
+        dets = {d.index: d for d in sample.frames[fn].sampd.detections}
+        assert sorted(dets) == [1, 2]
+    foo.execute_operator(uri("repropagate_from_frame"), request_delegation=True,
+                         ctx=dict(dataset=ds, selected=[sample.id],
+                                  params=dict(label_field="sampd", frame_number=3, direction="backward")))
+    (op,) = run_queue(ds)
+    assert op.run_state == ExecutionRunState.COMPLETED, op.result.error
+    assert op.result.result["frames"] == {"backward": 2}
+    final = [str(v) for v in ds.values("frames.sampd")[0]]
+    assert final[2:] == after[2:]  # frame 3 and later untouched by the backward pass
+    gt3 = {d.index: paste_mask(d, hw) for d in sample.frames[3].ground_truth.detections}
+    sample.reload()
+    assert all(np.array_equal(paste_mask(d, hw), gt3[d.index]) for d in sample.frames[3].sampd.detections)
+
+
+def test_evaluate_and_browse_failures(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=5, num_objects=2)
+    sp.track(ds, model="synthetic", config="point", progress=False)
+    r = foo.execute_operator(uri("evaluate_tracking"),
+                             ctx=dict(dataset=ds, params=dict(pred_field="sampd", gt_field="ground_truth",
+                                                              eval_key="jf"))).result
+    assert r["eval_key"] == "jf" and 0 <= r["jf"] <= 1 and r["views"][0] == "jf_failures"
+    assert ds.has_saved_view("jf_failures") and ds.has_saved_view("jf_worst")
+    result = foo.execute_operator(uri("browse_tracking_failures"),
+                                  ctx=dict(dataset=ds, params=dict(eval_key="jf", view="worst")))
+    assert result.result["view"] == "jf_worst" and result.result["count"] == 1
+    trigger = result.executor.to_json()["requests"][-1]
+    assert trigger["operator_uri"] == "set_view" and trigger["params"]["name"] == "jf_worst"
+    foo.execute_operator(uri("evaluate_tracking"), request_delegation=True,
+                         ctx=dict(dataset=ds, params=dict(pred_field="sampd", gt_field="ground_truth",
+                                                          eval_key="jf2")))
+    (op,) = run_queue(ds)
+    assert op.run_state == ExecutionRunState.COMPLETED, op.result.error
+    assert op.result.result["jf"] == pytest.approx(r["jf"])
+    assert "jf2" in ds.list_evaluations()
+
+
+def test_forms_refuse_invalid_input_with_messages_and_write_nothing(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=2, num_frames=3, num_objects=1)
+    s1, s2 = ds.values("id")
+    ok = dict(model="synthetic", prompt_field="ground_truth", label_field="out")
+    assert form_errors("track_objects", ds, ok) == []
+    # output field == prompt field, even with overwrite
+    errs = form_errors("track_objects", ds, dict(ok, label_field="ground_truth", overwrite=True))
+    assert any("is the prompt field" in e for e in errs), errs
+    # a missing checkpoint file
+    errs = form_errors("track_objects", ds, dict(ok, model="vit_b", checkpoint="/nonexistent/sam.pth"))
+    assert any("/nonexistent/sam.pth" in e and "does not exist" in e for e in errs), errs
+    # no prompts on a sample (its ground truth removed)
+    ds.select(s2).clear_frame_field("ground_truth")
+    errs = form_errors("track_objects", ds, ok)
+    assert any(f"sample {s2}" in e and "no prompts" in e for e in errs), errs
+    with pytest.raises(ExecutionError, match="no prompts"):
+        foo.execute_operator(uri("track_objects"), ctx=dict(dataset=ds, params=ok), request_delegation=True)
+    assert not ds.has_frame_field("out")
+    assert DelegatedOperationService().list_operations(dataset_name=ds.name) == []  # nothing was queued
+    # the selected sample alone is fine
+    assert form_errors("track_objects", ds, dict(ok, view_target="SELECTED_SAMPLES"), selected=[s1]) == []
+    # existing labels from another run need overwrite
+    sp.track(ds.select(s1), model="synthetic", label_field="out", progress=False)
+    errs = form_errors("track_objects", ds, dict(ok, preset="box"), selected=[s1], view_target="SELECTED_SAMPLES")
+    assert any("overwrite" in e for e in errs), errs
+    # evaluation: same field twice, existing key
+    assert any("same field" in e for e in form_errors("evaluate_tracking", ds, dict(pred_field="ground_truth",
+                                                                                   gt_field="ground_truth")))
+    sp.evaluate_jf(ds.select(s1), "out", eval_key="jf")
+    errs = form_errors("evaluate_tracking", ds, dict(pred_field="out", gt_field="ground_truth", eval_key="jf"))
+    assert any("Evaluation 'jf' exists" in e for e in errs), errs
+    # repropagation needs one sample and a SAM-PD field
+    errs = form_errors("repropagate_from_frame", ds, dict(label_field="out", frame_number=2))
+    assert any("Open a video" in e for e in errs), errs
+    errs = form_errors("repropagate_from_frame", ds, dict(label_field="out", frame_number=9), current_sample=s1)
+    assert any("frame 9 is outside the video" in e for e in errs), errs
+    # not a video dataset
+    images = fo.Dataset()
+    try:
+        images.add_sample(fo.Sample(filepath="/nonexistent/image.png"))
+        for name in ("track_objects", "auto_track_objects", "evaluate_tracking", "browse_tracking_failures"):
+            errs = form_errors(name, images, {})
+            assert any("SAM-PD tracks videos" in e for e in errs), (name, errs)
+    finally:
+        images.delete()
+
+
+def test_browse_without_evaluation_is_refused(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
+    errs = form_errors("browse_tracking_failures", ds, {})
+    assert any("run 'evaluate_tracking' first" in e for e in errs), errs
+
+
+def test_execution_options_default_to_delegated_for_several_samples(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=2, num_frames=2, num_objects=1)
+    op = foo.get_operator(uri("track_objects"))
+    ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params={}))
+    options = op.resolve_execution_options(ctx)
+    assert options.allow_immediate_execution and options.allow_delegated_execution
+    assert options.default_choice_to_delegated
+
+
+def test_forms_serialize_with_defaults_drawn_from_the_dataset(plugin, make_synthetic):
+    from sampd_plugin.config import PRESETS
+
+    ds = make_synthetic(num_videos=2, num_frames=3, num_objects=1)
+    sp.track(ds, model="synthetic", progress=False)
+    sample_id = ds.first().id
+    defaults = {}
+    for name in ("track_objects", "auto_track_objects", "repropagate_from_frame", "evaluate_tracking",
+                 "browse_tracking_failures"):
+        ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params={}, current_sample=sample_id,
+                                                   selected=[sample_id], view=ds.limit(1)._serialize()))
+        form = foo.get_operator(uri(name)).resolve_type(ctx, "inputs").to_json()  # what the App receives
+        defaults[name] = {k: v["default"] for k, v in form["type"]["properties"].items()}
+        if name == "track_objects":
+            presets = form["type"]["properties"]["preset"]["type"]["values"]
+            assert presets == list(PRESETS)
+            assert form["type"]["properties"]["view_target"]["type"]["values"]  # dataset / view / selection
+    track = defaults["track_objects"]
+    assert track["prompt_field"] == "ground_truth" and track["label_field"] == "sampd_2"  # 'sampd' exists
+    assert (track["model"], track["preset"], track["device"], track["evaluate"]) == ("vit_h", "full", "auto", True)
+    assert defaults["repropagate_from_frame"]["label_field"] == "sampd"
+    assert defaults["evaluate_tracking"]["pred_field"] == "sampd"
+    assert defaults["evaluate_tracking"]["gt_field"] == "ground_truth"
