@@ -72,6 +72,13 @@ system-deps:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg </dev/null; \
 	fi
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "ERROR: Python >= 3.10 is required (3.11 is tested); set PYTHON=/path/to/python3.11")'
+	@if [ ! -x $(VPY) ] && ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "ERROR: $(PYTHON) cannot create virtual envs: install the python3-venv package and retry." >&2; exit 1; \
+	  fi; \
+	  echo ">> installing python3-venv (apt-get)"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv </dev/null; \
+	fi
 
 $(STAMP): requirements.txt pyproject.toml .ci/check_env.py | system-deps
 	@if [ ! -x $(VPY) ]; then echo ">> creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); fi

@@ -1,6 +1,7 @@
 """Decoder batch size: ms per prompt of SAM's mask decoder when P prompts are decoded in batches of b.
 
-    python benchmarks/decoder_batch.py [--prompts 54 162] [--batches 1 2 4 8 16 32 0] [--repeats 2] [--multimask] [--device cpu]
+    python benchmarks/decoder_batch.py [--prompts 54 162] [--batches 1 2 4 8 16 32 0] [--repeats 2] [--multimask]
+        [--clock wall|cpu] [--threads N] [--device cpu]
 
 Uses the tiny random-weight SAM (sampd_plugin.backends.tiny), whose prompt encoder and mask decoder are SAM's real
 ones at real width (256), through SamBackend.decode: the same code path as a real checkpoint. P = 54 is a typical
@@ -33,18 +34,23 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def time_decode(backend, state, boxes, batch, multimask):
-    """Seconds to decode all ``boxes`` in chunks of ``batch`` (0: one call)."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_decode(backend, state, boxes, batch, multimask, clock="wall"):
+    """Seconds (``clock``: wall, or this process's CPU time) to decode all ``boxes`` in chunks of ``batch``
+    (0: one call)."""
+    now = CLOCKS[clock]
     size = batch or boxes.shape[0]
     sync(backend.device)
-    t = time.perf_counter()
+    t = now()
     for i in range(0, boxes.shape[0], size):
         backend.decode(state, boxes=boxes[i : i + size], multimask=multimask)
     sync(backend.device)
-    return time.perf_counter() - t
+    return now() - t
 
 
-def run(device, prompts, batches, repeats, multimask, height, width):
+def run(device, prompts, batches, repeats, multimask, height, width, clock="wall"):
     backend = tiny_backend(seed=0, device=device)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -55,7 +61,7 @@ def run(device, prompts, batches, repeats, multimask, height, width):
     sync(backend.device)
     print(f"\n== {backend.device}: tiny SAM, {height}x{width} frame encoded in {1e3 * (time.perf_counter() - t):.0f} ms, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"multimask={multimask}, best of {repeats}")
+          f"multimask={multimask}, {clock} clock, best of {repeats} rounds")
     time_decode(backend, state, random_boxes(rng, 8, height, width), 8, multimask)  # warm-up
     boxes = {p: random_boxes(np.random.default_rng(p), p, height, width) for p in prompts}
     # round-robin over the batch sizes, best of `repeats` rounds: load from other processes hits all sizes alike
@@ -63,7 +69,7 @@ def run(device, prompts, batches, repeats, multimask, height, width):
     for r in range(repeats):
         for b in batches:
             for j, p in enumerate(prompts):
-                ms = 1e3 * time_decode(backend, state, boxes[p], b, multimask) / p
+                ms = 1e3 * time_decode(backend, state, boxes[p], b, multimask, clock) / p
                 table[b][j] = min(table[b][j], ms)
         print(f"round {r + 1}/{repeats} done", flush=True)
     print("batch".rjust(10) + "".join(f"P={p}".rjust(14) for p in prompts) + "   (ms/prompt)")
@@ -84,11 +90,18 @@ def main():
     p.add_argument("--multimask", action="store_true", help="3 masks per prompt (refinement stage) instead of 1")
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=854)
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="cpu: this process's CPU time, robust to other processes on a shared machine (use with "
+                        "--threads 1; with several threads it counts spin-waiting)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu, and cuda when available)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for d in devices:
-        run(torch.device(d), args.prompts, args.batches, args.repeats, args.multimask, args.height, args.width)
+        run(torch.device(d), args.prompts, args.batches, args.repeats, args.multimask, args.height, args.width,
+            "wall" if d == "cuda" else args.clock)
 
 
 if __name__ == "__main__":

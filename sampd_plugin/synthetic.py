@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import os
 import subprocess
+import uuid
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -219,11 +220,11 @@ class SyntheticScene:
         self._bg_tint = np.array(colorsys.hsv_to_rgb((hue + 0.5) % 1, 1.0, 1.0)) - 0.5
         # luminance gratings (3) and one tint grating: (kx, ky, phase, amplitude), k in radians per pixel
         gratings = []
-        for i in range(4):
+        for amplitude in (0.09, 0.06, 0.05, 0.08):
             period = rng.uniform(0.08, 0.35) * s
             theta = rng.uniform(0, np.pi)
             k = 2 * np.pi / period
-            gratings.append((k * np.cos(theta), k * np.sin(theta), rng.uniform(0, 2 * np.pi), (0.09, 0.06, 0.05, 0.08)[i]))
+            gratings.append((k * np.cos(theta), k * np.sin(theta), rng.uniform(0, 2 * np.pi), amplitude))
         self._bg_gratings = gratings
         self._bg_noise = rng.uniform(-0.06, 0.06, size=(32, 32)).astype(np.float32)
         speed = rng.uniform(0.15, 0.5)  # pixels per frame: a slow pan
@@ -255,7 +256,8 @@ class SyntheticScene:
                 if shape == "ellipse":
                     params = (rng.uniform(1.4, 2.2),)
                 elif shape == "blob":
-                    params = tuple(rng.uniform(0.05, 0.13, 3) * rng.choice([-1, 1], 3)) + tuple(rng.uniform(0, 2 * np.pi, 3))
+                    amps = rng.uniform(0.05, 0.13, 3) * rng.choice([-1, 1], 3)
+                    params = tuple(amps) + tuple(rng.uniform(0, 2 * np.pi, 3))
                 elif shape == "polygon":
                     params = (float(rng.choice([3, 5, 6])),)
                 else:
@@ -543,6 +545,7 @@ def write_video(scene: SyntheticScene, path: str, fps: float = 24.0, crf: int = 
     """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     h, w = scene.height, scene.width
+    tmp = f"{path}.{os.getpid()}.part"
     # yuv420p (what browsers, hence the FiftyOne App, play) needs even sides; odd sides keep their exact size in
     # yuv444p instead
     pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
@@ -552,7 +555,7 @@ def write_video(scene: SyntheticScene, path: str, fps: float = 24.0, crf: int = 
         "ffmpeg", "-y", "-loglevel", "error",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
         "-c:v", "libx264", "-preset", "medium", "-crf", str(int(crf)), "-pix_fmt", pix_fmt,
-        "-movflags", "+faststart", path,
+        "-movflags", "+faststart", "-f", "mp4", tmp,
     ]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -563,7 +566,10 @@ def write_video(scene: SyntheticScene, path: str, fps: float = 24.0, crf: int = 
         pass
     err = proc.stderr.read().decode(errors="replace")
     if proc.wait() != 0:
+        if os.path.exists(tmp):
+            os.remove(tmp)
         raise RuntimeError(f"ffmpeg failed writing {path}: {err.strip()}")
+    os.replace(tmp, path)  # readers of an existing file never see a partial one
     return path
 
 
@@ -606,7 +612,7 @@ def make_dataset(
     Labels are written in bulk (one ``set_values`` call per video and chunk of 256 frames).
 
     Args:
-        name: dataset name; ``None`` makes a fresh uniquely named dataset
+        name: dataset name; ``None`` makes a fresh, uniquely named ``sampd-synthetic-...`` dataset
         overwrite: delete an existing dataset called ``name`` first (else a ``ValueError`` is raised)
         persistent: make the dataset persistent
 
@@ -622,7 +628,7 @@ def make_dataset(
         fo.delete_dataset(name)
     if output_dir is None:
         output_dir = _default_output_dir(num_frames, num_objects, height, width, start_frames)
-    dataset = fo.Dataset(name) if name is not None else fo.Dataset()
+    dataset = fo.Dataset(name if name is not None else f"sampd-synthetic-{uuid.uuid4().hex[:12]}")
     dataset.persistent = persistent
     dataset.tags = ["synthetic"]
     dataset.info["synthetic"] = dict(

@@ -52,7 +52,7 @@ def cases(scene, states, min_area=400):
 def test_geometry_and_shapes(scene, seg, states):
     st = states[1]
     assert st.image_size == (H, W) and st.input_size == (192, 256)
-    assert st.embedding.shape == (12, 64, 64) and st.embedding.dtype == torch.float32
+    assert st.embedding.shape == (8, 64, 64) and st.embedding.dtype == torch.float32
     assert st.embed_stride == 4 and st.mask_stride == 2 and st.frame_number == 1
     assert seg.preferred_batch_size is None
     boxes = torch.tensor([[10.0, 20, 80, 90], [100, 50, 200, 150]])
@@ -95,8 +95,9 @@ def test_exact_box_gives_high_iou(scene, seg, states):
         preds.append(float(d.iou[0, 0]))
     ious = np.array(ious)
     assert len(ious) >= 20 and confused <= 0.1 * len(ious)
-    # near-exact, except when the box also encloses most of a neighbour (SAM then sometimes merges the two)
-    assert np.median(ious) > 0.94 and np.mean(ious > 0.85) > 0.9 and ious.mean() > 0.9
+    # near-exact, except when the box also encloses most of a neighbour (SAM then sometimes merges the two) and
+    # for SAM's occasional instability
+    assert np.median(ious) > 0.94 and np.mean(ious > 0.85) > 0.85
     assert np.mean(preds) > 0.85
 
 
@@ -113,15 +114,15 @@ def _scale(box, s):
 
 
 def test_iou_degrades_as_the_box_shifts(scene, seg, states):
-    means = []
-    for f in (0.0, 0.15, 0.3, 0.5):
-        vals = []
-        for st, oid, m in cases(scene, states):
-            box = mask_box(m)
-            for sx, sy in ((f, 0), (-f, 0), (0, f), (0, -f)):
-                masks, _ = decode_masks(seg, st, boxes=[_shift(box, sx, sy)])
-                vals.append(iou(masks[0, 0], m))
-        means.append(np.mean(vals))
+    shifts = (0.0, 0.15, 0.3, 0.5)
+    vals = {f: [] for f in shifts}
+    for st, oid, m in cases(scene, states):
+        box = mask_box(m)
+        prompts = [(f, _shift(box, sx, sy)) for f in shifts for sx, sy in ((f, 0), (-f, 0), (0, f), (0, -f))]
+        masks, _ = decode_masks(seg, st, boxes=[b for _, b in prompts])
+        for k, (f, _) in enumerate(prompts):
+            vals[f].append(iou(masks[k, 0], m))
+    means = [np.mean(vals[f]) for f in shifts]
     assert all(a >= b - 0.01 for a, b in zip(means, means[1:])), means
     assert means[0] - means[-1] > 0.25, means
 
@@ -147,11 +148,9 @@ def test_loose_box_leaks(scene, seg, states):
     leak, exact_leak = [], []
     for st, oid, m in cases(scene, states):
         box = mask_box(m)
-        for s in (1.6, 1.9):
-            masks, _ = decode_masks(seg, st, boxes=[_scale(box, s)])
-            leak.append((masks[0, 0] & ~m).sum() / m.sum())
-        masks, _ = decode_masks(seg, st, boxes=[box])
-        exact_leak.append((masks[0, 0] & ~m).sum() / m.sum())
+        masks, _ = decode_masks(seg, st, boxes=[_scale(box, 1.6), _scale(box, 1.9), box])
+        leak += [(masks[k, 0] & ~m).sum() / m.sum() for k in (0, 1)]
+        exact_leak.append((masks[2, 0] & ~m).sum() / m.sum())
     leak = np.array(leak)
     assert (leak > 0.1).mean() > 0.2  # a loose box often leaks into background / neighbours
     assert leak.mean() > 3 * np.mean(exact_leak) + 0.02
@@ -210,9 +209,9 @@ def test_single_point_is_ambiguous(scene, seg, states):
 
     fracs = []
     for st, oid, m in cases(scene, states):
-        for p in mask_points(m, 3):
-            masks, _ = decode_masks(seg, st, points=[[list(p)]], labels=[[1]])
-            fracs.append((masks[0, 0] & m).sum() / m.sum())
+        pts = mask_points(m, 3)
+        masks, _ = decode_masks(seg, st, points=[[list(p)] for p in pts], labels=[[1]] * len(pts))
+        fracs += [(masks[k, 0] & m).sum() / m.sum() for k in range(len(pts))]
     fracs = np.array(fracs)
     assert (fracs > 0.9).mean() > 0.25 and (fracs < 0.7).mean() > 0.25
 
@@ -265,10 +264,10 @@ def test_predicted_iou_is_informative(scene, seg, states):
     pred, true = [], []
     for st, oid, m in cases(scene, states):
         box = mask_box(m)
-        for tf in (_scale(box, 0.5), _scale(box, 0.8), box, _shift(box, 0.3), _scale(box, 1.8)):
-            masks, d = decode_masks(seg, st, boxes=[tf])
-            pred.append(float(d.iou[0, 0]))
-            true.append(iou(masks[0, 0], m))
+        boxes = [_scale(box, 0.5), _scale(box, 0.8), box, _shift(box, 0.3), _scale(box, 1.8)]
+        masks, d = decode_masks(seg, st, boxes=boxes)
+        pred += d.iou[:, 0].tolist()
+        true += [iou(masks[k, 0], m) for k in range(len(boxes))]
     assert np.corrcoef(pred, true)[0, 1] > 0.5
 
 
@@ -294,7 +293,7 @@ def test_embedding_comes_from_pixels_only():
     img = np.zeros((64, 64, 3), np.uint8)
     img[16:48, 16:48] = (255, 0, 0)
     f = image_features(img, 4, 64)
-    assert f.shape == (12, 16, 16)
+    assert f.shape == (8, 16, 16)
     inside, outside = f[:, 8, 8], f[:, 1, 1]
     assert float(inside @ outside) < 0
     f2 = image_features(img[::-1].copy(), 4, 64)
@@ -338,9 +337,28 @@ def test_decoding_54_prompts_is_fast(scene, seg, states):
     assert per_call < 1.0  # ~10 ms on one idle CPU core; a loose bound for loaded, shared CI machines
 
 
+def test_box_instability_is_rare_confident_and_prompt_specific(scene, seg, states):
+    """Now and then one box segments something else (SAM's instability, paper Sec. III-C); its neighbours don't."""
+    glitches = total = 0
+    for st, oid, m in cases(scene, states):
+        box = np.asarray(mask_box(m))
+        x0, y0, x1, y1 = (int(v) for v in box)
+        counts = np.bincount(scene.render_ids(st.frame_number)[y0:y1, x0:x1].ravel(), minlength=4)
+        if counts[1:].argmax() + 1 != oid:
+            continue  # an occluder dominates the box: not an instability
+        boxes = [box + [dx, dy, dx, dy] for dx in (-2, -1, 0, 1, 2) for dy in (-2, -1, 0, 1, 2)]
+        masks, d = decode_masks(seg, st, boxes=boxes)
+        for k in range(len(boxes)):
+            total += 1
+            if (masks[k, 0] & m).sum() < 0.2 * masks[k, 0].sum():  # mostly something else
+                glitches += 1
+                assert float(d.iou[k, 0]) > 0.7  # confident all the same
+    assert 0 < glitches < 0.06 * total
+
+
 def test_realism_knobs_change_behaviour(scene, states):
     """A perfectly tolerant segmenter recovers parts outside an over-tight box."""
-    tolerant = SyntheticSegmenter(scene, realism=Realism(recover_tolerance=(100.0, 100.0)))
+    tolerant = SyntheticSegmenter(scene, realism=Realism(recover_tolerance=(100.0, 100.0), box_instability=0.0))
     st = states[1]
     for oid, m in scene.visible_masks(1).items():
         masks, _ = decode_masks(tolerant, st, boxes=[_scale(mask_box(m), 0.8)])

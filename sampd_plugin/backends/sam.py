@@ -28,15 +28,19 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from .base import Decoded, ImageState, PromptableSegmenter
 
-#: Prompts per decoder call on the CPU, measured with ``benchmarks/decoder_batch.py`` (SAM's real-width decoder of
-#: the tiny model, 2 shared CPU cores, torch 2.14.1, box prompts, multimask; ms/prompt for P = 54 | 162 prompts):
+#: Prompts per decoder call on the CPU, measured with ``python benchmarks/decoder_batch.py --repeats 2 --clock cpu
+#: --threads 1`` (SAM's real-width decoder of the tiny model, box prompts, single mask, 480x854 frame; torch 2.14.1;
+#: a 2-core machine shared with other jobs, hence CPU time per process rather than wall time). ms/prompt,
+#: best of 2 rounds, for P = 54 | 162 prompts decoded in batches of b:
 #:
-#:     batch 1: 14.9 | 14.8    batch 2: 13.8 | 13.9    batch 4: 13.5 | 13.4    batch 8: 13.3 | 13.3
-#:     batch 16: 13.6 | 13.6   batch 32: 14.6 | 14.5   unlimited: 15.8 | 17.1
+#:     b = 1: 253 | 255    2: 261 | 261    4: 250 | 257    8: 269 | 269    16: 290 | 298    32: 306 | 301
+#:     unlimited (one call): 317 | 391
 #:
-#: The decoder repeats the (256, 64, 64) image embedding per prompt, so large batches stop fitting in cache and get
-#: slower per prompt; 8 is fastest (small batches also bound memory). CUDA: unlimited (``None``).
-CPU_PREFERRED_BATCH_SIZE = 8
+#: The mask decoder repeats the (256, 64, 64) image embedding and its positional encoding per prompt, so big batches
+#: leave the cache and cost more per prompt (+25 % at 54, +55 % at 162 in one call); b = 1..4 are equal within noise
+#: and 4 measured fastest (mean 253 ms), with a quarter of the calls of b = 1 and bounded memory.
+#: CUDA: unlimited (``None``).
+CPU_PREFERRED_BATCH_SIZE = 4
 
 _HALF_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -238,6 +242,8 @@ class SamBackend(PromptableSegmenter):
             raise ValueError(
                 f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} and dtype {image.dtype}"
             )
+        if max_masks <= 0:
+            return []
         generator = self.mask_generator(points_per_side=points_per_side, **amg_kwargs)
         if generator.output_mode != "binary_mask":
             raise ValueError("generate_masks returns binary masks; use mask_generator() for other output modes")

@@ -118,7 +118,7 @@ class _FrameTruth:
     """Ground truth of one frame on the low-resolution mask grid (index 0 = background, 1..N = objects)."""
 
     gid: torch.Tensor  # (S, S) int64 owner of each cell; -1 = padding
-    sat: torch.Tensor  # (N+1, S+1, S+1) float64 integral images of each owner's cells
+    sat: torch.Tensor  # (N+1, S+1, S+1) float32 integral images of each owner's cells
     area: torch.Tensor  # (N+1,) cells
     bbox: torch.Tensor  # (N+1, 4) x0, y0, x1, y1 (exclusive) cells; zeros when absent
     centroid: torch.Tensor  # (N+1, 2) x, y (cell units)
@@ -192,17 +192,17 @@ class SyntheticSegmenter(PromptableSegmenter):
             return self._truth_cache[frame_number]
         scene = self.scene
         n = scene.num_objects
+        owners = torch.arange(n + 1, device=self.device)
         ids = torch.as_tensor(scene.render_ids(frame_number), device=self.device)
-        onehot = F.one_hot(ids.long(), n + 1).permute(2, 0, 1)  # (N+1, H, W)
-        frac = state.mask_to_grid(onehot.bool(), self.mask_stride)  # (N+1, S, S)
+        frac = state.mask_to_grid(ids[None] == owners[:, None, None], self.mask_stride)  # (N+1, S, S)
         side = frac.shape[-1]
         hv, wv = (-(-v // self.mask_stride) for v in state.input_size)
         gid = frac.argmax(0)
         gid[hv:, :] = -1
         gid[:, wv:] = -1
-        own = F.one_hot(gid.clamp(min=0), n + 1).permute(2, 0, 1).bool() & (gid >= 0)[None]
-        sat = torch.zeros((n + 1, side + 1, side + 1), dtype=torch.float64, device=self.device)
-        sat[:, 1:, 1:] = own.double().cumsum(1).cumsum(2)
+        own = gid[None] == owners[:, None, None]  # (N+1, S, S); padding (-1) belongs to nobody
+        sat = torch.zeros((n + 1, side + 1, side + 1), dtype=torch.float32, device=self.device)
+        sat[:, 1:, 1:] = own.float().cumsum(1).cumsum(2)  # exact: counts stay far below 2^24
         area = own.flatten(1).sum(1)
         ys = torch.arange(side, device=self.device)
         rows, cols = own.any(2), own.any(1)  # (N+1, S)
@@ -240,33 +240,30 @@ class SyntheticSegmenter(PromptableSegmenter):
         spacing = self.realism.stuff_size * max(scene.height, scene.width)
         dx, dy = scene.background_offset(frame_number)
         sx, sy = state.scale_xy.tolist()
-        cc = (torch.arange(side, dtype=torch.float64) + 0.5) * self.mask_stride
-        u = (cc / sx - dx) / spacing  # lattice coordinates of the cell centres (x)
+        cc = (torch.arange(side, dtype=torch.float32) + 0.5) * self.mask_stride
+        u = (cc / sx - dx) / spacing  # lattice coordinates of the cell centres: x (columns), y (rows)
         v = (cc / sy - dy) / spacing
         iu, iv = u.floor().long(), v.floor().long()
         i0, k0 = int(iu.min()) - 1, int(iv.min()) - 1
         ni, nk = int(iu.max()) - i0 + 2, int(iv.max()) - k0 + 2
         lattice = np.array([[scene.seed, i, k, 0x57F] for i in range(i0, i0 + ni) for k in range(k0, k0 + nk)])
-        jit = (0.15 + 0.7 * _uniforms(lattice, 2).double()).view(ni, nk, 2)
-        best_d = torch.full((side, side), float("inf"), dtype=torch.float64)
+        jit = (0.15 + 0.7 * _uniforms(lattice, 2)).view(ni, nk, 2)
+        best_d = torch.full((side, side), float("inf"))
         best = torch.zeros((side, side), dtype=torch.long)
         for di in (-1, 0, 1):
+            ci = iu + di - i0  # (S_x,) lattice column of this candidate
             for dk in (-1, 0, 1):
-                li = (iu + di)[None, :].expand(side, -1)  # (S_y, S_x)
-                lk = (iv + dk)[:, None].expand(-1, side)
-                j = jit[li - i0, lk - k0]
-                d = (li + j[..., 0] - u[None]) ** 2 + (lk + j[..., 1] - v[:, None]) ** 2
+                ck = iv + dk - k0  # (S_y,)
+                j = jit[ci[None, :], ck[:, None]]  # (S_y, S_x, 2)
+                d = (ci[None, :] + i0 + j[..., 0] - u[None]) ** 2 + (ck[:, None] + k0 + j[..., 1] - v[:, None]) ** 2
                 closer = d < best_d
                 best_d = torch.where(closer, d, best_d)
-                best = torch.where(closer, (li - i0) * nk + (lk - k0) + 1, best)
+                best = torch.where(closer, ci[None, :] * nk + ck[:, None] + 1, best)
         return best.to(self.device)
 
     def _stuff_cells(self) -> float:
-        """Background segment spacing in mask cells."""
-        sc = self.scene
-        return self.realism.stuff_size * max(sc.height, sc.width) * (self.input_size / max(sc.height, sc.width)) / (
-            self.mask_stride
-        )
+        """Background segment spacing in mask cells (the image's longest side spans ``input_size`` input px)."""
+        return self.realism.stuff_size * self.input_size / self.mask_stride
 
     # --- decoding -------------------------------------------------------------------------------------------
     def _decode(self, state, boxes, points, point_labels, multimask) -> Decoded:
@@ -319,7 +316,8 @@ class SyntheticSegmenter(PromptableSegmenter):
         return Decoded(low_res_logits=win.paste(masks), iou=iou)
 
     def _box_masks(self, truth, state, boxes, pts, lab, pid, neg, pos, uni):
-        """Box prompts (with optional points): ``(masks (B, h, w) in the window, target (B,), is_bg (B,), window)``."""
+        """Box prompts (with optional points): ``(masks (B, h, w) in the window, target (B,) (0 = background),
+        is_bg (B,), window, glitch (B,))``."""
         r = self.realism
         dev = self.device
         b = boxes.shape[0]
@@ -361,9 +359,8 @@ class SyntheticSegmenter(PromptableSegmenter):
         reach = 1.6 * self._stuff_cells()  # a background segment lies within this of a point inside it
         around = torch.stack([bcx - reach, bcy - reach, bcx + reach, bcy + reach], 1)
         around = torch.cat([torch.minimum(around[:, :2], edge[:, :2]), torch.maximum(around[:, 2:], edge[:, 2:])], 1)
-        need = torch.where(
-            is_bg[:, None], around, torch.cat([torch.minimum(grown[:, :2], ob[:, :2]), torch.maximum(grown[:, 2:], ob[:, 2:])], 1)
-        )
+        with_target = torch.cat([torch.minimum(grown[:, :2], ob[:, :2]), torch.maximum(grown[:, 2:], ob[:, 2:])], 1)
+        need = torch.where(is_bg[:, None], around, with_target)
         win = _Window(truth.gid, need)
         X, Y, gid = win.X, win.Y, win.gid
         v = lambda t: t.view(b, 1, 1)  # noqa: E731
@@ -376,8 +373,8 @@ class SyntheticSegmenter(PromptableSegmenter):
         r_lo, r_hi = r.recover_tolerance
         recovered = over < sig * (r_lo + (r_hi - r_lo) * ou[:, 0:4])
         margin = r.clip_margin * sig * ou[:, 4:8]
-        lo = torch.where(recovered[:, :2], torch.full_like(x0[:, None], -1e9).expand(-1, 2), edge[:, :2] - margin[:, :2])
-        hi = torch.where(recovered[:, 2:], torch.full_like(x0[:, None], 1e9).expand(-1, 2), edge[:, 2:] + margin[:, 2:])
+        lo = torch.where(recovered[:, :2], torch.full_like(edge[:, :2], -1e9), edge[:, :2] - margin[:, :2])
+        hi = torch.where(recovered[:, 2:], torch.full_like(edge[:, 2:], 1e9), edge[:, 2:] + margin[:, 2:])
         tmask = gid == v(target)
         masks = tmask & (((X >= v(lo[:, 0])) & (X < v(hi[:, 0]))) & ((Y >= v(lo[:, 1])) & (Y < v(hi[:, 1]))))
 
@@ -464,7 +461,8 @@ class SyntheticSegmenter(PromptableSegmenter):
         is_bg = target == 0
 
         # the whole level: the object, other positive objects, touching objects without a negative point
-        grab = truth.adjacent[target] & (truth.uniforms[target][:, _OBJ_DRAWS + n1 : _OBJ_DRAWS + 2 * n1] < r.whole_merge)
+        grab_draws = truth.uniforms[target][:, _OBJ_DRAWS + n1 : _OBJ_DRAWS + 2 * n1]
+        grab = truth.adjacent[target] & (grab_draws < r.whole_merge)
         extra = (pos | grab) & ~neg
         extra[:, 0] = False
         others = pos.clone()
