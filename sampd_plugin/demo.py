@@ -17,20 +17,18 @@ Steps:
 With the default ``--model synthetic`` the masks come from a deterministic SYNTHETIC promptable segmenter driven by
 the generated videos' ground truth; the scores test the pipeline and are NOT a reproduction of the paper's numbers.
 
-Exit status: 0 when the whole job ran; 2 when a part of the SDK that the job needs is not available yet (the demo
-then stops after the step it could do and says what is missing; it never prints a made-up score); 1 on errors.
+Exit status: 0 when the whole job ran; 1 on errors (e.g. a missing SAM checkpoint for ``--model vit_*``, with a
+message naming the file and where to put it).
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 import time
 from typing import Optional, Sequence
 
 DEFAULT_NAME = "sampd-demo"
-EXIT_INCOMPLETE = 2
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -63,19 +61,11 @@ def _say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
-def _missing(what: str, err: BaseException, built: bool = True) -> int:
-    _say()
-    _say(f"STOPPED: {what} is not available yet ({type(err).__name__}: {err}).")
-    if built:
-        _say("No score was produced. The dataset above was built and can be browsed in the App.")
-    else:
-        _say("No dataset, tracking or score was produced.")
-    return EXIT_INCOMPLETE
-
-
-def build_dataset(make_dataset, args: argparse.Namespace):
+def build_dataset(args: argparse.Namespace):
     """Builds the persistent demo dataset with ``make_dataset``, replacing an existing one of the same name."""
     import fiftyone as fo
+
+    from sampd_plugin.synthetic import make_dataset
 
     if fo.dataset_exists(args.name):
         fo.delete_dataset(args.name)
@@ -104,18 +94,6 @@ def describe(dataset) -> None:
         _say(f"  {filepath}: {len(frames or [])} frames{size}, {len(objects)} objects (index {objects})")
 
 
-def _call(fn, *args, **kwargs):
-    """Calls ``fn`` with the keyword arguments it accepts; None-valued optional ones are dropped."""
-    params = inspect.signature(fn).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    for key in [k for k, v in kwargs.items() if v is None]:
-        del kwargs[key]
-    unknown = [k for k in kwargs if k not in params and not takes_any]
-    if unknown:
-        raise TypeError(f"{fn.__module__}.{fn.__name__} does not accept {unknown}")
-    return fn(*args, **kwargs)
-
-
 def print_app_help(dataset) -> None:
     views = dataset.list_saved_views() if hasattr(dataset, "list_saved_views") else []
     _say()
@@ -134,24 +112,12 @@ def print_app_help(dataset) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     t0 = time.time()
+    from sampd_plugin import evaluate_jf, track
 
     _say(f"[1/3] building the generated demo dataset '{args.name}' ...")
-    try:
-        from sampd_plugin.synthetic import make_dataset
-    except ImportError as err:
-        return _missing("the synthetic video generator (sampd_plugin.synthetic.make_dataset)", err, built=False)
-    try:
-        dataset = build_dataset(make_dataset, args)
-    except NotImplementedError as err:
-        return _missing("the synthetic video generator (sampd_plugin.synthetic.make_dataset)", err, built=False)
+    dataset = build_dataset(args)
     describe(dataset)
     _say(f"      ({time.time() - t0:.1f}s)")
-
-    try:
-        from sampd_plugin import evaluate_jf, track
-    except ImportError as err:
-        print_app_help(dataset)
-        return _missing("the SDK (sampd_plugin.track / sampd_plugin.evaluate_jf)", err)
 
     synthetic = args.model == "synthetic"
     _say()
@@ -160,32 +126,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _say("      NOTE: model 'synthetic' is a deterministic SYNTHETIC segmenter driven by the generated ground truth.")
         _say("      Its scores check the pipeline end to end; they are NOT a reproduction of the paper's results.")
     t1 = time.time()
-    try:
-        summary = _call(
-            track,
-            dataset,
-            prompt_field="ground_truth",
-            label_field="sampd",
-            model=args.model,
-            checkpoint=args.checkpoint,
-            device=args.device,
-        )
-    except NotImplementedError as err:
-        print_app_help(dataset)
-        return _missing("tracking (sampd_plugin.track)", err)
-    if isinstance(summary, dict) and "frames" in summary:
-        fps = summary.get("frames_per_second")
-        _say(f"      tracked {summary.get('objects', '?')} objects over {summary['frames']} frames"
-             f" on {summary.get('device', '?')}" + (f" ({fps:.1f} frames/s)" if isinstance(fps, (int, float)) else ""))
-    _say(f"      ({time.time() - t1:.1f}s)")
+    summary = track(dataset, prompt_field="ground_truth", label_field="sampd", model=args.model,
+                    checkpoint=args.checkpoint, device=args.device)
+    _say(f"      tracked {summary['objects']} objects over {summary['frames']} frames on {summary.get('device', '?')}"
+         f" ({summary['frames_per_second'] or 0:.1f} frames/s, {time.time() - t1:.1f}s)")
 
     _say()
     _say("[3/3] evaluating J&F (eval key 'jf') ...")
-    try:
-        results = evaluate_jf(dataset, "sampd", gt_field="ground_truth", eval_key="jf")
-    except NotImplementedError as err:
-        print_app_help(dataset)
-        return _missing("evaluation (sampd_plugin.evaluate_jf)", err)
+    results = evaluate_jf(dataset, "sampd", gt_field="ground_truth", eval_key="jf")
     _say()
     if synthetic:
         _say("J&F of SAM-PD with the SYNTHETIC segmenter on GENERATED videos (not paper numbers):")
