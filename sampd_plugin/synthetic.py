@@ -107,12 +107,6 @@ def mask_box(mask: np.ndarray) -> Optional[np.ndarray]:
     return mask_to_box(mask)
 
 
-def relative_xywh(box_xyxy: np.ndarray, height: int, width: int) -> List[float]:
-    """Pixel ``xyxy`` box -> FiftyOne's relative ``[x, y, w, h]`` (divided by the frame's width/height)."""
-    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
-    return [x0 / width, y0 / height, (x1 - x0) / width, (y1 - y0) / height]
-
-
 class SyntheticScene:
     """A deterministic, lazily rendered synthetic video with exact ground truth.
 
@@ -621,6 +615,8 @@ def make_dataset(
     """
     import fiftyone as fo
 
+    from .fo_labels import xyxy_to_relative
+
     start_frames = {int(k): int(v) for k, v in (start_frames or {}).items()}
     if name is not None and fo.dataset_exists(name):
         if not overwrite:
@@ -656,7 +652,7 @@ def make_dataset(
                     dets.append(
                         fo.Detection(
                             label=labels[oid],
-                            bounding_box=relative_xywh(box, scene.height, scene.width),
+                            bounding_box=xyxy_to_relative(box, (scene.height, scene.width)),
                             mask=mask[y0:y1, x0:x1].copy(),
                             index=oid,
                         )

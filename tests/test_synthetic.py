@@ -8,7 +8,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from sampd_plugin.synthetic import SHAPES, TEXTURES, SyntheticScene, mask_box, relative_xywh, write_video
+from sampd_plugin.fo_labels import xyxy_to_relative
+from sampd_plugin.synthetic import SHAPES, TEXTURES, SyntheticScene, mask_box, write_video
 
 SMALL = dict(height=120, width=160)
 
@@ -53,7 +54,7 @@ def test_mask_box_consistency_every_frame(scene):
             assert crop.sum() == mask.sum()  # every pixel inside the box
             # tight: the crop touches all four sides
             assert crop[0].any() and crop[-1].any() and crop[:, 0].any() and crop[:, -1].any()
-            rx, ry, rw, rh = relative_xywh(box, h, w)
+            rx, ry, rw, rh = xyxy_to_relative(box, (h, w))
             assert (round(rx * w), round(ry * h), round((rx + rw) * w), round((ry + rh) * h)) == (x0, y0, x1, y1)
 
 
