@@ -6,6 +6,7 @@ everything SAM-PD adds (prompt grid, decoder calls, Eq. 2 selection, refinement,
 measured in this one run. Needs no FiftyOne: runnable on a bare GPU machine with torch + segment-anything.
 
     python benchmarks/speed.py --model tiny                       # random-init tiny SAM, CPU
+    python benchmarks/speed.py --model vit_b --random-weights     # the real ViT-B architecture, random weights
     python benchmarks/speed.py --model vit_h --checkpoint sam_vit_h_4b8939.pth --device cuda --half
 """
 
@@ -30,6 +31,13 @@ def load_backend(args):
         from sampd_plugin.backends.tiny import tiny_backend
 
         return tiny_backend(seed=0, device=args.device or "cpu")
+    if args.random_weights:  # timing does not depend on the weights: the real architecture, randomly initialised
+        from segment_anything import sam_model_registry
+
+        from sampd_plugin.backends.sam import SamBackend
+
+        return SamBackend(model=sam_model_registry[args.model](checkpoint=None), model_type=args.model,
+                          device=args.device, half=args.half)
     from sampd_plugin.checkpoints import load_sam
 
     return load_sam(args.model, checkpoint=args.checkpoint, device=args.device, half=args.half)
@@ -80,6 +88,8 @@ def main(argv=None):
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--half", action="store_true")
+    p.add_argument("--random-weights", action="store_true",
+                   help="build --model's real architecture with random weights (no checkpoint; timings only)")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--objects", type=int, nargs="+", default=[1, 3])
     p.add_argument("--batch-size", type=int, default=None, help="decoder batch (0 = unlimited; default: backend's)")
@@ -88,7 +98,8 @@ def main(argv=None):
 
     torch.manual_seed(0)
     backend = load_backend(args)
-    print(f"backend: {args.model} on {backend.device}; preferred decode batch: {backend.preferred_batch_size}")
+    weights = " (random weights)" if args.random_weights or args.model == "tiny" else ""
+    print(f"backend: {args.model}{weights} on {backend.device}; preferred decode batch: {backend.preferred_batch_size}")
     scene = SyntheticScene(seed=0, num_frames=args.frames, num_objects=max(args.objects), height=480, width=854)
     print(f"{'preset':<10} {'objs':>4} {'encoder ms':>10} {'SAM-PD ms':>10} {'overhead':>9} {'calls':>6} {'prompts':>8}")
     for name in args.presets:
