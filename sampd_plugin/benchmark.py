@@ -103,9 +103,12 @@ def main(argv=None):
     p.add_argument("--videos", type=int, default=10)
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--objects", type=int, default=3)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--width", type=int, default=320)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    table = run_synthetic_ablation(args.presets, args.videos, args.frames, args.objects, seed=args.seed)
+    table = run_synthetic_ablation(args.presets, args.videos, args.frames, args.objects, height=args.height,
+                                   width=args.width, seed=args.seed)
     print(format_table(table, "SAM-PD ablation on generated videos, synthetic segmenter (not paper numbers)"))
 
 
