@@ -11,7 +11,7 @@ This module imports no FiftyOne.
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def score_sequence(
 
 
 def run_synthetic_ablation(
-    presets: Sequence[str] = ABLATION_PRESETS,
+    presets: Union[Sequence[str], Mapping[str, SamPDConfig]] = ABLATION_PRESETS,
     num_videos: int = 10,
     num_frames: int = 40,
     num_objects: int = 3,
@@ -66,14 +66,14 @@ def run_synthetic_ablation(
     width: int = 320,
     seed: int = 0,
 ) -> Dict[str, Dict[str, float]]:
-    """Runs each preset on the same generated videos with the synthetic segmenter; returns
-    ``{preset: {"J&F-Mean": ..., "J-Mean": ..., ...}}`` (:func:`sampd_plugin.metrics.aggregate`)."""
+    """Runs each preset (a name, or ``{row name: SamPDConfig}``) on the same generated videos with the synthetic
+    segmenter; returns ``{row name: {"J&F-Mean": ..., "J-Mean": ..., ...}}`` (:func:`sampd_plugin.metrics.aggregate`)."""
     from sampd_plugin.backends.synthetic import SyntheticSegmenter
     from sampd_plugin.synthetic import SyntheticScene
 
+    configs = presets if isinstance(presets, Mapping) else {name: SamPDConfig.preset(name) for name in presets}
     table = {}
-    for name in presets:
-        config = SamPDConfig.preset(name)
+    for name, config in configs.items():
         j_all, f_all = [], []
         for v in range(num_videos):
             scene = SyntheticScene(

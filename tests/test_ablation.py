@@ -27,3 +27,12 @@ def test_refinement_improves_vanilla_box(table):
 def test_box_prompts_beat_point_prompts(table):
     assert table["point"] < table["box"]
     assert table["point"] < table["point+refine"]
+
+
+def test_rows_can_be_named_configs():
+    from sampd_plugin.config import SamPDConfig
+
+    small = dict(num_videos=1, num_frames=6, num_objects=2, height=96, width=128, seed=3)
+    by_name = run_synthetic_ablation(["box"], **small)
+    by_config = run_synthetic_ablation({"my box": SamPDConfig.preset("box")}, **small)
+    assert list(by_config) == ["my box"] and by_config["my box"] == by_name["box"]
