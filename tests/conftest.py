@@ -5,6 +5,10 @@
 - Plugin discovery works from a clone at any path: unless ``FIFTYONE_PLUGINS_DIR`` already names a directory that
   links to this checkout (``make test``), a temporary plugins directory holding one symlink to the checkout root is
   used (FiftyOne follows links when it walks the plugins directory). Subprocess workers inherit it.
+- Every test session has its own MongoDB (:mod:`sampd_plugin.isolated_db`: the bundled ``mongod`` on a free port,
+  ``FIFTYONE_DATABASE_URI`` set before FiftyOne is imported, inherited by subprocess workers), so concurrent sessions
+  and a user's own FiftyOne never see each other's datasets or delegated operations. ``SAMPD_TEST_DB=shared`` (or
+  an explicit ``FIFTYONE_DATABASE_URI``) uses that database instead.
 - Datasets get unique names and their own media directory, and are deleted (with their delegated operations) at
   the end of the test.
 """
@@ -24,6 +28,11 @@ os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ["FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS"] = "true"
 os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
+
+if os.environ.get("SAMPD_TEST_DB") != "shared" and not os.environ.get("FIFTYONE_DATABASE_URI"):
+    from sampd_plugin import isolated_db
+
+    isolated_db.start()
 
 
 def _links_here(plugins_dir):
