@@ -11,18 +11,8 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from sampd_plugin import fo_models
-from sampd_plugin.config import PRESETS
+from sampd_plugin.config import PRESET_LABELS, PRESETS
 
-#: paper Table III (DAVIS 2017 val J&F, ViT-H) per preset, for the preset choice labels
-PRESET_LABELS = {
-    "point": "point prompt (Table III: 33.0 J&F)",
-    "point+refine": "point + refinement (49.5)",
-    "box": "box, vanilla SAM-PD (67.2)",
-    "box+mp": "box + multi-prompt (69.0)",
-    "box+refine": "box + refinement (68.4)",
-    "full": "full SAM-PD: box + multi-prompt + refinement (71.3)",
-    "full-iou": "full, IoU selection instead of Eq. 2 (70.2)",
-}
 DEVICES = ("auto", "cuda", "cpu")
 
 

@@ -154,6 +154,17 @@ PRESETS = {
     "full-iou": dict(selection="iou"),  # 70.2
 }
 
+#: a short description of each preset with its paper table row (DAVIS 2017 val J&F, ViT-H), for forms and tables
+PRESET_LABELS = {
+    "point": "point prompt (Table III: 33.0 J&F)",
+    "point+refine": "point + refinement (49.5)",
+    "box": "box, vanilla SAM-PD (67.2)",
+    "box+mp": "box + multi-prompt (69.0)",
+    "box+refine": "box + refinement (68.4)",
+    "full": "full SAM-PD: box + multi-prompt + refinement (71.3)",
+    "full-iou": "full, IoU selection instead of Eq. 2 (70.2)",
+}
+
 
 def _choice(name, value, choices):
     if value not in choices:
