@@ -38,7 +38,7 @@ def load_backend(args):
 
         return SamBackend(model=sam_model_registry[args.model](checkpoint=None), model_type=args.model,
                           device=args.device, half=args.half)
-    from sampd_plugin.checkpoints import load_sam
+    from sampd_plugin.backends.sam import load_sam
 
     return load_sam(args.model, checkpoint=args.checkpoint, device=args.device, half=args.half)
 

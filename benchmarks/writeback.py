@@ -3,8 +3,8 @@
 Writes ``--frames`` frames of ``--objects`` tracked objects (full-resolution masks, as the tracker yields them) to
 one video sample of a throw-away dataset three ways and prints frame labels/s:
 
-- ``convert``: ``fo_labels.frame_detections`` only (mask crop to the box, relative box, attributes);
-- ``bulk``: conversion + ``fo_labels.FrameLabelWriter`` (``set_values`` every ``--batch-frames`` frames), what
+- ``convert``: ``labels.frame_detections`` only (mask crop to the box, relative box, attributes);
+- ``bulk``: conversion + ``store.FrameLabelWriter`` (``set_values`` every ``--batch-frames`` frames), what
   ``sampd_plugin.track`` does;
 - ``per-frame save``: conversion + ``frame[field] = label; frame.save()`` per frame, on the first
   ``--baseline-frames`` frames (the pattern the bulk writer replaces).
@@ -51,7 +51,7 @@ def main():
 
     import fiftyone as fo
 
-    from sampd_plugin import fo_labels
+    from sampd_plugin import labels, store
 
     hw = (args.height, args.width)
     ds = fo.Dataset(f"sampd-bench-writeback-{uuid.uuid4().hex[:8]}")
@@ -59,19 +59,19 @@ def main():
         sample = fo.Sample(filepath="/nonexistent/bench.mp4", metadata=fo.VideoMetadata(
             frame_width=args.width, frame_height=args.height, total_frame_count=args.frames))
         ds.add_sample(sample)
-        fo_labels.ensure_output_field(ds, "bulk")
-        fo_labels.ensure_output_field(ds, "saved")
+        store.ensure_output_field(ds, "bulk")
+        store.ensure_output_field(ds, "saved")
         pre = list(results(args.frames, args.objects, *hw))  # masks made up front: not part of the timings
 
         t = time.perf_counter()
         for r in pre:
-            fo_labels.frame_detections(r, hw)
+            labels.frame_detections(r, hw)
         convert = args.frames / (time.perf_counter() - t)
 
         def bulk(frames):
-            w = fo_labels.FrameLabelWriter(ds, "bulk", batch_frames=args.batch_frames)
+            w = store.FrameLabelWriter(ds, "bulk", batch_frames=args.batch_frames)
             for r in frames:
-                w.add(sample.id, r.frame_number, fo_labels.frame_detections(r, hw))
+                w.add(sample.id, r.frame_number, labels.frame_detections(r, hw))
             w.flush()
             return w
 
@@ -85,7 +85,7 @@ def main():
         t = time.perf_counter()
         for r in pre[:n]:
             frame = sample.frames[r.frame_number]
-            frame["saved"] = fo_labels.frame_detections(r, hw)
+            frame["saved"] = labels.frame_detections(r, hw)
             frame.save()
         saved_rate = n / (time.perf_counter() - t)
         del pre

@@ -1,7 +1,7 @@
 """The SAM-PD operators, one per module; ``OPERATORS`` is what the plugin's ``register(p)`` registers.
 
 Operators are thin: they build a form (``forms``), validate it through the SDK's planning functions, and call the
-SDK (``sampd_plugin.sdk``) to do the work. They write nothing themselves.
+public SDK (``import sampd_plugin as sp``) to do the work. They write nothing themselves.
 """
 
 import importlib.util

@@ -3,6 +3,8 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+import sampd_plugin as sp
+
 from . import forms
 
 
@@ -44,10 +46,10 @@ class AutoTrackObjects(foo.Operator):
         target = ctx.target_view()
         per_op = int(forms.param(ctx.params, "samples_per_operation", 1))
         if ctx.delegated and per_op and len(target) > per_op:
-            queued = forms.sdk().queue_track(target, mode="auto", samples_per_operation=per_op,
+            queued = sp.queue_track(target, mode="auto", samples_per_operation=per_op,
                                              delegation_target=ctx.delegation_target, **kwargs)
             return dict(queued, message=f"split into {len(queued['operations'])} delegated operations")
-        summary = forms.sdk().auto_track(target, progress=forms.progress(ctx), **kwargs)
+        summary = sp.auto_track(target, progress=forms.progress(ctx), **kwargs)
         forms.finish(ctx)
         return forms.track_result(summary)
 
@@ -66,7 +68,7 @@ def _kwargs(ctx):
 def _validate(inputs, ctx, target, label_prop):
     kw = _kwargs(ctx)
     try:
-        plan = forms.sdk().plan_track(target, kw["label_field"], None, kw["config"], kw["model"],
+        plan = sp.plan_track(target, kw["label_field"], None, kw["config"], kw["model"],
                                       kw["checkpoint"], kw["overwrite"], mode="auto", max_objects=kw["max_objects"])
     except ValueError as e:  # SampdInputError included
         forms.refuse(label_prop, e)

@@ -3,13 +3,10 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+import sampd_plugin as sp
+
 from . import forms
 
-VIEWS = {
-    "failures": "frames where an object's J is below the failure threshold, worst first",
-    "first_failures": "the frame where each object first fails",
-    "worst": "videos sorted by J&F, worst first",
-}
 
 
 class BrowseTrackingFailures(foo.Operator):
@@ -26,11 +23,11 @@ class BrowseTrackingFailures(foo.Operator):
         inputs = types.Object()
         if not forms.require_video(inputs, ctx):
             return types.Property(inputs)
-        keys = forms.jf_eval_keys(ctx.dataset)
+        keys = sp.jf_eval_keys(ctx.dataset)
         key = inputs.enum("eval_key", keys, default=keys[-1] if keys else None,
                           label="Evaluation", view=types.Dropdown(label="Evaluation"))
         choices = types.RadioGroup()
-        for name, description in VIEWS.items():
+        for name, description in sp.VIEWS.items():
             choices.add_choice(name, label=name.replace("_", " "), description=description)
         inputs.enum("view", choices.values(), default="failures", label="Show", view=choices)
         if not keys:
@@ -42,7 +39,7 @@ class BrowseTrackingFailures(foo.Operator):
         return types.Property(inputs, view=types.View(label="SAM-PD: browse tracking failures"))
 
     def execute(self, ctx):
-        name = _view_name(ctx.params, (forms.jf_eval_keys(ctx.dataset) or [None])[-1])
+        name = _view_name(ctx.params, (sp.jf_eval_keys(ctx.dataset) or [None])[-1])
         view = ctx.dataset.load_saved_view(name)
         ctx.ops.set_view(name=name)
         return dict(view=name, count=len(view), message=f"opened '{name}' ({len(view)} items)")
@@ -54,4 +51,4 @@ class BrowseTrackingFailures(foo.Operator):
 
 
 def _view_name(params, default_key):
-    return f"{params.get('eval_key') or default_key}_{params.get('view') or 'failures'}"
+    return sp.view_name(params.get("eval_key") or default_key, params.get("view") or "failures")

@@ -4,6 +4,8 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+import sampd_plugin as sp
+
 from . import forms
 
 
@@ -54,13 +56,13 @@ class EvaluateTracking(foo.Operator):
         p = ctx.params
         key = p.get("eval_key") or forms.free_name(ctx.dataset.list_evaluations(), "jf")
         pred_default, gt_default = _defaults(ctx.dataset)
-        results = forms.sdk().evaluate_jf(ctx.target_view(), p.get("pred_field") or pred_default,
+        results = sp.evaluate_jf(ctx.target_view(), p.get("pred_field") or pred_default,
                                           gt_field=p.get("gt_field") or gt_default, eval_key=key,
                                           overwrite=bool(p.get("overwrite")),
                                           failure_th=float(p.get("failure_th") or 0.5))
         forms.finish(ctx)
         res = forms.jf_summary(results, key)
-        res["views"] = [f"{key}_failures", f"{key}_first_failures", f"{key}_worst"]
+        res["views"] = sp.view_names(key)
         res["message"] = (f"J&F {res['jf']:.3f} (J {res['j']:.3f}, F {res['f']:.3f}) over {res['num_objects']} "
                           f"objects of {res['num_sequences']} videos; browse failures with 'browse_tracking_failures'"
                           if res["jf"] is not None else "no scored objects")

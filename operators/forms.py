@@ -1,7 +1,8 @@
 """Shared form pieces of the SAM-PD operators: field choices drawn from the dataset, the model / preset / device
 inputs, in-form error and warning messages, execution options, progress and result summaries.
 
-Nothing here tracks or writes labels: the operators call the SDK (``sampd_plugin.sdk``).
+Nothing here tracks or writes labels: the operators call the public SDK (``import sampd_plugin as sp``; its names are
+resolved on first use, so registering the plugin imports neither torch nor the tracking code).
 A refused input is shown in the form (the property is marked ``invalid`` with a message), which also makes
 FiftyOne's operator machinery refuse to execute or queue the operation.
 """
@@ -10,24 +11,9 @@ import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from sampd_plugin import fo_models
-from sampd_plugin.config import PRESET_LABELS, PRESETS
+import sampd_plugin as sp
 
 DEVICES = ("auto", "cuda", "cpu")
-
-
-def sdk():
-    """``sampd_plugin.sdk``, imported on first use: registering the plugin (App start, ``fiftyone operators
-    list``) does not import torch."""
-    from sampd_plugin import sdk as _sdk
-
-    return _sdk
-
-
-def _marker_suffix():
-    from sampd_plugin.fo_labels import MARKER_SUFFIX
-
-    return MARKER_SUFFIX
 
 
 # --- dataset-derived choices -------------------------------------------------------------------------------------
@@ -42,19 +28,7 @@ def frame_label_fields(dataset, types_=(fo.Detections,)):
 def sampd_fields(dataset):
     """Frame-level Detections fields written by SAM-PD (they have a ``<field>_track`` marker)."""
     sample_fields = dataset.get_field_schema() if dataset is not None else {}
-    return [f for f in frame_label_fields(dataset) if f + _marker_suffix() in sample_fields]
-
-
-def jf_eval_keys(dataset):
-    """Keys of the J&F evaluation runs (``sampd_plugin.evaluation``) of the dataset, oldest first."""
-    keys = []
-    for key in dataset.list_evaluations() if dataset is not None else []:
-        try:
-            if dataset.get_evaluation_info(key).config.method == "sampd_jf":
-                keys.append(key)
-        except Exception:  # a run of a method that cannot be loaded here
-            continue
-    return keys
+    return [f for f in frame_label_fields(dataset) if sp.marker_field(f) in sample_fields]
 
 
 def is_ground_truth(samples, field):
@@ -76,7 +50,7 @@ def free_name(taken, base):
 
 def free_frame_field(dataset, base):
     """A default output field name that does not exist yet (its marker neither)."""
-    suffix = _marker_suffix()
+    suffix = sp.MARKER_SUFFIX
     taken = set(dataset.get_frame_field_schema() or {}) | {
         f[: -len(suffix)] for f in dataset.get_field_schema() if f.endswith(suffix)}
     return free_name(taken, base)
@@ -129,8 +103,8 @@ def target_input(inputs, ctx, action="Track objects in"):
 def model_inputs(inputs, ctx, with_preset=True):
     """``model``, ``checkpoint``, ``preset``, ``device`` and ``batch_frames`` inputs, validated in the form."""
     models = types.Dropdown(label="Model")
-    for m in fo_models.MODELS:
-        models.add_choice(m, label=fo_models.MODEL_LABELS[m])
+    for m in sp.MODELS:
+        models.add_choice(m, label=sp.MODEL_LABELS[m])
     model = ctx.params.get("model") or "vit_h"
     inputs.enum("model", models.values(), default="vit_h", view=models,
                 description="SAM image encoder; 'tiny' and 'synthetic' are for tests and demos")
@@ -138,16 +112,16 @@ def model_inputs(inputs, ctx, with_preset=True):
                       description="path to a SAM .pth; default: $SAMPD_CHECKPOINT_DIR, the FiftyOne zoo cache, "
                                   "or a download on first use")
     try:
-        status = fo_models.checkpoint_status(model, ctx.params.get("checkpoint") or None)
+        status = sp.checkpoint_status(model, ctx.params.get("checkpoint") or None)
         if status:
             notice(inputs, status, "checkpoint_status")
-        fo_models.check_model(model, ctx.params.get("checkpoint") or None)
+        sp.check_model(model, ctx.params.get("checkpoint") or None)
     except (FileNotFoundError, ValueError) as e:
         refuse(ckpt, e)
     if with_preset:
         presets = types.Dropdown(label="Method (paper ablation row)")
-        for name in PRESETS:
-            presets.add_choice(name, label=PRESET_LABELS.get(name, name))
+        for name in sp.PRESETS:
+            presets.add_choice(name, label=sp.PRESET_LABELS.get(name, name))
         inputs.enum("preset", presets.values(), default="full", view=presets)
     devices = types.RadioGroup(orientation="horizontal")
     for d in DEVICES:
@@ -190,7 +164,7 @@ def execution_options(ctx, allow_immediate=True):
     except Exception:
         n = 1
     try:
-        cpu_only = fo_models.resolve_device(None) == "cpu"
+        cpu_only = sp.resolve_device(None) == "cpu"
     except Exception:
         cpu_only = True
     return foo.ExecutionOptions(allow_immediate_execution=allow_immediate, allow_delegated_execution=True,

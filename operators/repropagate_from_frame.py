@@ -4,6 +4,8 @@ and replace only the frames after (or before) it (``sampd_plugin.repropagate``).
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+import sampd_plugin as sp
+
 from . import forms
 
 
@@ -54,7 +56,7 @@ class RepropagateFromFrame(foo.Operator):
         else:
             try:
                 kw = _kwargs(ctx.params, default_field)
-                plan = forms.sdk().plan_repropagate(ctx.dataset.select(sample_id), **kw)
+                plan = sp.plan_repropagate(ctx.dataset.select(sample_id), **kw)
                 forms.notice(inputs, f"objects {plan.object_ids} of frame {plan.from_frame} are re-propagated "
                                      f"{plan.direction} with {plan.model}", "plan")
             except ValueError as e:  # SampdInputError included
@@ -64,7 +66,7 @@ class RepropagateFromFrame(foo.Operator):
     def execute(self, ctx):
         sample_id = _sample_id(ctx)
         default_field = forms.choice(None, forms.sampd_fields(ctx.dataset))
-        summary = forms.sdk().repropagate(ctx.dataset.select(sample_id), device=_device(ctx.params),
+        summary = sp.repropagate(ctx.dataset.select(sample_id), device=_device(ctx.params),
                                           progress=forms.progress(ctx), **_kwargs(ctx.params, default_field))
         forms.finish(ctx)
         frames = sum(summary["frames"].values())

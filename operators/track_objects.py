@@ -3,6 +3,8 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+import sampd_plugin as sp
+
 from . import forms
 
 
@@ -54,19 +56,19 @@ class TrackObjects(foo.Operator):
         target = ctx.target_view()
         per_op = int(forms.param(ctx.params, "samples_per_operation", 1))
         if ctx.delegated and per_op and len(target) > per_op:
-            queued = forms.sdk().queue_track(target, samples_per_operation=per_op,
+            queued = sp.queue_track(target, samples_per_operation=per_op,
                                              delegation_target=ctx.delegation_target, **kwargs)
             return dict(queued, message=f"split into {len(queued['operations'])} delegated operations of {per_op} "
                                         f"sample(s) for the workers; {len(queued['skipped'])} finished sample(s) "
                                         "skipped. Run 'evaluate_tracking' when they are done.")
-        summary = forms.sdk().track(target, progress=forms.progress(ctx), **kwargs)
+        summary = sp.track(target, progress=forms.progress(ctx), **kwargs)
         jf = None
         evaluate = forms.param(ctx.params, "evaluate", None)
         if evaluate is None:
             evaluate = forms.is_ground_truth(target, kwargs["prompt_field"])
         if evaluate and summary["tracked"] + summary["skipped"]:
             key = f"{summary['label_field']}_jf"
-            results = forms.sdk().evaluate_jf(target, summary["label_field"], gt_field=kwargs["prompt_field"],
+            results = sp.evaluate_jf(target, summary["label_field"], gt_field=kwargs["prompt_field"],
                                               eval_key=key, overwrite=True)
             jf = forms.jf_summary(results, key)
         forms.finish(ctx)
@@ -90,7 +92,7 @@ def _validate(inputs, ctx, target, prompt_prop, label_prop):
     """Dry-runs the job (``sdk.plan_track``) and shows its refusals and notes in the form."""
     kw = _kwargs(ctx)
     try:
-        plan = forms.sdk().plan_track(target, kw["label_field"], kw["prompt_field"], kw["config"], kw["model"],
+        plan = sp.plan_track(target, kw["label_field"], kw["prompt_field"], kw["config"], kw["model"],
                                       kw["checkpoint"], kw["overwrite"])
     except ValueError as e:  # SampdInputError: names the field / sample / frame
         prop = label_prop if "output field" in str(e) else prompt_prop

@@ -1,6 +1,6 @@
 """SAM-PD for FiftyOne: track and segment objects in videos with Segment Anything by prompt denoising.
 
-Public SDK (what the plugin's operators call; details in :mod:`sampd_plugin.sdk`)::
+Public SDK (what the plugin's operators call, and all they import; details in :mod:`sampd_plugin.sdk`)::
 
     import sampd_plugin as sp
 
@@ -33,15 +33,38 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _LAZY = {
+    # tracking, correction, evaluation (sdk)
     "track": "sampd_plugin.sdk",
     "auto_track": "sampd_plugin.sdk",
     "repropagate": "sampd_plugin.sdk",
     "evaluate_jf": "sampd_plugin.sdk",
-    "queue_track": "sampd_plugin.sdk",
-    "run_worker": "sampd_plugin.sdk",
-    "plan_track": "sampd_plugin.sdk",
+    # scale-out (delegated)
+    "queue_track": "sampd_plugin.delegated",
+    "run_worker": "sampd_plugin.delegated",
+    "PLUGIN_NAME": "sampd_plugin.delegated",
+    # planning / validation (runs)
+    "plan_track": "sampd_plugin.runs",
+    "plan_repropagate": "sampd_plugin.runs",
+    "make_config": "sampd_plugin.runs",
+    "DIRECTIONS": "sampd_plugin.runs",
+    # settings and models
     "SamPDConfig": "sampd_plugin.config",
     "PRESETS": "sampd_plugin.config",
+    "PRESET_LABELS": "sampd_plugin.config",
+    "MODELS": "sampd_plugin.backends.registry",
+    "MODEL_LABELS": "sampd_plugin.backends.registry",
+    "check_model": "sampd_plugin.backends.registry",
+    "checkpoint_status": "sampd_plugin.backends.registry",
+    "resolve_device": "sampd_plugin.backends.registry",
+    "DEFAULT_BATCH_FRAMES": "sampd_plugin.store",
+    # names the operators' forms need
+    "SampdInputError": "sampd_plugin.errors",
+    "MARKER_SUFFIX": "sampd_plugin.labels",
+    "marker_field": "sampd_plugin.labels",
+    "VIEWS": "sampd_plugin.views",
+    "view_name": "sampd_plugin.views",
+    "view_names": "sampd_plugin.views",
+    "jf_eval_keys": "sampd_plugin.evaluation",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,4 +1,4 @@
-"""Official SAM checkpoints: where they are found, how they are downloaded, how they are loaded.
+"""Official SAM checkpoint files: where they are found, how they are downloaded, and reading their tensors.
 
 :func:`resolve_checkpoint` looks for a checkpoint in this order:
 
@@ -29,7 +29,7 @@ import hashlib
 import logging
 import os
 import warnings
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
@@ -273,61 +273,3 @@ def load_state_dict(path: str) -> dict:
     if not isinstance(state, dict):
         raise CheckpointLoadError(f"{path} holds a {type(state).__name__}, not a SAM state dict")
     return state
-
-
-def sam_builder(model_type: str) -> Callable[[], "torch.nn.Module"]:
-    """segment-anything's builder for ``model_type`` (``sam_model_registry``), without a checkpoint."""
-    from segment_anything import sam_model_registry
-
-    return sam_model_registry[checkpoint_info(model_type).model_type]
-
-
-def build_sam_model(
-    model_type: str = "vit_h",
-    checkpoint: Optional[str] = None,
-    download: bool = True,
-    builder: Optional[Callable[[], "torch.nn.Module"]] = None,
-):
-    """A ``segment_anything.modeling.Sam`` with the resolved checkpoint's weights, on the CPU, in eval mode.
-
-    Args:
-        model_type: ``vit_h``, ``vit_l`` or ``vit_b``
-        checkpoint: explicit checkpoint path (see :func:`resolve_checkpoint`)
-        download: whether a missing official checkpoint may be downloaded
-        builder: a callable returning the uninitialised ``Sam`` to load into (default: segment-anything's builder
-            of ``model_type``); with an explicit ``checkpoint`` any architecture works (tests use the tiny SAM)
-
-    Raises:
-        CheckpointNotFoundError: see :func:`resolve_checkpoint`
-        CheckpointLoadError: the file does not load, or does not fit the model (e.g. a vit_b file for vit_h)
-    """
-    if builder is None:
-        builder = sam_builder(model_type)
-    path = resolve_checkpoint(model_type, checkpoint=checkpoint, download=download)
-    state = load_state_dict(path)
-    model = builder()
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointLoadError(
-            f"SAM checkpoint {path} does not fit the {model_type} model (wrong model type?): {e}"
-        ) from e
-    return model.eval()
-
-
-def load_sam(
-    model_type: str = "vit_h",
-    checkpoint: Optional[str] = None,
-    device=None,
-    half=False,
-    download: bool = True,
-    builder: Optional[Callable[[], "torch.nn.Module"]] = None,
-    **backend_kwargs,
-):
-    """A :class:`~sampd_plugin.backends.sam.SamBackend` over the official ``model_type`` checkpoint (or
-    ``checkpoint``), on ``device`` (``None``: CUDA when available), optionally with a half-precision image encoder
-    (CUDA). Further keyword arguments go to :class:`~sampd_plugin.backends.sam.SamBackend`."""
-    from sampd_plugin.backends.sam import SamBackend
-
-    model = build_sam_model(model_type, checkpoint=checkpoint, download=download, builder=builder)
-    return SamBackend(model=model, model_type=model_type, device=device, half=half, **backend_kwargs)

@@ -33,7 +33,6 @@ Fields written for ``eval_key="jf"`` (``k`` below):
 import logging
 import os
 
-import cv2
 import numpy as np
 
 import fiftyone.core.evaluation as foe
@@ -43,7 +42,8 @@ import fiftyone.core.odm as foo
 import fiftyone.core.utils as fou
 import fiftyone.core.validation as fov
 
-from . import metrics, plots, views
+from sampd_plugin import metrics, views
+from sampd_plugin.labels import field_name, paste_mask
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,21 @@ SAMPLE_FIELDS = {"JF": fof.FloatField, "J_mean": fof.FloatField, "J_recall": fof
                  "F_decay": fof.FloatField, "num_lost": fof.IntField, "first_failure": fof.IntField}
 FRAME_FIELDS = {"J": fof.FloatField, "F": fof.FloatField, "min_J": fof.FloatField}
 LABEL_ATTRS = ("J", "F")
+#: the ``method`` of our evaluation runs' configs (how :func:`jf_eval_keys` recognises them)
+EVAL_METHOD = "sampd_jf"
+
+
+def jf_eval_keys(samples):
+    """Keys of the J&F evaluation runs of this module on the dataset of ``samples``, oldest first (runs whose
+    config cannot be loaded here are skipped)."""
+    keys = []
+    for key in samples.list_evaluations() if samples is not None else []:
+        try:
+            if samples.get_evaluation_info(key).config.method == EVAL_METHOD:
+                keys.append(key)
+        except Exception:  # a run of a method that cannot be loaded here
+            continue
+    return keys
 
 
 def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bound_th=0.008,
@@ -98,7 +113,7 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
 
 def _label_field(samples, field):
     """``(name, "Detections" | "Segmentation")`` of a frame-level label field."""
-    name = field[len("frames."):] if field.startswith("frames.") else field
+    name = field_name(field)
     f = samples.get_field("frames." + name)
     doc_type = getattr(f, "document_type", None)
     for cls in (fol.Detections, fol.Segmentation):
@@ -106,33 +121,6 @@ def _label_field(samples, field):
             return name, cls.__name__
     raise ValueError(f"'frames.{name}' must be a frame-level Detections or Segmentation field, "
                      f"found {type(f).__name__ if f is not None else 'nothing'}")
-
-
-def paste_mask(detection, hw):
-    """Full-frame bool ``(H, W)`` mask of a ``fo.Detection`` whose ``mask`` is cropped to its relative
-    ``bounding_box`` ``[x, y, w, h]`` (FiftyOne convention, as ``fo.Detection.from_mask`` writes it).
-
-    The pixel box is ``x0 = round(x W), x1 = round((x + w) W)`` (same for y); the crop is pasted as is when
-    its shape is the box's, else resized to it (nearest); parts outside the frame are clipped; no mask ->
-    empty. (``Detection.to_segmentation`` is not used: it re-derives the box size with eta's rounding and
-    resamples the crop bilinearly, dropping a row or column of ~1 in 5 masks, which breaks exact J.)
-    """
-    out = np.zeros(hw, bool)
-    m = detection.get_mask()
-    if m is None:
-        return out
-    m = np.asarray(m)
-    m = (m[..., 0] if m.ndim == 3 else m) != 0
-    x, y, w, h = detection.bounding_box
-    x0, y0 = int(np.floor(x * hw[1] + 0.5)), int(np.floor(y * hw[0] + 0.5))
-    x1, y1 = int(np.floor((x + w) * hw[1] + 0.5)), int(np.floor((y + h) * hw[0] + 0.5))
-    if m.shape != (y1 - y0, x1 - x0) and y1 > y0 and x1 > x0:
-        m = cv2.resize(m.view(np.uint8), (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST_EXACT) > 0
-    ya, xa = max(y0, 0), max(x0, 0)
-    yb, xb = min(y0 + m.shape[0], hw[0]), min(x0 + m.shape[1], hw[1])
-    if yb > ya and xb > xa:
-        out[ya:yb, xa:xb] = m[ya - y0:yb - y0, xa - x0:xb - x0]
-    return out
 
 
 def _is_empty_prediction(det):
@@ -197,7 +185,7 @@ class JFEvaluationConfig(foe.EvaluationMethodConfig):
 
     @property
     def method(self):
-        return "sampd_jf"
+        return EVAL_METHOD
 
 
 class JFEvaluation(foe.EvaluationMethod):
@@ -425,19 +413,23 @@ class JFResults(foe.EvaluationResults):
         yt = self.summary.get("youtube_vos")
         if yt:
             lines.append("YouTube-VOS: " + "  ".join(f"{k} {fmt(v)}" for k, v in yt.items()))
-        width = max([len(plots.object_name(r)) for r in self.objects] + [8])
+        width = max([len(metrics.object_name(r)) for r in self.objects] + [8])
         lines += ["", f"{'-' * 10} Per sequence results ({self.key}) {'-' * 10}",
                   f"{'Sequence':<{width}} {'J&F':>6} {'J-Mean':>6} {'F-Mean':>6}"]
-        lines += [f"{plots.object_name(r):<{width}} {fmt(r['JF'])} {fmt(r['J_mean'])} {fmt(r['F_mean'])}"
+        lines += [f"{metrics.object_name(r):<{width}} {fmt(r['JF'])} {fmt(r['J_mean'])} {fmt(r['F_mean'])}"
                   for r in self.objects]
         print("\n".join(lines), file=file)
 
     def plot_j_over_time(self, sample_ids=None):
         """Plotly figure of J per frame, one trace per object (optionally only ``sample_ids``)."""
+        from sampd_plugin import plots
+
         keep = None if sample_ids is None else set(sample_ids)
         return plots.plot_j_over_time([c for c in self.curves if keep is None or c["sample_id"] in keep],
                                       title=f"J over time ({self.key})")
 
     def plot_jf_bars(self):
         """Plotly bar chart of J&F (with J and F) per object, worst first."""
+        from sampd_plugin import plots
+
         return plots.plot_jf_bars(self.objects, title=f"J&F per object ({self.key})")

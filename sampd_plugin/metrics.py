@@ -264,3 +264,9 @@ def youtube_vos_summary(j_means, f_means, categories, seen):
         out[f"F_{group}"] = float(_nanmean(f[sel]))
     parts = np.array(list(out.values()))
     return {"G": float(_nanmean(parts)), **out}
+
+
+def object_name(row):
+    """``"<sequence>_<index>"``, the DAVIS toolkit's per-object row name."""
+    return f"{row['sequence']}_{row['index']}"
+

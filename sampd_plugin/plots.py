@@ -6,6 +6,8 @@ Inputs are the plain rows stored by ``sampd_plugin.evaluation.JFResults``:
 """
 import plotly.graph_objects as go
 
+from sampd_plugin.metrics import object_name
+
 
 def object_name(row):
     """``"<sequence>_<index>"``, the DAVIS toolkit's per-object row name."""

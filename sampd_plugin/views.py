@@ -9,12 +9,25 @@ Three views are saved on the dataset under names derived from the evaluation key
 """
 from fiftyone import ViewField as F
 
-VIEW_SUFFIXES = ("failures", "first_failures", "worst")
+#: the saved views of an evaluation: name suffix -> what it shows
+VIEWS = {
+    "failures": "frames where an object's J is below the failure threshold, worst first",
+    "first_failures": "the frame where each object first fails",
+    "worst": "videos sorted by J&F, worst first",
+}
+VIEW_SUFFIXES = tuple(VIEWS)
+
+
+def view_name(eval_key, suffix="failures"):
+    """The name of one saved view of evaluation ``eval_key`` (``suffix`` in :data:`VIEWS`)."""
+    if suffix not in VIEWS:
+        raise ValueError(f"unknown view {suffix!r}; choose one of {list(VIEWS)}")
+    return f"{eval_key}_{suffix}"
 
 
 def view_names(eval_key):
     """Names of the saved views of evaluation ``eval_key``."""
-    return [f"{eval_key}_{s}" for s in VIEW_SUFFIXES]
+    return [view_name(eval_key, s) for s in VIEW_SUFFIXES]
 
 
 def build_views(samples, eval_key, failure_th=0.5):
@@ -22,9 +35,9 @@ def build_views(samples, eval_key, failure_th=0.5):
     frames = samples.to_frames(sample_frames="dynamic")
     min_j = f"{eval_key}_min_J"
     return {
-        f"{eval_key}_failures": frames.match(F(min_j) < failure_th).sort_by(min_j),
-        f"{eval_key}_first_failures": frames.exists(f"{eval_key}_first_failures"),
-        f"{eval_key}_worst": samples.exists(f"{eval_key}_JF").sort_by(f"{eval_key}_JF"),
+        view_name(eval_key, "failures"): frames.match(F(min_j) < failure_th).sort_by(min_j),
+        view_name(eval_key, "first_failures"): frames.exists(f"{eval_key}_first_failures"),
+        view_name(eval_key, "worst"): samples.exists(f"{eval_key}_JF").sort_by(f"{eval_key}_JF"),
     }
 
 

@@ -13,7 +13,7 @@ from fiftyone.operators.executor import ExecutionContext, ExecutionError, Execut
 from fiftyone.operators.executor import ValidationContext  # noqa: E402
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin.evaluation import paste_mask  # noqa: E402
+from sampd_plugin.labels import paste_mask  # noqa: E402
 from tests.test_sdk import check_written_fields, gt_snapshot  # noqa: E402
 
 PLUGIN = "@sampd/sampd"

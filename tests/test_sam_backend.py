@@ -12,6 +12,7 @@ import torch
 from segment_anything import SamPredictor
 
 from sampd_plugin import checkpoints as ckpt
+from sampd_plugin.backends import sam as sam_mod
 from sampd_plugin.backends.sam import CPU_PREFERRED_BATCH_SIZE, SamBackend
 from sampd_plugin.backends.tiny import build_tiny_sam, tiny_backend
 
@@ -289,17 +290,17 @@ def test_checkpoint_loads_back_through_load_sam(tmp_path):
     path = str(tmp_path / "tiny.pth")
     reference_model = build_tiny_sam(seed=0)
     torch.save(reference_model.state_dict(), path)
-    backend = ckpt.load_sam("vit_b", checkpoint=path, device="cpu", builder=lambda: build_tiny_sam(seed=1))
+    backend = sam_mod.load_sam("vit_b", checkpoint=path, device="cpu", builder=lambda: build_tiny_sam(seed=1))
     assert isinstance(backend, SamBackend) and not backend.model.training
     ref = reference_model.state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in backend.model.state_dict().items())
     # wrong architecture, corrupt file: clear errors
     with pytest.raises(ckpt.CheckpointLoadError, match="does not fit"):
-        ckpt.build_sam_model("vit_b", checkpoint=path, builder=lambda: build_tiny_sam(encoder_embed_dim=32))
+        sam_mod.build_sam_model("vit_b", checkpoint=path, builder=lambda: build_tiny_sam(encoder_embed_dim=32))
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ckpt.CheckpointLoadError, match="bad.pth"):
-        ckpt.load_sam("vit_b", checkpoint=str(bad), builder=build_tiny_sam)
+        sam_mod.load_sam("vit_b", checkpoint=str(bad), builder=build_tiny_sam)
 
 
 def test_sam_backend_without_model_resolves_checkpoint(env):

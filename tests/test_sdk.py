@@ -11,9 +11,10 @@ import pytest
 fo = pytest.importorskip("fiftyone")
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin import fo_labels, fo_models  # noqa: E402
-from sampd_plugin.evaluation import paste_mask  # noqa: E402
-from sampd_plugin.fo_labels import SampdInputError  # noqa: E402
+from sampd_plugin import labels, runs  # noqa: E402
+from sampd_plugin.backends import registry  # noqa: E402
+from sampd_plugin.labels import paste_mask  # noqa: E402
+from sampd_plugin.errors import SampdInputError  # noqa: E402
 from sampd_plugin.metrics import region_similarity  # noqa: E402
 from sampd_plugin.synthetic import dataset_scene  # noqa: E402
 
@@ -69,7 +70,7 @@ def check_written_fields(ds, field, min_mean_j=None):
                 if d["lost"]:
                     assert d.mask is None
                     continue
-                x0, y0, x1, y1 = fo_labels.relative_to_xyxy(d.bounding_box, hw).astype(int)
+                x0, y0, x1, y1 = labels.relative_to_xyxy(d.bounding_box, hw).astype(int)
                 assert 0 <= x0 < x1 <= hw[1] and 0 <= y0 < y1 <= hw[0]
                 assert d.mask.shape == (y1 - y0, x1 - x0)  # cropped to its box
                 m = d.mask
@@ -77,7 +78,7 @@ def check_written_fields(ds, field, min_mean_j=None):
             for oid, g in gt1.items():  # the prompt frame is the given ground-truth mask
                 if fn == 1:
                     assert np.array_equal(paste_mask(dets[oid], hw), paste_mask(g, hw))
-        marker = sample[fo_labels.marker_field(field)]
+        marker = sample[labels.marker_field(field)]
         assert marker["done"] is True and marker["frames"] == len(sample.frames)
         if min_mean_j is not None:
             js = [j for f in frame_j(sample, field, hw).values() for j in f.values()]
@@ -116,7 +117,7 @@ def test_rerun_skips_finished_samples_and_resumes_an_interrupted_job(make_synthe
 
     with pytest.raises(KeyboardInterrupt):
         sp.track(ds, model="synthetic", progress=interrupt)
-    markers = fo_labels.read_markers(ds, "sampd")
+    markers = runs.read_markers(ds, "sampd")
     assert markers[s1]["done"] is True and markers[s2]["done"] is False
     stamp = ds.select(s1).values("frames.last_modified_at")
     summary = sp.track(ds, model="synthetic", progress=False)
@@ -234,11 +235,25 @@ def test_device_auto_picks_cuda_when_available(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert fo_models.resolve_device(None) == "cuda" and fo_models.resolve_device("auto") == "cuda"
-    assert fo_models.BackendCache("tiny").device == "cuda"  # what a worker on a GPU machine builds on
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert registry.resolve_device(None) == "cuda" and registry.resolve_device("auto") == "cuda"
+    assert registry.BackendCache("tiny").device == "cuda"  # what a worker on a GPU machine builds on
+    assert registry.resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(ValueError, match=r"'cuda:2' does not exist: this machine has 2 CUDA GPU"):
+        registry.resolve_device("cuda:2")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert fo_models.resolve_device(None) == "cpu"
-    assert fo_models.resolve_device("cuda:1") == "cuda:1"
+    assert registry.resolve_device(None) == "cpu"
+
+
+def test_device_that_does_not_exist_is_a_clear_error(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="'cuda' was requested but this machine has no usable CUDA GPU"):
+        registry.resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown device 'banana'"):
+        registry.resolve_device("banana")
+    assert registry.resolve_device("cpu") == "cpu"
 
 
 def test_package_import_is_lazy_without_fiftyone(tmp_path):

@@ -28,6 +28,42 @@ import torch
 import torch.nn.functional as F
 
 
+def resolve_device(device=None) -> torch.device:
+    """The one device resolver: ``None`` / ``""`` / ``"auto"`` -> ``cuda`` when available, else ``cpu``; any other
+    value must name a device this machine has (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``).
+
+    Raises:
+        ValueError: an unknown device string, or a CUDA / MPS device this machine does not have (the message says
+            which devices exist)
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "auto")):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"device {device!r} was requested but this machine has no usable CUDA GPU: use 'cpu' "
+                             "or 'auto'")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device {device!r} does not exist: this machine has {n} CUDA GPU(s) (cuda:0..{n - 1})")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} was requested but MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return dev
+
+
+def check_rgb(image) -> np.ndarray:
+    """``image`` as an array after checking that it is an ``(H, W, 3)`` uint8 RGB image (``ValueError`` if not)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} and dtype {image.dtype}")
+    return image
+
+
 @dataclasses.dataclass
 class ImageState:
     """A frame encoded once by a backend.
@@ -126,11 +162,7 @@ class PromptableSegmenter(abc.ABC):
     # --- encoding -------------------------------------------------------------------------------------------
     def encode(self, image: np.ndarray, frame_number: Optional[int] = None) -> ImageState:
         """Encodes one ``(H, W, 3)`` uint8 RGB image (the expensive step, once per frame)."""
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} and dtype {image.dtype}"
-            )
+        image = check_rgb(image)
         self.encode_calls += 1
         return self._encode(image, frame_number)
 

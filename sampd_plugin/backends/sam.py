@@ -5,9 +5,9 @@
 :meth:`~SamBackend.decode` (paper Sec. III-A: encode a frame once, decode many prompts against it), and
 ``SamAutomaticMaskGenerator`` for :meth:`~SamBackend.generate_masks` (automatic mode, Sec. IV-B).
 
-Checkpoints (official file names, download, FiftyOne zoo cache) are handled by :mod:`sampd_plugin.checkpoints`;
-:func:`sampd_plugin.checkpoints.load_sam` is the usual entry point. :mod:`sampd_plugin.backends.tiny` builds a small
-random-weight ``Sam`` that goes through this same class.
+Checkpoint files (official names, download, FiftyOne zoo cache) are found by :mod:`sampd_plugin.checkpoints`;
+:func:`load_sam` (a backend over an official checkpoint) is the usual entry point. :mod:`sampd_plugin.backends.tiny`
+builds a small random-weight ``Sam`` that goes through this same class.
 
 Everything runs under ``torch.inference_mode``: the returned tensors are inference tensors (read them freely; copy
 with ``.clone()`` before modifying them in place outside inference mode).
@@ -18,7 +18,7 @@ This module imports no FiftyOne.
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -26,7 +26,8 @@ from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from .base import Decoded, ImageState, PromptableSegmenter
+from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter, check_rgb, resolve_device
+from sampd_plugin.checkpoints import CheckpointLoadError, checkpoint_info, load_state_dict, resolve_checkpoint
 
 #: Prompts per decoder call on the CPU, measured with ``python benchmarks/decoder_batch.py --repeats 2 --clock cpu
 #: --threads 1`` (SAM's real-width decoder of the tiny model, box prompts, single mask, 480x854 frame; torch 2.14.1;
@@ -43,13 +44,6 @@ from .base import Decoded, ImageState, PromptableSegmenter
 CPU_PREFERRED_BATCH_SIZE = 4
 
 _HALF_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-
-
-def default_device(device=None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` picks ``cuda`` when available, else ``cpu``."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
 
 
 class SamBackend(PromptableSegmenter):
@@ -85,13 +79,11 @@ class SamBackend(PromptableSegmenter):
     ):
         super().__init__()
         if model is None:
-            from ..checkpoints import build_sam_model  # lazy: checkpoints imports this module in load_sam
-
             model = build_sam_model(model_type, checkpoint=checkpoint, download=download)
         elif checkpoint is not None:
             raise ValueError("pass either a built `model` or a `checkpoint` to load, not both")
         self.model_type = model_type
-        self.model = model.to(default_device(device)).eval()
+        self.model = model.to(resolve_device(device)).eval()
         self.device = self.model.device  # e.g. cuda:0 rather than cuda, as the tensors report it
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         self.autocast_dtype = self._autocast_dtype(half)
@@ -237,11 +229,7 @@ class SamBackend(PromptableSegmenter):
         Returns at most ``max_masks`` ``(H, W)`` bool masks, best first (by predicted IoU, then stability score).
         ``points_per_side`` and ``amg_kwargs`` override the constructor's settings for this call.
         """
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"expected an (H, W, 3) uint8 RGB image, got shape {image.shape} and dtype {image.dtype}"
-            )
+        image = check_rgb(image)
         if max_masks <= 0:
             return []
         generator = self.mask_generator(points_per_side=points_per_side, **amg_kwargs)
@@ -283,3 +271,62 @@ class _BackendPredictor(SamPredictor):
         return super().predict_torch(
             point_coords, point_labels, boxes, mask_input, multimask_output, return_logits=return_logits
         )
+
+
+# --- loading official checkpoints -------------------------------------------------------------------------------
+def sam_builder(model_type: str) -> Callable[[], "torch.nn.Module"]:
+    """segment-anything's builder for ``model_type`` (``sam_model_registry``), without a checkpoint."""
+    from segment_anything import sam_model_registry
+
+    return sam_model_registry[checkpoint_info(model_type).model_type]
+
+
+
+def build_sam_model(
+    model_type: str = "vit_h",
+    checkpoint: Optional[str] = None,
+    download: bool = True,
+    builder: Optional[Callable[[], "torch.nn.Module"]] = None,
+):
+    """A ``segment_anything.modeling.Sam`` with the resolved checkpoint's weights, on the CPU, in eval mode.
+
+    Args:
+        model_type: ``vit_h``, ``vit_l`` or ``vit_b``
+        checkpoint: explicit checkpoint path (see :func:`resolve_checkpoint`)
+        download: whether a missing official checkpoint may be downloaded
+        builder: a callable returning the uninitialised ``Sam`` to load into (default: segment-anything's builder
+            of ``model_type``); with an explicit ``checkpoint`` any architecture works (tests use the tiny SAM)
+
+    Raises:
+        CheckpointNotFoundError: see :func:`resolve_checkpoint`
+        CheckpointLoadError: the file does not load, or does not fit the model (e.g. a vit_b file for vit_h)
+    """
+    if builder is None:
+        builder = sam_builder(model_type)
+    path = resolve_checkpoint(model_type, checkpoint=checkpoint, download=download)
+    state = load_state_dict(path)
+    model = builder()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointLoadError(
+            f"SAM checkpoint {path} does not fit the {model_type} model (wrong model type?): {e}"
+        ) from e
+    return model.eval()
+
+
+
+def load_sam(
+    model_type: str = "vit_h",
+    checkpoint: Optional[str] = None,
+    device=None,
+    half=False,
+    download: bool = True,
+    builder: Optional[Callable[[], "torch.nn.Module"]] = None,
+    **backend_kwargs,
+):
+    """A :class:`~sampd_plugin.backends.sam.SamBackend` over the official ``model_type`` checkpoint (or
+    ``checkpoint``), on ``device`` (``None``: CUDA when available), optionally with a half-precision image encoder
+    (CUDA). Further keyword arguments go to :class:`~sampd_plugin.backends.sam.SamBackend`."""
+    model = build_sam_model(model_type, checkpoint=checkpoint, download=download, builder=builder)
+    return SamBackend(model=model, model_type=model_type, device=device, half=half, **backend_kwargs)

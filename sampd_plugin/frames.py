@@ -69,3 +69,16 @@ def iter_frames(path: str, start: int = 1, stop: Optional[int] = None) -> Iterat
     finally:
         reader.close()
         eta_logger.setLevel(level)
+
+
+def iter_frames_backward(path: str, last: int, first: int = 1, chunk: int = 128) -> Iterator[Tuple[int, np.ndarray]]:
+    """Frames ``last, last-1, ..., first`` of a video, decoded forwards in chunks of ``chunk`` frames and yielded in
+    reverse (memory: one chunk; decoding cost grows with the number of chunks as ffmpeg reads from the start)."""
+    hi = int(last)
+    while hi >= first:
+        lo = max(int(first), hi - int(chunk) + 1)
+        buf = list(iter_frames(path, start=lo, stop=hi))
+        for item in reversed(buf):
+            yield item
+        hi = lo - 1
+

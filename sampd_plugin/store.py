@@ -1,27 +1,4 @@
-"""The FiftyOne boundary of the library: prompts read from FiftyOne labels, tracker output written back in bulk, and
-the per-sample completion markers that make tracking resumable.
-
-Conventions. This is the ONE place where coordinates are converted between the library and FiftyOne:
-
-- library (tracker, backends): ``xyxy`` boxes in image pixels, ``x1``/``y1`` exclusive (``prompts.mask_to_box``),
-  full-frame ``(H, W)`` bool masks, 1-based frame numbers;
-- FiftyOne: ``Detection.bounding_box`` relative ``[x, y, w, h]`` (divided by the frame width/height) and
-  ``Detection.mask`` cropped to that box. Masks are cropped with FiftyOne's own :meth:`fo.Detection.from_mask` and
-  pasted back with :func:`sampd_plugin.evaluation.paste_mask` (the library's one paste helper, also used by the
-  J&F evaluation), so a mask survives the round trip exactly.
-
-Objects are identified by ``Detection.index`` (FiftyOne's tracking-id convention).
-
-Written labels (:func:`frame_detections`): one ``fo.Detection`` per started object and frame with ``label``,
-``bounding_box``, ``mask`` (cropped), ``index``, ``confidence`` (SAM's predicted IoU, clipped to [0, 1]) and the
-attributes ``score`` (the many-to-one selection score, Eq. 2 similarity or predicted IoU), ``iou`` (SAM's predicted
-IoU), ``lost`` (the object was not found: no mask, an empty box) and ``is_prompt`` (the object's prompt frame).
-
-Resume markers (:data:`MARKER_SUFFIX`): a sample-level dict field ``<label_field>_track`` per output field, e.g.
-``sampd_track``, holding ``{"run": <settings key>, "done": bool, "settings": {...}, "frames", "objects",
-"seconds", "device", "host", "worker", "started_at", "finished_at"}``. A sample is finished for a run when its marker
-has that run's key and ``done`` is true; a re-run (or a re-queued delegated operation) with the same settings skips
-it. The marker is written when a sample starts (``done=False``) and again after its last frame was written.
+"""FiftyOne storage of a tracking run: field checks, prompt reading, and the bulk label writer.
 
 Bulk writes: labels go through ``set_values("frames.<field>", {sample_id: {frame_number: label}}, key_field="id")``
 in chunks of ``batch_frames`` frames (:class:`FrameLabelWriter`); nothing calls ``save()`` per frame.
@@ -29,10 +6,7 @@ in chunks of ``batch_frames`` frames (:class:`FrameLabelWriter`); nothing calls 
 
 from __future__ import annotations
 
-import datetime
 import logging
-import os
-import socket
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -41,27 +15,28 @@ import fiftyone as fo
 import fiftyone.core.fields as fof
 from fiftyone import ViewField as F
 
-from sampd_plugin.evaluation import paste_mask
-from sampd_plugin.tracker import FrameResult, ObjectPrompt
+from sampd_plugin.errors import SampdInputError
+from sampd_plugin.labels import LABEL_ATTRIBUTES, field_name, marker_field, paste_mask, relative_to_xyxy
+from sampd_plugin.tracker import ObjectPrompt
 
 logger = logging.getLogger(__name__)
 
-#: sample-level marker field of output field ``f``: ``f + MARKER_SUFFIX``
-MARKER_SUFFIX = "_track"
-
-#: label attributes declared on an output field (besides FiftyOne's Detection fields)
-LABEL_ATTRIBUTES = {"score": fof.FloatField, "iou": fof.FloatField, "lost": fof.BooleanField,
-                    "is_prompt": fof.BooleanField}
+#: frames per bulk write
+DEFAULT_BATCH_FRAMES = 128
 
 #: reserved names an output field may not take
 _RESERVED = {"id", "frame_number", "created_at", "last_modified_at", "filepath", "metadata", "tags"}
 
 
-class SampdInputError(ValueError):
-    """Invalid input (sample, frame, field named in the message); nothing was written."""
+def as_collection(samples):
+    """A dataset / view as is; a dataset ``fo.Sample`` as a one-sample view."""
+    if isinstance(samples, fo.Sample):
+        if not samples.in_dataset:
+            raise SampdInputError("the sample is not in a dataset: add it to one first")
+        return samples._dataset.select(samples.id)
+    return samples
 
 
-# --- coordinates (the one conversion boundary) ---------------------------------------------------------------------
 def frame_size(sample) -> Tuple[int, int]:
     """``(H, W)`` of a video sample's frames from its ``metadata`` (computed when missing)."""
     meta = sample.metadata
@@ -73,23 +48,6 @@ def frame_size(sample) -> Tuple[int, int]:
     return int(meta.frame_height), int(meta.frame_width)
 
 
-def relative_to_xyxy(bounding_box: Sequence[float], hw: Tuple[int, int]) -> np.ndarray:
-    """FiftyOne relative ``[x, y, w, h]`` -> ``(4,)`` pixel ``xyxy`` (``x1``/``y1`` exclusive), rounded as
-    :func:`sampd_plugin.evaluation.paste_mask` rounds (``floor(v + 0.5)``)."""
-    h, w = hw
-    x, y, bw, bh = (float(v) for v in bounding_box)
-    r = lambda v: float(np.floor(v + 0.5))  # noqa: E731
-    return np.array([r(x * w), r(y * h), r((x + bw) * w), r((y + bh) * h)], dtype=np.float32)
-
-
-def xyxy_to_relative(box: Sequence[float], hw: Tuple[int, int]) -> List[float]:
-    """Pixel ``xyxy`` (``x1``/``y1`` exclusive) -> FiftyOne relative ``[x, y, w, h]``."""
-    h, w = hw
-    x0, y0, x1, y1 = (float(v) for v in box)
-    return [x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h]
-
-
-# --- reading prompts -----------------------------------------------------------------------------------------------
 def check_label_field(samples, field: str, role: str = "prompt field", types=(fo.Detections,)) -> str:
     """Returns the frame-level field name ``field`` (``"x"`` or ``"frames.x"``) after checking that ``samples`` is
     a video collection on which it is a frame-level field of one of ``types``; raises :class:`SampdInputError`."""
@@ -97,7 +55,7 @@ def check_label_field(samples, field: str, role: str = "prompt field", types=(fo
         raise SampdInputError(
             f"dataset '{samples._root_dataset.name}' holds {samples.media_type} samples: SAM-PD tracks videos"
         )
-    name = field[len("frames."):] if field.startswith("frames.") else field
+    name = field_name(field)
     f = samples.get_field("frames." + name)
     if f is None:
         raise SampdInputError(f"the {role} 'frames.{name}' does not exist on dataset '{samples._root_dataset.name}'")
@@ -111,11 +69,11 @@ def check_label_field(samples, field: str, role: str = "prompt field", types=(fo
 def check_output_field(samples, label_field: str, prompt_field: Optional[str] = None) -> str:
     """Validates an output field name; the prompt / ground-truth field is never an output (even with
     ``overwrite``)."""
-    name = label_field[len("frames."):] if label_field.startswith("frames.") else label_field
+    name = field_name(label_field)
     if not name or not name.isidentifier() or name.startswith("_") or name in _RESERVED:
         raise SampdInputError(f"'{label_field}' is not a valid output field name (use letters, digits and '_')")
     if prompt_field is not None:
-        pf = prompt_field[len("frames."):] if prompt_field.startswith("frames.") else prompt_field
+        pf = field_name(prompt_field)
         if name == pf:
             raise SampdInputError(
                 f"the output field 'frames.{name}' is the prompt field: prompts / ground truth are never "
@@ -124,10 +82,9 @@ def check_output_field(samples, label_field: str, prompt_field: Optional[str] = 
     f = samples.get_field("frames." + name)
     if f is not None and not issubclass(getattr(f, "document_type", None) or type, fo.Detections):
         raise SampdInputError(f"'frames.{name}' exists and is a {type(f).__name__}, not a Detections field")
-    if samples.get_field(name + MARKER_SUFFIX) is not None and not isinstance(
-        samples.get_field(name + MARKER_SUFFIX), fof.DictField
-    ):
-        raise SampdInputError(f"the marker field '{name + MARKER_SUFFIX}' exists and is not a dict field")
+    marker = samples.get_field(marker_field(name))
+    if marker is not None and not isinstance(marker, fof.DictField):
+        raise SampdInputError(f"the marker field '{marker_field(name)}' exists and is not a dict field")
     return name
 
 
@@ -252,26 +209,6 @@ def _frame_values(view, field: str, frame_numbers: Sequence[int]):
     return [int(f) for f in fns], labels
 
 
-# --- writing labels ------------------------------------------------------------------------------------------------
-def object_detection(object_id: int, result, hw: Tuple[int, int]) -> "fo.Detection":
-    """One tracked object on one frame -> ``fo.Detection`` (see the module docstring for the fields)."""
-    conf = float(min(max(result.iou, 0.0), 1.0))
-    attrs = dict(index=int(object_id), confidence=conf, score=float(result.score), iou=float(result.iou),
-                 lost=bool(result.lost), is_prompt=bool(result.is_prompt))
-    if result.lost or result.mask is None or not result.mask.any():
-        attrs["lost"] = True
-        return fo.Detection(label=result.label, bounding_box=[0.0, 0.0, 0.0, 0.0], **attrs)
-    return fo.Detection.from_mask(np.asarray(result.mask, dtype=bool), label=result.label, **attrs)
-
-
-def frame_detections(result: FrameResult, hw: Tuple[int, int], only: Optional[Iterable[int]] = None
-                     ) -> "fo.Detections":
-    """A tracker :class:`FrameResult` -> ``fo.Detections`` (objects in id order; optionally only ``only``)."""
-    keep = None if only is None else set(only)
-    return fo.Detections(detections=[object_detection(oid, r, hw) for oid, r in sorted(result.objects.items())
-                                     if keep is None or oid in keep])
-
-
 def ensure_output_field(dataset, label_field: str):
     """Declares ``frames.<label_field>`` as ``fo.Detections`` with the label attributes and the sample-level marker
     field (idempotent; done once before workers write, so they never race on the schema)."""
@@ -281,9 +218,18 @@ def ensure_output_field(dataset, label_field: str):
         path = f"{label_field}.detections.{attr}"
         if not dataset.has_frame_field(path):
             dataset.add_frame_field(path, ftype)
-    marker = label_field + MARKER_SUFFIX
+    marker = marker_field(label_field)
     if not dataset.has_sample_field(marker):
         dataset.add_sample_field(marker, fof.DictField)
+
+
+def labeled_frame_counts(samples, label_field: str) -> Dict[str, int]:
+    """``{sample_id: number of frames whose label_field is set}`` (one aggregation, no labels loaded)."""
+    ids = samples.values("id")
+    if samples.get_field("frames." + label_field) is None:
+        return {sid: 0 for sid in ids}
+    counts = samples.values(F("frames").filter(F(label_field) != None).length())  # noqa: E711
+    return {sid: int(c or 0) for sid, c in zip(ids, counts)}
 
 
 class FrameLabelWriter:
@@ -298,7 +244,8 @@ class FrameLabelWriter:
             of every other object on the written frames are kept (repropagation); ``None`` replaces whole frames
     """
 
-    def __init__(self, dataset, label_field: str, batch_frames: int = 128, replace_ids: Optional[Iterable[int]] = None):
+    def __init__(self, dataset, label_field: str, batch_frames: int = DEFAULT_BATCH_FRAMES,
+                 replace_ids: Optional[Iterable[int]] = None):
         if batch_frames < 1:
             raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
         self.dataset = dataset
@@ -332,50 +279,3 @@ class FrameLabelWriter:
         self.frames_written += self._n
         self.calls += 1
         self._buf, self._n = {}, 0
-
-
-# --- resume markers ------------------------------------------------------------------------------------------------
-def marker_field(label_field: str) -> str:
-    return label_field + MARKER_SUFFIX
-
-
-def read_markers(samples, label_field: str) -> Dict[str, Optional[dict]]:
-    """``{sample_id: marker dict or None}`` for the samples of ``samples``."""
-    ids = samples.values("id")
-    if samples.get_field(marker_field(label_field)) is None:
-        return {sid: None for sid in ids}
-    return dict(zip(ids, samples.values(marker_field(label_field))))
-
-
-def labeled_frame_counts(samples, label_field: str) -> Dict[str, int]:
-    """``{sample_id: number of frames whose label_field is set}`` (one aggregation, no labels loaded)."""
-    ids = samples.values("id")
-    if samples.get_field("frames." + label_field) is None:
-        return {sid: 0 for sid in ids}
-    counts = samples.values(F("frames").filter(F(label_field) != None).length())  # noqa: E711
-    return {sid: int(c or 0) for sid, c in zip(ids, counts)}
-
-
-def write_marker(dataset, label_field: str, sample_id: str, marker: dict):
-    dataset.set_values(marker_field(label_field), {sample_id: dict(marker)}, key_field="id")
-
-
-def new_marker(run_key: str, settings: dict, device: str, job_id: Optional[str] = None) -> dict:
-    return dict(run=run_key, job=job_id, done=False, settings=settings, device=str(device), host=socket.gethostname(),
-                worker=f"{socket.gethostname()}:{os.getpid()}", started_at=_now(), finished_at=None,
-                frames=0, objects=0, seconds=None)
-
-
-def clear_outputs(dataset, sample_ids: Sequence[str], label_field: str):
-    """Clears ``frames.<label_field>`` and the marker of the given samples (``overwrite=True``)."""
-    if not sample_ids:
-        return
-    view = dataset.select(list(sample_ids))
-    if dataset.has_frame_field(label_field):
-        view.clear_frame_field(label_field)
-    if dataset.has_sample_field(marker_field(label_field)):
-        view.clear_sample_field(marker_field(label_field))
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

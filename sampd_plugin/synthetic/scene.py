@@ -20,24 +20,19 @@ What a scene contains (the difficulties SAM-PD is about, paper Sec. III):
 Conventions: frame numbers are 1-based; images are ``(H, W, 3)`` uint8 RGB; object ids are ``1..num_objects``
 (0 is background in id maps); pixel boxes are ``xyxy`` with exclusive ends (:func:`mask_box`).
 
-This module imports FiftyOne only inside :func:`make_dataset` and :func:`dataset_scene`.
+This module imports no FiftyOne; videos and FiftyOne datasets of scenes are built by
+:mod:`sampd_plugin.synthetic.dataset`.
 """
 
 from __future__ import annotations
 
 import colorsys
 import dataclasses
-import logging
-import os
-import subprocess
-import uuid
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from sampd_plugin.prompts import mask_to_box
-
-logger = logging.getLogger(__name__)
 
 SHAPES = ("ellipse", "blob", "polygon", "star")
 TEXTURES = ("stripes", "checker", "dots", "rings", "diagonal", "grid")
@@ -521,153 +516,3 @@ def _texture(texture: str, u: np.ndarray, v: np.ndarray, rho: np.ndarray, f: flo
     if texture == "grid":
         return (np.mod(u * f, 1.0) < 0.3) | (np.mod(v * f, 1.0) < 0.3)
     raise ValueError(f"unknown texture {texture!r}")
-
-
-
-# --- videos and datasets -------------------------------------------------------------------------------------------
-def write_video(scene: SyntheticScene, path: str, fps: float = 24.0, crf: int = 12) -> str:
-    """Streams the scene's frames to an H.264 mp4 through an ffmpeg pipe (constant memory).
-
-    Args:
-        scene: the scene
-        path: output ``.mp4`` path (parent directories are created, an existing file is overwritten)
-        fps: frame rate
-        crf: x264 constant rate factor (lower = higher quality; 12 is visually lossless)
-
-    Returns:
-        ``path``
-    """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    h, w = scene.height, scene.width
-    tmp = f"{path}.{os.getpid()}.part"
-    # yuv420p (what browsers, hence the FiftyOne App, play) needs even sides; odd sides keep their exact size in
-    # yuv444p instead
-    pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
-    if pix_fmt != "yuv420p":
-        logger.warning("%dx%d has an odd side: writing %s as yuv444p, which browsers may not play", w, h, path)
-    cmd = [
-        "ffmpeg", "-y", "-loglevel", "error",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
-        "-c:v", "libx264", "-preset", "medium", "-crf", str(int(crf)), "-pix_fmt", pix_fmt,
-        "-movflags", "+faststart", "-f", "mp4", tmp,
-    ]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        for _, img in scene.iter_frames():
-            proc.stdin.write(np.ascontiguousarray(img).tobytes())
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass
-    err = proc.stderr.read().decode(errors="replace")
-    if proc.wait() != 0:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise RuntimeError(f"ffmpeg failed writing {path}: {err.strip()}")
-    os.replace(tmp, path)  # readers of an existing file never see a partial one
-    return path
-
-
-def _default_output_dir(num_frames, num_objects, height, width, start_frames) -> str:
-    import fiftyone as fo
-
-    tag = f"{num_frames}f-{num_objects}o-{height}x{width}"
-    if start_frames:
-        tag += "-s" + "_".join(f"{k}at{v}" for k, v in sorted(start_frames.items()))
-    return os.path.join(fo.config.default_dataset_dir, "sampd-synthetic", tag)
-
-
-def make_dataset(
-    name: Optional[str] = None,
-    num_videos: int = 2,
-    num_frames: int = 30,
-    num_objects: int = 3,
-    height: int = 480,
-    width: int = 854,
-    seed: int = 0,
-    output_dir: Optional[str] = None,
-    start_frames: Optional[Dict[int, int]] = None,
-    fps: float = 24.0,
-    overwrite: bool = False,
-    persistent: bool = False,
-):
-    """A FiftyOne video dataset of synthetic scenes with exact ground truth.
-
-    Video ``i`` is ``SyntheticScene(seed + i, ...)`` written to ``<output_dir>/synthetic-<seed + i>.mp4``
-    (default ``output_dir``: ``<fo.config.default_dataset_dir>/sampd-synthetic/<settings>``). Each sample has:
-
-    - ``metadata``: computed ``VideoMetadata``;
-    - ``synthetic``: the scene's :attr:`SyntheticScene.params` (rebuild it with :func:`dataset_scene`);
-    - tag ``"synthetic"``;
-    - ``frames.ground_truth``: ``fo.Detections`` on every frame, one ``fo.Detection`` per *visible* object:
-      ``label`` = its shape, ``index`` = its object id, ``bounding_box`` = relative ``[x, y, w, h]`` of the
-      visible mask's tight pixel box, ``mask`` = the visible mask cropped to that box (FiftyOne's convention).
-      Frame 1 (or an object's first visible frame) carries the prompts.
-
-    Labels are written in bulk (one ``set_values`` call per video and chunk of 256 frames).
-
-    Args:
-        name: dataset name; ``None`` makes a fresh, uniquely named ``sampd-synthetic-...`` dataset
-        overwrite: delete an existing dataset called ``name`` first (else a ``ValueError`` is raised)
-        persistent: make the dataset persistent
-
-    Returns:
-        the ``fo.Dataset``
-    """
-    import fiftyone as fo
-
-    from .fo_labels import xyxy_to_relative
-
-    start_frames = {int(k): int(v) for k, v in (start_frames or {}).items()}
-    if name is not None and fo.dataset_exists(name):
-        if not overwrite:
-            raise ValueError(f"dataset {name!r} exists; pass overwrite=True to replace it")
-        fo.delete_dataset(name)
-    if output_dir is None:
-        output_dir = _default_output_dir(num_frames, num_objects, height, width, start_frames)
-    dataset = fo.Dataset(name if name is not None else f"sampd-synthetic-{uuid.uuid4().hex[:12]}")
-    dataset.persistent = persistent
-    dataset.tags = ["synthetic"]
-    dataset.info["synthetic"] = dict(
-        generator="sampd_plugin.synthetic", num_videos=num_videos, seed=seed,
-    )
-    dataset.save()
-
-    scenes = [SyntheticScene(seed + i, num_frames, num_objects, height, width, start_frames) for i in range(num_videos)]
-    samples = []
-    for scene in scenes:
-        path = write_video(scene, os.path.join(output_dir, f"synthetic-{scene.seed}.mp4"), fps=fps)
-        samples.append(fo.Sample(filepath=os.path.abspath(path), tags=["synthetic"], synthetic=scene.params))
-    ids = dataset.add_samples(samples)
-    dataset.compute_metadata()
-
-    chunk = 256
-    for sample_id, scene in zip(ids, scenes):
-        labels = scene.labels
-        for lo in range(1, scene.num_frames + 1, chunk):
-            frames = {}
-            for t in range(lo, min(lo + chunk, scene.num_frames + 1)):
-                dets = []
-                for oid, (box, mask) in sorted(scene.ground_truth(t).items()):
-                    x0, y0, x1, y1 = (int(v) for v in box)
-                    dets.append(
-                        fo.Detection(
-                            label=labels[oid],
-                            bounding_box=xyxy_to_relative(box, (scene.height, scene.width)),
-                            mask=mask[y0:y1, x0:x1].copy(),
-                            index=oid,
-                        )
-                    )
-                frames[t] = fo.Detections(detections=dets)
-            dataset.set_values("frames.ground_truth", {sample_id: frames}, key_field="id")
-    return dataset
-
-
-def dataset_scene(sample) -> SyntheticScene:
-    """The :class:`SyntheticScene` of a sample made by :func:`make_dataset` (from its ``synthetic`` field)."""
-    try:
-        params = sample["synthetic"]
-    except KeyError:
-        params = None
-    if not params:
-        raise ValueError(f"sample {getattr(sample, 'id', sample)!r} has no 'synthetic' scene parameters")
-    return SyntheticScene.from_params(params)

@@ -1,4 +1,4 @@
-"""Frame streaming with eta's ffmpeg reader (sampd_plugin.video)."""
+"""Frame streaming with eta's ffmpeg reader (sampd_plugin.frames)."""
 
 import tracemalloc
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sampd_plugin.synthetic import SyntheticScene, write_video
-from sampd_plugin.video import frame_count, frame_size, iter_frames
+from sampd_plugin.frames import frame_count, frame_size, iter_frames
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
-"""Model names -> promptable segmenters, for the SDK and the operators.
+"""Model names -> promptable segmenters (:class:`~sampd_plugin.backends.base.PromptableSegmenter`), for the SDK and
+the operators.
 
 =============  ===========================================================================================
-``vit_h``      SAM ViT-H (the paper's model), ``vit_l``, ``vit_b``: :func:`sampd_plugin.checkpoints.load_sam`
+``vit_h``      SAM ViT-H (the paper's model), ``vit_l``, ``vit_b``: :func:`sampd_plugin.backends.sam.load_sam`
                (checkpoint: explicit path, ``$SAMPD_CHECKPOINT_DIR``, the FiftyOne zoo cache, or a download)
 ``tiny``       a randomly initialised tiny SAM (:func:`sampd_plugin.backends.tiny.tiny_backend`): real code
                path and shapes, meaningless masks (tests, CPU smoke runs); automatic masks from an 8x8 grid
@@ -9,8 +10,9 @@
                a dataset made by :func:`sampd_plugin.synthetic.make_dataset` (demo, tests; not SAM)
 =============  ===========================================================================================
 
-Device: ``None`` / ``"auto"`` picks ``cuda`` when ``torch.cuda.is_available()`` (a delegated worker on a GPU
-machine uses its GPU), else ``cpu``. torch is imported only when a model is built.
+Device: :func:`sampd_plugin.backends.base.resolve_device` (``None`` / ``"auto"``: ``cuda`` when available, so a
+delegated worker on a GPU machine uses its GPU). torch is imported only when a model is built or a device resolved.
+This module imports no FiftyOne.
 """
 
 from __future__ import annotations
@@ -31,12 +33,10 @@ MODEL_LABELS = {
 
 
 def resolve_device(device: Optional[str] = None) -> str:
-    """``"cuda"`` / ``"cpu"`` / an explicit torch device string; ``None`` or ``"auto"``: cuda when available."""
-    if device in (None, "", "auto"):
-        import torch
+    """:func:`sampd_plugin.backends.base.resolve_device` as a string (imports torch on first use)."""
+    from sampd_plugin.backends.base import resolve_device as _resolve
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
+    return str(_resolve(device))
 
 
 def check_model(model: str, checkpoint: Optional[str] = None):
@@ -74,20 +74,17 @@ class BackendCache:
         self.device = resolve_device(device)
         self._backend = None
 
-    def get(self, sample=None):
-        """The backend for ``sample`` (needed by ``synthetic``)."""
+    def get(self, scene=None):
+        """The backend; ``synthetic`` needs the :class:`~sampd_plugin.synthetic.scene.SyntheticScene` it segments
+        (rebuilt per video)."""
         if self.model == "synthetic":
             from sampd_plugin.backends.synthetic import SyntheticSegmenter
-            from sampd_plugin.synthetic import dataset_scene
 
-            if sample is None:
-                raise ValueError("model 'synthetic' needs the sample whose scene it segments")
-            try:
-                scene = dataset_scene(sample)
-            except (ValueError, KeyError) as e:
+            if scene is None:
                 raise ValueError(
-                    f"model 'synthetic' only segments datasets made by sampd_plugin.synthetic.make_dataset: {e}"
-                ) from e
+                    "model 'synthetic' only segments videos made by sampd_plugin.synthetic.make_dataset (no "
+                    "'synthetic' scene parameters); choose a SAM model"
+                )
             return SyntheticSegmenter(scene, device=self.device)
         if self._backend is None:
             if self.model == "tiny":
@@ -95,7 +92,7 @@ class BackendCache:
 
                 self._backend = tiny_backend(seed=0, device=self.device, points_per_side=TINY_POINTS_PER_SIDE)
             else:
-                from sampd_plugin.checkpoints import load_sam
+                from sampd_plugin.backends.sam import load_sam
 
                 self._backend = load_sam(self.model, checkpoint=self.checkpoint, device=self.device)
         self._backend.reset_counters()

@@ -1,0 +1,128 @@
+"""Scale-out on delegated GPU workers: :func:`queue_track`, :func:`run_worker` and the operators' delegated mode use
+FiftyOne's own delegated-operation engine, no second queue:
+
+1. every machine points at one MongoDB (``FIFTYONE_DATABASE_URI``), sees the media at the same paths and finds the
+   plugin (``FIFTYONE_PLUGINS_DIR``; ``pip install -e`` the checkout or let the plugin add it to ``sys.path``), with
+   ``FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true``;
+2. each GPU machine runs ``fiftyone delegated launch`` (one process per GPU, e.g. with ``CUDA_VISIBLE_DEVICES=i``);
+   ``device="auto"`` (the default) builds the model on ``cuda`` when the machine has one;
+3. the job is queued: ``queue_track(dataset, samples_per_operation=1)`` from Python, or ``track_objects`` scheduled
+   in the App / with ``foo.execute_operator(..., request_delegation=True)``, whose operation splits itself into one
+   queued operation per ``samples_per_operation`` samples when a worker runs it;
+4. a worker claims a QUEUED operation atomically (QUEUED -> RUNNING with a conditional update), runs it, and polls
+   again: each operation runs on exactly one worker, several workers share a job. Progress
+   (``"sample 1/1 · frame 45/90"``) and results are stored on the operation (``fiftyone delegated list``);
+5. a failed or killed operation can be re-run (``fiftyone delegated`` CLI / App): it resumes, skipping samples
+   that are finished (markers), and re-queuing the whole job only queues unfinished samples.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Optional
+
+from sampd_plugin import store
+from sampd_plugin.errors import SampdInputError
+from sampd_plugin.runs import ConfigLike, make_config, plan_track
+from sampd_plugin.store import DEFAULT_BATCH_FRAMES, as_collection
+
+PLUGIN_NAME = "@sampd/sampd"
+
+
+def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd", config: ConfigLike = None,
+                model: str = "vit_h", checkpoint: Optional[str] = None, device: Optional[str] = None,
+                batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, samples_per_operation: int = 1,
+                delegation_target: Optional[str] = None, mode: str = "track", max_objects: int = 100,
+                job_id: Optional[str] = None) -> dict:
+    """Queues a tracking job as delegated operations of the plugin's ``track_objects`` (``mode="track"``) or
+    ``auto_track_objects`` (``mode="auto"``) operator, one per ``samples_per_operation`` unfinished samples, for
+    ``fiftyone delegated launch`` workers to run.
+
+    The job is validated first (same rules as :func:`track`) and gets a ``job_id``: its operations skip samples
+    that are finished (with ``overwrite=True``: finished by this job), so a re-queued or re-run operation never
+    tracks a sample twice. Needs the plugin to be visible to FiftyOne (``FIFTYONE_PLUGINS_DIR``) here and on the
+    workers, and every worker must reach the same MongoDB (``FIFTYONE_DATABASE_URI``) and the media.
+
+    Returns:
+        ``{"operations": [delegated operation ids], "samples": n queued, "skipped": [finished sample ids],
+        "job_id": ...}``
+    """
+    samples = as_collection(samples)
+    k = int(samples_per_operation)
+    if k < 1:
+        raise SampdInputError(f"samples_per_operation must be >= 1, got {samples_per_operation!r}")
+    job_id = job_id or uuid.uuid4().hex
+    plan = plan_track(samples, label_field, prompt_field if mode == "track" else None, config, model, checkpoint,
+                      overwrite, mode, max_objects if mode == "auto" else None, job_id)
+    plan.raise_if_invalid()
+    cfg = make_config(config)
+    dataset = samples._dataset
+    store.ensure_output_field(dataset, plan.label_field)  # declared once, before workers write
+    params = dict(label_field=plan.label_field, model=model, checkpoint=checkpoint or None, job_id=job_id,
+                  device=device or "auto", batch_frames=int(batch_frames), overwrite=bool(overwrite),
+                  samples_per_operation=0,
+                  config=cfg.to_dict(), view_target="CURRENT_VIEW", evaluate=False)
+    if mode == "track":
+        params["prompt_field"] = plan.prompt_field
+        operator = f"{PLUGIN_NAME}/track_objects"
+    else:
+        params["max_objects"] = int(max_objects)
+        operator = f"{PLUGIN_NAME}/auto_track_objects"
+    ops = []
+    for lo in range(0, len(plan.todo), k):
+        chunk = plan.todo[lo:lo + k]
+        res = _execute_operator(operator, ctx=dict(view=dataset.select(chunk, ordered=True), params=dict(params),
+                                                   delegation_target=delegation_target),
+                                request_delegation=True)
+        ops.append(str(res.result["id"]))
+    return dict(operations=ops, samples=len(plan.todo), skipped=list(plan.done), label_field=plan.label_field,
+                job_id=job_id)
+
+
+def run_worker(dataset_name: Optional[str] = None, operator: Optional[str] = None, poll_seconds: float = 0.5,
+               idle_exit_seconds: Optional[float] = None, max_operations: Optional[int] = None,
+               log: bool = True) -> int:
+    """A ``fiftyone delegated launch`` worker loop that can stop by itself (batch schedulers, tests).
+
+    Same engine as the CLI: FiftyOne's ``DelegatedOperationService.execute_queued_operations(limit=1)``, which claims
+    one QUEUED operation atomically (QUEUED -> RUNNING) and runs it; an operation claimed by another worker is
+    skipped. Optionally restricted to one dataset / operator; exits after ``idle_exit_seconds`` without work or
+    after ``max_operations`` executed operations.
+
+    Returns:
+        the number of operations this worker executed
+    """
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    service = DelegatedOperationService()
+    executed, idle_since = 0, time.time()
+    while max_operations is None or executed < max_operations:
+        results = service.execute_queued_operations(operator=operator, dataset_name=dataset_name, limit=1, log=log)
+        ran = [r for r in results if r is not None]
+        if ran:
+            executed += len(ran)
+            idle_since = time.time()
+            continue
+        if idle_exit_seconds is not None and time.time() - idle_since > idle_exit_seconds:
+            break
+        time.sleep(poll_seconds)
+    return executed
+
+
+def _execute_operator(*args, **kwargs):
+    """``foo.execute_operator`` that also works where an event loop is running (notebooks), via a helper thread."""
+    import asyncio
+    import concurrent.futures
+
+    import fiftyone.operators as foo
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return foo.execute_operator(*args, **kwargs)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(foo.execute_operator, *args, **kwargs).result()
+
+
+__all__ = ["queue_track", "run_worker", "PLUGIN_NAME"]

@@ -1,0 +1,109 @@
+"""Pixels <-> FiftyOne labels: the ONE place where coordinates are converted between the library and FiftyOne.
+
+- library (tracker, backends): ``xyxy`` boxes in image pixels, ``x1``/``y1`` exclusive (``prompts.mask_to_box``),
+  full-frame ``(H, W)`` bool masks, 1-based frame numbers;
+- FiftyOne: ``Detection.bounding_box`` relative ``[x, y, w, h]`` (divided by the frame width/height) and
+  ``Detection.mask`` cropped to that box. Masks are cropped with FiftyOne's own :meth:`fo.Detection.from_mask` and
+  pasted back with :func:`paste_mask`, so a mask survives the round trip exactly.
+
+Objects are identified by ``Detection.index`` (FiftyOne's tracking-id convention; 0 is a valid id).
+
+Written labels (:func:`frame_detections`): one ``fo.Detection`` per started object and frame with ``label``,
+``bounding_box``, ``mask`` (cropped), ``index``, ``confidence`` (SAM's predicted IoU, clipped to [0, 1]) and the
+attributes ``score`` (the many-to-one selection score, Eq. 2 similarity or predicted IoU), ``iou`` (SAM's predicted
+IoU), ``lost`` (the object was not found: no mask, an empty box) and ``is_prompt`` (the object's prompt frame).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+import fiftyone as fo
+import fiftyone.core.fields as fof
+
+if TYPE_CHECKING:  # the tracker (torch) is not imported at run time
+    from sampd_plugin.tracker import FrameResult
+
+
+#: label attributes declared on an output field (besides FiftyOne's Detection fields)
+LABEL_ATTRIBUTES = {"score": fof.FloatField, "iou": fof.FloatField, "lost": fof.BooleanField,
+                    "is_prompt": fof.BooleanField}
+
+
+#: sample-level run marker field of output field ``f``: ``f + MARKER_SUFFIX`` (see :mod:`sampd_plugin.runs`)
+MARKER_SUFFIX = "_track"
+
+
+def field_name(field: str) -> str:
+    """``"x"`` for ``"x"`` or ``"frames.x"``: the name of a label field without the frame prefix."""
+    return field[len("frames."):] if field.startswith("frames.") else field
+
+
+def marker_field(label_field: str) -> str:
+    """The sample-level run marker field of an output field (``sampd`` -> ``sampd_track``)."""
+    return field_name(label_field) + MARKER_SUFFIX
+
+
+def relative_to_xyxy(bounding_box: Sequence[float], hw: Tuple[int, int]) -> np.ndarray:
+    """FiftyOne relative ``[x, y, w, h]`` -> ``(4,)`` pixel ``xyxy`` (``x1``/``y1`` exclusive), rounded as
+    :func:`paste_mask` rounds (``floor(v + 0.5)``)."""
+    h, w = hw
+    x, y, bw, bh = (float(v) for v in bounding_box)
+    r = lambda v: float(np.floor(v + 0.5))  # noqa: E731
+    return np.array([r(x * w), r(y * h), r((x + bw) * w), r((y + bh) * h)], dtype=np.float32)
+
+
+def xyxy_to_relative(box: Sequence[float], hw: Tuple[int, int]) -> List[float]:
+    """Pixel ``xyxy`` (``x1``/``y1`` exclusive) -> FiftyOne relative ``[x, y, w, h]``."""
+    h, w = hw
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return [x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h]
+
+
+def paste_mask(detection, hw: Tuple[int, int]) -> np.ndarray:
+    """Full-frame bool ``(H, W)`` mask of a ``fo.Detection`` whose ``mask`` is cropped to its relative
+    ``bounding_box`` ``[x, y, w, h]`` (FiftyOne convention, as ``fo.Detection.from_mask`` writes it).
+
+    The pixel box is ``x0 = round(x W), x1 = round((x + w) W)`` (same for y); the crop is pasted as is when
+    its shape is the box's, else resized to it (nearest); parts outside the frame are clipped; no mask ->
+    empty. (``Detection.to_segmentation`` is not used: it re-derives the box size with eta's rounding and
+    resamples the crop bilinearly, dropping a row or column of ~1 in 5 masks, which breaks exact J.)
+    """
+    out = np.zeros(hw, bool)
+    m = detection.get_mask()
+    if m is None:
+        return out
+    m = np.asarray(m)
+    m = (m[..., 0] if m.ndim == 3 else m) != 0
+    x, y, w, h = detection.bounding_box
+    x0, y0 = int(np.floor(x * hw[1] + 0.5)), int(np.floor(y * hw[0] + 0.5))
+    x1, y1 = int(np.floor((x + w) * hw[1] + 0.5)), int(np.floor((y + h) * hw[0] + 0.5))
+    if m.shape != (y1 - y0, x1 - x0) and y1 > y0 and x1 > x0:
+        m = cv2.resize(m.view(np.uint8), (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST_EXACT) > 0
+    ya, xa = max(y0, 0), max(x0, 0)
+    yb, xb = min(y0 + m.shape[0], hw[0]), min(x0 + m.shape[1], hw[1])
+    if yb > ya and xb > xa:
+        out[ya:yb, xa:xb] = m[ya - y0:yb - y0, xa - x0:xb - x0]
+    return out
+
+
+def object_detection(object_id: int, result, hw: Tuple[int, int]) -> "fo.Detection":
+    """One tracked object on one frame -> ``fo.Detection`` (see the module docstring for the fields)."""
+    conf = float(min(max(result.iou, 0.0), 1.0))
+    attrs = dict(index=int(object_id), confidence=conf, score=float(result.score), iou=float(result.iou),
+                 lost=bool(result.lost), is_prompt=bool(result.is_prompt))
+    if result.lost or result.mask is None or not result.mask.any():
+        attrs["lost"] = True
+        return fo.Detection(label=result.label, bounding_box=[0.0, 0.0, 0.0, 0.0], **attrs)
+    return fo.Detection.from_mask(np.asarray(result.mask, dtype=bool), label=result.label, **attrs)
+
+
+def frame_detections(result: "FrameResult", hw: Tuple[int, int], only: Optional[Iterable[int]] = None
+                     ) -> "fo.Detections":
+    """A tracker :class:`FrameResult` -> ``fo.Detections`` (objects in id order; optionally only ``only``)."""
+    keep = None if only is None else set(only)
+    return fo.Detections(detections=[object_detection(oid, r, hw) for oid, r in sorted(result.objects.items())
+                                     if keep is None or oid in keep])
