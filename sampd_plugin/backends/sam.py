@@ -22,10 +22,12 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from sampd_plugin.backends import fast_decoder
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter, check_rgb, resolve_device
 from sampd_plugin.checkpoints import CheckpointLoadError, checkpoint_info, load_state_dict, resolve_checkpoint
 
@@ -42,6 +44,9 @@ from sampd_plugin.checkpoints import CheckpointLoadError, checkpoint_info, load_
 #: and 4 measured fastest (mean 253 ms), with a quarter of the calls of b = 1 and bounded memory.
 #: CUDA: unlimited (``None``).
 CPU_PREFERRED_BATCH_SIZE = 4
+
+#: ``ImageState.extra`` key of the frame's (model, :class:`fast_decoder.DecoderContext`)
+_CONTEXT_KEY = "sam_decoder_context"
 
 _HALF_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -64,6 +69,9 @@ class SamBackend(PromptableSegmenter):
         amg_kwargs: further ``SamAutomaticMaskGenerator`` arguments (``pred_iou_thresh``, ``stability_score_thresh``,
             ``box_nms_thresh``, ``crop_n_layers``, ``min_mask_region_area``, ...)
         download: with ``model=None``, whether a missing checkpoint may be downloaded
+        fast_decoder: decode with :mod:`sampd_plugin.backends.fast_decoder` (SAM's mask decoder with the per-frame
+            work computed once per frame and shared by all prompts; equal to segment-anything's up to float32
+            rounding). ``False`` runs segment-anything's ``MaskDecoder`` exactly as ``SamPredictor.predict_torch``.
     """
 
     def __init__(
@@ -76,6 +84,7 @@ class SamBackend(PromptableSegmenter):
         points_per_side: int = 32,
         amg_kwargs: Optional[dict] = None,
         download: bool = True,
+        fast_decoder: bool = True,
     ):
         super().__init__()
         if model is None:
@@ -89,6 +98,7 @@ class SamBackend(PromptableSegmenter):
         self.autocast_dtype = self._autocast_dtype(half)
         self.points_per_side = int(points_per_side)
         self.amg_kwargs = dict(amg_kwargs or {})
+        self.fast_decoder = bool(fast_decoder)
         self.preferred_batch_size = CPU_PREFERRED_BATCH_SIZE if self.device.type == "cpu" else None
 
         # grid geometry, from the model (SAM: 1024-px input, 64x64 embedding, 256x256 low-res masks)
@@ -194,6 +204,11 @@ class SamBackend(PromptableSegmenter):
             boxes=box_torch,
             masks=None,
         )
+        if self.fast_decoder:
+            low_res_masks, iou_predictions = fast_decoder.predict_masks(
+                self.model, self.decoder_context(state), sparse_embeddings, multimask
+            )
+            return Decoded(low_res_logits=low_res_masks, iou=iou_predictions)
         low_res_masks, iou_predictions = self.model.mask_decoder(
             image_embeddings=state.embedding[None].to(self.device),
             image_pe=self.model.prompt_encoder.get_dense_pe(),
@@ -202,6 +217,31 @@ class SamBackend(PromptableSegmenter):
             multimask_output=multimask,
         )
         return Decoded(low_res_logits=low_res_masks, iou=iou_predictions)
+
+    def decoder_context(self, state: ImageState) -> "fast_decoder.DecoderContext":
+        """The frame's prompt-independent decoder work (:func:`fast_decoder.prepare_context`), computed on the first
+        decode of ``state`` and kept in ``state.extra`` for the frame's later decoder calls."""
+        ctx = state.extra.get(_CONTEXT_KEY)
+        if ctx is None or ctx[0] is not self.model:
+            ctx = (self.model, fast_decoder.prepare_context(self.model, state.embedding.to(self.device)))
+            state.extra[_CONTEXT_KEY] = ctx
+        return ctx[1]
+
+    def upsample(self, state: ImageState, low_res_logits: torch.Tensor) -> torch.Tensor:
+        """:meth:`PromptableSegmenter.upsample` (segment-anything's ``postprocess_masks`` + threshold), computing the
+        first bilinear upscaling only over the image part of the padded input frame (plus the one low-res row and
+        column it interpolates from): the same values, without upscaling the padding that is cropped anyway."""
+        if low_res_logits.shape[0] == 0:
+            return super().upsample(state, low_res_logits)
+        s = state.mask_stride
+        h_m, w_m = low_res_logits.shape[-2:]
+        rows = min(h_m, -(-state.input_size[0] // s) + 1)
+        cols = min(w_m, -(-state.input_size[1] // s) + 1)
+        x = low_res_logits[:, None, :rows, :cols].float()
+        x = F.interpolate(x, (rows * s, cols * s), mode="bilinear", align_corners=False)
+        x = x[..., : state.input_size[0], : state.input_size[1]]
+        x = F.interpolate(x, tuple(state.image_size), mode="bilinear", align_corners=False)
+        return x[:, 0] > 0
 
     # --- automatic mode -------------------------------------------------------------------------------------
     def mask_generator(self, points_per_side: Optional[int] = None, **amg_kwargs) -> SamAutomaticMaskGenerator:
