@@ -22,7 +22,7 @@ import time
 import uuid
 from typing import Optional
 
-from sampd_plugin import store
+from sampd_plugin import store, threads
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.runs import ConfigLike, make_config, plan_track
 from sampd_plugin.sources import as_collection
@@ -98,6 +98,7 @@ def _check_device_name(device: Optional[str]):
         raise SampdInputError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
 
 
+@threads.working
 def run_worker(dataset_name: Optional[str] = None, operator: Optional[str] = None, poll_seconds: float = 0.5,
                idle_exit_seconds: Optional[float] = None, max_operations: Optional[int] = None,
                log: bool = True) -> int:

@@ -42,7 +42,7 @@ from typing import Iterator, Optional, Tuple
 
 import fiftyone.core.utils as fou
 
-from sampd_plugin import labels, runs, store
+from sampd_plugin import labels, runs, store, threads
 from sampd_plugin.backends.registry import BackendCache
 from sampd_plugin.config import SamPDConfig
 from sampd_plugin.errors import SampdInputError
@@ -76,6 +76,7 @@ class FramesProgressBar(fou.ProgressBar):
 
 
 # --- tracking ------------------------------------------------------------------------------------------------------
+@threads.working
 def track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd", config: ConfigLike = None,
           model: str = "vit_h", checkpoint: Optional[str] = None, device: Optional[str] = None,
           batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, progress=True,
@@ -127,6 +128,7 @@ def track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd
                 progress=progress, job_id=job_id, sequence_field=sequence_field, order_field=order_field)
 
 
+@threads.working
 def auto_track(samples, label_field: str = "sampd_auto", max_objects: int = 100, config: ConfigLike = None,
                model: str = "vit_h", checkpoint: Optional[str] = None, device: Optional[str] = None,
                batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, progress=True,
@@ -221,6 +223,7 @@ def _stream(tracker, frames, prompts, hw, writer, seq: Sequence, pb, prefix, ski
                 writer.add(seq, res.frame_number, labels.frame_detections(res, hw))
                 count += 1
             pb.step(f"{prefix} · frame {res.frame_number}/{total}")
+            threads.refresh()
         writer.flush()
     except SampdInputError:
         writer.flush()
@@ -258,6 +261,7 @@ def _checked(frames, hw, where) -> Iterator[Tuple[int, "object"]]:
 
 
 # --- correction and repropagation ----------------------------------------------------------------------------------
+@threads.working
 def repropagate(samples, label_field: str, from_frame: Optional[int] = None, direction: str = "forward",
                 object_ids=None, config: ConfigLike = None, model: Optional[str] = None,
                 checkpoint: Optional[str] = None, device: Optional[str] = None,
