@@ -35,6 +35,12 @@ DIR_ENV = "SAMPD_WORKER_DIR"
 #: minimum seconds between two registry counts in :func:`refresh`
 REFRESH_SECONDS = 1.0
 
+#: glibc malloc settings measured by ``benchmarks/memory.py --backend tiny --allocators default glibc-tuned``
+#: (read by glibc at process start, so they go in the environment of worker processes): freed blocks up to
+#: 32 MiB (glibc's maximum) stay in the heap instead of being unmapped, and the heap is not trimmed, so the
+#: per-frame tensors of the encoder and decoder reuse memory instead of page-faulting it in again every frame
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+
 _lock = threading.RLock()
 _depth = 0  # nesting of `working` calls in this process (run_worker -> operation -> track)
 _requested: Optional[int] = None  # the outermost call's num_threads
