@@ -4,6 +4,8 @@ the operators.
 =============  ===========================================================================================
 ``vit_h``      SAM ViT-H (the paper's model), ``vit_l``, ``vit_b``: :func:`sampd_plugin.backends.sam.load_sam`
                (checkpoint: explicit path, ``$SAMPD_CHECKPOINT_DIR``, the FiftyOne zoo cache, or a download)
+``mobile_sam`` MobileSAM (TinyViT encoder, SAM's decoder): :func:`sampd_plugin.backends.mobile_sam.load_mobile_sam`
+               (checkpoint ``mobile_sam.pt``: explicit path, ``$SAMPD_CHECKPOINT_DIR``, cache, or a download)
 ``tiny``       a randomly initialised tiny SAM (:func:`sampd_plugin.backends.tiny.tiny_backend`): real code
                path and shapes, meaningless masks (tests, CPU smoke runs); automatic masks from an 8x8 grid
 ``synthetic``  :class:`sampd_plugin.backends.synthetic.SyntheticSegmenter`, built per sample from the scene of
@@ -20,13 +22,16 @@ from __future__ import annotations
 from typing import Optional
 
 SAM_MODELS = ("vit_h", "vit_l", "vit_b")
-MODELS = SAM_MODELS + ("tiny", "synthetic")
+#: models whose weights are a checkpoint file (:mod:`sampd_plugin.checkpoints`)
+CHECKPOINT_MODELS = SAM_MODELS + ("mobile_sam",)
+MODELS = CHECKPOINT_MODELS + ("tiny", "synthetic")
 #: automatic-mask grid of the tiny model (its masks are meaningless; a small grid keeps the code path cheap)
 TINY_POINTS_PER_SIDE = 8
 MODEL_LABELS = {
     "vit_h": "SAM ViT-H (paper; 2.4 GB checkpoint)",
     "vit_l": "SAM ViT-L (1.2 GB checkpoint)",
     "vit_b": "SAM ViT-B (375 MB checkpoint)",
+    "mobile_sam": "MobileSAM (TinyViT encoder; 40 MB checkpoint, needs mobilesam-mirror + timm)",
     "tiny": "tiny random SAM (code path only: masks are meaningless)",
     "synthetic": "synthetic segmenter (generated datasets only: not SAM)",
 }
@@ -43,14 +48,14 @@ def check_model(model: str, checkpoint: Optional[str] = None):
     """Raises ``ValueError`` for an unknown model name or a checkpoint given for a model that takes none."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {list(MODELS)}")
-    if checkpoint and model not in SAM_MODELS:
+    if checkpoint and model not in CHECKPOINT_MODELS:
         raise ValueError(f"model {model!r} takes no checkpoint (got {checkpoint!r})")
 
 
 def checkpoint_status(model: str, checkpoint: Optional[str] = None) -> Optional[str]:
     """Where the checkpoint of ``model`` will come from, in words (``None`` for models without one); never
     downloads. Raises ``FileNotFoundError`` for an explicit path that does not exist."""
-    if model not in SAM_MODELS:
+    if model not in CHECKPOINT_MODELS:
         return None
     from sampd_plugin import checkpoints
 
@@ -91,6 +96,10 @@ class BackendCache:
                 from sampd_plugin.backends.tiny import tiny_backend
 
                 self._backend = tiny_backend(seed=0, device=self.device, points_per_side=TINY_POINTS_PER_SIDE)
+            elif self.model == "mobile_sam":
+                from sampd_plugin.backends.mobile_sam import load_mobile_sam
+
+                self._backend = load_mobile_sam(checkpoint=self.checkpoint, device=self.device)
             else:
                 from sampd_plugin.backends.sam import load_sam
 
