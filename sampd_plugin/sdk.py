@@ -10,7 +10,8 @@ grouped by ``sequence_field`` and ordered by ``order_field``, e.g. FiftyOne's DA
 2. streams the sequence's frames from that frame on (``Sequence.frames()``: one frame in memory at a time) through
    :class:`sampd_plugin.tracker.SamPDTracker`;
 3. writes the output field (``frames.<label_field>`` of a video, ``<label_field>`` of each image) in chunks of
-   ``batch_frames`` frames with ``set_values`` (``store.FrameLabelWriter``) and finally marks the sequence finished
+   ``batch_frames`` frames with ``set_values`` (``store.FrameLabelWriter``, on a background thread:
+   ``store.BackgroundWriter``) and finally marks the sequence finished
    (``<label_field>_track`` on its head sample).
 
 Safety rules (nothing is lost):
@@ -201,7 +202,7 @@ def _track_sequence(plan: TrackPlan, seq: Sequence, cfg: SamPDConfig, backends, 
         runs.clear_outputs(layout, [seq], plan.label_field)
     marker = runs.new_marker(plan.key, plan.settings, backends.device, plan.job_id)
     runs.write_marker(layout, plan.label_field, seq, marker)
-    writer = store.FrameLabelWriter(layout, plan.label_field, batch_frames)
+    writer = store.BackgroundWriter(store.FrameLabelWriter(layout, plan.label_field, batch_frames))
     count = 0
     if prompts:
         count = _stream(tracker, _checked(frames, hw, seq.name), prompts, hw, writer, seq, pb, prefix)
@@ -317,7 +318,8 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
         for d in todo:
             frames = source.iter_frames(start=k) if d == "forward" else source.iter_frames_backward(k, 1)
             tracker = SamPDTracker(_backend(backends, plan.layout, seq), plan.config)
-            writer = store.FrameLabelWriter(plan.layout, plan.label_field, batch_frames, replace_ids=plan.object_ids)
+            writer = store.BackgroundWriter(store.FrameLabelWriter(plan.layout, plan.label_field, batch_frames,
+                                                                   replace_ids=plan.object_ids))
             written[d] = _stream(tracker, _checked(frames, plan.hw, seq.name), plan.prompts, plan.hw, writer, seq, pb,
                                  f"{d} from frame {k}", skip_frame=k, where=f"{seq.name} ({d} from frame {k})")
     marker = dict(plan.marker)
