@@ -153,7 +153,7 @@ def main(argv=None):
 
         # critical path: the model stand-in alone, then with the background writer (interleaved, best of 2)
         model = model_stand_in(args.model_ms)
-        k = min(args.frames, 60)
+        k = min(args.frames, 100)
         alone, with_writer, add_s = [], [], []
         for _ in range(2):
             t = time.perf_counter()

@@ -209,6 +209,11 @@ class FrameLabelWriter:
         self.frames_written = 0
         self.calls = 0
 
+    @property
+    def pending(self) -> int:
+        """Frames buffered and not yet written."""
+        return self._n
+
     def add(self, seq: Sequence, frame_number: int, label):
         self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = label
         self._n += 1
@@ -245,15 +250,21 @@ class BackgroundWriter:
     error). The thread starts with the first ``add`` after a ``flush`` and ends with the ``flush``, so no thread is
     left behind without a ``close``. One producer thread (``add`` and ``flush`` from the same thread).
 
+    When the queue runs empty (the model is slower than the database) and the wrapped writer holds at least
+    ``idle_flush_frames`` frames (its ``pending``), they are written at once rather than at the writer's next
+    ``batch_frames`` boundary, so the final ``flush`` finds little left to write.
+
     Args:
         writer: the writer to run in the background (its own batching applies: :class:`FrameLabelWriter` still
             writes every ``batch_frames`` frames)
         max_pending: labels that may wait in the queue (default: the writer's ``batch_frames``, else 128): with
             :class:`FrameLabelWriter`, one chunk being written and at most one more chunk queued
+        idle_flush_frames: write early when idle with at least this many frames buffered (0: never)
     """
 
-    def __init__(self, writer, max_pending: Optional[int] = None):
+    def __init__(self, writer, max_pending: Optional[int] = None, idle_flush_frames: int = 8):
         self.writer = writer
+        self.idle_flush_frames = int(idle_flush_frames)
         size = max_pending or getattr(writer, "batch_frames", None) or DEFAULT_BATCH_FRAMES
         if size < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
@@ -278,6 +289,9 @@ class BackgroundWriter:
                         self.writer.flush()
                     else:
                         self.writer.add(*item)
+                        if (self._queue.qsize() == 0 and self.idle_flush_frames > 0
+                                and getattr(self.writer, "pending", 0) >= self.idle_flush_frames):
+                            self.writer.flush()
             except BaseException as e:  # noqa: B902 - re-raised in the producer
                 self._error = e
             finally:

@@ -24,6 +24,10 @@ class Recorder:
             raise ValueError(f"cannot write frame {frame_number}")
         self.added.append((seq, frame_number, label))
 
+    @property
+    def pending(self):
+        return len(self.added) - self.frames_written
+
     def flush(self):
         self.flushes += 1
         self.frames_written = len(self.added)
@@ -31,7 +35,7 @@ class Recorder:
 
 def test_order_flush_and_thread_lifetime():
     rec = Recorder()
-    w = BackgroundWriter(rec)
+    w = BackgroundWriter(rec, idle_flush_frames=0)
     w.flush()  # nothing added: flushes the writer directly
     assert rec.flushes == 1 and w._thread is None
     for fn in range(1, 11):
@@ -84,3 +88,15 @@ def test_errors_propagate_and_stop_writing():
         w.flush()
     with pytest.raises(ValueError):
         BackgroundWriter(rec, max_pending=-1)
+
+
+def test_idle_flush_writes_early():
+    rec = Recorder()
+    w = BackgroundWriter(rec, idle_flush_frames=3)
+    for fn in range(7):
+        w.add("s", fn, None)
+        time.sleep(0.05)  # a slow producer: the queue runs empty after each add
+    time.sleep(0.2)
+    assert rec.flushes >= 1 and 3 <= rec.frames_written <= 6  # written early, in the background (3 and 6 frames)
+    w.flush()
+    assert rec.frames_written == 7
