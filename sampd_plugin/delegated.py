@@ -114,6 +114,7 @@ def run_worker(dataset_name: Optional[str] = None, operator: Optional[str] = Non
     """
     from fiftyone.operators.delegated import DelegatedOperationService
 
+    threads.tune_malloc()  # a worker process: glibc keeps freed tensors for reuse (see sampd_plugin.threads)
     service = DelegatedOperationService()
     executed, idle_since = 0, time.time()
     while max_operations is None or executed < max_operations:

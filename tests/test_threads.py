@@ -122,3 +122,15 @@ def test_sdk_and_worker_entry_points_are_working():
 
     for fn in (sp.track, sp.auto_track, sp.repropagate, sp.run_worker):
         assert "num_threads" in inspect.signature(fn).parameters, fn.__name__
+
+
+def test_tune_malloc(monkeypatch):
+    for k in threads.MALLOC_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv(threads.MALLOC_TUNING_ENV, "0")
+    assert threads.tune_malloc() is False
+    monkeypatch.delenv(threads.MALLOC_TUNING_ENV)
+    assert threads.tune_malloc() is (sys.platform == "linux")  # glibc's mallopt accepted both settings
+    for k, v in threads.MALLOC_ENV.items():
+        monkeypatch.setenv(k, v)
+    assert threads.tune_malloc() is False  # already applied by glibc at start

@@ -31,18 +31,19 @@ from sampd_plugin.backends import fast_decoder
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter, check_rgb, resolve_device
 from sampd_plugin.checkpoints import CheckpointLoadError, checkpoint_info, load_state_dict, resolve_checkpoint
 
-#: Prompts per decoder call on the CPU, measured with ``python benchmarks/decoder_batch.py --repeats 2 --clock cpu
-#: --threads 1`` (SAM's real-width decoder of the tiny model, box prompts, single mask, 480x854 frame; torch 2.14.1;
-#: a 2-core machine shared with other jobs, hence CPU time per process rather than wall time). ms/prompt,
-#: best of 2 rounds, for P = 54 | 162 prompts decoded in batches of b:
+#: Prompts per decoder call on the CPU, measured with ``python benchmarks/decoder_batch.py --prompts 54 162 --repeats 2
+#: --clock cpu --threads 1`` (SAM's real-width decoder of the tiny model through the shared-work decoder
+#: :mod:`~sampd_plugin.backends.fast_decoder`, box prompts, single mask, 480x854 frame; torch 2.14.1; CPU time per
+#: process on a shared 2-core machine). ms/prompt, best of 2 rounds, P = 54 | 162 prompts in batches of b:
 #:
-#:     b = 1: 253 | 255    2: 261 | 261    4: 250 | 257    8: 269 | 269    16: 290 | 298    32: 306 | 301
-#:     unlimited (one call): 317 | 391
+#:     b = 1: 30.4 | 31.1    2: 34.7 | 35.7    4: 42.2 | 42.7    8: 50.8 | 50.2    16: 52.8 | 53.6
+#:     unlimited (one call): 55.7 | 67.6
 #:
-#: The mask decoder repeats the (256, 64, 64) image embedding and its positional encoding per prompt, so big batches
-#: leave the cache and cost more per prompt (+25 % at 54, +55 % at 162 in one call); b = 1..4 are equal within noise
-#: and 4 measured fastest (mean 253 ms), with a quarter of the calls of b = 1 and bounded memory.
-#: CUDA: unlimited (``None``).
+#: Each prompt's image tokens (4096 x 256 floats, 4 MB) fall out of the cache and, with glibc's default malloc, are
+#: page-faulted in again for big batches; with the malloc settings of :data:`sampd_plugin.threads.MALLOC_ENV`
+#: (P = 54): b = 1: 31.3, 4: 31.4, 18: 34.1, unlimited 39.3 (the segment-anything decoder: 253 ms/prompt at b = 4).
+#: b = 4 is kept: equal to b = 1 with those settings (``make env``, the activate hook, workers), a quarter of the
+#: calls, bounded memory; without them b = 1 would be ~25 % faster per prompt. CUDA: unlimited (``None``).
 CPU_PREFERRED_BATCH_SIZE = 4
 
 #: ``ImageState.extra`` key of the frame's (model, :class:`fast_decoder.DecoderContext`)
