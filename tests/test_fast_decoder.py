@@ -155,3 +155,12 @@ def test_upsample_equals_full_upscaling(real_width):
     for size in [(480, 854), (854, 480), (300, 300), (17, 1001)]:
         state2 = backend.encode(np.zeros((*size, 3), dtype=np.uint8))
         assert torch.equal(backend.upsample(state2, logits), PromptableSegmenter.upsample(backend, state2, logits))
+
+
+def test_sdpa_encoder_attention_is_the_same_function(image, real_width):
+    """SamBackend(sdpa=True): the ViT encoder's attention through scaled_dot_product_attention (rel-pos as mask)."""
+    _, state, _ = real_width
+    backend = SamBackend(model=build_tiny_sam(seed=3), model_type="tiny", device="cpu", sdpa=True)
+    assert backend.sdpa
+    other = backend.encode(image)
+    assert torch.allclose(other.embedding, state.embedding, atol=1e-4)

@@ -73,6 +73,10 @@ class SamBackend(PromptableSegmenter):
         fast_decoder: decode with :mod:`sampd_plugin.backends.fast_decoder` (SAM's mask decoder with the per-frame
             work computed once per frame and shared by all prompts; equal to segment-anything's up to float32
             rounding). ``False`` runs segment-anything's ``MaskDecoder`` exactly as ``SamPredictor.predict_torch``.
+        sdpa: run the ViT image encoder's attention with ``torch.nn.functional.scaled_dot_product_attention``
+            (fused kernels on CUDA; the relative-position term as an additive mask): the same function, see
+            :func:`use_sdpa_attention`
+        compile: ``torch.compile`` the image encoder (first frames are slow while it compiles; CUDA)
     """
 
     def __init__(
@@ -86,6 +90,8 @@ class SamBackend(PromptableSegmenter):
         amg_kwargs: Optional[dict] = None,
         download: bool = True,
         fast_decoder: bool = True,
+        sdpa: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         if model is None:
@@ -100,6 +106,9 @@ class SamBackend(PromptableSegmenter):
         self.points_per_side = int(points_per_side)
         self.amg_kwargs = dict(amg_kwargs or {})
         self.fast_decoder = bool(fast_decoder)
+        self.sdpa = use_sdpa_attention(self.model.image_encoder) > 0 if sdpa else False
+        if compile:
+            self.model.image_encoder = torch.compile(self.model.image_encoder)
         self.preferred_batch_size = CPU_PREFERRED_BATCH_SIZE if self.device.type == "cpu" else None
 
         # grid geometry, from the model (SAM: 1024-px input, 64x64 embedding, 256x256 low-res masks)
@@ -312,6 +321,43 @@ class _BackendPredictor(SamPredictor):
         return super().predict_torch(
             point_coords, point_labels, boxes, mask_input, multimask_output, return_logits=return_logits
         )
+
+
+# --- encoder attention through SDPA -------------------------------------------------------------------------------
+def _sdpa_attention_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """segment-anything's ``image_encoder.Attention.forward`` with ``scaled_dot_product_attention``: softmax(q k^T
+    * scale + rel_pos) v, the decomposed relative-position term (``add_decomposed_rel_pos``) given as the additive
+    mask. x: ``(B, H, W, C)``."""
+    from segment_anything.modeling.image_encoder import get_rel_pos
+
+    b, h, w, _ = x.shape
+    qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)  # (B, heads, HW, d)
+    bias = None
+    if self.use_rel_pos:
+        r_q = q.reshape(b * self.num_heads, h, w, -1)
+        rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, get_rel_pos(h, h, self.rel_pos_h))
+        rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, get_rel_pos(w, w, self.rel_pos_w))
+        bias = (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(b, self.num_heads, h * w, h * w)
+        bias = bias.to(q.dtype)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+    out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+    return self.proj(out)
+
+
+def use_sdpa_attention(image_encoder) -> int:
+    """Switches the attention blocks of a segment-anything ViT image encoder (this instance only) to
+    :func:`_sdpa_attention_forward`; returns how many were switched (0 for other encoders, e.g. MobileSAM's)."""
+    import types
+
+    from segment_anything.modeling.image_encoder import Attention
+
+    n = 0
+    for m in image_encoder.modules():
+        if isinstance(m, Attention):
+            m.forward = types.MethodType(_sdpa_attention_forward, m)
+            n += 1
+    return n
 
 
 # --- loading official checkpoints -------------------------------------------------------------------------------
