@@ -69,7 +69,9 @@ def main(argv=None):
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     video = clip(args.video, args.frames)
-    base_env = dict(os.environ, FIFTYONE_DATABASE_VALIDATION="false", FIFTYONE_DO_NOT_TRACK="true")
+    # the same thread count in both (this checkout would otherwise take cores / live workers)
+    base_env = dict(os.environ, FIFTYONE_DATABASE_VALIDATION="false", FIFTYONE_DO_NOT_TRACK="true",
+                    SAMPD_NUM_THREADS=str(args.threads))
     for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
         base_env.pop(k, None)
     sys.path.insert(0, str(ROOT))

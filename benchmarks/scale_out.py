@@ -9,7 +9,9 @@ decoder code path), preset ``box``. Worker processes are started and made ready 
 imported) before the job is queued; the time is from queueing to the last operation finished. Each worker sets its
 thread count with :mod:`sampd_plugin.threads` (cores / live workers; ``SAMPD_NUM_THREADS`` overrides it).
 ``--oversubscribed`` also runs N workers with ``SAMPD_NUM_THREADS=<cores>`` each: what every worker did before
-(all cores per process). Configurations are interleaved over ``--rounds`` rounds (the machine may be shared) and
+(all cores per process). ``--local`` replaces FiftyOne's queue by a static split of the samples among the worker
+processes (no FiftyOne, no database: the thread-count policy alone, e.g. under ``taskset -c 0,1`` on a machine
+without FiftyOne). Configurations are interleaved over ``--rounds`` rounds (the machine may be shared) and
 the best round of each is reported, together with the CPU seconds the workers used while draining the queue.
 """
 
@@ -38,6 +40,49 @@ import logging; logging.basicConfig(level=logging.DEBUG if len(sys.argv) > 3 els
 n = sp.run_worker(dataset_name=sys.argv[1], idle_exit_seconds=float(sys.argv[2]), poll_seconds=0.2, log=len(sys.argv) > 3)
 print("executed", n, "cpu", time.process_time(), flush=True)
 """
+
+
+LOCAL_WORKER = """
+import sys, time
+from sampd_plugin import threads
+from sampd_plugin.backends.tiny import tiny_backend
+from sampd_plugin.config import SamPDConfig
+from sampd_plugin.synthetic import SyntheticScene
+from sampd_plugin.tracker import ObjectPrompt, SamPDTracker
+worker, workers, samples, frames, h, w = map(int, sys.argv[1:7])
+backend = tiny_backend(seed=0)
+scenes = [SyntheticScene(seed=i, num_frames=frames, num_objects=1, height=h, width=w) for i in range(samples)]
+print("ready", time.process_time(), flush=True)
+sys.stdin.readline()  # start together
+
+@threads.working
+def track(scene):
+    prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m) for i, m in scene.visible_masks(1).items()]
+    for _ in SamPDTracker(backend, SamPDConfig.preset("box")).track(scene.iter_frames(), prompts):
+        threads.refresh()
+
+for i in range(worker, samples, workers):
+    track(scenes[i])
+print("executed", len(range(worker, samples, workers)), "cpu", time.process_time(), flush=True)
+"""
+
+
+def run_local(workers: int, env: dict, samples: int, frames: int, h: int, w: int) -> dict:
+    """``workers`` processes tracking a static split of ``samples`` synthetic scenes (no FiftyOne)."""
+    procs = [subprocess.Popen([sys.executable, "-c", LOCAL_WORKER, str(i), str(workers), str(samples), str(frames),
+                               str(h), str(w)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for i in range(workers)]
+    ready = [float(p.stdout.readline().split()[1]) for p in procs]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [p.stdout.readline().split() for p in procs]
+    wall = time.perf_counter() - t0
+    for p in procs:
+        p.wait()
+    return dict(workers=workers, seconds=wall, cpu_seconds=sum(float(o[3]) - r for o, r in zip(outs, ready)),
+                per_worker=[int(o[1]) for o in outs])
 
 
 def _plugins_dir() -> str:
@@ -98,7 +143,10 @@ def main(argv=None):
     ap.add_argument("--oversubscribed", action="store_true",
                     help="also run N > 1 workers with all cores each (SAMPD_NUM_THREADS=<cores>), the old behaviour")
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
+    ap.add_argument("--local", action="store_true", help="no FiftyOne: static split among worker processes")
     args = ap.parse_args(argv)
+    if args.local:
+        return main_local(args)
 
     isolated_db.start()
     os.environ.update(FIFTYONE_DATABASE_VALIDATION="false", FIFTYONE_DO_NOT_TRACK="true",
@@ -135,6 +183,36 @@ def main(argv=None):
         print(f"{n:>7} {mode:>16} {res['seconds']:>8.1f} {res['cpu_seconds']:>8.1f} {ratio:>14}")
     if args.json:
         Path(args.json).write_text(json.dumps([dict(v, workers=n) for (n, _), v in best.items()], indent=2))
+    return best
+
+
+def main_local(args):
+    from sampd_plugin import threads
+
+    cores = threads.available_cores()
+    base_env = dict(os.environ, SAMPD_WORKER_DIR=tempfile.mkdtemp(prefix="sampd-bench-workers-"),
+                    PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    base_env.pop("SAMPD_NUM_THREADS", None)
+    configs = [(n, "split", dict(base_env)) for n in args.workers]
+    if args.oversubscribed:
+        configs += [(n, "all cores each", dict(base_env, SAMPD_NUM_THREADS=str(cores)))
+                    for n in args.workers if n > 1]
+    best = {}
+    for r in range(args.rounds):
+        for n, mode, env in configs:
+            res = run_local(n, env, args.samples, args.frames, args.height, args.width)
+            if (n, mode) not in best or res["seconds"] < best[(n, mode)]["seconds"]:
+                best[(n, mode)] = dict(res, mode=mode)
+            print(f"round {r + 1}: {n} worker(s), {mode}: {res['seconds']:.1f} s wall, {res['cpu_seconds']:.1f} CPU s",
+                  flush=True)
+    one = best[(1, "split")]["seconds"]
+    print(f"\n--local: {args.samples} samples x {args.frames} frames ({args.height}x{args.width}), tiny SAM, preset "
+          f"box, {cores} cores; best of {args.rounds} rounds")
+    print(f"{'workers':>7} {'threads':>16} {'wall s':>8} {'CPU s':>8} {'speed-up vs 1':>14}")
+    for (n, mode), res in sorted(best.items()):
+        print(f"{n:>7} {mode:>16} {res['seconds']:>8.1f} {res['cpu_seconds']:>8.1f} {one / res['seconds']:>13.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps([dict(v) for v in best.values()], indent=2))
     return best
 
 
