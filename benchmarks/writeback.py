@@ -13,7 +13,9 @@ prints, measured in this one run:
 - the cost of encoding one mask the ways FiftyOne can read it: in the document (FiftyOne's
   ``serialize_numpy_array``: ``np.save`` + zlib level 6, the only level it writes; zlib level 1 for comparison, not
   selectable through FiftyOne) and as a ``mask_path`` PNG file (OpenCV, compression levels 1 and 3), and the
-  throughput of writing ``mask_path`` detections (PNG files + ``set_values``).
+  throughput of writing ``mask_path`` detections (PNG files + ``set_values``);
+- the peak Python heap (tracemalloc) of the bulk path with results produced lazily, for 2 and 8 chunks of frames:
+  memory stays flat in the video length (bounded by one chunk).
 
     python benchmarks/writeback.py --frames 300 --objects 5 --height 480 --width 854 [--json out.json]
 """
@@ -24,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 import zlib
 from pathlib import Path
@@ -197,6 +200,17 @@ def main(argv=None):
             back = ds.first().frames[1]["paths"].detections[0]
             assert back.mask_path and back.get_mask().shape == converted[0].detections[0].mask.shape
 
+        peaks = {}
+        for nf in (2 * args.batch_frames, 8 * args.batch_frames):
+            tracemalloc.start()
+            w = store.FrameLabelWriter(layout, "bulk", batch_frames=args.batch_frames)
+            for r in results(nf, args.objects, *hw):  # generated lazily, as the tracker yields them
+                w.add(seq, r.frame_number, labels.frame_detections(r, hw))
+            w.flush()
+            peaks[nf] = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+        out["peak_heap_mib"] = peaks
+
         cp = out["critical_path"]
         share = max(0.0, cp["seconds_with_writer"] - cp["seconds_alone"]) / cp["seconds_with_writer"]
         print(f"write-back of {args.frames} frames x {args.objects} objects at {args.width}x{args.height}, masks "
@@ -210,7 +224,9 @@ def main(argv=None):
               f"{cp['seconds_alone']:.2f} s alone, {cp['seconds_with_writer']:.2f} s with the writer; time in "
               f"add()+flush() {cp['seconds_in_add_and_flush']:.3f} s; writer share of end-to-end "
               f"{100 * share:.1f} % (target <= 2 %)")
-        print(f"  mask encodings (ms per mask, bytes per mask; FiftyOne reads all of them):")
+        (a, pa), (b, pb) = sorted(peaks.items())
+        print(f"  peak heap, bulk path    {pa:.1f} MiB for {a} frames, {pb:.1f} MiB for {b} frames (ratio {pb / pa:.2f})")
+        print("  mask encodings (ms per mask, bytes per mask; FiftyOne reads all of them):")
         for name, e in out["encoding"].items():
             print(f"    {name:<40} {e['ms_per_mask']:7.3f} ms  {e['bytes_per_mask']:9.0f} B")
         out["writer_share"] = share
