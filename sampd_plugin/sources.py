@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import datetime
 import os
 import re
 from typing import Dict, Iterable, List, Optional, Sequence as Seq, Tuple
+
+from bson import ObjectId
 
 import fiftyone as fo
 import fiftyone.core.fields as fof
@@ -191,6 +194,34 @@ class Layout(abc.ABC):
     def set_head_value(self, field: str, seq: Sequence, value):
         self.dataset.set_values(field, {seq.head_id: value}, key_field="id")
 
+    def read_head(self, seq: Sequence, field: str):
+        """The raw value of a sample-level field on the head sample, read from the database (``None`` if unset or
+        if the sample no longer exists)."""
+        doc = self.dataset._sample_collection.find_one({"_id": ObjectId(seq.head_id)}, {field: 1})
+        return (doc or {}).get(field)
+
+    def update_head(self, seq: Sequence, condition: dict, values: dict) -> bool:
+        """Atomically sets ``values`` (``{path: value}``) on the head sample's document if it matches ``condition``
+        (a MongoDB query on that document); returns whether it did (the compare-and-set of
+        :mod:`sampd_plugin.ownership`)."""
+        import fiftyone.core.sample as fos
+
+        update = {"$set": dict(values, last_modified_at=datetime.datetime.now(datetime.timezone.utc))}
+        res = self.dataset._sample_collection.update_one({"_id": ObjectId(seq.head_id), **condition}, update)
+        if res.matched_count == 1:  # in-memory samples of this process see the new marker (as set_values does)
+            fos.Sample._reload_docs(self.dataset._sample_collection_name, sample_ids=[seq.head_id])
+        return res.matched_count == 1
+
+    def exists(self, seq: Sequence) -> bool:
+        """Whether the sequence's head sample (and the dataset) still exist."""
+        if getattr(self.dataset, "deleted", False):
+            return False
+        return self.dataset._sample_collection.count_documents({"_id": ObjectId(seq.head_id)}, limit=1) == 1
+
+    @abc.abstractmethod
+    def labeled_frames(self, seq: Sequence, field: str) -> List[int]:
+        """The frame numbers of the sequence whose label field is set (read from the database)."""
+
     def clear_head_value(self, field: str, sequences: Iterable[Sequence]):
         if self.dataset.has_sample_field(field):
             self.dataset.select([s.head_id for s in sequences]).clear_sample_field(field)
@@ -268,6 +299,12 @@ class VideoLayout(Layout):
     def clear(self, field, sequences):
         if self.has_field(field):
             self.dataset.select([s.head_id for s in sequences]).clear_frame_field(field_name(field))
+
+    def labeled_frames(self, seq, field):
+        if not self.has_field(field):
+            return []
+        view = self.dataset.select(seq.head_id).match_frames(F(field_name(field)) != None)  # noqa: E711
+        return sorted(int(f) for f in (view.values("frames.frame_number") or [[]])[0] or [])
 
 
 class ImageLayout(Layout):
@@ -370,6 +407,12 @@ class ImageLayout(Layout):
     def clear(self, field, sequences):
         if self.has_field(field):
             self.dataset.select([i for s in sequences for i in s.sample_ids]).clear_sample_field(field_name(field))
+
+    def labeled_frames(self, seq, field):
+        if not self.has_field(field):
+            return []
+        labeled = set(self.dataset.select(seq.sample_ids).exists(field_name(field)).values("id"))
+        return [i + 1 for i, sid in enumerate(seq.sample_ids) if sid in labeled]
 
 
 def _present(indexes, boxes) -> List[Optional[int]]:
