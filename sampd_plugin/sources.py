@@ -148,6 +148,21 @@ class Layout(abc.ABC):
     def frame_size(self, seq: Sequence) -> Tuple[int, int]:
         """``(H, W)`` of the sequence's frames from the metadata (computed when missing)."""
 
+    def _head_metadata(self, seq: Sequence, height_attr: str, what: str):
+        """The head sample's metadata, computed when missing; :class:`SampdInputError` naming the sequence when the
+        media cannot be read."""
+        sample = self.dataset[seq.head_id]
+        meta = sample.metadata
+        if meta is None or not getattr(meta, height_attr, None):
+            try:
+                sample.compute_metadata()
+            except Exception as e:  # eta raises its own errors for unreadable media
+                raise SampdInputError(f"{seq.name}: cannot read {what} ({type(e).__name__}: {e})") from None
+            meta = sample.metadata
+        if meta is None or not getattr(meta, height_attr, None):
+            raise SampdInputError(f"{seq.name}: cannot read {what} (no frame size in its metadata)")
+        return meta
+
     # --- labels ------------------------------------------------------------------------------------------------------
     @abc.abstractmethod
     def index_table(self, field: str) -> Dict[str, Dict[int, List[Optional[int]]]]:
@@ -244,16 +259,7 @@ class VideoLayout(Layout):
                 for sid, p, n in zip(ids, paths, totals)]
 
     def frame_size(self, seq: Sequence) -> Tuple[int, int]:
-        sample = self.dataset[seq.head_id]
-        meta = sample.metadata
-        if meta is None or not getattr(meta, "frame_height", None):
-            try:
-                sample.compute_metadata()
-            except Exception as e:  # eta raises its own errors for unreadable videos
-                raise SampdInputError(f"{seq.name}: cannot read the video ({type(e).__name__}: {e})") from None
-            meta = sample.metadata
-        if meta is None or not getattr(meta, "frame_height", None):
-            raise SampdInputError(f"{seq.name}: cannot read the video's frame size (no metadata)")
+        meta = self._head_metadata(seq, "frame_height", "the video")
         if seq.num_frames is None and getattr(meta, "total_frame_count", None):
             seq.num_frames = int(meta.total_frame_count)
         return int(meta.frame_height), int(meta.frame_width)
@@ -355,17 +361,7 @@ class ImageLayout(Layout):
         return out
 
     def frame_size(self, seq: Sequence) -> Tuple[int, int]:
-        sample = self.dataset[seq.head_id]
-        meta = sample.metadata
-        if meta is None or not getattr(meta, "height", None):
-            try:
-                sample.compute_metadata()
-            except Exception as e:
-                raise SampdInputError(f"{seq.name}: cannot read its first image {sample.filepath} "
-                                      f"({type(e).__name__}: {e})") from None
-            meta = sample.metadata
-        if meta is None or not getattr(meta, "height", None):
-            raise SampdInputError(f"{seq.name}: cannot read the size of its first image {sample.filepath}")
+        meta = self._head_metadata(seq, "height", f"its first image {seq.filepaths[0]}")
         return int(meta.height), int(meta.width)
 
     def index_table(self, field):
