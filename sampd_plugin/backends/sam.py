@@ -2,7 +2,7 @@
 
 :class:`SamBackend` wraps a ``segment_anything.modeling.Sam`` and runs exactly the steps of segment-anything's
 ``SamPredictor``: ``set_image`` for :meth:`~SamBackend.encode` and ``predict_torch`` for
-:meth:`~SamBackend.decode` (paper Sec. III-A: encode a frame once, decode many prompts against it), and
+:meth:`~SamBackend.decode` (boxes converted to SAM's inclusive convention first) (paper Sec. III-A: encode a frame once, decode many prompts against it), and
 ``SamAutomaticMaskGenerator`` for :meth:`~SamBackend.generate_masks` (automatic mode, Sec. IV-B).
 
 Checkpoints (official file names, download, FiftyOne zoo cache) are handled by :mod:`sampd_plugin.checkpoints`;
@@ -26,6 +26,7 @@ from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from ..prompts import sam_box
 from .base import Decoded, ImageState, PromptableSegmenter
 
 #: Prompts per decoder call on the CPU, measured with ``python benchmarks/decoder_batch.py --repeats 2 --clock cpu
@@ -174,8 +175,10 @@ class SamBackend(PromptableSegmenter):
         multimask: bool,
     ) -> Decoded:
         """``SamPredictor.predict_torch`` for B prompts, after mapping them from image pixels to the input frame
-        with ``ResizeLongestSide`` (as ``SamPredictor.predict`` does). Label ``-1`` points get SAM's
-        "not a point" embedding."""
+        with ``ResizeLongestSide`` (as ``SamPredictor.predict`` does). Boxes arrive in the library's convention
+        (right/bottom exclusive) and reach SAM in the one it was trained on (right/bottom on the last pixel,
+        :func:`~sampd_plugin.prompts.sam_box`): the box of a mask is exactly segment-anything's
+        ``batched_mask_to_box`` of it. Label ``-1`` points get SAM's "not a point" embedding."""
         original_size = tuple(state.image_size)
         coords_torch = labels_torch = box_torch = None
         if points is not None:
@@ -185,7 +188,7 @@ class SamBackend(PromptableSegmenter):
             labels_torch = torch.as_tensor(point_labels, dtype=torch.int, device=self.device)
         if boxes is not None:
             box_torch = self.transform.apply_boxes_torch(
-                torch.as_tensor(boxes, dtype=torch.float, device=self.device), original_size
+                sam_box(torch.as_tensor(boxes, dtype=torch.float, device=self.device)), original_size
             )
         batch = (box_torch if box_torch is not None else coords_torch).shape[0]
         k = self.num_multimask_outputs if multimask else 1
