@@ -117,12 +117,12 @@ class SamPDTracker:
     stage per distinct point count when unlimited), so that an object's masks never depend on the other objects'
     prompts.
 
-    Lost objects (an extension: the paper has no lost-object mechanism): an object whose output mask is empty (fewer than ``min_mask_area`` pixels), whose SAM predicted
-    IoU is below ``lost_iou``, or whose mask's similarity to its template (relative to the template's own) is
-    below ``lost_similarity`` is reported ``lost`` with an empty mask. While lost it is prompted every frame with
-    its last good box (``reacquire``); the first frame on which that yields a valid mask re-acquires it. After
-    ``max_lost_frames`` consecutive lost frames (or at once without ``reacquire``) it is no longer prompted and is
-    reported lost on every later frame.
+    Lost objects (our extension: the paper has no lost-object mechanism): an object whose output mask is empty
+    (fewer than ``min_mask_area`` pixels), whose SAM predicted IoU is below ``lost_iou``, or whose mask's similarity
+    to its template (relative to the template's own) is below ``lost_similarity`` is reported ``lost`` with an
+    empty mask. While lost it is prompted every frame with its last good box (``reacquire``); the first frame on
+    which that yields a valid mask re-acquires it. After ``max_lost_frames`` consecutive lost frames (or at once
+    without ``reacquire``) it is no longer prompted and is reported lost on every later frame.
     """
 
     def __init__(self, backend: PromptableSegmenter, config: Optional[SamPDConfig] = None):
