@@ -104,7 +104,9 @@ def run_synthetic_ablation(
     f_all: Dict[str, list] = {name: [] for name in configs}
     for v in range(num_videos):
         # one video at a time, every row on it: frames, ground truth and encodings are computed once
-        scene = SyntheticScene(seed=seed + v, num_frames=num_frames, num_objects=num_objects, height=height, width=width)
+        scene = SyntheticScene(
+            seed=seed + v, num_frames=num_frames, num_objects=num_objects, height=height, width=width
+        )
         frames = list(scene.iter_frames())
         gt = {f: scene.visible_masks(f) for f, _ in frames}
         prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m) for i, m in gt[1].items()]

@@ -103,10 +103,10 @@ def mask_points(mask: np.ndarray, k: int = 1) -> np.ndarray:
     """Points of a mask farthest from its boundary (Sec. III-D), by a distance transform.
 
     The first point is the pixel of ``mask`` farthest from the mask's boundary (the image border counts as
-    boundary). The paper says this follows SAM's *training* click sampling; in fact SAM's training clicks are drawn at
-    random (uniformly from the mask, then from the error region), and farthest-from-boundary is the deterministic
-    first click of SAM's (and RITM's) interactive *evaluation* protocol. Each further point is the pixel farthest from both the
-    boundary and the points already chosen. Ties go to the first pixel in row-major order.
+    boundary). The paper says this follows SAM's *training* click sampling; in fact SAM's training clicks are drawn
+    at random (uniformly from the mask, then from the error region), and farthest-from-boundary is the deterministic
+    click of SAM's (and RITM's) interactive *evaluation* protocol. Each further point is the pixel farthest from both
+    the boundary and the points already chosen. Ties go to the first pixel in row-major order.
 
     Args:
         mask: ``(H, W)`` bool

@@ -2,8 +2,9 @@
 
 :class:`SamBackend` wraps a ``segment_anything.modeling.Sam`` and runs exactly the steps of segment-anything's
 ``SamPredictor``: ``set_image`` for :meth:`~SamBackend.encode` and ``predict_torch`` for
-:meth:`~SamBackend.decode` (boxes converted to SAM's inclusive convention first) (paper Sec. III-A: encode a frame once, decode many prompts against it), and
-``SamAutomaticMaskGenerator`` for :meth:`~SamBackend.generate_masks` (automatic mode, Sec. IV-B).
+:meth:`~SamBackend.decode`, boxes first converted to SAM's convention (paper Sec. III-A: encode a frame once, decode
+many prompts against it), and ``SamAutomaticMaskGenerator`` for :meth:`~SamBackend.generate_masks` (automatic mode,
+Sec. IV-B).
 
 Checkpoints (official file names, download, FiftyOne zoo cache) are handled by :mod:`sampd_plugin.checkpoints`;
 :func:`sampd_plugin.checkpoints.load_sam` is the usual entry point. :mod:`sampd_plugin.backends.tiny` builds a small
