@@ -15,6 +15,7 @@ from sampd_plugin.backends.base import PromptableSegmenter
 from sampd_plugin.backends.fast_decoder import LOGIT_TOLERANCE
 from sampd_plugin.backends.sam import SamBackend
 from sampd_plugin.backends.tiny import build_tiny_sam, tiny_backend
+from sampd_plugin.prompts import sam_box
 
 H, W = 90, 160  # 16:9: input frame 576 x 1024 inside the padded 1024 square
 
@@ -58,11 +59,12 @@ def _prompts(rng, batch, kind, points_per_prompt=3):
 
 
 def _reference(predictor, boxes, points, labels, multimask):
+    """SamPredictor.predict_torch on the prompts as the backend hands them to SAM (boxes in SAM's convention)."""
     size = predictor.original_size
     _, iou, low = predictor.predict_torch(
         None if points is None else predictor.transform.apply_coords_torch(points, size),
         None if labels is None else labels.int(),
-        None if boxes is None else predictor.transform.apply_boxes_torch(boxes, size),
+        None if boxes is None else predictor.transform.apply_boxes_torch(sam_box(boxes), size),
         multimask_output=multimask,
     )
     return low, iou

@@ -11,6 +11,7 @@ from sampd_plugin import checkpoints as ckpt  # noqa: E402
 from sampd_plugin.backends.fast_decoder import LOGIT_TOLERANCE  # noqa: E402
 from sampd_plugin.backends.mobile_sam import build_mobile_sam, load_mobile_sam  # noqa: E402
 from sampd_plugin.backends.registry import BackendCache, check_model, checkpoint_status  # noqa: E402
+from sampd_plugin.prompts import sam_box  # noqa: E402
 
 H, W = 72, 128
 
@@ -66,7 +67,7 @@ def test_same_steps_as_sam_predictor(backend, image):
         ours = backend.decode(state, boxes=boxes, points=points, point_labels=labels, multimask=multimask)
         size = predictor.original_size
         _, iou, low = predictor.predict_torch(predictor.transform.apply_coords_torch(points, size), labels,
-                                              predictor.transform.apply_boxes_torch(boxes, size),
+                                              predictor.transform.apply_boxes_torch(sam_box(boxes), size),
                                               multimask_output=multimask)
         scale = max(1.0, float(low.abs().max()))
         assert float((ours.low_res_logits - low).abs().max()) <= LOGIT_TOLERANCE * scale
