@@ -244,3 +244,20 @@ class PromptableSegmenter(abc.ABC):
         """Automatic mode (paper Sec. IV-B, VIS): up to ``max_masks`` ``(H, W)`` boolean masks of one image,
         best first, without prompts."""
         raise NotImplementedError(f"{type(self).__name__} has no automatic mask generator")
+
+
+def masks_to_logits(state: ImageState, masks: torch.Tensor, scale: float = 8.0) -> torch.Tensor:
+    """For backends whose model returns full-resolution masks instead of low-resolution logits (SAM-HQ style
+    post-processed outputs, a research model): ``(B, H, W)`` bool masks at the original image size -> ``(B, h_m,
+    w_m)`` logits on the low-resolution mask grid of ``state`` (``mask_stride`` input-frame pixels per cell, over the
+    padded input frame), what :meth:`PromptableSegmenter._decode` must return in :class:`Decoded`.
+
+    Each cell's logit is ``2 * scale * (f - 0.5)`` with ``f`` its exact foreground fraction
+    (:meth:`ImageState.mask_to_grid`): positive where the mask covers more than half of the cell, 0 in padding, so
+    :meth:`PromptableSegmenter.upsample` gives the mask back up to about one cell along its boundary, and the
+    tracker's embedding-grid masks (:meth:`ImageState.logits_to_embedding_grid`) are the exact area fractions.
+    """
+    if masks.ndim != 3 or tuple(masks.shape[-2:]) != tuple(state.image_size):
+        raise ValueError(f"masks must be (B, H, W) at the image size {tuple(state.image_size)}, got "
+                         f"{tuple(masks.shape)}")
+    return 2 * scale * (state.mask_to_grid(masks.float(), state.mask_stride) - 0.5)

@@ -97,3 +97,40 @@ class BackendCache:
                 self._backend = load_sam(self.model, checkpoint=self.checkpoint, device=self.device)
         self._backend.reset_counters()
         return self._backend
+
+
+def load_segmenter(spec: str, **kwargs):
+    """A :class:`~sampd_plugin.backends.base.PromptableSegmenter` from an import path ``"package.module:Name"``
+    (bring your own segmenter: MobileSAM, SAM-HQ, EfficientSAM, a research model): ``Name`` is an instance, or a
+    class / factory called with ``kwargs``. Returns ``(instance, name)`` with ``name = "custom:package.module.Name"``
+    (what run records store). ``ValueError`` / ``ImportError`` name the spec."""
+    from importlib import import_module
+
+    from sampd_plugin.backends.base import PromptableSegmenter
+
+    module, sep, attr = str(spec).partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"a custom segmenter is given as 'package.module:Name', got {spec!r}")
+    try:
+        obj = import_module(module)
+    except ImportError as e:
+        raise ImportError(f"cannot import {module!r} for the segmenter {spec!r}: {e}") from e
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"{module!r} has no {attr!r} (segmenter {spec!r})") from None
+    if not isinstance(obj, PromptableSegmenter):
+        if not callable(obj):
+            raise ValueError(f"{spec!r} is neither a PromptableSegmenter nor a class / factory making one")
+        obj = obj(**kwargs)
+    if not isinstance(obj, PromptableSegmenter):
+        raise ValueError(f"{spec!r} made a {type(obj).__name__}, not a "
+                         "sampd_plugin.backends.base.PromptableSegmenter")
+    return obj, f"custom:{module}.{attr}"
+
+
+def custom_name(segmenter) -> str:
+    """The name recorded for a segmenter instance: ``"custom:<module>.<Class>"``."""
+    cls = type(segmenter)
+    return f"custom:{cls.__module__}.{cls.__qualname__}"

@@ -1,16 +1,20 @@
-"""Paper-table harness: runs tracker presets over sequences with ground truth and scores them with the DAVIS
-semi-supervised protocol (J, F, J&F; :mod:`sampd_plugin.metrics`).
+"""Paper-table harness.
 
-Here on generated videos with the synthetic segmenter (``python -m sampd_plugin.benchmark``); the same
-:func:`score_sequence` scores real datasets. Synthetic numbers exercise the method's components against exact
-ground truth; they are NOT reproductions of the paper's DAVIS / YouTube-VOS figures.
+- ``python -m sampd_plugin.benchmark {davis,ytvos,uvo,synthetic} --root PATH ...`` (:mod:`.cli`): the paper's
+  tables on the real DAVIS 2017 / YouTube-VOS 2018 / UVO trees (:mod:`.vos`, :mod:`.vis`, :mod:`.timing`,
+  :mod:`.oracle`), reading the folders directly;
+- this module: the in-memory ablation on generated videos with the synthetic segmenter
+  (:func:`run_synthetic_ablation`, scored per object with :func:`score_sequence`; what ``python -m
+  sampd_plugin.benchmark`` with no arguments prints).
 
-This module imports no FiftyOne.
+Synthetic numbers exercise the method's components against exact ground truth; they are NOT reproductions of the
+paper's DAVIS / YouTube-VOS / UVO figures.
+
+This package imports no FiftyOne.
 """
 
 from __future__ import annotations
 
-import argparse
 from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
@@ -95,22 +99,3 @@ def format_table(table: Dict[str, Dict[str, float]], title: str = "") -> str:
     for name, row in table.items():
         lines.append(f"{name:<14}" + "".join(f"{100 * row[c]:>10.1f}" for c in cols))
     return "\n".join(lines)
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", nargs="+", default=list(ABLATION_PRESETS))
-    p.add_argument("--videos", type=int, default=10)
-    p.add_argument("--frames", type=int, default=40)
-    p.add_argument("--objects", type=int, default=3)
-    p.add_argument("--height", type=int, default=240)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    table = run_synthetic_ablation(args.presets, args.videos, args.frames, args.objects, height=args.height,
-                                   width=args.width, seed=args.seed)
-    print(format_table(table, "SAM-PD ablation on generated videos, synthetic segmenter (not paper numbers)"))
-
-
-if __name__ == "__main__":
-    main()
