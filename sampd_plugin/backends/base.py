@@ -252,12 +252,20 @@ def masks_to_logits(state: ImageState, masks: torch.Tensor, scale: float = 8.0) 
     w_m)`` logits on the low-resolution mask grid of ``state`` (``mask_stride`` input-frame pixels per cell, over the
     padded input frame), what :meth:`PromptableSegmenter._decode` must return in :class:`Decoded`.
 
-    Each cell's logit is ``2 * scale * (f - 0.5)`` with ``f`` its exact foreground fraction
-    (:meth:`ImageState.mask_to_grid`): positive where the mask covers more than half of the cell, 0 in padding, so
-    :meth:`PromptableSegmenter.upsample` gives the mask back up to about one cell along its boundary, and the
-    tracker's embedding-grid masks (:meth:`ImageState.logits_to_embedding_grid`) are the exact area fractions.
+    The masks are resized to the input frame (``state.input_size``, area), padded to the grid, and each cell's
+    foreground fraction ``f`` becomes the logit ``2 * scale * (f - 0.5)``: positive where the mask covers more than
+    half of the cell, negative in the padding, so :meth:`PromptableSegmenter.upsample` gives the mask back up to
+    about half a cell along its boundary.
     """
     if masks.ndim != 3 or tuple(masks.shape[-2:]) != tuple(state.image_size):
         raise ValueError(f"masks must be (B, H, W) at the image size {tuple(state.image_size)}, got "
                          f"{tuple(masks.shape)}")
-    return 2 * scale * (state.mask_to_grid(masks.float(), state.mask_stride) - 0.5)
+    h_in, w_in = state.input_size
+    x = masks.float()[:, None]
+    if (h_in, w_in) != tuple(state.image_size):
+        x = F.interpolate(x, size=(h_in, w_in), mode="area")
+    side_h = state.embedding.shape[-2] * state.embed_stride
+    side_w = state.embedding.shape[-1] * state.embed_stride
+    x = F.pad(x, (0, side_w - w_in, 0, side_h - h_in))
+    frac = F.avg_pool2d(x, state.mask_stride)[:, 0]
+    return 2 * scale * (frac - 0.5)

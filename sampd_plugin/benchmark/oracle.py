@@ -108,9 +108,9 @@ def run_oracle(sequences: Iterable[VideoSequence], backend_for: Callable[[VideoS
                 g = grid_boxes.shape[1]
                 mp_logits, _ = _decode(backend, state, grid_boxes.reshape(-1, 4), batch)
                 mp_logits = mp_logits.reshape(cells, g, *mp_logits.shape[-2:])
-                sims = torch.stack([template_similarity(tpl, state.embedding, state.logits_to_embedding_grid(c))
-                                    for c in mp_logits]) / self_score
-                pick = select_candidates(sims)
+                sims = template_similarity(tpl, state.embedding,
+                                           state.logits_to_embedding_grid(mp_logits.reshape(-1, *mp_logits.shape[-2:])))
+                pick = select_candidates(sims.reshape(cells, g) / self_score)
                 chosen = mp_logits[torch.arange(cells, device=pick.device), pick]
                 multi = backend.upsample(state, chosen).cpu().numpy()
                 key = f"{seq.name}_{oid}"
