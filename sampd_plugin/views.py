@@ -2,10 +2,14 @@
 
 Three views are saved on the dataset under names derived from the evaluation key:
 
-- ``{eval_key}_failures``: frames (``to_frames(sample_frames="dynamic")``: read from the videos on the fly,
-  no images written) where some object's J < ``failure_th``, sorted by that worst J ascending;
+- ``{eval_key}_failures``: frames where some object's J < ``failure_th``, sorted by that worst J ascending;
 - ``{eval_key}_first_failures``: the frame of each object's first failure (one jump per object);
-- ``{eval_key}_worst``: samples sorted by J&F ascending.
+- ``{eval_key}_worst``: sequences sorted by J&F ascending.
+
+Videos: the frame views are ``to_frames(sample_frames="dynamic")`` views (read from the videos on the fly, no
+images written). Image sequences: every frame is already an image sample, so the frame views are plain views of the
+images (they show the right picture by construction) and ``_worst`` lists the images sorted by their sequence's J&F,
+then by sequence and frame order.
 """
 from fiftyone import ViewField as F
 
@@ -30,8 +34,11 @@ def view_names(eval_key):
     return [view_name(eval_key, s) for s in VIEW_SUFFIXES]
 
 
-def build_views(samples, eval_key, failure_th=0.5):
-    """``{name: view}`` of the failure-browsing views of ``eval_key`` on the collection ``samples``."""
+def build_views(samples, eval_key, failure_th=0.5, sequence_field=None, order_field=None):
+    """``{name: view}`` of the failure-browsing views of ``eval_key`` on the collection ``samples`` (image
+    sequences: ``sequence_field`` and ``order_field`` given)."""
+    if sequence_field:
+        return _image_views(samples, eval_key, failure_th, sequence_field, order_field)
     frames = samples.to_frames(sample_frames="dynamic")
     min_j = f"{eval_key}_min_J"
     return {
@@ -41,10 +48,19 @@ def build_views(samples, eval_key, failure_th=0.5):
     }
 
 
-def save_views(samples, eval_key, failure_th=0.5):
+def _image_views(samples, eval_key, failure_th, sequence_field, order_field):
+    min_j, jf = f"{eval_key}_min_J", f"{eval_key}_JF"
+    return {
+        view_name(eval_key, "failures"): samples.match(F(min_j) < failure_th).sort_by(min_j),
+        view_name(eval_key, "first_failures"): samples.exists(f"{eval_key}_first_failures"),
+        view_name(eval_key, "worst"): samples.exists(jf).sort_by([(jf, 1), (sequence_field, 1), (order_field, 1)]),
+    }
+
+
+def save_views(samples, eval_key, failure_th=0.5, sequence_field=None, order_field=None):
     """Builds and saves (overwriting) the views of ``eval_key`` on ``samples``' dataset."""
     dataset = samples._root_dataset
-    for name, view in build_views(samples, eval_key, failure_th).items():
+    for name, view in build_views(samples, eval_key, failure_th, sequence_field, order_field).items():
         dataset.save_view(name, view, overwrite=True)
 
 
