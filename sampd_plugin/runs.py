@@ -67,13 +67,14 @@ def run_key(settings: dict) -> str:
 
 
 def checked_settings(config, model, checkpoint):
-    """``(SamPDConfig, model)`` or :class:`SampdInputError` for an unknown preset / setting / model."""
+    """``(SamPDConfig, model name)`` (:func:`~sampd_plugin.backends.registry.model_name`: a segmenter instance is
+    recorded as ``custom:<module>.<Class>``) or :class:`SampdInputError` for an unknown preset / setting / model."""
     try:
         cfg = make_config(config)
         registry.check_model(model, checkpoint)
     except (ValueError, TypeError) as e:
         raise SampdInputError(str(e)) from e
-    return cfg, model
+    return cfg, registry.model_name(model)
 
 
 # --- markers ---------------------------------------------------------------------------------------------------------
@@ -191,8 +192,8 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
         if max_objects is None or int(max_objects) < 1:
             raise SampdInputError(f"max_objects must be >= 1, got {max_objects!r}")
     label_field = store.check_output_field(layout, label_field, prompt_field)
-    cfg, _ = checked_settings(config, model, checkpoint)
-    settings = run_settings(mode, prompt_field, model, checkpoint, cfg, max_objects, layout)
+    cfg, name = checked_settings(config, model, checkpoint)
+    settings = run_settings(mode, prompt_field, name, checkpoint, cfg, max_objects, layout)
     plan = TrackPlan(layout, label_field, prompt_field, settings, run_key(settings), bool(overwrite), job_id)
 
     seqs = layout.sequences()

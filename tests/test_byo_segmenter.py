@@ -123,3 +123,33 @@ def test_custom_segmenter_tracks_with_sam_pd():
     assert seg.calls > 0 and all(set(r.objects) == {1, 2} for r in results)
     found = [o for r in results[1:] for o in r.objects.values() if not o.lost]
     assert found, "the custom segmenter found nothing"
+
+
+# --- through the SDK -----------------------------------------------------------------------------------------------
+def test_sp_track_with_an_instance(make_synthetic):
+    import sampd_plugin as sp
+
+    ds = make_synthetic(num_videos=1, num_frames=4, num_objects=2, height=64, width=96)
+    seg = BoxContrastSegmenter()
+    summary = sp.track(ds, prompt_field="ground_truth", label_field="byo", model=seg, progress=False)
+    name = f"custom:{BoxContrastSegmenter.__module__}.BoxContrastSegmenter"  # the module as pytest imported it
+    assert summary["model"] == name
+    assert summary["frames"] == 4 and seg.calls > 0
+    sample = ds.first()
+    assert sample["byo_track"]["settings"]["model"] == name
+    assert all(f["byo"] is not None and len(f["byo"].detections) == 2 for f in sample.frames.values())
+    # resume: an identical run (same class, same settings) skips the finished video
+    again = sp.track(ds, prompt_field="ground_truth", label_field="byo", model=BoxContrastSegmenter(),
+                     progress=False)
+    assert again["tracked"] == [] and len(again["skipped"]) == 1
+    # a run recorded by name cannot be rebuilt from the name: repropagation asks for the instance
+    with pytest.raises(sp.SampdInputError, match="pass the instance itself"):
+        sp.repropagate(ds.first(), "byo", from_frame=2)
+    out = sp.repropagate(ds.first(), "byo", from_frame=2, model=seg, progress=False)
+    assert out["model"] == name
+    with pytest.raises(sp.SampdInputError, match="cannot be delegated"):
+        sp.queue_track(ds, label_field="byo2", model=seg)
+    with pytest.raises(sp.SampdInputError, match="takes no checkpoint"):
+        sp.track(ds, label_field="byo3", model=seg, checkpoint="/x.pth", progress=False)
+    with pytest.raises(sp.SampdInputError, match="unknown model"):
+        sp.track(ds, label_field="byo3", model=object(), progress=False)

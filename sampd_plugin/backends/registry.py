@@ -39,8 +39,30 @@ def resolve_device(device: Optional[str] = None) -> str:
     return str(_resolve(device))
 
 
-def check_model(model: str, checkpoint: Optional[str] = None):
-    """Raises ``ValueError`` for an unknown model name or a checkpoint given for a model that takes none."""
+def is_segmenter(model) -> bool:
+    """Whether ``model`` is a segmenter instance (bring your own) rather than a model name."""
+    return not isinstance(model, str) and hasattr(model, "encode") and hasattr(model, "decode")
+
+
+def model_name(model) -> str:
+    """The name recorded for a model: the name itself, or ``"custom:<module>.<Class>"`` for an instance."""
+    return custom_name(model) if is_segmenter(model) else model
+
+
+def check_model(model, checkpoint: Optional[str] = None):
+    """Raises ``ValueError`` for an unknown model name, a checkpoint given for a model that takes none, or an object
+    that is neither a name nor a :class:`~sampd_plugin.backends.base.PromptableSegmenter`."""
+    if is_segmenter(model):
+        from sampd_plugin.backends.base import PromptableSegmenter
+
+        if not isinstance(model, PromptableSegmenter):
+            raise ValueError(f"model must be a model name or a PromptableSegmenter, got a {type(model).__name__}")
+        if checkpoint:
+            raise ValueError(f"a segmenter instance takes no checkpoint (got {checkpoint!r})")
+        return
+    if isinstance(model, str) and model.startswith("custom:"):
+        raise ValueError(f"model {model!r} is a segmenter instance recorded by name: pass the instance itself "
+                         "(model=<your PromptableSegmenter>)")
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {list(MODELS)}")
     if checkpoint and model not in SAM_MODELS:
@@ -65,14 +87,15 @@ def checkpoint_status(model: str, checkpoint: Optional[str] = None) -> Optional[
 
 class BackendCache:
     """Builds backends by model name and keeps the last one (SAM weights are loaded once per job; the synthetic
-    segmenter is rebuilt per sample from that sample's scene)."""
+    segmenter is rebuilt per sample from that sample's scene). A segmenter instance is used as given (``model``
+    is then its :func:`model_name`, ``device`` its own)."""
 
-    def __init__(self, model: str, checkpoint: Optional[str] = None, device: Optional[str] = None):
+    def __init__(self, model, checkpoint: Optional[str] = None, device: Optional[str] = None):
         check_model(model, checkpoint)
-        self.model = model
+        self.model = model_name(model)
         self.checkpoint = checkpoint
-        self.device = resolve_device(device)
-        self._backend = None
+        self._backend = model if is_segmenter(model) else None
+        self.device = str(model.device) if is_segmenter(model) else resolve_device(device)
 
     def get(self, scene=None):
         """The backend; ``synthetic`` needs the :class:`~sampd_plugin.synthetic.scene.SyntheticScene` it segments
