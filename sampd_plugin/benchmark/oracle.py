@@ -26,8 +26,9 @@ import torch
 
 from sampd_plugin import metrics
 from sampd_plugin.benchmark.vos import ground_truth
-from sampd_plugin.datasets.base import VideoSequence, read_image
+from sampd_plugin.datasets.base import VideoSequence
 from sampd_plugin.datasets.labelmaps import VOID
+from sampd_plugin.frames import read_image
 from sampd_plugin.prompts import box_prompt_grid, clip_boxes, mask_to_box
 from sampd_plugin.selection import masked_template, select_candidates, template_similarity
 

@@ -27,8 +27,9 @@ from sampd_plugin.benchmark.timing import TimedBackend
 from sampd_plugin.config import SamPDConfig
 from sampd_plugin.datasets import davis as davis_io
 from sampd_plugin.datasets import youtube_vos as ytvos_io
-from sampd_plugin.datasets.base import VideoSequence, read_image
+from sampd_plugin.datasets.base import VideoSequence
 from sampd_plugin.datasets.labelmaps import masks_to_label_map, read_palette
+from sampd_plugin.frames import read_image
 from sampd_plugin.tracker import FrameResult, ObjectPrompt, SamPDTracker
 
 KINDS = ("davis", "ytvos")

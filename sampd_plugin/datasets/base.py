@@ -4,7 +4,8 @@ files with its objects, annotations and output frames, read straight from the da
 Conventions: a frame's *stem* is its file name without extension (``"00000"``); its *number* is the 1-based frame
 number the tracker sees: ``int(stem) + 1`` when every stem of the sequence is an integer (so DAVIS ``00000`` is frame
 1, a YouTube-VOS frame ``00045`` is frame 46 whether or not the frames in between are there), else its position + 1.
-Images are ``(H, W, 3)`` uint8 RGB decoded with Pillow (as the DAVIS toolkit decodes them).
+Images are ``(H, W, 3)`` uint8 RGB decoded by :func:`sampd_plugin.frames.read_image` (OpenCV, as FiftyOne reads
+them), so the CLI and the FiftyOne image-sequence path feed the model the same pixels.
 
 Trees written by :mod:`sampd_plugin.synthetic.layouts` carry a sidecar JSON (:data:`SIDECAR`) with each sequence's
 :class:`~sampd_plugin.synthetic.scene.SyntheticScene` parameters, so the synthetic segmenter can be rebuilt for them
@@ -21,6 +22,8 @@ import os
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from sampd_plugin.frames import read_image
 
 #: sidecar file at the root of a tree written by :mod:`sampd_plugin.synthetic.layouts`
 SIDECAR = "sampd_synthetic.json"
@@ -149,16 +152,6 @@ class VideoSequence:
 
 
 # --- helpers shared by the readers --------------------------------------------------------------------------------------
-def read_image(path: str) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB pixels of an image file (Pillow; a grayscale / palette / RGBA file is converted)."""
-    from PIL import Image
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image {path} does not exist")
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
-
-
 def stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 

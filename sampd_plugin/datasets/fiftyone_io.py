@@ -13,7 +13,9 @@ one image sample per frame with
   YouTube-VOS: only the objects of the frame's PNG (first appearances in ``valid``), ``label`` = the category of
   ``meta.json``; UVO: one detection per track visible on the frame, ``label = "object"``, attribute ``track_id``.
 
-YouTube-VOS samples also have ``submission_frame`` (bool: the frame is listed in ``meta.json``, its prediction goes
+Trees written by :mod:`sampd_plugin.synthetic.layouts` also give every sample a ``synthetic`` field (its scene's
+parameters), so ``sampd_plugin.track(..., model="synthetic")`` works on them. YouTube-VOS samples also have
+``submission_frame`` (bool: the frame is listed in ``meta.json``, its prediction goes
 into the submission); the dataset's ``info`` records the split and, when the tree has ``train/meta.json``, the
 ``seen_categories``. UVO samples have ``video_id`` (the JSON's integer id).
 
@@ -75,6 +77,11 @@ def davis_frame_detections(label_map: np.ndarray, sequence: str) -> "fo.Detectio
                                      for i in range(int(lm.max()))])
 
 
+def _scene(seq: VideoSequence) -> dict:
+    """``{"synthetic": scene parameters}`` for a sequence of a generated tree, else ``{}``."""
+    return {"synthetic": dict(seq.scene_params)} if seq.scene_params else {}
+
+
 def _add(dataset, samples: List["fo.Sample"]):
     if samples:
         dataset.add_samples(samples, progress=False)
@@ -112,7 +119,7 @@ def load_davis(root: str, split: str = "val", resolution: str = "480p", name: Op
                 if f.stem in seq.annotations:
                     kw["ground_truth"] = davis_frame_detections(seq.label_map(f.stem), seq.name)
                 batch.append(fo.Sample(filepath=os.path.abspath(f.path), tags=[split, seq.name],
-                                       sequence_id=seq.name, frame_number=f.stem, **kw))
+                                       sequence_id=seq.name, frame_number=f.stem, **_scene(seq), **kw))
                 pb.update()
             _add(dataset, batch)
     dataset.compute_metadata(progress=False)
@@ -147,7 +154,7 @@ def load_youtube_vos(root: str, split: str = "valid", name: Optional[str] = None
                         for i in ids])
                 batch.append(fo.Sample(filepath=os.path.abspath(f.path), tags=[split, seq.name],
                                        sequence_id=seq.name, frame_number=f.stem,
-                                       **{SUBMISSION_FIELD: f.stem in listed}, **kw))
+                                       **{SUBMISSION_FIELD: f.stem in listed}, **_scene(seq), **kw))
                 pb.update()
             _add(dataset, batch)
     dataset.compute_metadata(progress=False)
@@ -176,7 +183,7 @@ def load_uvo(root: str, split: str = "val", name: Optional[str] = None, annotati
                         dets.append(object_detection(m, k, "object", track_id=tid))
                 batch.append(fo.Sample(filepath=os.path.abspath(f.path), tags=[split, seq.name],
                                        sequence_id=seq.name, frame_number=f.stem, video_id=seq.video_id,
-                                       ground_truth=fo.Detections(detections=dets)))
+                                       ground_truth=fo.Detections(detections=dets), **_scene(seq)))
                 pb.update()
             _add(dataset, batch)
     dataset.compute_metadata(progress=False)
@@ -219,16 +226,28 @@ def detections_label_map(detections, hw: Tuple[int, int], index_offset: int = 1)
     ``index``, without a mask or ``lost`` are skipped; several with one index are united; overlaps resolved by
     :func:`~sampd_plugin.datasets.labelmaps.resolve_overlaps` with the (highest) ``confidence`` of each object."""
     masks: Dict[int, np.ndarray] = {}
-    scores: Dict[int, float] = {}
-    for det in (detections.detections if detections is not None else []):
-        if det.index is None or getattr(det, "lost", False) or det.mask is None:
-            continue
+    for det in predicted(detections):
         oid = int(det.index) + index_offset
         m = paste_mask(det, hw)
         masks[oid] = masks[oid] | m if oid in masks else m
-        if det.confidence is not None:
-            scores[oid] = max(scores.get(oid, float("-inf")), float(det.confidence))
+    scores = {int(i) + index_offset: s for i, s in object_scores(detections).items()}
     return masks_to_label_map(masks, hw, scores)
+
+
+def predicted(detections) -> List:
+    """The detections of a frame that predict pixels: with an ``index`` and a mask, not ``lost``."""
+    return [d for d in (detections.detections if detections is not None else [])
+            if d.index is not None and d.has_mask and not getattr(d, "lost", False)]
+
+
+def object_scores(detections) -> Dict[int, float]:
+    """``{index: highest confidence}`` of a frame's :func:`predicted` detections (the scores of the overlap rule);
+    objects without a confidence are left out (they rank lowest)."""
+    scores: Dict[int, float] = {}
+    for d in predicted(detections):
+        if d.confidence is not None:
+            scores[int(d.index)] = max(scores.get(int(d.index), float("-inf")), float(d.confidence))
+    return scores
 
 
 def export_davis(samples, label_field: str, out_dir: str, sequence_field: str = SEQUENCE_FIELD,
