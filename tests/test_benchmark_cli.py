@@ -24,7 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def trees(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     return dict(davis=layouts.write_davis(str(root / "davis"), num_sequences=2, num_frames=5),
-                small=layouts.write_davis(str(root / "small"), num_sequences=1, num_frames=3, seed=4),
+                small=layouts.write_davis(str(root / "small"), num_sequences=1, num_frames=3, height=48, width=64,
+                                           seed=4),
                 ytvos=layouts.write_youtube_vos(str(root / "ytvos"), num_videos=2, num_frames=12),
                 uvo=layouts.write_uvo(str(root / "uvo"), num_videos=1, num_frames=4))
 

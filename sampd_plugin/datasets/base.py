@@ -151,7 +151,7 @@ class VideoSequence:
         return SyntheticScene.from_params(self.scene_params)
 
 
-# --- helpers shared by the readers --------------------------------------------------------------------------------------
+# --- helpers shared by the readers ---------------------------------------------------------------------------------
 def stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
