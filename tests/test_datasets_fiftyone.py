@@ -116,6 +116,16 @@ def test_end_to_end_davis(trees, datasets, tmp_path):
     assert objects.summary["num_objects"] == 4 and 0 < objects.summary["J&F-Mean"] <= 1
     with pytest.raises(ValueError, match="protocol must be one of"):
         sp.evaluate_jf(ds, "sampd", eval_key=None, protocol="coco")
+    # YouTube-VOS scoring: the last frame counts, seen / unseen from the dataset's training categories
+    ds.info["seen_categories"] = ["synthetic-00", "synthetic-10"]
+    ds.save()
+    yt = sp.evaluate_jf(ds, "sampd", gt_field="ground_truth", eval_key=None, protocol="youtube_vos")
+    assert {r["num_frames"] for r in yt.per_object()} == {4} and {r["num_frames"] for r in res.per_object()} == {3}
+    g = yt.summary["youtube_vos"]
+    parts = [g[k] for k in ("J_seen", "F_seen", "J_unseen", "F_unseen")]
+    assert g["G"] == pytest.approx(np.mean(parts))
+    seen = [r for r in yt.per_object() if r["label"] in ds.info["seen_categories"]]
+    assert len(seen) == 2 and g["J_seen"] == pytest.approx(np.mean([r["J_mean"] for r in seen]))
     # the CLI on the same tree feeds the model the same pixels and prompts: the same score
     from sampd_plugin.benchmark.cli import main
 
