@@ -18,7 +18,7 @@ import fiftyone as fo
 import fiftyone.core.fields as fof
 
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.labels import LABEL_ATTRIBUTES, field_name, marker_field, paste_mask, relative_to_xyxy
+from sampd_plugin.labels import LABEL_ATTRIBUTES, field_name, is_absent, marker_field, paste_mask, relative_to_xyxy
 from sampd_plugin.sources import Layout, Sequence
 from sampd_plugin.tracker import ObjectPrompt
 
@@ -140,7 +140,7 @@ def read_prompts(layout: Layout, seq: Sequence, prompt_field: str, hw: Tuple[int
     labels = layout.read_labels(seq, prompt_field, sorted({fn for fn, _ in plan.values()}))
     prompts = []
     for oid, (fn, pos) in sorted(plan.items()):
-        dets = labels[fn].detections
+        dets = [d for d in labels[fn].detections if not is_absent(d)]
         det = dets[pos] if pos is not None else next(d for d in dets if d.index == oid)
         prompts.append(detection_to_prompt(det, hw, fn, oid, seq.name))
     return prompts

@@ -39,7 +39,7 @@ from sampd_plugin.datasets import davis as davis_io
 from sampd_plugin.datasets import uvo as uvo_io
 from sampd_plugin.datasets import youtube_vos as ytvos_io
 from sampd_plugin.datasets.base import VideoSequence
-from sampd_plugin.datasets.labelmaps import VOID, masks_to_label_map, write_label_map
+from sampd_plugin.datasets.labelmaps import VOID, label_map_to_masks, masks_to_label_map, write_label_map
 from sampd_plugin.labels import field_name, paste_mask
 
 SEQUENCE_FIELD = "sequence_id"
@@ -59,8 +59,9 @@ def _new_dataset(name: Optional[str], default: str, overwrite: bool, persistent:
 
 
 def object_detection(mask: np.ndarray, index: int, label: Optional[str], **attrs) -> "fo.Detection":
-    """The zoo's detection of one object on one frame: ``cv2.boundingRect`` of the mask as the relative box, the
-    uint8 0/1 mask cropped to it (``None`` and a zero box when the object is absent)."""
+    """One object on one frame as the zoo writes it (:func:`sampd_plugin.synthetic.dataset.zoo_detections` does
+    the same for a whole DAVIS frame): ``cv2.boundingRect`` of the mask as the relative box, the uint8 0/1 mask
+    cropped to it (``None`` and a zero box when the object is absent)."""
     m = np.asarray(mask, dtype=np.uint8)
     h, w = m.shape
     x, y, bw, bh = cv2.boundingRect(m)
@@ -72,9 +73,9 @@ def object_detection(mask: np.ndarray, index: int, label: Optional[str], **attrs
 def davis_frame_detections(label_map: np.ndarray, sequence: str) -> "fo.Detections":
     """The zoo DAVIS loader's ``ground_truth`` of one annotation: void removed, one detection per id ``1..max``
     (``index = id - 1``, ``label = sequence + str(index)``), empty for an id absent from the frame."""
-    lm = np.where(label_map == VOID, 0, label_map)
-    return fo.Detections(detections=[object_detection(lm == i + 1, i, sequence + str(i))
-                                     for i in range(int(lm.max()))])
+    from sampd_plugin.synthetic.dataset import zoo_detections
+
+    return zoo_detections(label_map_to_masks(label_map, void=VOID), sequence)
 
 
 def _scene(seq: VideoSequence) -> dict:
