@@ -63,7 +63,7 @@ class TrackObjects(foo.Operator):
             return dict(queued, message=f"split into {len(queued['operations'])} delegated operations of {per_op} "
                                         f"sequence(s) for the workers; {len(queued['skipped'])} finished "
                                         "sequence(s) skipped. Run 'evaluate_tracking' when they are done.")
-        summary = sp.track(target, progress=forms.progress(ctx), **kwargs)
+        summary = sp.track(target, progress=forms.progress(ctx), operation=forms.operation_id(ctx), **kwargs)
         jf = None
         evaluate = forms.param(ctx.params, "evaluate", None)
         if evaluate is None:
@@ -109,4 +109,5 @@ def _validate(inputs, ctx, target, prompt_prop, label_prop, num_sequences):
         forms.warning(inputs, f"'{plan.layout.path(plan.label_field)}' exists: {len(plan.done)} sequence(s) "
                               f"finished by an identical run are skipped; {len(plan.clear)} sequence(s) are cleared "
                               "and re-tracked", "label_field_exists", label="Output field exists")
+    forms.plan_notices(inputs, plan)
     forms.notice(inputs, f"{len(plan.todo)} sequence(s) to track, {len(plan.done)} already finished", "plan")

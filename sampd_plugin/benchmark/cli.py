@@ -26,8 +26,8 @@ Models: ``vit_h`` / ``vit_l`` / ``vit_b`` (SAM; ``--checkpoint`` or the usual lo
 your own segmenter as ``package.module:Name`` (a :class:`~sampd_plugin.backends.base.PromptableSegmenter` instance,
 class or factory; ``--model-kwargs '{"...": ...}'`` are passed to it).
 
-With no arguments at all it prints the synthetic ablation of the in-memory harness
-(:func:`sampd_plugin.benchmark.run_synthetic_ablation`), as it always has.
+Without a dataset (no arguments, or only ``--presets`` / ``--realism`` / ``--videos`` ... options) it runs the
+in-memory synthetic ablation as it always has (:func:`sampd_plugin.benchmark.main`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def negative_configs(base: SamPDConfig) -> Dict[str, SamPDConfig]:
     """Table V rows: the ``config.PRESETS`` entries that set the negative-point flags if there are such presets,
     else ``base`` with the flags set here."""
     named = {name: SamPDConfig.preset(name) for name, d in PRESETS.items()
-             if set(d) & {"negatives_in_first_stage", "negatives_in_refinement"}}
+             if name == "full" or set(d) & {"negatives_in_first_stage", "negatives_in_refinement"}}
     rows = {}
     for label, (first, refine) in NEGATIVE_FLAGS.items():
         match = [n for n, c in named.items() if (c.negatives_in_first_stage, c.negatives_in_refinement) ==
@@ -322,12 +322,10 @@ def _slug(name: str) -> str:
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv:  # the in-memory synthetic ablation, as before
-        from sampd_plugin.benchmark import ABLATION_PRESETS, format_table, run_synthetic_ablation
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):  # the in-memory ablation
+        from sampd_plugin.benchmark import main as ablation_main
 
-        table = run_synthetic_ablation(ABLATION_PRESETS)
-        print(format_table(table, "SAM-PD ablation on generated videos, synthetic segmenter (not paper numbers)"))
-        return table
+        return ablation_main(argv)
     args = build_parser().parse_args(argv)
     t0 = time.time()
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
