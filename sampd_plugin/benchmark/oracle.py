@@ -26,11 +26,12 @@ import torch
 
 from sampd_plugin import metrics
 from sampd_plugin.benchmark.vos import ground_truth
+from sampd_plugin.config import SamPDConfig
 from sampd_plugin.datasets.base import VideoSequence
 from sampd_plugin.datasets.labelmaps import VOID
 from sampd_plugin.frames import read_image
 from sampd_plugin.prompts import box_prompt_grid, clip_boxes, mask_to_box
-from sampd_plugin.selection import masked_template, select_candidates, template_similarity
+from sampd_plugin.selection import masked_template, select_candidates, similarity_features, template_similarity
 
 #: Table VI, oracle perturbations
 TRANSLATIONS = (-0.18, -0.12, -0.06, 0.0, 0.06, 0.12, 0.18)
@@ -63,8 +64,10 @@ def _decode(backend, state, boxes: torch.Tensor, batch: Optional[int]) -> tuple:
 
 def run_oracle(sequences: Iterable[VideoSequence], backend_for: Callable[[VideoSequence], object],
                translations: Sequence[float] = TRANSLATIONS, scales: Sequence[float] = SCALES,
-               max_frames: Optional[int] = None, progress: Optional[Callable[[str], None]] = None) -> dict:
-    """Runs the oracle grid on sequences with ground truth on every frame.
+               max_frames: Optional[int] = None, progress: Optional[Callable[[str], None]] = None,
+               similarity: str = SamPDConfig.similarity) -> dict:
+    """Runs the oracle grid on sequences with ground truth on every frame (``similarity``: Eq. 2's features,
+    :func:`sampd_plugin.selection.similarity_features`, as the tracker's default).
 
     Returns:
         ``{"translations", "scales", "vanilla": {"J&F" | "J" | "F": (S, T, T) nested lists [scale][ty][tx]},
@@ -91,14 +94,15 @@ def run_oracle(sequences: Iterable[VideoSequence], backend_for: Callable[[VideoS
             if not objs:
                 continue
             state = backend.encode(read_image(seq.frame(stem).path), seq.number(stem))
+            feats = similarity_features(state.embedding, similarity)
             for oid in objs:
                 mask = lm == oid
                 if oid not in templates:  # the object's first annotated frame gives its template
                     grid = state.mask_to_grid(torch.as_tensor(mask, device=backend.device)[None], state.embed_stride)
-                    tpl = masked_template(state.embedding, grid[0])
+                    tpl = masked_template(feats, grid[0])
                     if tpl is None:
                         continue
-                    self_score = float(template_similarity(tpl, state.embedding, grid)[0])
+                    self_score = float(template_similarity(tpl, feats, grid)[0])
                     templates[oid] = (tpl, self_score if self_score > 0 else 1.0)
                 tpl, self_score = templates[oid]
                 boxes = torch.as_tensor(perturb_boxes(mask_to_box(mask), translations, scales).reshape(-1, 4))
@@ -109,7 +113,7 @@ def run_oracle(sequences: Iterable[VideoSequence], backend_for: Callable[[VideoS
                 g = grid_boxes.shape[1]
                 mp_logits, _ = _decode(backend, state, grid_boxes.reshape(-1, 4), batch)
                 mp_logits = mp_logits.reshape(cells, g, *mp_logits.shape[-2:])
-                sims = template_similarity(tpl, state.embedding,
+                sims = template_similarity(tpl, feats,
                                            state.logits_to_embedding_grid(mp_logits.reshape(-1, *mp_logits.shape[-2:])))
                 pick = select_candidates(sims.reshape(cells, g) / self_score)
                 chosen = mp_logits[torch.arange(cells, device=pick.device), pick]
