@@ -21,7 +21,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
 import socket
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 

@@ -14,7 +14,7 @@
 Importing this package imports no FiftyOne: the FiftyOne functions below are resolved on first use.
 """
 
-from importlib import import_module
+from sampd_plugin.lazy import lazy_attributes
 
 _LAZY = {
     "VideoSequence": "sampd_plugin.datasets.base",
@@ -32,14 +32,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sampd_plugin.datasets' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

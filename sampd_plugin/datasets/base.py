@@ -176,6 +176,17 @@ def list_files(folder: str, exts: Sequence[str]) -> List[str]:
     return sorted_stems([os.path.join(folder, n) for n in names])
 
 
+def select_names(names: Sequence[str], wanted: Optional[Sequence[str]], source: str) -> List[str]:
+    """``names`` restricted to ``wanted`` (in ``names``' order; all if ``wanted`` is ``None``); ``ValueError``
+    naming ``source`` for a wanted name that is not there."""
+    if wanted is None:
+        return list(names)
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise ValueError(f"{unknown} are not in {source}")
+    return [n for n in names if n in set(wanted)]
+
+
 def require_dir(path: str, what: str) -> str:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{what} {path} does not exist")

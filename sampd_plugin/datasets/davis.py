@@ -23,7 +23,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from sampd_plugin.datasets.base import (ObjectInfo, VideoSequence, list_files, make_frames, read_sidecar,
-                                        require_dir, require_file)
+                                        require_dir, require_file, select_names)
 from sampd_plugin.datasets.labelmaps import VOID, read_label_map, write_label_map
 
 SPLITS = ("train", "val", "test-dev", "test-challenge")
@@ -58,13 +58,8 @@ def read_davis(root: str, split: str = "val", resolution: str = "480p",
         FileNotFoundError: a missing root, split file, image or annotation folder, first-frame annotation (named)
         ValueError: an unknown sequence name, annotation files whose stems are not frames
     """
-    names = read_split(root, split)
-    if sequences is not None:
-        wanted = list(sequences)
-        unknown = sorted(set(wanted) - set(names))
-        if unknown:
-            raise ValueError(f"sequences {unknown} are not in {split_file(root, split)}")
-        names = [n for n in names if n in set(wanted)]
+    names = select_names(read_split(root, split), None if sequences is None else list(sequences),
+                         split_file(root, split))
     img_root = require_dir(os.path.join(root, "JPEGImages", resolution), "DAVIS image folder")
     ann_root = os.path.join(root, "Annotations", resolution)
     annotated = not split.startswith("test")

@@ -34,7 +34,7 @@ from typing import Iterable, List, Optional, Set
 import numpy as np
 
 from sampd_plugin.datasets.base import (ObjectInfo, VideoSequence, list_files, make_frames, read_sidecar,
-                                        require_dir, require_file)
+                                        require_dir, require_file, select_names)
 from sampd_plugin.datasets.labelmaps import read_label_map, write_label_map
 
 SPLITS = ("train", "valid", "test")
@@ -90,13 +90,8 @@ def read_youtube_vos(root: str, split: str = "valid", all_frames="auto",
         ValueError: an object without any annotation, an unknown video
     """
     meta = read_meta(root, split)
-    names = sorted(meta)
-    if videos is not None:
-        wanted = list(videos)
-        unknown = sorted(set(wanted) - set(names))
-        if unknown:
-            raise ValueError(f"videos {unknown} are not in {os.path.join(root, split, 'meta.json')}")
-        names = [n for n in names if n in set(wanted)]
+    names = select_names(sorted(meta), None if videos is None else list(videos),
+                         os.path.join(root, split, "meta.json"))
     sparse_root = require_dir(os.path.join(root, split, "JPEGImages"), f"YouTube-VOS {split!r} image folder")
     ann_root = require_dir(os.path.join(root, split, "Annotations"), f"YouTube-VOS {split!r} annotation folder")
     dense_root = all_frames_dir(root, split) if all_frames else None
