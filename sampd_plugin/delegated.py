@@ -53,6 +53,12 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
         keys], "busy": {key: message} (another live run is writing them: not queued), "job_id": ...}``
     """
     samples = as_collection(samples)
+    if not isinstance(model, str):
+        raise SampdInputError(
+            f"a segmenter instance ({type(model).__module__}.{type(model).__qualname__}) cannot be delegated: workers "
+            "rebuild models by name. Track in this process with sampd_plugin.track(..., model=instance), or use a "
+            "built-in model name"
+        )
     k = int(samples_per_operation)
     if k < 1:
         raise SampdInputError(f"samples_per_operation must be >= 1, got {samples_per_operation!r}")

@@ -9,11 +9,6 @@ import plotly.graph_objects as go
 from sampd_plugin.metrics import object_name
 
 
-def object_name(row):
-    """``"<sequence>_<index>"``, the DAVIS toolkit's per-object row name."""
-    return f"{row['sequence']}_{row['index']}"
-
-
 def plot_j_over_time(curves, title="J over time"):
     """Line plot of J per frame number, one trace per object, grouped (legend groups) per sample.
 

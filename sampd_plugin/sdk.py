@@ -105,7 +105,10 @@ def track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd
         config: a :class:`~sampd_plugin.config.SamPDConfig`, a preset name (``"full"``, ``"box"``, ...), a dict of
             settings, or ``None`` for the paper's full method
         model: ``"vit_h"``, ``"vit_l"``, ``"vit_b"``, ``"tiny"`` or ``"synthetic"``
-            (:mod:`sampd_plugin.backends.registry`)
+            (:mod:`sampd_plugin.backends.registry`), or your own
+            :class:`~sampd_plugin.backends.base.PromptableSegmenter` instance (recorded as
+            ``custom:<module>.<Class>``; it is used as is, its device included; see README "Bring your own
+            segmenter")
         checkpoint: optional SAM checkpoint path
         device: torch device; ``None``/``"auto"``: cuda when available
         batch_frames: frames per bulk write (memory is flat in the sequence length)
@@ -174,7 +177,8 @@ def _run(samples, mode, label_field, prompt_field, config, model, checkpoint, de
     t0 = time.time()
     summary = dict(label_field=plan.label_field, samples=len(plan.todo) + len(plan.done) + len(plan.busy),
                    tracked=[], skipped=list(plan.done), busy=dict(plan.busy), failed={}, frames=0, objects=0,
-                   seconds=0.0, frames_per_second=None, device=backends.device, model=model, run=plan.key, mode=mode)
+                   seconds=0.0, frames_per_second=None, device=backends.device, model=backends.model, run=plan.key,
+                   mode=mode)
     for key, message in plan.busy.items():
         logger.warning("skipped (another run is writing it): %s", message)
     for message in plan.stale.values():
@@ -435,7 +439,7 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
     claim.release(done=bool(plan.marker.get("done")), error=plan.marker.get("error"), edits=edits)
     return dict(sequence=seq.key, sample_id=seq.head_id, label_field=plan.label_field, from_frame=k,
                 direction=direction, objects=plan.object_ids, frames=written, seconds=round(time.time() - t0, 3),
-                device=backends.device, model=plan.model)
+                device=backends.device, model=backends.model)
 
 
 # --- evaluation ----------------------------------------------------------------------------------------------------
