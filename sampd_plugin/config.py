@@ -60,6 +60,21 @@ class SamPDConfig:
             similarity with itself, is below this marks its object lost (0 disables)
         reacquire: keep prompting a lost object with its last good box to re-acquire it
         max_lost_frames: give up re-acquiring after this many consecutive lost frames (``None`` = never)
+        adaptive: adaptive denoising (our extension, beyond the paper; off in every paper preset, on in preset
+            ``"adaptive"``): per frame and object, decode only the vanilla candidate (the previous mask's box,
+            unshifted, scale 1: the centre of the grid) and keep it unless it looks doubtful against the object's
+            history (the thresholds below; :func:`sampd_plugin.tracker._is_doubtful`); a doubtful object gets the
+            whole grid and the many-to-one pick exactly as without ``adaptive``. The refinement runs as usual.
+            Needs box prompts, a multi-prompt grid and 1.0 in ``scales``. A doubtful frame costs the same decoder
+            passes as without ``adaptive``, a kept one ``1 / num_prompts`` of the first stage
+        adaptive_similarity: doubtful when the vanilla candidate's Eq. 2 similarity (relative to the template's
+            own) is below this fraction of its running mean over the object's accepted candidates (0 disables)
+        adaptive_iou: doubtful when its SAM predicted IoU is below this fraction of its running mean (0 disables)
+        adaptive_area: doubtful when its area differs from the previous mask's by more than this fraction of it
+            (on the low-resolution mask grid; 0 disables)
+        adaptive_prev_iou: doubtful when its IoU with the previous mask (mask grid) is below this (0 disables)
+        adaptive_momentum: weight of the newest accepted value in the running means
+        adaptive_interval: run the grid at least every this many frames per object (0: only when doubtful)
     """
 
     prompt_type: str = "box"
@@ -81,6 +96,13 @@ class SamPDConfig:
     lost_similarity: float = 0.0
     reacquire: bool = True
     max_lost_frames: Optional[int] = None
+    adaptive: bool = False
+    adaptive_similarity: float = 0.9
+    adaptive_iou: float = 0.9
+    adaptive_area: float = 0.2
+    adaptive_prev_iou: float = 0.0
+    adaptive_momentum: float = 0.3
+    adaptive_interval: int = 0
 
     def __post_init__(self):
         self.scales = tuple(float(s) for s in self.scales)
@@ -119,6 +141,21 @@ class SamPDConfig:
             raise ValueError(f"lost_similarity must be >= 0, got {self.lost_similarity!r}")
         if self.max_lost_frames is not None and self.max_lost_frames < 0:
             raise ValueError(f"max_lost_frames must be >= 0 or None, got {self.max_lost_frames!r}")
+        if self.adaptive:
+            if self.prompt_type != "box" or not self.multi_prompt or 1.0 not in self.scales:
+                raise ValueError(
+                    "adaptive=True needs box prompts, a multi-prompt grid and 1.0 in scales (its vanilla candidate), "
+                    f"got prompt_type={self.prompt_type!r}, grid_size={self.grid_size}, scales={self.scales}"
+                )
+        for name in ("adaptive_similarity", "adaptive_iou", "adaptive_prev_iou"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.adaptive_area < 0:
+            raise ValueError(f"adaptive_area must be >= 0, got {self.adaptive_area!r}")
+        if not 0 < self.adaptive_momentum <= 1:
+            raise ValueError(f"adaptive_momentum must be in (0, 1], got {self.adaptive_momentum!r}")
+        if not isinstance(self.adaptive_interval, int) or self.adaptive_interval < 0:
+            raise ValueError(f"adaptive_interval must be an integer >= 0, got {self.adaptive_interval!r}")
 
     @property
     def num_prompts(self) -> int:
@@ -175,7 +212,11 @@ PRESETS = {
     "full-iou": dict(selection="iou_prev"),  # III row 7, "IoU-based": 70.2
     "full-no-neg-refine": dict(negatives_in_refinement=False),  # V row 1, negatives in the multi-prompt stage: 70.4
     "full-no-neg-mp": dict(negatives_in_first_stage=False),  # V row 2, negatives in the refinement: 70.4
+    # our extension, not a paper row: the grid only where the vanilla candidate looks doubtful
+    "adaptive": dict(adaptive=True),
 }
+#: presets that are not paper rows (listed after them)
+EXTENSION_PRESETS = ("adaptive",)
 
 #: a short description of each preset with its paper table row (DAVIS 2017 val J&F, ViT-H), for forms and tables
 PRESET_LABELS = {
@@ -188,6 +229,7 @@ PRESET_LABELS = {
     "full-iou": "full, IoU-based many-to-one: IoU with the previous mask instead of Eq. 2 (Table III: 70.2)",
     "full-no-neg-refine": "full, negative points in the multi-prompt stage only (Table V: 70.4)",
     "full-no-neg-mp": "full, negative points in the refinement only (Table V: 70.4)",
+    "adaptive": "adaptive: full, but the 18-box grid only where the vanilla box looks doubtful (not in the paper)",
 }
 
 

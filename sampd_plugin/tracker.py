@@ -102,6 +102,11 @@ class _Track:
     points: np.ndarray  # (k, 2) points of the last mask (negatives for the others); empty while lost
     lost_frames: int = 0
     active: bool = True
+    # adaptive denoising (SamPDConfig.adaptive): running means of the accepted first-stage candidates' Eq. 2
+    # similarity and predicted IoU (None: no history yet, or lost since), frames since the grid last ran
+    sim_mean: Optional[float] = None
+    iou_mean: Optional[float] = None
+    since_grid: int = 0
 
 
 class SamPDTracker:
@@ -234,51 +239,18 @@ class SamPDTracker:
         cfg = self.config
         n = len(tracks)
         k = cfg.negative_points
-        dev = self.backend.device
 
-        # Stage 1, one-to-many (Sec. III-B/C): prompts from the previous frame.
+        # Stage 1, one-to-many (Sec. III-B/C) from the previous frame's prompts, then the many-to-one pick.
         use_neg = k > 0 and cfg.negatives_in_first_stage
         negs = [
             negative_points([o.points[:k] for o in tracks + new if o is not t], own_mask=t.mask) if use_neg else _NO_POINTS
             for t in tracks
         ]
-        if cfg.prompt_type == "box":
-            prev_boxes = torch.as_tensor(np.stack([t.box for t in tracks]))
-            boxes = box_prompt_grid(prev_boxes, state.image_size, cfg.grid_size, cfg.shift_step, cfg.scales)
-            g = boxes.shape[1]
-            dec = self._decode(
-                state, boxes=boxes.reshape(-1, 4).to(dev), positives=[None] * (n * g),
-                negatives=[neg for neg in negs for _ in range(g)],
-            )
+        if cfg.adaptive:
+            chosen, chosen_iou, scores = self._adaptive_first_stage(state, feats, tracks, negs)
         else:
-            g = 1
-            pos = [t.points[0] if len(t.points) else _box_centre(t.box) for t in tracks]
-            dec = self._decode(state, positives=pos, negatives=negs)
-        logits = dec.low_res_logits[:, 0].reshape(n, g, *dec.low_res_logits.shape[-2:])
-        ious = dec.iou[:, 0].reshape(n, g)
-
-        # Many-to-one (Sec. III-C): Eq. 2, IoU with the previous mask, or SAM's predicted IoU.
-        if g == 1 or cfg.selection == "none":
-            idx = torch.zeros(n, dtype=torch.long, device=ious.device)
-            scores = ious[:, 0]
-        else:
-            if cfg.selection == "predicted_iou":
-                cand = ious
-            elif cfg.selection == "iou_prev":
-                cand = iou_with_previous(logits, torch.stack([t.grid_mask for t in tracks]).to(logits.device))
-            else:
-                cand = torch.stack(
-                    [
-                        template_similarity(t.template, feats, state.logits_to_embedding_grid(logits[i]))
-                        / t.self_score
-                        for i, t in enumerate(tracks)
-                    ]
-                )
-            idx = select_candidates(cand)
-            scores = cand.gather(1, idx[:, None])[:, 0]
-        rows = torch.arange(n, device=idx.device)
-        chosen = logits[rows, idx]  # (N, h_m, w_m)
-        chosen_iou = ious[rows, idx]
+            logits, ious = self._first_stage(state, tracks, negs)
+            chosen, chosen_iou, scores = self._many_to_one(state, feats, tracks, logits, ious)
         masks = self.backend.upsample(state, chosen).cpu().numpy()
 
         # Stage 2, point-based refinement (Sec. III-D).
@@ -310,6 +282,122 @@ class SamPDTracker:
             )
         return results
 
+    def _first_stage(
+        self, state: ImageState, tracks: List[_Track], negs: List[np.ndarray], candidates: Optional[List[int]] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One-to-many (Sec. III-B/C): decodes each object's first-stage prompts: its box grid
+        (:func:`box_prompt_grid`, only the grid indices ``candidates`` when given) or its point.
+
+        Args:
+            negs: per object, its ``(M_i, 2)`` first-stage negative points
+
+        Returns:
+            ``(N, G, h_m, w_m)`` low-resolution logits and ``(N, G)`` predicted IoUs (``G`` = the grid's size, or
+            ``len(candidates)``; 1 for point prompts)
+        """
+        cfg = self.config
+        n = len(tracks)
+        if cfg.prompt_type == "box":
+            prev_boxes = torch.as_tensor(np.stack([t.box for t in tracks]))
+            boxes = box_prompt_grid(prev_boxes, state.image_size, cfg.grid_size, cfg.shift_step, cfg.scales)
+            if candidates is not None:
+                boxes = boxes[:, candidates]
+            g = boxes.shape[1]
+            dec = self._decode(
+                state, boxes=boxes.reshape(-1, 4).to(self.backend.device), positives=[None] * (n * g),
+                negatives=[neg for neg in negs for _ in range(g)],
+            )
+        else:
+            g = 1
+            pos = [t.points[0] if len(t.points) else _box_centre(t.box) for t in tracks]
+            dec = self._decode(state, positives=pos, negatives=negs)
+        logits = dec.low_res_logits[:, 0].reshape(n, g, *dec.low_res_logits.shape[-2:])
+        return logits, dec.iou[:, 0].reshape(n, g)
+
+    def _many_to_one(
+        self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor, ious: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Many-to-one (Sec. III-C): each object's best candidate by Eq. 2, IoU with the previous mask, or SAM's
+        predicted IoU (``config.selection``).
+
+        Args:
+            logits: ``(N, G, h_m, w_m)`` candidates' low-resolution logits; ious: ``(N, G)`` predicted IoUs
+
+        Returns:
+            the chosen ``(N, h_m, w_m)`` logits, their ``(N,)`` predicted IoUs and ``(N,)`` selection scores (the
+            predicted IoU when there is nothing to select)
+        """
+        cfg = self.config
+        n, g = ious.shape
+        if g == 1 or cfg.selection == "none":
+            idx = torch.zeros(n, dtype=torch.long, device=ious.device)
+            scores = ious[:, 0]
+        else:
+            cand = self._candidate_scores(state, feats, tracks, logits, ious)
+            idx = select_candidates(cand)
+            scores = cand.gather(1, idx[:, None])[:, 0]
+        rows = torch.arange(n, device=idx.device)
+        return logits[rows, idx], ious[rows, idx], scores
+
+    def _candidate_scores(
+        self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor, ious: torch.Tensor
+    ) -> torch.Tensor:
+        """``(N, G)`` scores of the many-to-one pick (``config.selection``, not ``"none"``): Eq. 2
+        (:meth:`_similarities`), IoU with the object's previous mask, or SAM's predicted IoU ``ious``."""
+        if self.config.selection == "predicted_iou":
+            return ious
+        if self.config.selection == "iou_prev":
+            return iou_with_previous(logits, torch.stack([t.grid_mask for t in tracks]).to(logits.device))
+        return self._similarities(state, feats, tracks, logits)
+
+    def _similarities(
+        self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor
+    ) -> torch.Tensor:
+        """Eq. 2 similarity of each candidate to its object's template, relative to the template's own:
+        ``(N, G, h_m, w_m)`` logits -> ``(N, G)``."""
+        return torch.stack(
+            [
+                template_similarity(t.template, feats, state.logits_to_embedding_grid(logits[i])) / t.self_score
+                for i, t in enumerate(tracks)
+            ]
+        )
+
+    # --- adaptive denoising (our extension) ---------------------------------------------------------------------
+    def _adaptive_first_stage(
+        self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], negs: List[np.ndarray]
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Adaptive denoising (``config.adaptive``; beyond the paper): decodes only each object's vanilla candidate
+        (the unshifted scale-1 box, the centre of the grid, Sec. III-B) and keeps it unless :func:`_is_doubtful`
+        finds it doubtful against the object's history; for doubtful objects the rest of the grid is decoded and
+        the many-to-one pick runs over all ``G`` candidates, the vanilla one included, exactly as without
+        ``adaptive``. Returns what :meth:`_many_to_one` returns, for all objects."""
+        cfg = self.config
+        centre = vanilla_index(cfg)
+        logits, ious = self._first_stage(state, tracks, negs, [centre])
+        sims = self._similarities(state, feats, tracks, logits)[:, 0]
+        scores = sims.clone() if cfg.selection == "similarity" else \
+            self._candidate_scores(state, feats, tracks, logits, ious)[:, 0]
+        logits, ious = logits[:, 0], ious[:, 0]
+        doubtful = [i for i, t in enumerate(tracks) if _is_doubtful(cfg, t, float(sims[i]), float(ious[i]), logits[i])]
+        chosen, chosen_iou = logits.clone(), ious.clone()
+        if doubtful:
+            d_tracks = [tracks[i] for i in doubtful]
+            rest = [j for j in range(cfg.num_prompts) if j != centre]
+            r_logits, r_ious = self._first_stage(state, d_tracks, [negs[i] for i in doubtful], rest)
+            d = torch.as_tensor(doubtful, device=logits.device)
+            all_logits = torch.cat([r_logits[:, :centre], logits[d, None], r_logits[:, centre:]], dim=1)
+            all_ious = torch.cat([r_ious[:, :centre], ious[d, None].to(r_ious.dtype), r_ious[:, centre:]], dim=1)
+            c, c_iou, c_score = self._many_to_one(state, feats, d_tracks, all_logits, all_ious)
+            chosen[d], chosen_iou[d] = c.to(chosen.dtype), c_iou.to(chosen_iou.dtype)
+            scores[d] = c_score.to(scores.dtype)
+            if cfg.selection == "similarity":
+                sims[d] = c_score.to(sims.dtype)
+            else:
+                sims[d] = self._similarities(state, feats, d_tracks, c[:, None])[:, 0].to(sims.dtype)
+        for i, t in enumerate(tracks):
+            _remember(cfg, t, float(sims[i]), float(chosen_iou[i]), i in doubtful)
+        return chosen, chosen_iou, scores
+
     def _update(
         self,
         state: ImageState,
@@ -329,6 +417,7 @@ class SamPDTracker:
             sim = float(template_similarity(t.template, feats, emb_mask)[0]) / t.self_score
             lost = cfg.lost_similarity > 0 and sim < cfg.lost_similarity
         if lost:
+            t.sim_mean = t.iou_mean = None  # adaptive denoising: a re-acquisition starts a new history
             t.lost_frames += 1
             t.mask = np.zeros_like(mask)
             t.points = _NO_POINTS
@@ -422,6 +511,52 @@ def _uses_track_points(cfg: SamPDConfig) -> bool:
     prompt, or as negatives for the other objects' first stage. Otherwise they are not computed (a distance
     transform of the full-resolution mask per object and frame)."""
     return cfg.prompt_type == "point" or (cfg.negative_points > 0 and cfg.negatives_in_first_stage)
+
+
+def vanilla_index(cfg: SamPDConfig) -> int:
+    """Index of the vanilla candidate (Sec. III-B: the previous mask's box, unshifted, scale 1) in the box grid of
+    :func:`sampd_plugin.prompts.box_prompt_grid` (``config.scales`` must contain 1.0)."""
+    return (cfg.grid_size**2 // 2) * len(cfg.scales) + cfg.scales.index(1.0)
+
+
+def _is_doubtful(cfg: SamPDConfig, t: _Track, sim: float, iou: float, logits: torch.Tensor) -> bool:
+    """Adaptive denoising: whether an object's vanilla candidate needs the full one-to-many grid (Sec. III-C).
+
+    Doubtful when the object has no history (its first propagated frame, or the first after being lost), when the
+    grid has not run for ``adaptive_interval`` frames (if > 0), or when, relative to the object's history, the
+    candidate's Eq. 2 similarity (``sim``, relative to the template's own) is below ``adaptive_similarity`` times
+    its running mean, its SAM predicted IoU ``iou`` below ``adaptive_iou`` times its running mean, its area differs
+    from the previous mask's by more than a fraction ``adaptive_area`` of it, or its IoU with the previous mask is
+    below ``adaptive_prev_iou``. A threshold of 0 disables its test.
+
+    Args:
+        logits: ``(h_m, w_m)`` the candidate's low-resolution logits (foreground where ``> 0``), on the grid of
+            ``t.grid_mask``
+    """
+    if t.sim_mean is None or t.iou_mean is None:
+        return True
+    if cfg.adaptive_interval and t.since_grid + 1 >= cfg.adaptive_interval:
+        return True
+    if sim < t.sim_mean - (1 - cfg.adaptive_similarity) * abs(t.sim_mean) or iou < cfg.adaptive_iou * t.iou_mean:
+        return True
+    fg, prev = logits > 0, t.grid_mask > 0.5
+    area, prev_area = int(fg.sum()), int(prev.sum())
+    if area == 0 or (cfg.adaptive_area and abs(area - prev_area) > cfg.adaptive_area * prev_area):
+        return True
+    if cfg.adaptive_prev_iou:
+        return float(iou_with_previous(logits[None, None], t.grid_mask[None].to(logits.device))[0, 0]) < \
+            cfg.adaptive_prev_iou
+    return False
+
+
+def _remember(cfg: SamPDConfig, t: _Track, sim: float, iou: float, grid: bool):
+    """Adaptive denoising: adds the accepted first-stage candidate's Eq. 2 similarity and predicted IoU to the
+    object's running means (exponential, weight ``adaptive_momentum`` for the new value; the first value starts
+    them) and counts the frames since the grid last ran (``grid``: it ran on this frame)."""
+    a = cfg.adaptive_momentum
+    t.sim_mean = sim if t.sim_mean is None else (1 - a) * t.sim_mean + a * sim
+    t.iou_mean = iou if t.iou_mean is None else (1 - a) * t.iou_mean + a * iou
+    t.since_grid = 0 if grid else t.since_grid + 1
 
 
 def _box_centre(box: np.ndarray) -> np.ndarray:

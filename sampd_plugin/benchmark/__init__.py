@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -26,7 +26,8 @@ from sampd_plugin import metrics
 from sampd_plugin.config import PRESETS, SamPDConfig
 from sampd_plugin.tracker import FrameResult, ObjectPrompt, SamPDTracker
 
-#: the paper's rows in the paper's order: Table III (with its "IoU-based" row), then Table V
+#: the paper's rows in the paper's order: Table III (with its "IoU-based" row), then Table V; then our extensions
+#: (``config.EXTENSION_PRESETS``: ``adaptive``)
 ABLATION_PRESETS = tuple(PRESETS)
 
 
@@ -99,7 +100,9 @@ def run_synthetic_ablation(
     """Runs each row (a preset name or ``preset:setting=value,...`` (:func:`row_config`), or ``{row name:
     SamPDConfig}``) on the same generated videos with the synthetic segmenter, whose degradation knobs are
     ``Realism(**realism)`` (default: :class:`~sampd_plugin.backends.synthetic.Realism`'s); returns ``{row name:
-    {"J&F-Mean": ..., "J-Mean": ..., ...}}`` (:func:`sampd_plugin.metrics.aggregate`)."""
+    {"J&F-Mean": ..., "J-Mean": ..., ..., "decoded_prompts": ..., "decode_calls": ...}}``: the scores of
+    :func:`sampd_plugin.metrics.aggregate` and the row's decoder work over all videos (prompts decoded, i.e. decoder
+    passes per prompt, first stage and refinement; decoder calls), counted by the tracker's :class:`FrameResult`."""
     from sampd_plugin.backends.synthetic import Realism
     from sampd_plugin.synthetic import SyntheticScene
 
@@ -107,6 +110,7 @@ def run_synthetic_ablation(
     knobs = Realism(**(realism or {}))
     j_all: Dict[str, list] = {name: [] for name in configs}
     f_all: Dict[str, list] = {name: [] for name in configs}
+    work = {name: {"decoded_prompts": 0, "decode_calls": 0} for name in configs}
     for v in range(num_videos):
         # one video at a time, every row on it: frames, ground truth and encodings are computed once
         scene = SyntheticScene(
@@ -117,11 +121,28 @@ def run_synthetic_ablation(
         prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m) for i, m in gt[1].items()]
         segmenter = _encode_once(scene, dataclasses.replace(knobs))
         for name, config in configs.items():
-            results = SamPDTracker(segmenter, config).track(frames, prompts)
+            results = _counted(SamPDTracker(segmenter, config).track(frames, prompts), work[name])
             j, f = score_sequence(results, gt.__getitem__, num_frames)
             j_all[name] += j
             f_all[name] += f
-    return {name: metrics.aggregate(j_all[name], f_all[name]) for name in configs}
+    return {name: {**metrics.aggregate(j_all[name], f_all[name]), **work[name]} for name in configs}
+
+
+def _counted(results: Iterable[FrameResult], counts: Dict[str, int]) -> Iterator[FrameResult]:
+    """Passes ``results`` through, adding each frame's ``decoded_prompts`` / ``decode_calls`` to ``counts``."""
+    for r in results:
+        counts["decoded_prompts"] += r.decoded_prompts
+        counts["decode_calls"] += r.decode_calls
+        yield r
+
+
+def pass_ratios(table: Dict[str, Dict[str, float]], reference: str = "full") -> Dict[str, float]:
+    """Each row's decoder passes (prompts decoded) divided by the ``reference`` row's, from the same run
+    (:func:`run_synthetic_ablation`); empty when the reference row is absent."""
+    ref = table.get(reference, {}).get("decoded_prompts")
+    if not ref:
+        return {}
+    return {name: row["decoded_prompts"] / ref for name, row in table.items() if "decoded_prompts" in row}
 
 
 def _encode_once(scene, realism):
@@ -140,13 +161,19 @@ def _encode_once(scene, realism):
     return segmenter
 
 
-def format_table(table: Dict[str, Dict[str, float]], title: str = "") -> str:
+def format_table(table: Dict[str, Dict[str, float]], title: str = "", reference: str = "full") -> str:
+    """Scores x100; with decoder counts, the prompts decoded per row and their ratio to the ``reference`` row's."""
     cols = ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "J-Decay")
+    ratios = pass_ratios(table, reference)
     lines = [title] if title else []
     width = max([14] + [len(name) + 2 for name in table])
-    lines.append(f"{'row':<{width}}" + "".join(f"{c:>10}" for c in cols))
+    work = any("decoded_prompts" in row for row in table.values())
+    lines.append(f"{'row':<{width}}" + "".join(f"{c:>10}" for c in cols) + (f"{'prompts':>10}" if work else "")
+                 + (f"{'/' + reference:>10}" if ratios else ""))
     for name, row in table.items():
-        lines.append(f"{name:<{width}}" + "".join(f"{100 * row[c]:>10.1f}" for c in cols))
+        lines.append(f"{name:<{width}}" + "".join(f"{100 * row[c]:>10.1f}" for c in cols)
+                     + (f"{row.get('decoded_prompts', 0):>10d}" if work else "")
+                     + (f"{ratios[name]:>10.3f}" if name in ratios else ""))
     return "\n".join(lines)
 
 
@@ -167,10 +194,22 @@ def main(argv=None):
     p.add_argument("--realism", nargs="*", default=[], metavar="KNOB=VALUE",
                    help="synthetic segmenter degradation knobs (sampd_plugin.backends.synthetic.Realism), e.g. "
                         "leak_chance=0.3 box_instability=0.03")
+    p.add_argument("--reference", default="full",
+                   help="row whose decoder passes (prompts decoded) the /REF column divides by (default: full)")
+    p.add_argument("--json", help="also write the table (scores, prompts decoded, pass ratios, settings) here")
     args = p.parse_args(argv)
     table = run_synthetic_ablation(args.presets, args.videos, args.frames, args.objects, height=args.height,
                                    width=args.width, seed=args.seed, realism=_settings(args.realism))
-    print(format_table(table, "SAM-PD ablation on generated videos, synthetic segmenter (not paper numbers)"))
+    print(format_table(table, "SAM-PD ablation on generated videos, synthetic segmenter (not paper numbers)",
+                       args.reference))
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"synthetic": True, "settings": vars(args), "rows": table,
+                       "pass_ratio_to": args.reference, "pass_ratios": pass_ratios(table, args.reference)}, f,
+                      indent=1)
+    return table
 
 
 if __name__ == "__main__":
