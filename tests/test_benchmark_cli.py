@@ -15,6 +15,7 @@ from PIL import Image
 
 from sampd_plugin import metrics
 from sampd_plugin.benchmark.cli import main
+from sampd_plugin.datasets.davis import read_davis
 from sampd_plugin.synthetic import layouts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,10 +133,23 @@ def test_table_flags(trees, tmp_path):
         assert table in res["report"]
 
 
+def test_adaptive_flag_compares_decoder_passes(trees, tmp_path):
+    res = run_cli("davis", "--root", trees["davis"], "--out", str(tmp_path), "--adaptive")
+    off, on = res["tables"]["adaptive"].values()
+    assert (off["config"]["adaptive"], on["config"]["adaptive"]) == (False, True)
+    main_row = res["tables"]["main"]["full"]
+    # without adaptive: 18 boxes + 1 refinement point per object and propagated frame, as the main row
+    assert off["decoded_prompts"] == main_row["decoded_prompts"] == 19 * sum(
+        len(s.objects) * (len(s.frames) - 1) for s in read_davis(trees["davis"]))
+    assert off["pass_ratio"] == 1 and 0 < on["pass_ratio"] == on["decoded_prompts"] / off["decoded_prompts"] < 1
+    assert "decoder passes" in res["report"]
+    with pytest.raises(ValueError, match="adaptive=True needs"):
+        run_cli("davis", "--root", trees["small"], "--out", str(tmp_path), "--preset", "box", "--adaptive")
+
+
 def test_custom_segmenter_through_the_cli(trees, tmp_path):
     from sampd_plugin.benchmark.vos import frame_label_map, sequence_prompts
     from sampd_plugin.config import SamPDConfig
-    from sampd_plugin.datasets.davis import read_davis
     from sampd_plugin.tracker import SamPDTracker
     from .test_byo_segmenter import BoxContrastSegmenter
 

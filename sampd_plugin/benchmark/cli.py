@@ -9,7 +9,9 @@ What it computes (paper Sec. IV; supplement):
 - ``--negatives``: Table V (negative points in the multi-prompt stage only, in the refinement only, in both);
 - ``--timing``: Table IV (encoder ms and SAM-PD ms per frame, J&F, for grids 1x1x1, 3x3x1, 3x3x2, 5x5x2);
 - ``--oracle``: the supplement's oracle experiment (Fig. 7 / Table VI: perturbed ground-truth boxes, vanilla vs
-  multi-prompt, no tracking).
+  multi-prompt, no tracking);
+- ``--adaptive`` (our extension, not a paper table): ``--preset`` with and without adaptive denoising
+  (``SamPDConfig.adaptive``): scores, decoder passes (prompts decoded) and their ratio.
 
 Every row writes its predictions under ``--out`` (DAVIS: ``<row>/<sequence>/<stem>.png``, the official toolkit's
 results folder; YouTube-VOS: ``<row>/Annotations`` + ``<row>/submission.zip`` for the server; UVO:
@@ -68,6 +70,11 @@ def negative_configs(base: SamPDConfig) -> Dict[str, SamPDConfig]:
                                               base.replace(negatives_in_first_stage=first,
                                                            negatives_in_refinement=refine))
     return rows
+
+
+def adaptive_configs(base: SamPDConfig) -> Dict[str, SamPDConfig]:
+    """``--adaptive`` rows: ``base`` without adaptive denoising (the reference of the pass ratio), then with it."""
+    return {"adaptive off": base.replace(adaptive=False), "adaptive on": base.replace(adaptive=True)}
 
 
 def backend_provider(model, checkpoint: Optional[str] = None, device: Optional[str] = None,
@@ -141,13 +148,17 @@ COLUMNS = {
 
 
 def format_rows(rows: Dict[str, dict], columns, title: str = "", extra=("encoder_ms", "sampd_ms")) -> str:
-    """A text table: scores x100 (one decimal), then the timing columns in ms."""
+    """A text table: scores x100 (one decimal), then the ``extra`` columns (timings in ms; ratios with three
+    decimals)."""
     lines = [title] if title else []
     extra = [c for c in extra if any(c in r for r in rows.values())]
-    lines.append(f"{'row':<24}" + "".join(f"{c:>10}" for c in columns) + "".join(f"{c:>12}" for c in extra))
+    widths = [max(12, len(c) + 2) for c in extra]
+    lines.append(f"{'row':<24}" + "".join(f"{c:>10}" for c in columns)
+                 + "".join(f"{c:>{w}}" for c, w in zip(extra, widths)))
     for name, row in rows.items():
         vals = "".join(f"{_pct(row.get(c)):>10}" for c in columns)
-        lines.append(f"{name:<24}" + vals + "".join(f"{row.get(c, float('nan')):>12.1f}" for c in extra))
+        lines.append(f"{name:<24}" + vals + "".join(f"{row.get(c, float('nan')):>{w}.{3 if 'ratio' in c else 1}f}"
+                                                    for c, w in zip(extra, widths)))
     return "\n".join(lines)
 
 
@@ -191,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negatives", action="store_true", help="Table V rows")
     p.add_argument("--timing", action="store_true", help="Table IV: encoder / SAM-PD ms per grid")
     p.add_argument("--oracle", action="store_true", help="the supplement's oracle experiment (Fig. 7)")
+    p.add_argument("--adaptive", action="store_true",
+                   help="--preset without vs with adaptive denoising (not in the paper): scores and decoder passes")
     p.add_argument("--out", help="output folder (default ./sampd-benchmark/<dataset>)")
     p.add_argument("--sequences", nargs="+", help="only these sequences / videos")
     p.add_argument("--max-sequences", type=int, help="only the first N sequences")
@@ -293,6 +306,15 @@ def run(args, log: Callable[[str], None]) -> dict:
         printed.append(format_rows(t, cols[:3], f"Table IV timing (ms per frame), model {model_name}, "
                                                 f"device {_device(backend_for, seqs)}{title_note}",
                                    extra=("prompts", "encoder_ms", "sampd_ms")))
+    if args.adaptive:
+        t = rows_for(adaptive_configs(base), "adaptive")
+        ref = next(iter(t.values()))["decoded_prompts"]
+        for row in t.values():
+            row["pass_ratio"] = row["decoded_prompts"] / ref if ref else float("nan")
+        results["tables"]["adaptive"] = t
+        printed.append(format_rows(t, cols[:3], f"Adaptive denoising (not in the paper): decoder passes, model "
+                                                f"{model_name}{title_note}",
+                                   extra=("decoded_prompts", "pass_ratio", "sampd_ms")))
     if args.oracle:
         from sampd_plugin.benchmark.oracle import format_oracle, run_oracle
 

@@ -71,7 +71,8 @@ def track_sequence(seq: VideoSequence, backend, config: SamPDConfig, on_frame: C
                    stats: Optional[dict] = None):
     """Tracks one sequence and calls ``on_frame(stem, label_map)`` for each output frame, in order (frames before
     the first prompt get an empty label map). ``stats`` (if given) accumulates ``frames``, ``objects``,
-    ``seconds`` (tracker time, image reading excluded), ``encode_seconds`` and ``propagated_frames``."""
+    ``seconds`` (tracker time, image reading excluded), ``encode_seconds``, ``propagated_frames`` and
+    ``decoded_prompts`` (decoder passes: prompts decoded, :class:`FrameResult`)."""
     timed = TimedBackend(backend)
     tracker = SamPDTracker(timed, config)
     prompts = sequence_prompts(seq)
@@ -91,7 +92,7 @@ def track_sequence(seq: VideoSequence, backend, config: SamPDConfig, on_frame: C
     start = min((p.frame_number for p in prompts), default=None)
     empty = np.zeros(shape, dtype=np.uint8)
     done = set()
-    tracked_time, propagated = 0.0, 0
+    tracked_time, propagated, decoded = 0.0, 0, 0
     if start is not None:
         for f in seq.frames:  # output frames before the first prompt
             if f.number < start and f.stem in outputs:
@@ -106,6 +107,7 @@ def track_sequence(seq: VideoSequence, backend, config: SamPDConfig, on_frame: C
                 break
             tracked_time += dt
             propagated += any(not o.is_prompt for o in res.objects.values())
+            decoded += res.decoded_prompts
             stem = by_number[res.frame_number]
             if stem in outputs:
                 on_frame(stem, frame_label_map(res, shape))
@@ -120,6 +122,7 @@ def track_sequence(seq: VideoSequence, backend, config: SamPDConfig, on_frame: C
         stats["encode_seconds"] = stats.get("encode_seconds", 0.0) + timed.encode_seconds
         stats["encodes"] = stats.get("encodes", 0) + timed.encode_count
         stats["propagated_frames"] = stats.get("propagated_frames", 0) + propagated
+        stats["decoded_prompts"] = stats.get("decoded_prompts", 0) + decoded
 
 
 def run_vos(sequences: Iterable[VideoSequence], backend_for: Callable[[VideoSequence], object], config: SamPDConfig,
@@ -141,6 +144,7 @@ def run_vos(sequences: Iterable[VideoSequence], backend_for: Callable[[VideoSequ
         a row: DAVIS ``J&F-Mean, J-Mean, J-Recall, J-Decay, F-Mean, F-Recall, F-Decay``; YouTube-VOS ``G, J_seen,
         F_seen, J_unseen, F_unseen`` (NaN without a local ground truth or without ``seen``), ``J-Mean, F-Mean``;
         both with ``scored`` (bool), ``sequences, objects, frames, encoder_ms, sampd_ms, frames_per_second``,
+        ``decoded_prompts`` (decoder passes),
         ``per_object`` ``{"<sequence>_<id>": {"J", "F"}}`` and ``out_dir`` / ``submission``
     """
     if kind not in KINDS:
@@ -209,7 +213,7 @@ def run_vos(sequences: Iterable[VideoSequence], backend_for: Callable[[VideoSequ
     sampd_s = stats.get("seconds", 0.0) - stats.get("encode_seconds", 0.0)
     row.update(scored=bool(scored_all and j_stats), sequences=len(sequences), objects=stats.get("objects", 0),
                frames=stats.get("frames", 0), encoder_ms=1000 * stats.get("encode_seconds", 0.0) / encodes,
-               sampd_ms=1000 * sampd_s / propagated,
+               sampd_ms=1000 * sampd_s / propagated, decoded_prompts=stats.get("decoded_prompts", 0),
                frames_per_second=stats.get("frames", 0) / max(time.perf_counter() - t_start, 1e-9),
                per_object=per_object, out_dir=out_dir)
     return row
