@@ -71,8 +71,8 @@ class SamPDConfig:
             own) is below this fraction of its running mean over the object's accepted candidates (0 disables)
         adaptive_iou: doubtful when its SAM predicted IoU is below this fraction of its running mean (0 disables)
         adaptive_area: doubtful when its area differs from the previous mask's by more than this fraction of it
-            (on the low-resolution mask grid; 0 disables)
-        adaptive_prev_iou: doubtful when its IoU with the previous mask (mask grid) is below this (0 disables)
+            (on the low-resolution mask grid; 0 disables). The defaults of these three were chosen on generated
+            videos (README, "Method options")
         adaptive_momentum: weight of the newest accepted value in the running means
         adaptive_interval: run the grid at least every this many frames per object (0: only when doubtful)
     """
@@ -97,10 +97,9 @@ class SamPDConfig:
     reacquire: bool = True
     max_lost_frames: Optional[int] = None
     adaptive: bool = False
-    adaptive_similarity: float = 0.9
-    adaptive_iou: float = 0.9
-    adaptive_area: float = 0.2
-    adaptive_prev_iou: float = 0.0
+    adaptive_similarity: float = 0.5
+    adaptive_iou: float = 0.8
+    adaptive_area: float = 0.4
     adaptive_momentum: float = 0.3
     adaptive_interval: int = 0
 
@@ -147,7 +146,7 @@ class SamPDConfig:
                     "adaptive=True needs box prompts, a multi-prompt grid and 1.0 in scales (its vanilla candidate), "
                     f"got prompt_type={self.prompt_type!r}, grid_size={self.grid_size}, scales={self.scales}"
                 )
-        for name in ("adaptive_similarity", "adaptive_iou", "adaptive_prev_iou"):
+        for name in ("adaptive_similarity", "adaptive_iou"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.adaptive_area < 0:

@@ -525,9 +525,9 @@ def _is_doubtful(cfg: SamPDConfig, t: _Track, sim: float, iou: float, logits: to
     Doubtful when the object has no history (its first propagated frame, or the first after being lost), when the
     grid has not run for ``adaptive_interval`` frames (if > 0), or when, relative to the object's history, the
     candidate's Eq. 2 similarity (``sim``, relative to the template's own) is below ``adaptive_similarity`` times
-    its running mean, its SAM predicted IoU ``iou`` below ``adaptive_iou`` times its running mean, its area differs
-    from the previous mask's by more than a fraction ``adaptive_area`` of it, or its IoU with the previous mask is
-    below ``adaptive_prev_iou``. A threshold of 0 disables its test.
+    its running mean, its SAM predicted IoU ``iou`` below ``adaptive_iou`` times its running mean, or its area
+    (mask grid) differs from the previous mask's by more than a fraction ``adaptive_area`` of it, or is empty. A
+    threshold of 0 disables its test.
 
     Args:
         logits: ``(h_m, w_m)`` the candidate's low-resolution logits (foreground where ``> 0``), on the grid of
@@ -539,14 +539,8 @@ def _is_doubtful(cfg: SamPDConfig, t: _Track, sim: float, iou: float, logits: to
         return True
     if sim < t.sim_mean - (1 - cfg.adaptive_similarity) * abs(t.sim_mean) or iou < cfg.adaptive_iou * t.iou_mean:
         return True
-    fg, prev = logits > 0, t.grid_mask > 0.5
-    area, prev_area = int(fg.sum()), int(prev.sum())
-    if area == 0 or (cfg.adaptive_area and abs(area - prev_area) > cfg.adaptive_area * prev_area):
-        return True
-    if cfg.adaptive_prev_iou:
-        return float(iou_with_previous(logits[None, None], t.grid_mask[None].to(logits.device))[0, 0]) < \
-            cfg.adaptive_prev_iou
-    return False
+    area, prev_area = int((logits > 0).sum()), int((t.grid_mask > 0.5).sum())
+    return area == 0 or bool(cfg.adaptive_area and abs(area - prev_area) > cfg.adaptive_area * prev_area)
 
 
 def _remember(cfg: SamPDConfig, t: _Track, sim: float, iou: float, grid: bool):
