@@ -128,6 +128,10 @@ class SamPDTracker:
     empty mask. While lost it is prompted every frame with its last good box (``reacquire``); the first frame on
     which that yields a valid mask re-acquires it. After ``max_lost_frames`` consecutive lost frames (or at once
     without ``reacquire``) it is no longer prompted and is reported lost on every later frame.
+
+    Adaptive denoising (``config.adaptive``, our extension; :meth:`_adaptive_first_stage`): the vanilla boxes of all
+    objects are decoded first, and the rest of the grid only for the objects whose vanilla candidate is doubtful
+    (:func:`_is_doubtful`). ``FrameResult.decoded_prompts`` counts the decoder passes either way.
     """
 
     def __init__(self, backend: PromptableSegmenter, config: Optional[SamPDConfig] = None):

@@ -10,11 +10,16 @@ from sampd_plugin.benchmark import ABLATION_PRESETS, format_table, run_synthetic
 
 
 @pytest.fixture(scope="module")
-def table():
+def rows():
     t = run_synthetic_ablation(num_videos=10, num_frames=40, num_objects=3, height=240, width=320, seed=0)
     print("\n" + format_table(t, "synthetic ablation (10 videos x 40 frames x 3 objects)"))
     assert list(t) == list(ABLATION_PRESETS)
-    return {name: row["J&F-Mean"] for name, row in t.items()}
+    return t
+
+
+@pytest.fixture(scope="module")
+def table(rows):
+    return {name: row["J&F-Mean"] for name, row in rows.items()}
 
 
 def test_multi_prompt_improves_vanilla_box(table):
@@ -41,6 +46,14 @@ def test_negative_points_help_in_both_stages(table):
     assert table["full-no-neg-mp"] < table["full"]
 
 
+def test_adaptive_denoising_keeps_full_jf_at_a_third_of_the_decoder_passes(rows, table):
+    """Our extension (issue 14's target, not a paper row): J&F within 0.5 of ``full`` with at most a third of its
+    decoder passes (prompts decoded, refinement included; ``full`` decodes 19 per object and propagated frame)."""
+    assert rows["full"]["decoded_prompts"] == 10 * 39 * 3 * 19
+    assert rows["adaptive"]["decoded_prompts"] <= rows["full"]["decoded_prompts"] / 3
+    assert table["adaptive"] >= table["full"] - 0.005
+
+
 def test_rows_can_be_named_configs():
     from sampd_plugin.config import SamPDConfig
 
@@ -50,4 +63,5 @@ def test_rows_can_be_named_configs():
         {"my box": SamPDConfig.preset("box"), "cos": SamPDConfig(similarity="cosine")}, **small
     )
     assert list(by_config) == ["my box", "cos"] and by_config["my box"] == by_name["box"]
+    assert by_name["box"]["decoded_prompts"] == 5 * 2 and by_name["box"]["decode_calls"] == 5
     assert by_config["cos"] == by_name["full:similarity=cosine"]

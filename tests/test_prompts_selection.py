@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sampd_plugin.config import PRESET_LABELS, PRESETS, SamPDConfig
+from sampd_plugin.config import EXTENSION_PRESETS, PRESET_LABELS, PRESETS, SamPDConfig
 from sampd_plugin.prompts import (
     box_prompt_grid,
     clip_boxes,
@@ -306,10 +306,10 @@ def test_presets_are_the_paper_ablation_rows():
     assert SamPDConfig.preset("box+mp").num_prompts == 18 and not SamPDConfig.preset("box+mp").refine
     assert SamPDConfig.preset("point").prompt_type == "point"
     assert SamPDConfig.preset("full-iou").selection == "iou_prev"  # Table III "IoU-based": spatial cues
-    # Table III in the paper's order, then the Table V rows
+    # Table III in the paper's order, then the Table V rows, then our extensions
     assert list(PRESETS) == [
         "point", "point+refine", "box", "box+mp", "box+refine", "full", "full-iou",
-        "full-no-neg-refine", "full-no-neg-mp",
+        "full-no-neg-refine", "full-no-neg-mp", *EXTENSION_PRESETS,
     ]
     # Table III's rows without the full method simply propagate: no negative points anywhere
     for name in ("point", "point+refine", "box", "box+mp", "box+refine"):
@@ -329,7 +329,10 @@ def test_presets_are_the_paper_ablation_rows():
 def test_every_preset_is_labelled_with_its_table():
     assert list(PRESET_LABELS) == list(PRESETS)
     for name, label in PRESET_LABELS.items():
-        assert "Table III" in label or "Table V" in label or "Tables III/V" in label, name
+        if name in EXTENSION_PRESETS:
+            assert "not in the paper" in label, name
+        else:
+            assert "Table III" in label or "Table V" in label or "Tables III/V" in label, name
 
 
 def test_old_selection_name_iou_is_predicted_iou():
