@@ -28,7 +28,9 @@ Fields written for ``eval_key="jf"`` (``k`` below):
   prediction on a scored frame where the ground truth is not empty), ``k_first_failure`` (earliest frame
   number where an object's J < ``failure_th`` after its first frame), ``k_objects`` (per-object rows, see
   ``JFResults.per_object``);
-- saved views ``k_failures``, ``k_first_failures``, ``k_worst`` (``sampd_plugin.views``).
+- saved views ``k_failures``, ``k_first_failures``, ``k_worst`` (``sampd_plugin.views``), whose failure frames
+  are sampled once as images into ``sampd_plugin.views.frames_dir(dataset)`` (recorded in ``frames.filepath``);
+  deleting the run deletes the images no other evaluation's views show.
 """
 import logging
 import os
@@ -215,7 +217,9 @@ class JFEvaluation(foe.EvaluationMethod):
         sample_fields, frame_fields = fou.split_frame_fields(self.get_fields(dataset, eval_key))
         dataset.delete_frame_fields(frame_fields, error_level=1)
         dataset.delete_sample_fields(sample_fields, error_level=1)
-        views.delete_views(samples._root_dataset, eval_key)
+        root = samples._root_dataset
+        views.delete_views(root, eval_key)
+        views.prune_frames(root, [k for k in jf_eval_keys(root) if k != eval_key])
 
     def evaluate_samples(self, samples, eval_key=None, progress=None):
         """Scores every sample; writes the fields (if ``eval_key``) in bulk; returns ``JFResults``."""

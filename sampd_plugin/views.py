@@ -2,12 +2,27 @@
 
 Three views are saved on the dataset under names derived from the evaluation key:
 
-- ``{eval_key}_failures``: frames (``to_frames(sample_frames="dynamic")``: read from the videos on the fly,
-  no images written) where some object's J < ``failure_th``, sorted by that worst J ascending;
+- ``{eval_key}_failures``: frames where some object's J < ``failure_th``, sorted by that worst J ascending;
 - ``{eval_key}_first_failures``: the frame of each object's first failure (one jump per object);
 - ``{eval_key}_worst``: samples sorted by J&F ascending.
+
+Frames of a video collection are shown as frame images (``to_frames(sample_frames=True, sparse=True)``): only the
+failure frames are decoded, once, into a cache folder (:func:`frames_dir`), and the App's grid and modal show each
+frame's own pixels under its masks. (``sample_frames="dynamic"`` is not used: FiftyOne 1.22's grid draws the video's
+first frame under frame N's masks, and its modal fails with HTTP 500 on such frames.) The images are shared by the
+evaluations of a dataset; deleting an evaluation deletes the images no remaining evaluation view uses
+(:func:`prune_frames`).
+
+Image collections (each frame already an image sample) need no sampling: :func:`failure_frames` is the one place
+that turns a collection into frame samples.
 """
+import logging
+import os
+
+import fiftyone as fo
 from fiftyone import ViewField as F
+
+logger = logging.getLogger(__name__)
 
 #: the saved views of an evaluation: name suffix -> what it shows
 VIEWS = {
@@ -16,6 +31,9 @@ VIEWS = {
     "worst": "videos sorted by J&F, worst first",
 }
 VIEW_SUFFIXES = tuple(VIEWS)
+
+#: environment variable naming the root folder of the sampled failure-frame images
+FRAMES_DIR_ENV = "SAMPD_FRAMES_DIR"
 
 
 def view_name(eval_key, suffix="failures"):
@@ -30,13 +48,38 @@ def view_names(eval_key):
     return [view_name(eval_key, s) for s in VIEW_SUFFIXES]
 
 
+def frames_dir(dataset):
+    """Folder of the sampled frame images of ``dataset``: ``$SAMPD_FRAMES_DIR/<dataset id>``, by default
+    ``<fo.config.default_dataset_dir>/sampd-frames/<dataset id>``."""
+    root = os.environ.get(FRAMES_DIR_ENV) or os.path.join(fo.config.default_dataset_dir, "sampd-frames")
+    return os.path.join(os.path.abspath(os.path.expanduser(root)), str(dataset._doc.id))
+
+
+def failure_frames(samples, condition):
+    """The frames of ``samples`` where the frame-level expression ``condition`` holds, as image samples whose
+    fields are the frame's fields.
+
+    Video collection: a frames view of only the matching frames; their images are decoded once into
+    :func:`frames_dir` (``<video path relative to the videos' common folder, without extension>/%06d.jpg``) and
+    recorded in ``frames.filepath``; images that exist are not decoded again. Image collection: ``samples`` where
+    ``condition`` holds (each image sample is a frame already).
+    """
+    if samples.media_type != fo.core.media.VIDEO:
+        return samples.match(condition)
+    matching = samples.match_frames(condition)
+    dataset = samples._root_dataset
+    paths = matching.values("filepath")
+    rel_dir = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else None
+    return matching.to_frames(sample_frames=True, sparse=True, output_dir=frames_dir(dataset), rel_dir=rel_dir)
+
+
 def build_views(samples, eval_key, failure_th=0.5):
     """``{name: view}`` of the failure-browsing views of ``eval_key`` on the collection ``samples``."""
-    frames = samples.to_frames(sample_frames="dynamic")
-    min_j = f"{eval_key}_min_J"
+    min_j, first = F(f"{eval_key}_min_J"), F(f"{eval_key}_first_failures")
+    frames = failure_frames(samples, (min_j < failure_th) | (first != None))  # noqa: E711
     return {
-        view_name(eval_key, "failures"): frames.match(F(min_j) < failure_th).sort_by(min_j),
-        view_name(eval_key, "first_failures"): frames.exists(f"{eval_key}_first_failures"),
+        view_name(eval_key, "failures"): frames.match(min_j < failure_th).sort_by(f"{eval_key}_min_J"),
+        view_name(eval_key, "first_failures"): frames.match(first != None),  # noqa: E711
         view_name(eval_key, "worst"): samples.exists(f"{eval_key}_JF").sort_by(f"{eval_key}_JF"),
     }
 
@@ -53,3 +96,38 @@ def delete_views(dataset, eval_key):
     for name in view_names(eval_key):
         if dataset.has_saved_view(name):
             dataset.delete_saved_view(name)
+
+
+def prune_frames(dataset, keep_eval_keys=()):
+    """Deletes the sampled frame images of ``dataset`` that no saved view of ``keep_eval_keys`` shows, clears their
+    ``frames.filepath`` values, and removes the ``frames.filepath`` field and the folder once nothing uses them.
+
+    Returns the number of image files deleted.
+    """
+    root = frames_dir(dataset)
+    if not os.path.isdir(root) or dataset.media_type != fo.core.media.VIDEO:
+        return 0
+    keep = set()
+    for key in keep_eval_keys:
+        for name in view_names(key):
+            view = dataset.load_saved_view(name) if dataset.has_saved_view(name) else None
+            if view is not None and view.media_type == fo.core.media.IMAGE:
+                keep.update(os.path.abspath(p) for p in view.values("filepath"))
+    deleted = set()
+    for folder, _, files in os.walk(root):
+        for f in files:
+            path = os.path.join(folder, f)
+            if path not in keep:
+                os.remove(path)
+                deleted.add(path)
+    for folder, _, _ in sorted(os.walk(root), key=lambda w: -len(w[0])):
+        if not os.listdir(folder):
+            os.rmdir(folder)
+    if dataset.has_frame_field("filepath"):
+        if deleted:
+            stale = dataset.match_frames(F("filepath").is_in(sorted(deleted))).values("frames.id", unwind=True)
+            if stale:
+                dataset.set_values("frames.filepath", {fid: None for fid in stale}, key_field="frames.id")
+        if not dataset.count("frames.filepath"):
+            dataset.delete_frame_field("filepath")
+    return len(deleted)
