@@ -15,6 +15,7 @@ import fiftyone as fo
 import fiftyone.core.fields as fof
 from fiftyone import ViewField as F
 
+from sampd_plugin import app
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.labels import LABEL_ATTRIBUTES, field_name, marker_field, paste_mask, relative_to_xyxy
 from sampd_plugin.tracker import ObjectPrompt
@@ -211,7 +212,8 @@ def _frame_values(view, field: str, frame_numbers: Sequence[int]):
 
 def ensure_output_field(dataset, label_field: str):
     """Declares ``frames.<label_field>`` as ``fo.Detections`` with the label attributes and the sample-level marker
-    field (idempotent; done once before workers write, so they never race on the schema)."""
+    field, and colours its objects by ``index`` in the App (:func:`sampd_plugin.app.color_by_object`) (idempotent;
+    done once before workers write, so they never race on the schema)."""
     if not dataset.has_frame_field(label_field):
         dataset.add_frame_field(label_field, fof.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
     for attr, ftype in LABEL_ATTRIBUTES.items():
@@ -221,6 +223,7 @@ def ensure_output_field(dataset, label_field: str):
     marker = marker_field(label_field)
     if not dataset.has_sample_field(marker):
         dataset.add_sample_field(marker, fof.DictField)
+    app.color_by_object(dataset, label_field)
 
 
 def labeled_frame_counts(samples, label_field: str) -> Dict[str, int]:
