@@ -28,26 +28,28 @@ class AutoTrackObjects(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        if forms.require_video(inputs, ctx):
+        if forms.require_sequences(inputs, ctx):
             target = forms.target_input(inputs, ctx, "Track everything in")
+            layout = forms.sequence_inputs(inputs, ctx, target)
             label = inputs.str("label_field", default=forms.free_frame_field(ctx.dataset, "sampd_auto"),
                                label="Output field")
             inputs.bool("overwrite", default=False, label="Overwrite",
                         description="replace labels in the output field that an identical run did not write")
-            inputs.int("max_objects", default=100, min=1, label="Max objects per video",
+            inputs.int("max_objects", default=100, min=1, label="Max objects per sequence",
                        description="the best automatic masks of the first frame (paper Sec. IV-B, VIS)")
             forms.model_inputs(inputs, ctx)
             forms.delegation_inputs(inputs, ctx)
-            _validate(inputs, ctx, target, label)
+            if layout is not None:
+                _validate(inputs, ctx, target, label)
         return types.Property(inputs, view=types.View(label="SAM-PD: track everything"))
 
     def execute(self, ctx):
         kwargs = _kwargs(ctx)
         target = ctx.target_view()
         per_op = int(forms.param(ctx.params, "samples_per_operation", 1))
-        if ctx.delegated and per_op and len(target) > per_op:
+        if ctx.delegated and per_op and forms.count_sequences(target, kwargs) > per_op:
             queued = sp.queue_track(target, mode="auto", samples_per_operation=per_op,
-                                             delegation_target=ctx.delegation_target, **kwargs)
+                                    delegation_target=ctx.delegation_target, **kwargs)
             return dict(queued, message=f"split into {len(queued['operations'])} delegated operations")
         summary = sp.auto_track(target, progress=forms.progress(ctx), **kwargs)
         forms.finish(ctx)
@@ -68,12 +70,13 @@ def _kwargs(ctx):
 def _validate(inputs, ctx, target, label_prop):
     kw = _kwargs(ctx)
     try:
-        plan = sp.plan_track(target, kw["label_field"], None, kw["config"], kw["model"],
-                                      kw["checkpoint"], kw["overwrite"], mode="auto", max_objects=kw["max_objects"])
+        plan = sp.plan_track(target, kw["label_field"], None, kw["config"], kw["model"], kw["checkpoint"],
+                             kw["overwrite"], mode="auto", max_objects=kw["max_objects"],
+                             **forms.sequence_kwargs(ctx.params))
     except ValueError as e:  # SampdInputError included
         forms.refuse(label_prop, e)
         return
     if plan.errors:
         forms.error(inputs, "\n".join(plan.errors[:5]), label="Invalid input: nothing will be written")
         return
-    forms.notice(inputs, f"{len(plan.todo)} video(s) to track, {len(plan.done)} already finished", "plan")
+    forms.notice(inputs, f"{len(plan.todo)} sequence(s) to track, {len(plan.done)} already finished", "plan")

@@ -21,7 +21,7 @@ class BrowseTrackingFailures(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        if not forms.require_video(inputs, ctx):
+        if not forms.require_sequences(inputs, ctx):
             return types.Property(inputs)
         keys = sp.jf_eval_keys(ctx.dataset)
         key = inputs.enum("eval_key", keys, default=keys[-1] if keys else None,

@@ -23,11 +23,11 @@ class EvaluateTracking(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        if not forms.require_video(inputs, ctx):
+        if not forms.require_sequences(inputs, ctx):
             return types.Property(inputs)
         target = forms.target_input(inputs, ctx, "Evaluate")
+        forms.sequence_inputs(inputs, ctx, target)
         fields = forms.frame_label_fields(ctx.dataset, (fo.Detections, fo.Segmentation))
-        tracked = forms.sampd_fields(ctx.dataset)
         pred_default, gt_default = _defaults(ctx.dataset)
         pred = inputs.enum("pred_field", fields, default=pred_default, label="Predictions",
                            view=types.Dropdown(label="Predictions"))
@@ -40,7 +40,7 @@ class EvaluateTracking(foo.Operator):
                      description="frames where an object's J is below it are failures")
         p = ctx.params
         if len(fields) < 2:
-            forms.refuse(gt, "Evaluation needs two frame-level Detections/Segmentation fields")
+            forms.refuse(gt, "Evaluation needs two Detections/Segmentation fields on the frames")
         elif (p.get("pred_field") or pred.default) == (p.get("gt_field") or gt.default):
             forms.refuse(gt, "Predictions and ground truth are the same field")
         k = p.get("eval_key") or key.default
@@ -57,14 +57,14 @@ class EvaluateTracking(foo.Operator):
         key = p.get("eval_key") or forms.free_name(ctx.dataset.list_evaluations(), "jf")
         pred_default, gt_default = _defaults(ctx.dataset)
         results = sp.evaluate_jf(ctx.target_view(), p.get("pred_field") or pred_default,
-                                          gt_field=p.get("gt_field") or gt_default, eval_key=key,
-                                          overwrite=bool(p.get("overwrite")),
-                                          failure_th=float(p.get("failure_th") or 0.5))
+                                 gt_field=p.get("gt_field") or gt_default, eval_key=key,
+                                 overwrite=bool(p.get("overwrite")), failure_th=float(p.get("failure_th") or 0.5),
+                                 **forms.sequence_kwargs(p))
         forms.finish(ctx)
         res = forms.jf_summary(results, key)
         res["views"] = sp.view_names(key)
         res["message"] = (f"J&F {res['jf']:.3f} (J {res['j']:.3f}, F {res['f']:.3f}) over {res['num_objects']} "
-                          f"objects of {res['num_sequences']} videos; browse failures with 'browse_tracking_failures'"
+                          f"objects of {res['num_sequences']} sequences; browse failures with 'browse_tracking_failures'"
                           if res["jf"] is not None else "no scored objects")
         return res
 

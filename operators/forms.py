@@ -14,27 +14,35 @@ import fiftyone.operators.types as types
 import sampd_plugin as sp
 
 DEVICES = ("auto", "cuda", "cpu")
+#: the forms read and check every prompt (masks, boxes) of targets of at most this many sequences
+DEEP_CHECK_SEQUENCES = 50
 
 
 # --- dataset-derived choices -------------------------------------------------------------------------------------
 def frame_label_fields(dataset, types_=(fo.Detections,)):
-    """Frame-level label fields of the given types, sorted."""
-    if dataset is None or dataset.media_type != "video":
+    """Frame label fields of the given types, sorted: frame-level fields of a video dataset, sample-level fields of
+    an image dataset (whose samples are the frames of image sequences)."""
+    if dataset is None or dataset.media_type not in ("video", "image"):
         return []
-    schema = dataset.get_frame_field_schema(embedded_doc_type=tuple(types_)) or {}
+    if dataset.media_type == "video":
+        schema = dataset.get_frame_field_schema(embedded_doc_type=tuple(types_)) or {}
+    else:
+        schema = dataset.get_field_schema(embedded_doc_type=tuple(types_)) or {}
     return sorted(schema)
 
 
 def sampd_fields(dataset):
-    """Frame-level Detections fields written by SAM-PD (they have a ``<field>_track`` marker)."""
+    """Frame label Detections fields written by SAM-PD (they have a ``<field>_track`` marker)."""
     sample_fields = dataset.get_field_schema() if dataset is not None else {}
     return [f for f in frame_label_fields(dataset) if sp.marker_field(f) in sample_fields]
 
 
-def is_ground_truth(samples, field):
-    """Whether ``frames.<field>`` is annotated beyond the prompt frames (more labeled frames than videos)."""
+def is_ground_truth(samples, field, sequence_kwargs=None):
+    """Whether ``field`` is annotated beyond the prompt frames (more labeled frames than sequences)."""
     try:
-        return bool(field) and samples.count(f"frames.{field}") > len(samples)
+        layout = sp.layout_of(samples, **(sequence_kwargs or {}))
+        labeled = sum(layout.labeled_counts(field).values())
+        return bool(field) and labeled > len(layout.sequences())
     except Exception:
         return False
 
@@ -51,7 +59,8 @@ def free_name(taken, base):
 def free_frame_field(dataset, base):
     """A default output field name that does not exist yet (its marker neither)."""
     suffix = sp.MARKER_SUFFIX
-    taken = set(dataset.get_frame_field_schema() or {}) | {
+    frame_schema = dataset.get_frame_field_schema() if dataset.media_type == "video" else {}
+    taken = set(frame_schema or {}) | set(dataset.get_field_schema()) | {
         f[: -len(suffix)] for f in dataset.get_field_schema() if f.endswith(suffix)}
     return free_name(taken, base)
 
@@ -82,13 +91,14 @@ def notice(inputs, message, name):
     inputs.view(name, types.Notice(label=str(message)))
 
 
-def require_video(inputs, ctx):
-    """Adds an error and returns False when the dataset is not a video dataset."""
+def require_sequences(inputs, ctx):
+    """Adds an error and returns False unless the dataset holds videos or images (image sequences)."""
     if ctx.dataset is None:
         error(inputs, "Open a dataset first")
         return False
-    if ctx.dataset.media_type != "video":
-        error(inputs, f"Dataset '{ctx.dataset.name}' holds {ctx.dataset.media_type} samples: SAM-PD tracks videos")
+    if ctx.dataset.media_type not in ("video", "image"):
+        error(inputs, f"Dataset '{ctx.dataset.name}' holds {ctx.dataset.media_type} samples: SAM-PD tracks videos "
+                      "or image sequences")
         return False
     return True
 
@@ -98,6 +108,67 @@ def target_input(inputs, ctx, action="Track objects in"):
     """The target choice (dataset / current view / selected samples); returns the resolved target collection."""
     inputs.view_target(ctx, action_description=action)
     return ctx.target_view()
+
+
+def sequence_inputs(inputs, ctx, target):
+    """Image datasets: the ``sequence_field`` / ``order_field`` inputs, defaulting to the grouped view's fields or
+    FiftyOne's DAVIS zoo layout (``sequence_id``, ``frame_number``), validated, with the count of sequences.
+
+    Returns the layout of ``target`` (``None`` when the fields are invalid: the form then shows why)."""
+    if ctx.dataset.media_type == "video":
+        try:
+            return sp.layout_of(target)
+        except ValueError as e:
+            error(inputs, e)
+            return None
+    schema = ctx.dataset.get_field_schema(ftype=(fo.StringField, fo.IntField))
+    candidates = sorted(f for f in schema if f not in ("filepath",))
+    group = _group_fields(ctx.view)
+    seq_default = choice(group[0] or "sequence_id", candidates)
+    order_default = choice(group[1] or "frame_number", [c for c in candidates if c != seq_default] or candidates)
+    seq = inputs.enum("sequence_field", candidates, default=seq_default, label="Sequence field",
+                      view=types.Dropdown(label="Sequence field"),
+                      description="the field naming the sequence (video) each image belongs to")
+    order = inputs.enum("order_field", candidates, default=order_default, label="Order field",
+                        view=types.Dropdown(label="Order field"),
+                        description="the field ordering the images of a sequence (integer-like strings sort "
+                                    "numerically)")
+    try:
+        layout = sp.layout_of(target, **sequence_kwargs(ctx.params, seq_default, order_default))
+        n = len(layout.sequences())
+    except ValueError as e:
+        refuse(order if "order" in str(e) else seq, e)
+        return None
+    notice(inputs, f"{n} image sequence(s) ({len(layout.samples)} images) in the target", "sequences")
+    return layout
+
+
+def sequence_kwargs(params, seq_default=None, order_default=None):
+    """``sequence_field`` / ``order_field`` keyword arguments of the SDK from the form (empty for videos)."""
+    kw = dict(sequence_field=params.get("sequence_field") or seq_default,
+              order_field=params.get("order_field") or order_default)
+    return {k: v for k, v in kw.items() if v}
+
+
+def count_sequences(target, kwargs):
+    """Number of sequences (videos / image sequences) of the target (1 if it cannot be worked out)."""
+    try:
+        return len(sp.layout_of(target, sequence_field=kwargs.get("sequence_field"),
+                                order_field=kwargs.get("order_field")).sequences())
+    except ValueError:
+        return 1
+
+
+def _group_fields(view):
+    """``(group field, order field)`` of a dynamic grouped view in the App, else ``(None, None)``."""
+    try:
+        if view is not None and view._is_dynamic_groups:
+            stage = [s for s in view._stages if isinstance(s, fo.GroupBy)][-1]
+            if isinstance(stage.field_or_expr, str):
+                return stage.field_or_expr, stage.order_by
+    except Exception:
+        pass
+    return None, None
 
 
 def model_inputs(inputs, ctx, with_preset=True):
@@ -153,7 +224,7 @@ def common_kwargs(params):
     return dict(model=params.get("model") or "vit_h", checkpoint=params.get("checkpoint") or None,
                 device=None if params.get("device") in (None, "auto") else params.get("device"),
                 batch_frames=int(params.get("batch_frames") or 128), config=config_from_params(params),
-                job_id=params.get("job_id") or None)
+                job_id=params.get("job_id") or None, **sequence_kwargs(params))
 
 
 # --- execution ------------------------------------------------------------------------------------------------------

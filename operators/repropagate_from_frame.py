@@ -27,16 +27,22 @@ class RepropagateFromFrame(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        if not forms.require_video(inputs, ctx):
+        if not forms.require_sequences(inputs, ctx):
             return types.Property(inputs)
         sample_id = _sample_id(ctx)
+        images = ctx.dataset.media_type == "image"
         fields = forms.sampd_fields(ctx.dataset)
         selected = (ctx.selected_labels or [{}])[0]
         default_field = forms.choice(selected.get("field"), fields)
         field = inputs.enum("label_field", fields, default=default_field, label="SAM-PD output field",
                             view=types.Dropdown(label="SAM-PD output field"))
-        inputs.int("frame_number", default=int(selected.get("frame_number") or 1), min=1, required=True,
-                   label="Corrected frame", description="the frame you corrected (its detections are the prompts)")
+        if images:  # the opened image is the corrected frame; its sequence is re-propagated
+            if sample_id is not None:
+                forms.sequence_inputs(inputs, ctx, ctx.dataset.select(sample_id))
+        else:
+            inputs.int("frame_number", default=int(selected.get("frame_number") or 1), min=1, required=True,
+                       label="Corrected frame",
+                       description="the frame you corrected (its detections are the prompts)")
         directions = types.RadioGroup(orientation="horizontal")
         directions.add_choice("forward", label="forward (replace later frames)")
         directions.add_choice("backward", label="backward (replace earlier frames)")
@@ -50,12 +56,13 @@ class RepropagateFromFrame(foo.Operator):
             devices.add_choice(d, label=d)
         inputs.enum("device", devices.values(), default="auto", label="Device", view=devices)
         if sample_id is None:
-            forms.error(inputs, "Open a video in the sample modal (or select exactly one sample) to re-propagate it")
+            forms.error(inputs, "Open a video (or the corrected image of an image sequence) in the sample modal, or "
+                                "select exactly one sample, to re-propagate it")
         elif not fields:
             forms.refuse(field, "No SAM-PD output field on this dataset: run 'track_objects' first")
         else:
             try:
-                kw = _kwargs(ctx.params, default_field)
+                kw = _kwargs(ctx.params, default_field, images)
                 plan = sp.plan_repropagate(ctx.dataset.select(sample_id), **kw)
                 forms.notice(inputs, f"objects {plan.object_ids} of frame {plan.from_frame} are re-propagated "
                                      f"{plan.direction} with {plan.model}", "plan")
@@ -67,7 +74,8 @@ class RepropagateFromFrame(foo.Operator):
         sample_id = _sample_id(ctx)
         default_field = forms.choice(None, forms.sampd_fields(ctx.dataset))
         summary = sp.repropagate(ctx.dataset.select(sample_id), device=_device(ctx.params),
-                                          progress=forms.progress(ctx), **_kwargs(ctx.params, default_field))
+                                 progress=forms.progress(ctx),
+                                 **_kwargs(ctx.params, default_field, ctx.dataset.media_type == "image"))
         forms.finish(ctx)
         frames = sum(summary["frames"].values())
         summary["message"] = (f"objects {summary['objects']} re-propagated {summary['direction']} from frame "
@@ -93,12 +101,15 @@ def _device(params):
     return None if d in (None, "auto") else d
 
 
-def _kwargs(params, default_field=None):
+def _kwargs(params, default_field=None, images=False):
+    """SDK arguments; for image sequences the opened image is the corrected frame (``from_frame=None``)."""
     ids = params.get("object_ids")
     if isinstance(ids, str):
         try:
             ids = [int(v) for v in ids.replace(" ", "").split(",") if v] or None
         except ValueError:
             raise ValueError(f"object ids must be comma-separated integers, got {params.get('object_ids')!r}")
-    return dict(label_field=params.get("label_field") or default_field, from_frame=int(params.get("frame_number") or 1),
-                direction=params.get("direction") or "forward", object_ids=ids or None)
+    from_frame = None if images else int(params.get("frame_number") or 1)
+    return dict(label_field=params.get("label_field") or default_field, from_frame=from_frame,
+                direction=params.get("direction") or "forward", object_ids=ids or None,
+                **forms.sequence_kwargs(params))

@@ -28,48 +28,50 @@ class TrackObjects(foo.Operator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        if forms.require_video(inputs, ctx):
+        if forms.require_sequences(inputs, ctx):
             target = forms.target_input(inputs, ctx, "Track objects in")
+            layout = forms.sequence_inputs(inputs, ctx, target)
             fields = forms.frame_label_fields(ctx.dataset)
             prompt = inputs.enum("prompt_field", fields, default=forms.choice("ground_truth", fields),
                                  label="Prompt field", view=types.Dropdown(label="Prompt field"),
-                                 description="frame-level Detections (with or without masks); each object (index) "
+                                 description="Detections (with or without masks) on the frames; each object (index) "
                                              "is prompted on the frame where it first appears; never written")
             if not fields:
-                forms.refuse(prompt, "The dataset has no frame-level Detections field to take prompts from")
+                forms.refuse(prompt, "The dataset has no Detections field on its frames to take prompts from")
             label = inputs.str("label_field", default=forms.free_frame_field(ctx.dataset, "sampd"),
-                               label="Output field", description="frame-level Detections field to write; an "
+                               label="Output field", description="Detections field to write on the frames; an "
                                "existing SAM-PD field resumes its run (same settings) or needs 'overwrite'")
             inputs.bool("overwrite", default=False, label="Overwrite",
                         description="replace labels in the output field that an identical run did not write")
             forms.model_inputs(inputs, ctx)
             pf = ctx.params.get("prompt_field") or forms.choice("ground_truth", fields)
-            inputs.bool("evaluate", default=forms.is_ground_truth(target, pf), label="Evaluate J&F against the "
-                        "prompt field", description="when the prompt field is ground truth (annotated on every frame)")
+            inputs.bool("evaluate", default=forms.is_ground_truth(target, pf, forms.sequence_kwargs(ctx.params)),
+                        label="Evaluate J&F against the prompt field",
+                        description="when the prompt field is ground truth (annotated on every frame)")
             forms.delegation_inputs(inputs, ctx)
-            if fields:
-                _validate(inputs, ctx, target, prompt, label)
+            if fields and layout is not None:
+                _validate(inputs, ctx, target, prompt, label, len(layout.sequences()))
         return types.Property(inputs, view=types.View(label="SAM-PD: track objects"))
 
     def execute(self, ctx):
         kwargs = _kwargs(ctx)
         target = ctx.target_view()
         per_op = int(forms.param(ctx.params, "samples_per_operation", 1))
-        if ctx.delegated and per_op and len(target) > per_op:
-            queued = sp.queue_track(target, samples_per_operation=per_op,
-                                             delegation_target=ctx.delegation_target, **kwargs)
+        if ctx.delegated and per_op and forms.count_sequences(target, kwargs) > per_op:
+            queued = sp.queue_track(target, samples_per_operation=per_op, delegation_target=ctx.delegation_target,
+                                    **kwargs)
             return dict(queued, message=f"split into {len(queued['operations'])} delegated operations of {per_op} "
-                                        f"sample(s) for the workers; {len(queued['skipped'])} finished sample(s) "
-                                        "skipped. Run 'evaluate_tracking' when they are done.")
+                                        f"sequence(s) for the workers; {len(queued['skipped'])} finished "
+                                        "sequence(s) skipped. Run 'evaluate_tracking' when they are done.")
         summary = sp.track(target, progress=forms.progress(ctx), **kwargs)
         jf = None
         evaluate = forms.param(ctx.params, "evaluate", None)
         if evaluate is None:
-            evaluate = forms.is_ground_truth(target, kwargs["prompt_field"])
+            evaluate = forms.is_ground_truth(target, kwargs["prompt_field"], forms.sequence_kwargs(ctx.params))
         if evaluate and summary["tracked"] + summary["skipped"]:
             key = f"{summary['label_field']}_jf"
-            results = sp.evaluate_jf(target, summary["label_field"], gt_field=kwargs["prompt_field"],
-                                              eval_key=key, overwrite=True)
+            results = sp.evaluate_jf(target, summary["label_field"], gt_field=kwargs["prompt_field"], eval_key=key,
+                                     overwrite=True, **forms.sequence_kwargs(ctx.params))
             jf = forms.jf_summary(results, key)
         forms.finish(ctx)
         return forms.track_result(summary, jf)
@@ -88,21 +90,23 @@ def _kwargs(ctx):
     return kw
 
 
-def _validate(inputs, ctx, target, prompt_prop, label_prop):
-    """Dry-runs the job (``sdk.plan_track``) and shows its refusals and notes in the form."""
+def _validate(inputs, ctx, target, prompt_prop, label_prop, num_sequences):
+    """Dry-runs the job (``sp.plan_track``) and shows its refusals and notes in the form (prompt geometry is read
+    only for targets of at most ``forms.DEEP_CHECK_SEQUENCES`` sequences, to keep the form responsive)."""
     kw = _kwargs(ctx)
     try:
         plan = sp.plan_track(target, kw["label_field"], kw["prompt_field"], kw["config"], kw["model"],
-                                      kw["checkpoint"], kw["overwrite"])
-    except ValueError as e:  # SampdInputError: names the field / sample / frame
+                             kw["checkpoint"], kw["overwrite"], **forms.sequence_kwargs(ctx.params),
+                             check_prompts=num_sequences <= forms.DEEP_CHECK_SEQUENCES)
+    except ValueError as e:  # SampdInputError: names the field / sequence / frame
         prop = label_prop if "output field" in str(e) else prompt_prop
         forms.refuse(prop, e)
         return
     if plan.errors:
         forms.error(inputs, "\n".join(plan.errors[:5]), label="Invalid input: nothing will be written")
         return
-    if ctx.dataset.has_frame_field(plan.label_field):
-        forms.warning(inputs, f"'frames.{plan.label_field}' exists: {len(plan.done)} sample(s) finished by an "
-                              f"identical run are skipped; {len(plan.clear)} sample(s) are cleared and re-tracked",
-                      "label_field_exists", label="Output field exists")
-    forms.notice(inputs, f"{len(plan.todo)} video(s) to track, {len(plan.done)} already finished", "plan")
+    if plan.layout.has_field(plan.label_field):
+        forms.warning(inputs, f"'{plan.layout.path(plan.label_field)}' exists: {len(plan.done)} sequence(s) "
+                              f"finished by an identical run are skipped; {len(plan.clear)} sequence(s) are cleared "
+                              "and re-tracked", "label_field_exists", label="Output field exists")
+    forms.notice(inputs, f"{len(plan.todo)} sequence(s) to track, {len(plan.done)} already finished", "plan")

@@ -57,6 +57,7 @@ _LAZY = {
     "checkpoint_status": "sampd_plugin.backends.registry",
     "resolve_device": "sampd_plugin.backends.registry",
     "DEFAULT_BATCH_FRAMES": "sampd_plugin.store",
+    "layout_of": "sampd_plugin.sources",
     # names the operators' forms need
     "SampdInputError": "sampd_plugin.errors",
     "MARKER_SUFFIX": "sampd_plugin.labels",

@@ -25,7 +25,8 @@ from typing import Optional
 from sampd_plugin import store
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.runs import ConfigLike, make_config, plan_track
-from sampd_plugin.store import DEFAULT_BATCH_FRAMES, as_collection
+from sampd_plugin.sources import as_collection
+from sampd_plugin.store import DEFAULT_BATCH_FRAMES
 
 PLUGIN_NAME = "@sampd/sampd"
 
@@ -34,35 +35,39 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
                 model: str = "vit_h", checkpoint: Optional[str] = None, device: Optional[str] = None,
                 batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, samples_per_operation: int = 1,
                 delegation_target: Optional[str] = None, mode: str = "track", max_objects: int = 100,
-                job_id: Optional[str] = None) -> dict:
+                job_id: Optional[str] = None, sequence_field: Optional[str] = None,
+                order_field: Optional[str] = None) -> dict:
     """Queues a tracking job as delegated operations of the plugin's ``track_objects`` (``mode="track"``) or
-    ``auto_track_objects`` (``mode="auto"``) operator, one per ``samples_per_operation`` unfinished samples, for
-    ``fiftyone delegated launch`` workers to run.
+    ``auto_track_objects`` (``mode="auto"``) operator, one per ``samples_per_operation`` unfinished sequences
+    (video samples, or image sequences), for ``fiftyone delegated launch`` workers to run.
 
-    The job is validated first (same rules as :func:`track`) and gets a ``job_id``: its operations skip samples
-    that are finished (with ``overwrite=True``: finished by this job), so a re-queued or re-run operation never
-    tracks a sample twice. Needs the plugin to be visible to FiftyOne (``FIFTYONE_PLUGINS_DIR``) here and on the
-    workers, and every worker must reach the same MongoDB (``FIFTYONE_DATABASE_URI``) and the media.
+    The job is validated first (same rules as :func:`sampd_plugin.track`) and gets a ``job_id``: its operations skip
+    sequences that are finished (with ``overwrite=True``: finished by this job), so a re-queued or re-run operation
+    never tracks a sequence twice. Needs the plugin to be visible to FiftyOne (``FIFTYONE_PLUGINS_DIR``) here and on
+    the workers, and every worker must reach the same MongoDB (``FIFTYONE_DATABASE_URI``) and the media. ``device``
+    is resolved on the workers (``"cuda"`` may be queued from a machine without a GPU).
 
     Returns:
-        ``{"operations": [delegated operation ids], "samples": n queued, "skipped": [finished sample ids],
-        "job_id": ...}``
+        ``{"operations": [delegated operation ids], "samples": n sequences queued, "skipped": [finished sequence
+        keys], "job_id": ...}``
     """
     samples = as_collection(samples)
     k = int(samples_per_operation)
     if k < 1:
         raise SampdInputError(f"samples_per_operation must be >= 1, got {samples_per_operation!r}")
+    _check_device_name(device)
     job_id = job_id or uuid.uuid4().hex
     plan = plan_track(samples, label_field, prompt_field if mode == "track" else None, config, model, checkpoint,
-                      overwrite, mode, max_objects if mode == "auto" else None, job_id)
+                      overwrite, mode, max_objects if mode == "auto" else None, job_id, sequence_field, order_field)
     plan.raise_if_invalid()
     cfg = make_config(config)
-    dataset = samples._dataset
-    store.ensure_output_field(dataset, plan.label_field)  # declared once, before workers write
+    layout = plan.layout
+    store.ensure_output_field(layout, plan.label_field)  # declared once, before workers write
     params = dict(label_field=plan.label_field, model=model, checkpoint=checkpoint or None, job_id=job_id,
                   device=device or "auto", batch_frames=int(batch_frames), overwrite=bool(overwrite),
-                  samples_per_operation=0,
-                  config=cfg.to_dict(), view_target="CURRENT_VIEW", evaluate=False)
+                  samples_per_operation=0, config=cfg.to_dict(), view_target="CURRENT_VIEW", evaluate=False)
+    if not layout.is_video:
+        params.update(sequence_field=layout.sequence_field, order_field=layout.order_field)
     if mode == "track":
         params["prompt_field"] = plan.prompt_field
         operator = f"{PLUGIN_NAME}/track_objects"
@@ -70,14 +75,27 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
         params["max_objects"] = int(max_objects)
         operator = f"{PLUGIN_NAME}/auto_track_objects"
     ops = []
+    seqs = plan.sequences
     for lo in range(0, len(plan.todo), k):
-        chunk = plan.todo[lo:lo + k]
-        res = _execute_operator(operator, ctx=dict(view=dataset.select(chunk, ordered=True), params=dict(params),
+        view = layout.select([seqs[key] for key in plan.todo[lo:lo + k]])
+        res = _execute_operator(operator, ctx=dict(view=view, params=dict(params),
                                                    delegation_target=delegation_target),
                                 request_delegation=True)
         ops.append(str(res.result["id"]))
     return dict(operations=ops, samples=len(plan.todo), skipped=list(plan.done), label_field=plan.label_field,
                 job_id=job_id)
+
+
+def _check_device_name(device: Optional[str]):
+    """Refuses a device string torch cannot parse (whether this machine has it is checked on the workers)."""
+    if device in (None, "", "auto"):
+        return
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SampdInputError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
 
 
 def run_worker(dataset_name: Optional[str] = None, operator: Optional[str] = None, poll_seconds: float = 0.5,

@@ -34,6 +34,7 @@ Fields written for ``eval_key="jf"`` (``k`` below):
 """
 import logging
 import os
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -42,10 +43,10 @@ import fiftyone.core.fields as fof
 import fiftyone.core.labels as fol
 import fiftyone.core.odm as foo
 import fiftyone.core.utils as fou
-import fiftyone.core.validation as fov
 
 from sampd_plugin import metrics, views
-from sampd_plugin.labels import field_name, paste_mask
+from sampd_plugin.labels import field_name, marker_field, paste_mask
+from sampd_plugin.sources import layout_of
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +74,14 @@ def jf_eval_keys(samples):
 
 def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bound_th=0.008,
                 exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None,
-                overwrite=False, progress=None):
+                overwrite=False, progress=None, sequence_field=None, order_field=None, allow_incomplete=False):
     """Evaluates tracked objects with DAVIS 2017 J&F and stores the run under ``eval_key``.
 
     Args:
-        samples: a video ``SampleCollection``.
-        pred_field, gt_field: frame-level ``fo.Detections`` or ``fo.Segmentation`` fields (``"x"`` or
-            ``"frames.x"``); any field can be scored against any other (e.g. another tracker).
+        samples: a video collection, or an image collection of sequences (``sequence_field`` / ``order_field``,
+            see :func:`sampd_plugin.sources.layout_of`; also a dynamic grouped view).
+        pred_field, gt_field: ``fo.Detections`` or ``fo.Segmentation`` frame label fields (``frames.x`` of
+            videos, ``x`` of images; ``"x"`` or ``"frames.x"``); any field can be scored against any other.
         eval_key: run key (a valid identifier); None computes results without storing anything.
         bound_th: F boundary tolerance (fraction of the diagonal, or pixels if >= 1).
         exclude_last: exclude each sequence's last annotated frame (DAVIS); False for YouTube-VOS style.
@@ -90,46 +92,73 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
         overwrite: replace an existing run with this key (its fields are deleted first); otherwise an
             existing key raises ``ValueError``.
         progress: FiftyOne progress-bar setting.
+        sequence_field, order_field: image sequences (defaults: the grouped view's, else ``sequence_id`` and
+            ``frame_number``).
+        allow_incomplete: score a SAM-PD prediction field even where its run has not finished (otherwise refused).
     Returns:
         ``JFResults``.
+    Raises:
+        ValueError: invalid fields or key, an unfinished SAM-PD prediction field, or an evaluation whose fields
+            would overwrite fields it does not own (nothing is registered or written).
     """
-    fov.validate_video_collection(samples)
-    pred_field, pred_type = _label_field(samples, pred_field)
-    gt_field, gt_type = _label_field(samples, gt_field)
+    layout = layout_of(samples, sequence_field, order_field)
+    pred_field, pred_type = _label_field(layout, pred_field)
+    gt_field, gt_type = _label_field(layout, gt_field)
+    if pred_field == gt_field:
+        raise ValueError(f"the predictions and the ground truth are the same field '{layout.path(pred_field)}'")
+    if not allow_incomplete:
+        _check_finished(layout, pred_field)
     config = JFEvaluationConfig(pred_field, gt_field, pred_type=pred_type, gt_type=gt_type,
                                 bound_th=bound_th, exclude_last=exclude_last, failure_th=failure_th,
-                                void_value=void_value, seen_categories=seen_categories)
+                                void_value=void_value, seen_categories=seen_categories,
+                                sequence_field=layout.sequence_field, order_field=layout.order_field)
     method = config.build()
     if eval_key is not None:
-        if eval_key in samples.list_evaluations() and not overwrite:
+        exists = eval_key in samples.list_evaluations()
+        if exists and not overwrite:
             raise ValueError(f"Evaluation '{eval_key}' already exists on dataset "
                              f"'{samples._root_dataset.name}'; pass overwrite=True to replace it (its fields "
                              "are deleted first) or use another eval_key")
+        if not exists:
+            taken = [f for f in method.get_fields(samples, eval_key) if layout.dataset.get_field(f) is not None]
+            if taken:
+                raise ValueError(f"evaluation key '{eval_key}' would write fields that already exist and are not "
+                                 f"its own ({', '.join(taken[:5])}): choose another eval_key")
         method.register_run(samples, eval_key, overwrite=overwrite)
     results = method.evaluate_samples(samples, eval_key=eval_key, progress=progress)
     if eval_key is not None:
         method.save_run_results(samples, eval_key, results)
-        views.save_views(samples, eval_key, failure_th)
+        views.save_views(layout.samples, eval_key, failure_th, layout.sequence_field, layout.order_field)
     return results
 
 
-def _label_field(samples, field):
-    """``(name, "Detections" | "Segmentation")`` of a frame-level label field."""
+def _label_field(layout, field):
+    """``(name, "Detections" | "Segmentation")`` of a frame label field of the layout."""
     name = field_name(field)
-    f = samples.get_field("frames." + name)
+    f = layout.get_field(name)
     doc_type = getattr(f, "document_type", None)
     for cls in (fol.Detections, fol.Segmentation):
         if doc_type is not None and issubclass(doc_type, cls):
             return name, cls.__name__
-    raise ValueError(f"'frames.{name}' must be a frame-level Detections or Segmentation field, "
+    raise ValueError(f"'{layout.path(name)}' must be a Detections or Segmentation field of {layout.where}, "
                      f"found {type(f).__name__ if f is not None else 'nothing'}")
+
+
+def _check_finished(layout, field):
+    """Refuses a SAM-PD output field (it has run markers) whose run has not finished on some sequence."""
+    markers = layout.head_values(marker_field(field))
+    unfinished = [s.name for s in layout.sequences() if markers.get(s.key) and not markers[s.key].get("done")]
+    if unfinished:
+        raise ValueError(f"'{layout.path(field)}' is a SAM-PD output whose run has not finished on "
+                         f"{len(unfinished)} sequence(s) ({', '.join(unfinished[:3])}): finish (resume) the run, or "
+                         "pass allow_incomplete=True to score the partial labels")
 
 
 def _is_empty_prediction(det):
     return bool(getattr(det, "lost", False)) or not det.has_mask
 
 
-def _frame_objects(label, label_type, hw, void_value=None):
+def _frame_objects(label, label_type, hw, void_value=None, where=""):
     """Objects of one frame's label -> ``(masks {id: bool mask}, detections {id: [Detection]},
     categories {id: label}, void bool mask or None, mask shape)``; Detections are pasted at ``hw``,
     a Segmentation keeps its own resolution (its shape is returned; ``hw`` if no mask)."""
@@ -153,7 +182,14 @@ def _frame_objects(label, label_type, hw, void_value=None):
         dets.setdefault(idx, []).append(det)
         if det.label is not None:
             cats.setdefault(idx, det.label)
-        m = np.zeros(hw, bool) if _is_empty_prediction(det) else paste_mask(det, hw)
+        if _is_empty_prediction(det):
+            m = np.zeros(hw, bool)
+        else:
+            box = list(det.bounding_box or [])
+            if len(box) != 4 or not all(np.isfinite(v) for v in box):
+                raise ValueError(f"{where}: the detection of object {idx} has a mask but its bounding box {box} is "
+                                 "not four finite numbers (relative [x, y, w, h]): fix or delete it")
+            m = paste_mask(det, hw)
         masks[idx] = masks[idx] | m if idx in masks else m
     return masks, dets, cats, None, hw
 
@@ -174,32 +210,51 @@ def _stats(rows, name):
 
 
 class JFEvaluationConfig(foe.EvaluationMethodConfig):
-    """Configuration of a J&F evaluation run (arguments of ``evaluate_jf``)."""
+    """Configuration of a J&F evaluation run (arguments of ``evaluate_jf``); ``sequence_field`` /
+    ``order_field`` are set for image sequences (``None`` for videos)."""
 
     def __init__(self, pred_field, gt_field, pred_type="Detections", gt_type="Detections", bound_th=0.008,
-                 exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None, **kwargs):
+                 exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None, sequence_field=None,
+                 order_field=None, **kwargs):
         super().__init__(**kwargs)
         self.pred_field, self.gt_field = pred_field, gt_field
         self.pred_type, self.gt_type = pred_type, gt_type
         self.bound_th, self.exclude_last, self.failure_th = bound_th, exclude_last, failure_th
         self.void_value = void_value
         self.seen_categories = None if seen_categories is None else sorted(seen_categories)
+        self.sequence_field, self.order_field = sequence_field, order_field
 
     @property
     def method(self):
         return EVAL_METHOD
+
+    @property
+    def frame_prefix(self):
+        """``"frames."`` for videos, ``""`` for image sequences (whose frames are the samples)."""
+        return "" if self.sequence_field else "frames."
+
+
+class _Frame(NamedTuple):
+    """One annotated frame of a sequence: its number, the id of the document holding its labels (a video frame or
+    an image sample), the ground-truth and predicted labels and the frame size ``(H, W)``."""
+
+    number: int
+    id: str
+    gt: object
+    pred: object
+    hw: Optional[Tuple[int, int]]
 
 
 class JFEvaluation(foe.EvaluationMethod):
     """The J&F evaluation run: computes the scores and owns the fields and views it writes."""
 
     def get_fields(self, samples, eval_key):
-        c = self.config
+        c, fp = self.config, self.config.frame_prefix
         fields = [f"{eval_key}_{s}" for s in (*SAMPLE_FIELDS, "objects")]
-        fields += [f"frames.{eval_key}_{s}" for s in (*FRAME_FIELDS, "first_failures")]
+        fields += [f"{fp}{eval_key}_{s}" for s in (*FRAME_FIELDS, "first_failures")]
         for field, typ in ((c.pred_field, c.pred_type), (c.gt_field, c.gt_type)):
             if typ == "Detections":
-                fields += [f"frames.{field}.detections.{eval_key}_{a}" for a in LABEL_ATTRS]
+                fields += [f"{fp}{field}.detections.{eval_key}_{a}" for a in LABEL_ATTRS]
         return list(dict.fromkeys(fields))
 
     def rename(self, samples, eval_key, new_eval_key):
@@ -210,7 +265,8 @@ class JFEvaluation(foe.EvaluationMethod):
         dataset.rename_sample_fields({a: b for a, b in zip(old_s, new_s) if dataset.has_sample_field(a)})
         dataset.rename_frame_fields({a: b for a, b in zip(old_f, new_f) if dataset.has_frame_field(a)})
         views.delete_views(samples._root_dataset, eval_key)
-        views.save_views(run_view, new_eval_key, self.config.failure_th)
+        views.save_views(run_view, new_eval_key, self.config.failure_th, self.config.sequence_field,
+                         self.config.order_field)
 
     def cleanup(self, samples, eval_key):
         dataset = samples._dataset
@@ -222,18 +278,19 @@ class JFEvaluation(foe.EvaluationMethod):
         views.prune_frames(root, [k for k in jf_eval_keys(root) if k != eval_key])
 
     def evaluate_samples(self, samples, eval_key=None, progress=None):
-        """Scores every sample; writes the fields (if ``eval_key``) in bulk; returns ``JFResults``."""
+        """Scores every sequence; writes the fields (if ``eval_key``) in bulk; returns ``JFResults``."""
         c = self.config
+        layout = layout_of(samples, c.sequence_field, c.order_field)
         if c.gt_type == "Detections" or c.pred_type == "Detections":
-            if len(samples.exists("metadata", False)):
-                samples.compute_metadata()
-        writes = _Writes()
+            if len(layout.samples.exists("metadata", False)):
+                layout.samples.compute_metadata()
+        writes = _Writes(layout)
         objects, curves = [], []
-        view = samples.select_fields(["metadata", f"frames.{c.pred_field}", f"frames.{c.gt_field}"])
-        for sample in view.iter_samples(progress=progress):
-            rows, obj_curves = self._evaluate_sample(sample, writes)
-            objects += rows
-            curves += obj_curves
+        with fou.ProgressBar(total=len(layout.sequences()), progress=progress) as pb:
+            for seq, frames in pb(self._sequence_frames(layout)):
+                rows, obj_curves = self._evaluate_sequence(seq, frames, writes)
+                objects += rows
+                curves += obj_curves
         summary = {k: _py(v) for k, v in metrics.aggregate(_stats(objects, "J"), _stats(objects, "F")).items()}
         summary.update(num_objects=len(objects), num_sequences=len({r["sample_id"] for r in objects}))
         results = JFResults(samples, c, eval_key, summary=summary, objects=objects, curves=curves,
@@ -241,43 +298,64 @@ class JFEvaluation(foe.EvaluationMethod):
         if c.seen_categories is not None:
             summary["youtube_vos"] = results.youtube_vos(c.seen_categories)
         if eval_key is not None:
-            writes.save(samples._dataset, self.config, eval_key)
+            writes.save(self.config, eval_key)
         return results
 
-    def _evaluate_sample(self, sample, writes):
-        """Scores one video; returns its per-object rows and curves (fields go to ``writes``)."""
-        meta = sample.metadata
-        hw = (meta.frame_height, meta.frame_width) if meta is not None and meta.frame_height else None
-        if hw is None and "Detections" in (self.config.gt_type, self.config.pred_type):
-            raise ValueError(f"Sample {sample.id} ({sample.filepath}) has no frame size: set "
-                             "fo.VideoMetadata(frame_width=..., frame_height=...) or make the video readable")
-        frames = [(fn, fr) for fn, fr in sample.frames.items() if fr[self.config.gt_field] is not None]
+    def _sequence_frames(self, layout):
+        """Yields ``(Sequence, [_Frame])`` per sequence: its frames whose ground truth is set, in frame order."""
+        c = self.config
+        if layout.is_video:
+            seqs = layout.by_key()
+            view = layout.samples.select_fields(["metadata", f"frames.{c.pred_field}", f"frames.{c.gt_field}"])
+            for sample in view.iter_samples():
+                meta = sample.metadata
+                hw = (meta.frame_height, meta.frame_width) if meta is not None and meta.frame_height else None
+                yield seqs[sample.id], [_Frame(fn, fr.id, fr[c.gt_field], fr[c.pred_field], hw)
+                                        for fn, fr in sample.frames.items() if fr[c.gt_field] is not None]
+            return
+        for seq in layout.sequences():
+            view = layout.dataset.select(seq.sample_ids, ordered=True)
+            values = zip(view.values("id"), view.values(c.gt_field), view.values(c.pred_field),
+                         view.values("metadata.height"), view.values("metadata.width"))
+            yield seq, [_Frame(fn, sid, gt, pred, (h, w) if h else None)
+                        for fn, (sid, gt, pred, h, w) in enumerate(values, 1) if gt is not None]
+
+    def _evaluate_sequence(self, seq, frames, writes):
+        """Scores one sequence; returns its per-object rows and curves (fields go to ``writes``)."""
+        if "Detections" in (self.config.gt_type, self.config.pred_type):
+            for fr in frames:
+                if fr.hw is None:
+                    raise ValueError(f"{seq.name}, frame {fr.number}: no frame size: compute the metadata or make "
+                                     "the media readable")
         first = self._first_frames(frames)
-        series, cats = self._score_frames(frames, first, hw, writes)
-        return self._object_rows(sample, series, first, cats, {fn: fr.id for fn, fr in frames}, writes)
+        series, cats = self._score_frames(seq, frames, first, writes)
+        return self._object_rows(seq, series, first, cats, {fr.number: fr.id for fr in frames}, writes)
 
     def _first_frames(self, frames):
         """``{object id: first annotated frame number where it appears in the ground truth}``."""
         c, first = self.config, {}
-        for fn, fr in frames:
-            label = fr[c.gt_field]
+        for fr in frames:
             if c.gt_type == "Detections":
-                ids = {d.index for d in label.detections if d.index is not None}
+                ids = {d.index for d in fr.gt.detections if d.index is not None}
             else:
-                seg = label.get_mask()
+                seg = fr.gt.get_mask()
                 ids = set() if seg is None else {int(v) for v in np.unique(seg) if v not in (0, c.void_value)}
             for idx in sorted(ids):
-                first.setdefault(idx, fn)
+                first.setdefault(idx, fr.number)
         return first
 
-    def _score_frames(self, frames, first, hw, writes):
+    def _score_frames(self, seq, frames, first, writes):
         """J and F of every object on every annotated frame (one stacked call per frame). Returns
         ``series {id: [(frame number, J, F, lost)]}`` of the started objects and ``{id: category}``."""
         c = self.config
         series, cats = {}, {}
-        for fn, fr in frames:
-            gt_masks, gt_dets, gt_cats, void, gt_hw = _frame_objects(fr[c.gt_field], c.gt_type, hw, c.void_value)
-            pred_masks, pred_dets, _, _, p_hw = _frame_objects(fr[c.pred_field], c.pred_type, hw or gt_hw)
+        for fr in frames:
+            fn, hw = fr.number, fr.hw
+            where = f"{seq.name}, frame {fn}"
+            gt_masks, gt_dets, gt_cats, void, gt_hw = _frame_objects(fr.gt, c.gt_type, hw, c.void_value,
+                                                                     f"{where}, '{c.gt_field}'")
+            pred_masks, pred_dets, _, _, p_hw = _frame_objects(fr.pred, c.pred_type, hw or gt_hw,
+                                                               where=f"{where}, '{c.pred_field}'")
             for idx, cat in gt_cats.items():
                 cats.setdefault(idx, cat)
             started = [i for i in first if first[i] <= fn]
@@ -301,11 +379,11 @@ class JFEvaluation(foe.EvaluationMethod):
                                         float(min(js)))
         return series, cats
 
-    def _object_rows(self, sample, series, first, cats, frame_ids, writes):
-        """DAVIS statistics per object (protocol frames) and per sample; first failures."""
+    def _object_rows(self, seq, series, first, cats, frame_ids, writes):
+        """DAVIS statistics per object (protocol frames) and per sequence; first failures."""
         c = self.config
         rows, curves = [], []
-        sequence = os.path.splitext(os.path.basename(sample.filepath))[0]
+        sequence = os.path.splitext(os.path.basename(seq.filepaths[0]))[0] if seq.is_video else seq.key
         for idx in sorted(series):
             # the series runs over the annotated frames from the object's first frame to the last one
             fns, jv, fv, lost = (np.array(a) for a in zip(*series[idx]))
@@ -316,60 +394,69 @@ class JFEvaluation(foe.EvaluationMethod):
             first_failure = int(fail[0]) if fail.size else None
             if first_failure is not None:
                 writes.first_failures.setdefault(frame_ids[first_failure], []).append(int(idx))
-            rows.append(dict(sample_id=sample.id, sequence=sequence, index=int(idx), label=cats.get(idx),
+            rows.append(dict(sample_id=seq.head_id, sequence=sequence, index=int(idx), label=cats.get(idx),
                              first_frame=int(first[idx]), first_failure=first_failure,
                              num_frames=int(scored.sum()), lost_frames=int((lost & scored).sum()),
                              JF=_py((js.mean + fs.mean) / 2),
                              **{f"{n}_{s}": _py(getattr(st, s)) for n, st in (("J", js), ("F", fs))
                                 for s in metrics.Stats._fields}))
-            curves.append(dict(sample_id=sample.id, sequence=sequence, index=int(idx),
+            curves.append(dict(sample_id=seq.head_id, sequence=sequence, index=int(idx),
                                frames=fns.tolist(), J=jv.tolist(), F=fv.tolist()))
         if rows:
             st = metrics.aggregate(_stats(rows, "J"), _stats(rows, "F"))
             failures = [r["first_failure"] for r in rows if r["first_failure"] is not None]
-            writes.samples[sample.id] = dict(
+            writes.sequences[seq.key] = (seq, dict(
                 JF=st["J&F-Mean"], J_mean=st["J-Mean"], J_recall=st["J-Recall"], J_decay=st["J-Decay"],
                 F_mean=st["F-Mean"], F_recall=st["F-Recall"], F_decay=st["F-Decay"],
                 num_lost=sum(r["lost_frames"] > 0 for r in rows),
-                first_failure=min(failures) if failures else None, objects=rows)
+                first_failure=min(failures) if failures else None, objects=rows))
         return rows, curves
 
 
 class _Writes:
-    """Values collected during evaluation, written in bulk (``set_values`` / ``set_label_values``)."""
+    """Values collected during evaluation, written in bulk (``set_values`` / ``set_label_values``).
 
-    def __init__(self):
-        self.labels = []  # (frame_id, label_id, (J, F), is_pred)
-        self.frames = {}  # frame_id -> (mean J, mean F, min J)
-        self.first_failures = {}  # frame_id -> [object ids]
-        self.samples = {}  # sample_id -> {suffix: value}
+    Frame values are keyed by the id of the document that holds the frame's labels (a video frame, or an image
+    sample); a sequence's summary goes to its video sample, or to every image of the sequence (its per-object rows
+    ``<k>_objects`` to the head image only).
+    """
 
-    def save(self, dataset, config, k):
+    def __init__(self, layout):
+        self.layout = layout
+        self.labels = []  # (frame id, label_id, (J, F), is_pred)
+        self.frames = {}  # frame id -> (mean J, mean F, min J)
+        self.first_failures = {}  # frame id -> [object ids]
+        self.sequences = {}  # sequence key -> (Sequence, {suffix: value})
+
+    def save(self, config, k):
+        layout, dataset = self.layout, self.layout.dataset
+        frame_key = "frames.id" if layout.is_video else "id"
         for s, ftype in SAMPLE_FIELDS.items():
             dataset.add_sample_field(f"{k}_{s}", ftype)
         for s, ftype in FRAME_FIELDS.items():
-            dataset.add_frame_field(f"{k}_{s}", ftype)
-        dataset.add_frame_field(f"{k}_first_failures", fof.ListField, subfield=fof.IntField)
+            layout.add_field(f"{k}_{s}", ftype)
+        layout.add_field(f"{k}_first_failures", fof.ListField, subfield=fof.IntField)
         for s in SAMPLE_FIELDS:
-            vals = {sid: _py(v[s]) for sid, v in self.samples.items()}
+            vals = {sid: _py(v[s]) for seq, v in self.sequences.values() for sid in seq.sample_ids}
             if vals:
                 dataset.set_values(f"{k}_{s}", vals, key_field="id")
-        if self.samples:
-            dataset.set_values(f"{k}_objects", {sid: [foo.DynamicEmbeddedDocument(**r) for r in v["objects"]]
-                                                 for sid, v in self.samples.items()},
+        if self.sequences:
+            dataset.set_values(f"{k}_objects", {seq.head_id: [foo.DynamicEmbeddedDocument(**r) for r in v["objects"]]
+                                                 for seq, v in self.sequences.values()},
                                key_field="id", dynamic=True)
         for n, s in enumerate(FRAME_FIELDS):
             if self.frames:
-                dataset.set_values(f"frames.{k}_{s}", {fid: v[n] for fid, v in self.frames.items()},
-                                   key_field="frames.id")
+                dataset.set_values(layout.path(f"{k}_{s}"), {fid: v[n] for fid, v in self.frames.items()},
+                                   key_field=frame_key)
         if self.first_failures:
-            dataset.set_values(f"frames.{k}_first_failures", self.first_failures, key_field="frames.id")
+            dataset.set_values(layout.path(f"{k}_first_failures"), self.first_failures, key_field=frame_key)
+        id_key = "frame_id" if layout.is_video else "sample_id"
         for is_pred, field in ((True, config.pred_field), (False, config.gt_field)):
             for n, a in enumerate(LABEL_ATTRS):
-                vals = [{"frame_id": fid, "label_id": lid, "value": v[n]}
+                vals = [{id_key: fid, "label_id": lid, "value": v[n]}
                         for fid, lid, v, p in self.labels if p is is_pred]
                 if vals:
-                    dataset.set_label_values(f"frames.{field}.detections.{k}_{a}", vals, dynamic=True)
+                    dataset.set_label_values(layout.path(f"{field}.detections.{k}_{a}"), vals, dynamic=True)
 
 
 class JFResults(foe.EvaluationResults):

@@ -1,16 +1,22 @@
-"""Frame streaming from video files with eta's ffmpeg reader (the reader FiftyOne uses).
+"""Frame sources: an ordered stream of ``(frame_number, RGB image)`` from a video file or from image files.
 
-Frames are decoded one at a time through an ffmpeg pipe, so memory stays flat in the video's length. Frame numbers
-are 1-based (FiftyOne's convention); images are ``(H, W, 3)`` uint8 RGB.
+:class:`FrameSource` is the one interface the tracking loop reads frames through; :class:`VideoFile` decodes a video
+with eta's ffmpeg reader (the reader FiftyOne uses), one frame at a time through a pipe, so memory stays flat in the
+video's length; :class:`ImageFiles` reads a sequence of image files (one file per frame, e.g. FiftyOne's DAVIS zoo
+layout) exactly as they are on disk (:func:`read_image`). Frame numbers are 1-based (FiftyOne's convention; for
+image files, the position in the sequence); images are ``(H, W, 3)`` uint8 RGB.
 
 This module imports no FiftyOne (eta ships with it).
 """
 
 from __future__ import annotations
 
+import abc
 import logging
-from typing import Iterator, Optional, Tuple
+import os
+from typing import Iterator, List, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
 
 _UNKNOWN_LENGTH = 2**31 - 1
@@ -71,7 +77,8 @@ def iter_frames(path: str, start: int = 1, stop: Optional[int] = None) -> Iterat
         eta_logger.setLevel(level)
 
 
-def iter_frames_backward(path: str, last: int, first: int = 1, chunk: int = 128) -> Iterator[Tuple[int, np.ndarray]]:
+def iter_frames_backward(path: str, last: int, first: int = 1, chunk: int = 128
+                         ) -> Iterator[Tuple[int, np.ndarray]]:
     """Frames ``last, last-1, ..., first`` of a video, decoded forwards in chunks of ``chunk`` frames and yielded in
     reverse (memory: one chunk; decoding cost grows with the number of chunks as ffmpeg reads from the start)."""
     hi = int(last)
@@ -82,3 +89,83 @@ def iter_frames_backward(path: str, last: int, first: int = 1, chunk: int = 128)
             yield item
         hi = lo - 1
 
+
+def read_image(path: str) -> np.ndarray:
+    """The ``(H, W, 3)`` uint8 RGB pixels of an image file as stored (OpenCV's decoder, as ``eta.core.image.read``
+    which FiftyOne uses; no EXIF rotation; grey images are expanded to three channels, an alpha channel is dropped).
+
+    Raises:
+        FileNotFoundError: the file does not exist
+        ValueError: the file is not a readable 8-bit image
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file {path} does not exist")
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if img is None:
+        raise ValueError(f"{path} is not a readable image")
+    if img.dtype != np.uint8:
+        raise ValueError(f"{path} holds {img.dtype} pixels; 8-bit images are expected")
+    if img.ndim == 2:
+        img = img[..., None].repeat(3, axis=2)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(img)
+
+
+class FrameSource(abc.ABC):
+    """An ordered sequence of frames numbered ``1..num_frames`` (``num_frames`` is ``None`` when unknown)."""
+
+    num_frames: Optional[int] = None
+
+    @abc.abstractmethod
+    def iter_frames(self, start: int = 1, stop: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray]]:
+        """Yields ``(frame_number, (H, W, 3) uint8 RGB)`` for frames ``start..stop`` (inclusive; ``stop=None``: to
+        the end), lazily, one fresh array per frame."""
+
+    @abc.abstractmethod
+    def iter_frames_backward(self, last: int, first: int = 1) -> Iterator[Tuple[int, np.ndarray]]:
+        """Yields frames ``last, last - 1, ..., first``."""
+
+
+class VideoFile(FrameSource):
+    """The frames of a video file (:func:`iter_frames`); backwards in chunks of ``chunk`` frames
+    (:func:`iter_frames_backward`)."""
+
+    def __init__(self, path: str, num_frames: Optional[int] = None, chunk: int = 128):
+        self.path = path
+        self.num_frames = num_frames
+        self.chunk = int(chunk)
+
+    def __repr__(self):
+        return f"VideoFile({self.path!r})"
+
+    def iter_frames(self, start: int = 1, stop: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray]]:
+        return iter_frames(self.path, start, stop)
+
+    def iter_frames_backward(self, last: int, first: int = 1) -> Iterator[Tuple[int, np.ndarray]]:
+        return iter_frames_backward(self.path, last, first, self.chunk)
+
+
+class ImageFiles(FrameSource):
+    """One image file per frame: ``paths[i]`` is frame ``i + 1`` (:func:`read_image`)."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths: List[str] = list(paths)
+        self.num_frames = len(self.paths)
+
+    def __repr__(self):
+        return f"ImageFiles({self.num_frames} files)"
+
+    def _read(self, fn: int) -> Tuple[int, np.ndarray]:
+        return fn, read_image(self.paths[fn - 1])
+
+    def iter_frames(self, start: int = 1, stop: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray]]:
+        if start < 1:
+            raise ValueError(f"frame numbers are 1-based; got start={start}")
+        stop = self.num_frames if stop is None else min(int(stop), self.num_frames)
+        return (self._read(fn) for fn in range(int(start), stop + 1))
+
+    def iter_frames_backward(self, last: int, first: int = 1) -> Iterator[Tuple[int, np.ndarray]]:
+        return (self._read(fn) for fn in range(min(int(last), self.num_frames), max(int(first), 1) - 1, -1))

@@ -21,12 +21,13 @@ import hashlib
 import json
 import os
 import socket
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from sampd_plugin import labels, store
 from sampd_plugin.backends import registry
 from sampd_plugin.config import SamPDConfig
 from sampd_plugin.errors import SampdInputError
+from sampd_plugin.sources import Layout, Sequence, as_collection, layout_of
 from sampd_plugin.tracker import ObjectPrompt
 
 DIRECTIONS = ("forward", "backward", "both")
@@ -50,11 +51,14 @@ def make_config(config: ConfigLike = None) -> SamPDConfig:
 
 
 def run_settings(mode: str, prompt_field: Optional[str], model: str, checkpoint: Optional[str], config: SamPDConfig,
-                 max_objects: Optional[int] = None) -> dict:
-    """What makes two runs identical (device and batch size do not)."""
+                 max_objects: Optional[int] = None, layout: Optional[Layout] = None) -> dict:
+    """What makes two runs identical (device and batch size do not); image sequences add their sequence and order
+    fields."""
     s = dict(mode=mode, prompt_field=prompt_field, model=model, checkpoint=checkpoint, config=config.to_dict())
     if mode == "auto":
         s["max_objects"] = int(max_objects)
+    if layout is not None and not layout.is_video:
+        s.update(sequence_field=layout.sequence_field, order_field=layout.order_field)
     return s
 
 
@@ -73,16 +77,13 @@ def checked_settings(config, model, checkpoint):
 
 
 # --- markers ---------------------------------------------------------------------------------------------------------
-def read_markers(samples, label_field: str) -> Dict[str, Optional[dict]]:
-    """``{sample_id: marker dict or None}`` for the samples of ``samples``."""
-    ids = samples.values("id")
-    if samples.get_field(labels.marker_field(label_field)) is None:
-        return {sid: None for sid in ids}
-    return dict(zip(ids, samples.values(labels.marker_field(label_field))))
+def read_markers(layout: Layout, label_field: str) -> Dict[str, Optional[dict]]:
+    """``{sequence key: marker dict or None}`` of the layout's sequences (markers live on the head samples)."""
+    return layout.head_values(labels.marker_field(label_field))
 
 
-def write_marker(dataset, label_field: str, sample_id: str, marker: dict):
-    dataset.set_values(labels.marker_field(label_field), {sample_id: dict(marker)}, key_field="id")
+def write_marker(layout: Layout, label_field: str, seq: Sequence, marker: dict):
+    layout.set_head_value(labels.marker_field(label_field), seq, dict(marker))
 
 
 def new_marker(run_key: str, settings: dict, device: str, job_id: Optional[str] = None) -> dict:
@@ -91,15 +92,13 @@ def new_marker(run_key: str, settings: dict, device: str, job_id: Optional[str] 
                 frames=0, objects=0, seconds=None)
 
 
-def clear_outputs(dataset, sample_ids: Sequence[str], label_field: str):
-    """Clears ``frames.<label_field>`` and the marker of the given samples (``overwrite=True``)."""
-    if not sample_ids:
-        return
-    view = dataset.select(list(sample_ids))
-    if dataset.has_frame_field(label_field):
-        view.clear_frame_field(label_field)
-    if dataset.has_sample_field(labels.marker_field(label_field)):
-        view.clear_sample_field(labels.marker_field(label_field))
+def clear_outputs(layout: Layout, sequences: Iterable[Sequence], label_field: str):
+    """Clears the output field on every frame of the given sequences and their markers (``overwrite=True``, or an
+    unfinished run being restarted)."""
+    sequences = list(sequences)
+    if sequences:
+        layout.clear(label_field, sequences)
+        layout.clear_head_value(labels.marker_field(label_field), sequences)
 
 
 def now() -> str:
@@ -112,16 +111,18 @@ class TrackPlan:
     """What a tracking job will do on a collection (no side effects).
 
     Attributes:
+        layout: the collection's :class:`~sampd_plugin.sources.Layout` (videos or image sequences)
         label_field, prompt_field, settings, key: the run
-        todo: sample ids to track, in collection order
-        done: sample ids an identical run already finished (skipped)
-        clear: ids of ``todo`` samples that hold labels or a marker, cleared just before each is re-tracked
-        conflicts: sample ids with labels from another run (need ``overwrite=True``)
-        problems: per-sample input errors (each names the sample, frame and field)
-        prompt_tables: ``{sample_id: {frame_number: [index, ...]}}`` of the prompt field (track mode)
-        total_frames: frames of the ``todo`` videos (from metadata; None if unknown)
+        todo: keys of the sequences to track, in collection order
+        done: keys of the sequences an identical run already finished (skipped)
+        clear: keys of ``todo`` sequences that hold labels or a marker, cleared just before each is re-tracked
+        conflicts: keys of sequences with labels from another run (need ``overwrite=True``)
+        problems: per-sequence input errors (each names the sequence, frame and field)
+        prompt_tables: ``{key: {frame_number: [index, ...]}}`` of the prompt field (track mode)
+        total_frames: frames of the ``todo`` sequences (None if unknown)
     """
 
+    layout: Layout
     label_field: str
     prompt_field: Optional[str]
     settings: dict
@@ -133,20 +134,25 @@ class TrackPlan:
     clear: List[str] = dataclasses.field(default_factory=list)
     conflicts: List[str] = dataclasses.field(default_factory=list)
     problems: List[str] = dataclasses.field(default_factory=list)
-    names: Dict[str, str] = dataclasses.field(default_factory=dict)
     prompt_tables: Dict[str, dict] = dataclasses.field(default_factory=dict)
     total_frames: Optional[int] = None
+
+    @property
+    def sequences(self) -> Dict[str, Sequence]:
+        """``{key: Sequence}`` of the collection."""
+        return self.layout.by_key()
 
     @property
     def errors(self) -> List[str]:
         """Messages that make the job invalid (nothing is written while there are any)."""
         errs = list(self.problems)
         if self.conflicts:
-            names = ", ".join(self.names[s] for s in self.conflicts[:5]) + (" ..." if len(self.conflicts) > 5 else "")
+            seqs = self.sequences
+            names = ", ".join(seqs[k].name for k in self.conflicts[:5]) + (" ..." if len(self.conflicts) > 5 else "")
             errs.append(
-                f"'frames.{self.label_field}' already holds labels on {len(self.conflicts)} sample(s) ({names}) "
-                "that were not written by an identical SAM-PD run: pass overwrite=True to replace them, or choose "
-                "another output field"
+                f"'{self.layout.path(self.label_field)}' already holds labels on {len(self.conflicts)} "
+                f"sequence(s) ({names}) that were not written by an identical SAM-PD run: pass overwrite=True to "
+                "replace them, or choose another output field"
                 + (f" (the prompt field '{self.prompt_field}' is never written)" if self.prompt_field else "")
             )
         return errs
@@ -161,81 +167,92 @@ class TrackPlan:
 def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] = "ground_truth",
                config: ConfigLike = None, model: str = "vit_h", checkpoint: Optional[str] = None,
                overwrite: bool = False, mode: str = "track", max_objects: Optional[int] = None,
-               job_id: Optional[str] = None) -> TrackPlan:
-    """Validates a tracking job and works out which samples it tracks, skips and clears (nothing is written).
+               job_id: Optional[str] = None, sequence_field: Optional[str] = None,
+               order_field: Optional[str] = None, check_prompts: bool = True) -> TrackPlan:
+    """Validates a tracking job and works out which sequences it tracks, skips and clears (nothing is written).
 
-    Raises :class:`SampdInputError` for job-level errors (not a video collection, a missing field, output field ==
-    prompt field, unknown model or preset); per-sample errors are collected in :attr:`TrackPlan.problems`.
+    ``samples`` is a video collection, or an image collection of sequences (``sequence_field`` / ``order_field``,
+    see :func:`sampd_plugin.sources.layout_of`). With ``check_prompts`` every prompt of every sequence to track is
+    read and checked (masks, boxes, frame size) so that a bad prompt is refused before anything is written; the
+    operators' forms skip it on large targets.
+
+    Raises :class:`SampdInputError` for job-level errors (no sequences, a missing field, output field == prompt
+    field, unknown model or preset); per-sequence errors are collected in :attr:`TrackPlan.problems`.
     """
-    samples = store.as_collection(samples)
     if mode not in ("track", "auto"):
         raise ValueError(f"mode must be 'track' or 'auto', got {mode!r}")
-    if samples.media_type != "video":
-        raise SampdInputError(
-            f"'{samples._root_dataset.name}' holds {samples.media_type} samples: SAM-PD tracks objects in videos"
-        )
+    layout = layout_of(samples, sequence_field, order_field)
     if mode == "track":
         if not prompt_field:
             raise SampdInputError("a prompt field is required")
-        prompt_field = store.check_label_field(samples, prompt_field, "prompt field")
+        prompt_field = store.check_label_field(layout, prompt_field, "prompt field")
     else:
         prompt_field = None
         if max_objects is None or int(max_objects) < 1:
             raise SampdInputError(f"max_objects must be >= 1, got {max_objects!r}")
-    label_field = store.check_output_field(samples, label_field, prompt_field)
+    label_field = store.check_output_field(layout, label_field, prompt_field)
     cfg, _ = checked_settings(config, model, checkpoint)
-    settings = run_settings(mode, prompt_field, model, checkpoint, cfg, max_objects)
-    plan = TrackPlan(label_field, prompt_field, settings, run_key(settings), bool(overwrite), job_id)
+    settings = run_settings(mode, prompt_field, model, checkpoint, cfg, max_objects, layout)
+    plan = TrackPlan(layout, label_field, prompt_field, settings, run_key(settings), bool(overwrite), job_id)
 
-    ids = samples.values("id")
-    paths = samples.values("filepath")
-    plan.names = {sid: f"sample {sid} ({os.path.basename(p)})" for sid, p in zip(ids, paths)}
-    markers = read_markers(samples, label_field)
-    counts = store.labeled_frame_counts(samples, label_field)
+    seqs = layout.sequences()
+    markers = read_markers(layout, label_field)
+    counts = layout.labeled_counts(label_field)
     if mode == "track":
-        plan.prompt_tables = store.prompt_index_table(samples, prompt_field)
-    frame_counts = dict(zip(ids, samples.values("metadata.total_frame_count")))
-    scenes = dict(zip(ids, samples.values("synthetic"))) if samples.get_field("synthetic") is not None else {}
-    exists = {sid: "://" in p or os.path.exists(p) for sid, p in zip(ids, paths)}
-    for sid in ids:
-        m = markers.get(sid)
+        plan.prompt_tables = layout.index_table(prompt_field)
+    scenes = layout.head_values("synthetic") if model == "synthetic" else {}
+    for seq in seqs:
+        m = markers.get(seq.key)
         same = bool(m) and m.get("run") == plan.key
         finished = same and m.get("done")
         if finished and (not overwrite or (job_id is not None and m.get("job") == job_id)):
-            plan.done.append(sid)
+            plan.done.append(seq.key)
             continue
-        if counts[sid] and not same and not overwrite:
-            plan.conflicts.append(sid)
+        if counts[seq.key] and not same and not overwrite:
+            plan.conflicts.append(seq.key)
             continue
-        if not exists[sid]:
-            plan.problems.append(f"{plan.names[sid]}: the video file does not exist")
+        problem = _sequence_problem(plan, seq, model, scenes, check_prompts)
+        if problem:
+            plan.problems.append(problem)
             continue
-        if model == "synthetic" and not scenes.get(sid):
-            plan.problems.append(
-                f"{plan.names[sid]}: model 'synthetic' only segments videos made by "
-                "sampd_plugin.synthetic.make_dataset (no 'synthetic' scene parameters); choose a SAM model"
-            )
-            continue
-        if mode == "track":
-            try:
-                store.prompt_plan(sid, plan.prompt_tables.get(sid) or {}, prompt_field, plan.names[sid])
-            except SampdInputError as e:
-                plan.problems.append(str(e))
-                continue
-        plan.todo.append(sid)
-        if counts[sid] or m:
-            plan.clear.append(sid)
-    n = [frame_counts.get(s) for s in plan.todo]
+        plan.todo.append(seq.key)
+        if counts[seq.key] or m:
+            plan.clear.append(seq.key)
+    by_key = layout.by_key()
+    n = [by_key[k].num_frames for k in plan.todo]
     plan.total_frames = sum(n) if all(n) else None
     return plan
+
+
+def _sequence_problem(plan: TrackPlan, seq: Sequence, model: str, scenes: dict, check_prompts: bool
+                      ) -> Optional[str]:
+    """Why ``seq`` cannot be tracked (a message naming it), or ``None``."""
+    missing = seq.missing_files()
+    if missing:
+        what = "the video file does not exist" if seq.is_video else (
+            f"{len(missing)} image file(s) do not exist, e.g. {missing[0]}")
+        return f"{seq.name}: {what}"
+    if model == "synthetic" and not scenes.get(seq.key):
+        return (f"{seq.name}: model 'synthetic' only segments sequences made by sampd_plugin.synthetic (no "
+                "'synthetic' scene parameters); choose a SAM model")
+    try:
+        if plan.prompt_field is not None:
+            store.prompt_plan(plan.prompt_tables.get(seq.key) or {}, plan.layout.path(plan.prompt_field), seq.name)
+        if check_prompts:
+            hw = plan.layout.frame_size(seq)
+            if plan.prompt_field is not None:
+                store.read_prompts(plan.layout, seq, plan.prompt_field, hw, plan.prompt_tables.get(seq.key))
+    except SampdInputError as e:
+        return str(e)
+    return None
 
 
 @dataclasses.dataclass
 class RepropagationPlan:
     """A validated repropagation (see :func:`plan_repropagate`)."""
 
-    sample: "fo.Sample"
-    where: str
+    layout: Layout
+    sequence: Sequence
     label_field: str
     from_frame: int
     direction: str
@@ -244,50 +261,70 @@ class RepropagationPlan:
     checkpoint: Optional[str]
     config: SamPDConfig
     hw: Tuple[int, int]
-    total_frames: Optional[int]
     marker: dict
 
     @property
     def object_ids(self) -> List[int]:
         return [p.object_id for p in self.prompts]
 
+    @property
+    def where(self) -> str:
+        return self.sequence.name
 
-def plan_repropagate(sample, label_field: str, from_frame: int, direction: str = "forward", object_ids=None,
-                     config: ConfigLike = None, model: Optional[str] = None,
-                     checkpoint: Optional[str] = None) -> RepropagationPlan:
+
+def plan_repropagate(samples, label_field: str, from_frame: Optional[int] = None, direction: str = "forward",
+                     object_ids=None, config: ConfigLike = None, model: Optional[str] = None,
+                     checkpoint: Optional[str] = None, sequence_field: Optional[str] = None,
+                     order_field: Optional[str] = None) -> RepropagationPlan:
     """Validates a repropagation and reads its prompts (nothing is written); raises :class:`SampdInputError`
-    naming the sample, frame and field. Arguments as :func:`repropagate`."""
-    coll = store.as_collection(sample)
-    if coll.media_type != "video":
-        raise SampdInputError(f"repropagate works on video samples, got {coll.media_type}")
-    if len(coll) != 1:
-        raise SampdInputError(f"repropagate works on one sample, got {len(coll)}")
+    naming the sequence, frame and field. Arguments as :func:`sampd_plugin.repropagate`."""
+    layout = _one_sequence_layout(samples, sequence_field, order_field)
+    seq = layout.sequences()[0]
     if direction not in DIRECTIONS:
         raise SampdInputError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    dataset = coll._dataset
-    sample = dataset[coll.values("id")[0]]
-    sid = sample.id
-    where = f"sample {sid} ({os.path.basename(sample.filepath)})"
-    label_field = store.check_output_field(coll, label_field)
-    if not dataset.has_frame_field(label_field):
-        raise SampdInputError(f"{where}: 'frames.{label_field}' does not exist")
-    marker = read_markers(coll, label_field).get(sid)
+    if from_frame is None:
+        picked = as_collection(samples)
+        if seq.is_video or len(picked) != 1:
+            raise SampdInputError(f"{seq.name}: from_frame is required (the 1-based frame number of the correction)")
+        from_frame = seq.frame_of(picked.first().id)
+    label_field = store.check_output_field(layout, label_field)
+    path = layout.path(label_field)
+    if not layout.has_field(label_field):
+        raise SampdInputError(f"{seq.name}: '{path}' does not exist")
+    marker = read_markers(layout, label_field).get(seq.key)
     if not marker:
         raise SampdInputError(
-            f"{where}: 'frames.{label_field}' was not written by SAM-PD (no '{labels.marker_field(label_field)}' "
-            "marker): only SAM-PD output fields are repropagated (ground truth is never written)"
+            f"{seq.name}: '{path}' was not written by SAM-PD (no '{labels.marker_field(label_field)}' marker): only "
+            "SAM-PD output fields are repropagated (ground truth is never written)"
         )
     settings = marker.get("settings") or {}
     if label_field == settings.get("prompt_field"):
-        raise SampdInputError(f"{where}: 'frames.{label_field}' is the prompt field of its run; it is never written")
+        raise SampdInputError(f"{seq.name}: '{path}' is the prompt field of its run; it is never written")
     model = model or settings.get("model", "vit_h")
     checkpoint = checkpoint if checkpoint is not None else settings.get("checkpoint")
     cfg, _ = checked_settings(config if config is not None else settings.get("config"), model, checkpoint)
-    hw = store.frame_size(sample)
-    total = sample.metadata.total_frame_count
+    hw = layout.frame_size(seq)
+    total = seq.num_frames
     k = int(from_frame)
     if k < 1 or (total and k > total):
-        raise SampdInputError(f"{where}: frame {from_frame} is outside the video (frames 1..{total})")
-    prompts = store.read_frame_prompts(dataset, sid, label_field, k, hw, object_ids, where)
-    return RepropagationPlan(sample, where, label_field, k, direction, prompts, model, checkpoint, cfg, hw, total,
-                             marker)
+        raise SampdInputError(f"{seq.name}: frame {from_frame} is outside the sequence (frames 1..{total})")
+    prompts = store.read_frame_prompts(layout, seq, label_field, k, hw, object_ids)
+    return RepropagationPlan(layout, seq, label_field, k, direction, prompts, model, checkpoint, cfg, hw, marker)
+
+
+def _one_sequence_layout(samples, sequence_field, order_field) -> Layout:
+    """The layout of the ONE sequence ``samples`` designate: one video sample, or the whole image sequence of the
+    given image sample(s)."""
+    layout = layout_of(samples, sequence_field, order_field)
+    if layout.is_video:
+        if len(layout.sequences()) != 1:
+            raise SampdInputError(f"repropagate works on one video, got {len(layout.sequences())}")
+        return layout
+    keys = {s.key for s in layout.sequences()}
+    if len(keys) != 1:
+        raise SampdInputError(f"repropagate works on one image sequence, got {len(keys)} ({sorted(keys)[:5]})")
+    from fiftyone import ViewField as F
+
+    key = keys.pop()
+    whole = layout.dataset.match(F(layout.sequence_field).to_string() == key)
+    return layout_of(whole, layout.sequence_field, layout.order_field)

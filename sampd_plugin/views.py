@@ -4,17 +4,17 @@ Three views are saved on the dataset under names derived from the evaluation key
 
 - ``{eval_key}_failures``: frames where some object's J < ``failure_th``, sorted by that worst J ascending;
 - ``{eval_key}_first_failures``: the frame of each object's first failure (one jump per object);
-- ``{eval_key}_worst``: samples sorted by J&F ascending.
+- ``{eval_key}_worst``: sequences sorted by J&F ascending.
 
-Frames of a video collection are shown as frame images (``to_frames(sample_frames=True, sparse=True)``): only the
-failure frames are decoded, once, into a cache folder (:func:`frames_dir`), and the App's grid and modal show each
-frame's own pixels under its masks. (``sample_frames="dynamic"`` is not used: FiftyOne 1.22's grid draws the video's
-first frame under frame N's masks, and its modal fails with HTTP 500 on such frames.) The images are shared by the
-evaluations of a dataset; deleting an evaluation deletes the images no remaining evaluation view uses
-(:func:`prune_frames`).
+Videos: the frame views show frame images (``to_frames(sample_frames=True, sparse=True)``): only the failure frames
+are decoded, once, into a cache folder (:func:`frames_dir`), and the App's grid and modal show each frame's own
+pixels under its masks. (``sample_frames="dynamic"`` is not used: FiftyOne 1.22's grid draws the video's first frame
+under frame N's masks, and its modal fails with HTTP 500 on such frames.) The images are shared by the evaluations
+of a dataset; deleting an evaluation deletes the images no remaining evaluation view uses (:func:`prune_frames`).
 
-Image collections (each frame already an image sample) need no sampling: :func:`failure_frames` is the one place
-that turns a collection into frame samples.
+Image sequences: every frame is already an image sample, so the frame views are plain views of the images (they
+show the right picture by construction) and ``_worst`` lists the images sorted by their sequence's J&F, then by
+sequence and frame order.
 """
 import logging
 import os
@@ -56,16 +56,13 @@ def frames_dir(dataset):
 
 
 def failure_frames(samples, condition):
-    """The frames of ``samples`` where the frame-level expression ``condition`` holds, as image samples whose
-    fields are the frame's fields.
+    """The frames of the video collection ``samples`` where the frame-level expression ``condition`` holds, as a
+    frames view (one image sample per frame, with the frame's fields).
 
-    Video collection: a frames view of only the matching frames; their images are decoded once into
-    :func:`frames_dir` (``<video path relative to the videos' common folder, without extension>/%06d.jpg``) and
-    recorded in ``frames.filepath``; images that exist are not decoded again. Image collection: ``samples`` where
-    ``condition`` holds (each image sample is a frame already).
+    Only the matching frames are decoded, into :func:`frames_dir` (``<video path relative to the videos' common
+    folder, without extension>/%06d.jpg``), and recorded in ``frames.filepath``; images that exist are not decoded
+    again.
     """
-    if samples.media_type != fo.core.media.VIDEO:
-        return samples.match(condition)
     matching = samples.match_frames(condition)
     dataset = samples._root_dataset
     paths = matching.values("filepath")
@@ -73,8 +70,11 @@ def failure_frames(samples, condition):
     return matching.to_frames(sample_frames=True, sparse=True, output_dir=frames_dir(dataset), rel_dir=rel_dir)
 
 
-def build_views(samples, eval_key, failure_th=0.5):
-    """``{name: view}`` of the failure-browsing views of ``eval_key`` on the collection ``samples``."""
+def build_views(samples, eval_key, failure_th=0.5, sequence_field=None, order_field=None):
+    """``{name: view}`` of the failure-browsing views of ``eval_key`` on the collection ``samples`` (image
+    sequences: ``sequence_field`` and ``order_field`` given)."""
+    if sequence_field:
+        return _image_views(samples, eval_key, failure_th, sequence_field, order_field)
     min_j, first = F(f"{eval_key}_min_J"), F(f"{eval_key}_first_failures")
     frames = failure_frames(samples, (min_j < failure_th) | (first != None))  # noqa: E711
     return {
@@ -84,10 +84,19 @@ def build_views(samples, eval_key, failure_th=0.5):
     }
 
 
-def save_views(samples, eval_key, failure_th=0.5):
+def _image_views(samples, eval_key, failure_th, sequence_field, order_field):
+    min_j, jf = f"{eval_key}_min_J", f"{eval_key}_JF"
+    return {
+        view_name(eval_key, "failures"): samples.match(F(min_j) < failure_th).sort_by(min_j),
+        view_name(eval_key, "first_failures"): samples.exists(f"{eval_key}_first_failures"),
+        view_name(eval_key, "worst"): samples.exists(jf).sort_by([(jf, 1), (sequence_field, 1), (order_field, 1)]),
+    }
+
+
+def save_views(samples, eval_key, failure_th=0.5, sequence_field=None, order_field=None):
     """Builds and saves (overwriting) the views of ``eval_key`` on ``samples``' dataset."""
     dataset = samples._root_dataset
-    for name, view in build_views(samples, eval_key, failure_th).items():
+    for name, view in build_views(samples, eval_key, failure_th, sequence_field, order_field).items():
         dataset.save_view(name, view, overwrite=True)
 
 

@@ -18,6 +18,7 @@ from fiftyone.operators.executor import ExecutionRunState  # noqa: E402
 
 import sampd_plugin as sp  # noqa: E402
 from sampd_plugin import runs  # noqa: E402
+from sampd_plugin.sources import layout_of  # noqa: E402
 
 TERMINAL = (ExecutionRunState.COMPLETED, ExecutionRunState.FAILED)
 CLI = "import sys; from fiftyone.core.cli import main; sys.argv[0] = 'fiftyone'; sys.exit(main())"
@@ -83,7 +84,7 @@ def test_two_workers_share_a_six_sample_queue_each_sample_exactly_once(plugin, m
             (op.run_state, op.result and op.result.error) for op in ops]
         tracked = [sid for op in ops for sid in op.result.result["tracked"]]
         assert sorted(tracked) == sorted(ids)  # every sample once: no sample tracked twice, none missed
-        markers = runs.read_markers(ds, "sampd")
+        markers = runs.read_markers(layout_of(ds), "sampd")
         assert all(m["done"] and m["frames"] == 4 for m in markers.values())
         pids = {int(m["worker"].rsplit(":", 1)[1]) for m in markers.values()}
         assert pids == {w.pid for w in workers}, (pids, [w.pid for w in workers])  # both workers took a share

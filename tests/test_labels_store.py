@@ -1,5 +1,6 @@
 """The FiftyOne boundary: pixel <-> relative conversion, mask crop/paste round trips, prompts read from Detections
-(with and without masks, index rules), bulk writes in chunks, merge on repropagation, resume markers."""
+(with and without masks, index rules), bulk writes in chunks, merge on repropagation, resume markers; on a video
+sample and on an image sequence in FiftyOne's DAVIS zoo layout (the same calls through the layout)."""
 
 import uuid
 
@@ -11,6 +12,7 @@ fo = pytest.importorskip("fiftyone")
 from sampd_plugin import labels, runs, store  # noqa: E402
 from sampd_plugin.labels import paste_mask  # noqa: E402
 from sampd_plugin.errors import SampdInputError  # noqa: E402
+from sampd_plugin.sources import layout_of  # noqa: E402
 from sampd_plugin.tracker import FrameResult, ObjectResult  # noqa: E402
 
 H, W, T = 40, 60, 7
@@ -22,17 +24,39 @@ def _mask(y0, y1, x0, x1):
     return m
 
 
-@pytest.fixture
-def dataset():
-    """A video dataset of one metadata-only sample (no media needed by labels / store) with 7 frames of prompts."""
+@pytest.fixture(params=["video", "images"])
+def dataset(request):
+    """One metadata-only sequence of 7 frames (no media needed by labels / store) with empty prompts: a video sample,
+    or 7 image samples in the DAVIS zoo layout (``sequence_id``, string ``frame_number`` from "00000"), added in
+    shuffled order so that the order field, not insertion, orders them."""
     ds = fo.Dataset(f"sampd-test-{uuid.uuid4().hex[:12]}")
-    s = fo.Sample(filepath="/nonexistent/video.mp4",
-                  metadata=fo.VideoMetadata(frame_width=W, frame_height=H, total_frame_count=T))
-    for f in range(1, T + 1):
-        s.frames[f]["gt"] = fo.Detections(detections=[])
-    ds.add_sample(s)
+    if request.param == "video":
+        s = fo.Sample(filepath="/nonexistent/video.mp4",
+                      metadata=fo.VideoMetadata(frame_width=W, frame_height=H, total_frame_count=T))
+        for f in range(1, T + 1):
+            s.frames[f]["gt"] = fo.Detections(detections=[])
+        ds.add_sample(s)
+    else:
+        order = [3, 0, 6, 1, 5, 2, 4]
+        ds.add_samples([fo.Sample(filepath=f"/nonexistent/seq/{i:05d}.jpg", sequence_id="seq", frame_number=f"{i:05d}",
+                                  metadata=fo.ImageMetadata(width=W, height=H), gt=fo.Detections(detections=[]))
+                        for i in order])
     yield ds
     fo.delete_dataset(ds.name)
+
+
+def _set_gt(layout, fn, detections):
+    """Sets the prompt field of frame ``fn`` of the one sequence."""
+    seq = layout.sequences()[0]
+    if layout.is_video:
+        layout.dataset.set_values("frames.gt", {seq.head_id: {fn: fo.Detections(detections=detections)}},
+                                  key_field="id")
+    else:
+        layout.dataset.set_values("gt", {seq.sample_ids[fn - 1]: fo.Detections(detections=detections)}, key_field="id")
+
+
+def _out(layout, fn):
+    return layout.read_labels(layout.sequences()[0], "out", [fn])[fn]
 
 
 def test_relative_and_pixel_boxes_round_trip():
@@ -64,45 +88,68 @@ def test_lost_object_is_written_without_mask():
 
 
 def test_prompt_plan_first_appearance_and_index_rules():
-    plan = store.prompt_plan("s", {1: [1, 2], 3: [2, 5], 4: [5]}, "gt")
+    plan = store.prompt_plan({1: [1, 2], 3: [2, 5], 4: [5]}, "frames.gt", "sample s")
     assert plan == {1: (1, None), 2: (1, None), 5: (3, None)}
+    # index 0 is a valid object id (FiftyOne's DAVIS zoo numbers objects from 0)
+    assert store.prompt_plan({1: [0, 1], 2: [1, 0]}, "gt", "sequence 'x'") == {0: (1, None), 1: (1, None)}
     # no index anywhere: the first annotated frame's detections become objects 1..n
-    assert store.prompt_plan("s", {2: [None, None], 5: [None]}, "gt") == {1: (2, 0), 2: (2, 1)}
+    assert store.prompt_plan({2: [None, None], 5: [None]}, "gt", "s") == {1: (2, 0), 2: (2, 1)}
     with pytest.raises(SampdInputError, match=r"sample s, frame 3: a detection of 'frames.gt' has no index"):
-        store.prompt_plan("s", {1: [1], 3: [None, 2]}, "gt")
+        store.prompt_plan({1: [1], 3: [None, 2]}, "frames.gt", "sample s")
     with pytest.raises(SampdInputError, match=r"frame 2: index \[7\] repeated in 'frames.gt'"):
-        store.prompt_plan("s", {2: [7, 7]}, "gt")
+        store.prompt_plan({2: [7, 7]}, "frames.gt", "sample s")
     with pytest.raises(SampdInputError, match=r"sample s: no prompts: 'frames.gt' has no detections"):
-        store.prompt_plan("s", {}, "gt")
+        store.prompt_plan({}, "frames.gt", "sample s")
+
+
+def test_layout_orders_image_frames_numerically_and_names_fields(dataset):
+    layout = layout_of(dataset)
+    (seq,) = layout.sequences()
+    assert seq.num_frames == T and layout.frame_size(seq) == (H, W)
+    if layout.is_video:
+        assert layout.path("gt") == "frames.gt" and seq.name.startswith("sample ")
+    else:
+        assert layout.path("gt") == "gt" and seq.name == "sequence 'seq' (7 images)"
+        assert [dataset[i].frame_number for i in seq.sample_ids] == [f"{i:05d}" for i in range(T)]
+        assert seq.head_id == dataset.match(fo.ViewField("frame_number") == "00000").first().id
 
 
 def test_read_prompts_with_and_without_masks(dataset):
-    s = dataset.first()
+    layout = layout_of(dataset)
     m1 = _mask(5, 15, 10, 30)
-    s.frames[1]["gt"] = fo.Detections(detections=[fo.Detection.from_mask(m1, label="a", index=1)])
+    _set_gt(layout, 1, [fo.Detection.from_mask(m1, label="a", index=0)])
     # object 2 enters on frame 3 as a box without a mask
-    s.frames[3]["gt"] = fo.Detections(detections=[
-        fo.Detection.from_mask(_mask(6, 16, 11, 31), label="a", index=1),
-        fo.Detection(label="b", bounding_box=labels.xyxy_to_relative([30, 10, 50, 30], (H, W)), index=2),
-    ])
-    s.save()
-    prompts = store.read_prompts(dataset, s.id, "gt", (H, W))
-    assert [(p.object_id, p.frame_number, p.label) for p in prompts] == [(1, 1, "a"), (2, 3, "b")]
+    _set_gt(layout, 3, [fo.Detection.from_mask(_mask(6, 16, 11, 31), label="a", index=0),
+                        fo.Detection(label="b", bounding_box=labels.xyxy_to_relative([30, 10, 50, 30], (H, W)),
+                                     index=2)])
+    prompts = store.read_prompts(layout, layout.sequences()[0], "gt", (H, W))
+    assert [(p.object_id, p.frame_number, p.label) for p in prompts] == [(0, 1, "a"), (2, 3, "b")]
     assert np.array_equal(prompts[0].mask, m1) and prompts[0].box is None
     assert prompts[1].mask is None and prompts[1].box.tolist() == [30, 10, 50, 30]
 
 
-def test_prompt_without_mask_and_empty_box_is_refused(dataset):
-    s = dataset.first()
-    s.frames[2]["gt"] = fo.Detections(detections=[fo.Detection(label="x", bounding_box=[0.5, 0.5, 0, 0], index=3)])
-    s.save()
-    with pytest.raises(SampdInputError, match=r"frame 2, object 3: the prompt has no mask and an empty box"):
-        store.read_prompts(dataset, s.id, "gt", (H, W))
+@pytest.mark.parametrize("box, mask, message", [
+    ([0.5, 0.5, 0, 0], None, r"frame 2, object 3: the prompt has no mask and its box .* is empty or outside"),
+    ([1.2, 0.1, 0.3, 0.3], None, r"frame 2, object 3: the prompt has no mask and its box .* is empty or outside"),
+    ([float("nan"), 0.1, 0.3, 0.3], np.ones((4, 4), bool), r"frame 2, object 3: .* is not four finite numbers"),
+    ([0.1, 0.1, 0.3, 0.3], np.zeros((4, 4), bool), r"the prompt has an empty mask and its box"),
+])
+def test_bad_prompt_geometry_is_refused_naming_frame_and_object(dataset, box, mask, message):
+    layout = layout_of(dataset)
+    det = fo.Detection(label="x", bounding_box=box, index=3)
+    if mask is not None:
+        det.mask = mask
+    if message.startswith("the prompt has an empty"):
+        det.bounding_box = [0.5, 0.5, 0.0, 0.0]
+    _set_gt(layout, 2, [det])
+    with pytest.raises(SampdInputError, match=message):
+        store.read_prompts(layout, layout.sequences()[0], "gt", (H, W))
 
 
 def test_writer_writes_in_chunks_and_merges_on_repropagation(dataset):
-    s = dataset.first()
-    store.ensure_output_field(dataset, "out")
+    layout = layout_of(dataset)
+    seq = layout.sequences()[0]
+    store.ensure_output_field(layout, "out")
     hw = (H, W)
 
     def result(fn, ids, shift=0):
@@ -110,20 +157,19 @@ def test_writer_writes_in_chunks_and_merges_on_repropagation(dataset):
                 for i in ids}
         return FrameResult(fn, objs)
 
-    w = store.FrameLabelWriter(dataset, "out", batch_frames=3)
+    w = store.FrameLabelWriter(layout, "out", batch_frames=3)
     for fn in range(1, T + 1):
-        w.add(s.id, fn, labels.frame_detections(result(fn, [1, 2]), hw))
+        w.add(seq, fn, labels.frame_detections(result(fn, [1, 2]), hw))
     w.flush()
     assert (w.calls, w.frames_written) == (3, T)  # 3 + 3 + 1 frames, never one save() per frame
-    assert dataset.count("frames.out.detections") == 2 * T
+    assert dataset.count(layout.path("out") + ".detections") == 2 * T
     # repropagation of object 2 on frames 5..7 keeps object 1's detections there
-    w = store.FrameLabelWriter(dataset, "out", batch_frames=2, replace_ids=[2])
+    w = store.FrameLabelWriter(layout, "out", batch_frames=2, replace_ids=[2])
     for fn in range(5, T + 1):
-        w.add(s.id, fn, labels.frame_detections(result(fn, [2], shift=20), hw))
+        w.add(seq, fn, labels.frame_detections(result(fn, [2], shift=20), hw))
     w.flush()
-    s.reload()
     for fn in range(1, T + 1):
-        dets = {d.index: d for d in s.frames[fn]["out"].detections}
+        dets = {d.index: d for d in _out(layout, fn).detections}
         assert sorted(dets) == [1, 2]
         x = labels.relative_to_xyxy(dets[2].bounding_box, hw)[0]
         assert x == (22 if fn >= 5 else 2)
@@ -131,28 +177,35 @@ def test_writer_writes_in_chunks_and_merges_on_repropagation(dataset):
 
 
 def test_markers_counts_and_clearing(dataset):
-    s = dataset.first()
-    assert runs.read_markers(dataset, "out") == {s.id: None}
-    assert store.labeled_frame_counts(dataset, "out") == {s.id: 0}
-    store.ensure_output_field(dataset, "out")
-    dataset.set_values("frames.out", {s.id: {2: fo.Detections(), 4: fo.Detections()}}, key_field="id")
-    runs.write_marker(dataset, "out", s.id, runs.new_marker("k", {"a": 1}, "cpu"))
-    assert store.labeled_frame_counts(dataset, "out") == {s.id: 2}
-    marker = runs.read_markers(dataset, "out")[s.id]
+    layout = layout_of(dataset)
+    seq = layout.sequences()[0]
+    assert runs.read_markers(layout, "out") == {seq.key: None}
+    assert layout.labeled_counts("out") == {seq.key: 0}
+    store.ensure_output_field(layout, "out")
+    layout.write_labels("out", {seq.key: (seq, {2: fo.Detections(), 4: fo.Detections()})})
+    runs.write_marker(layout, "out", seq, runs.new_marker("k", {"a": 1}, "cpu"))
+    assert layout.labeled_counts("out") == {seq.key: 2}
+    marker = runs.read_markers(layout, "out")[seq.key]
     assert marker["run"] == "k" and marker["done"] is False and marker["device"] == "cpu"
-    runs.clear_outputs(dataset, [s.id], "out")
-    assert store.labeled_frame_counts(dataset, "out") == {s.id: 0}
-    assert runs.read_markers(dataset, "out") == {s.id: None}
-    assert dataset.count("frames.gt") == T  # other fields untouched
+    assert dataset[seq.head_id][labels.marker_field("out")]["run"] == "k"  # on the head sample only
+    assert dataset.count(labels.marker_field("out")) == 1
+    runs.clear_outputs(layout, [seq], "out")
+    assert layout.labeled_counts("out") == {seq.key: 0}
+    assert runs.read_markers(layout, "out") == {seq.key: None}
+    assert dataset.count(layout.path("gt")) == T  # other fields untouched
 
 
 def test_output_field_checks(dataset):
+    layout = layout_of(dataset)
     with pytest.raises(SampdInputError, match="is the prompt field"):
-        store.check_output_field(dataset, "frames.gt", "gt")
+        store.check_output_field(layout, "frames.gt", "gt")
     with pytest.raises(SampdInputError, match="not a valid output field name"):
-        store.check_output_field(dataset, "a.b")
-    dataset.add_frame_field("num", fo.IntField)
+        store.check_output_field(layout, "a.b")
+    layout.add_field("num", fo.IntField)
     with pytest.raises(SampdInputError, match="not a Detections field"):
-        store.check_output_field(dataset, "num")
-    with pytest.raises(SampdInputError, match="'frames.nope' does not exist"):
-        store.check_label_field(dataset, "nope")
+        store.check_output_field(layout, "num")
+    with pytest.raises(SampdInputError, match=f"'{layout.path('nope')}' does not exist"):
+        store.check_label_field(layout, "nope")
+    if not layout.is_video:
+        with pytest.raises(SampdInputError, match="is the sequence / order field"):
+            store.check_output_field(layout, "sequence_id")

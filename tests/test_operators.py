@@ -71,7 +71,7 @@ def test_track_objects_delegated_is_split_per_sample_and_run_by_a_worker(plugin,
     children = [ops[i] for i in parent.result.result["operations"]]
     assert sorted(sum((c.result.result["tracked"] for c in children), [])) == sorted(ds.values("id"))
     for c in children:
-        assert c.status.label.startswith("sample 1/1 · frame") and c.status.progress == 1.0
+        assert c.status.label.startswith("sequence 1/1 · frame") and c.status.progress == 1.0
         fields = c.metadata["outputs_schema"]["type"]["properties"]  # the result summary form resolved
         assert {"message", "objects", "frames", "seconds"} <= set(fields), sorted(fields)
     check_written_fields(ds, "tiny")
@@ -179,14 +179,14 @@ def test_forms_refuse_invalid_input_with_messages_and_write_nothing(plugin, make
     errs = form_errors("repropagate_from_frame", ds, dict(label_field="out", frame_number=2))
     assert any("Open a video" in e for e in errs), errs
     errs = form_errors("repropagate_from_frame", ds, dict(label_field="out", frame_number=9), current_sample=s1)
-    assert any("frame 9 is outside the video" in e for e in errs), errs
-    # not a video dataset
+    assert any("frame 9 is outside the sequence" in e for e in errs), errs
+    # an image dataset without image sequences
     images = fo.Dataset()
     try:
         images.add_sample(fo.Sample(filepath="/nonexistent/image.png"))
-        for name in ("track_objects", "auto_track_objects", "evaluate_tracking", "browse_tracking_failures"):
+        for name in ("track_objects", "auto_track_objects", "evaluate_tracking"):
             errs = form_errors(name, images, {})
-            assert any("SAM-PD tracks videos" in e for e in errs), (name, errs)
+            assert any("has no sequence field 'sequence_id'" in e for e in errs), (name, errs)
     finally:
         images.delete()
 

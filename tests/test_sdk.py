@@ -15,6 +15,7 @@ from sampd_plugin import labels, runs  # noqa: E402
 from sampd_plugin.backends import registry  # noqa: E402
 from sampd_plugin.labels import paste_mask  # noqa: E402
 from sampd_plugin.errors import SampdInputError  # noqa: E402
+from sampd_plugin.sources import layout_of  # noqa: E402
 from sampd_plugin.metrics import region_similarity  # noqa: E402
 from sampd_plugin.synthetic import dataset_scene  # noqa: E402
 
@@ -112,12 +113,12 @@ def test_rerun_skips_finished_samples_and_resumes_an_interrupted_job(make_synthe
     s1, s2 = ds.values("id")
 
     def interrupt(pb):
-        if pb.label.startswith("sample 2/2"):
+        if pb.label.startswith("sequence 2/2"):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         sp.track(ds, model="synthetic", progress=interrupt)
-    markers = runs.read_markers(ds, "sampd")
+    markers = runs.read_markers(layout_of(ds), "sampd")
     assert markers[s1]["done"] is True and markers[s2]["done"] is False
     stamp = ds.select(s1).values("frames.last_modified_at")
     summary = sp.track(ds, model="synthetic", progress=False)
@@ -132,7 +133,7 @@ def test_existing_output_needs_overwrite_and_gt_is_never_written(make_synthetic)
     ds = make_synthetic(num_videos=1, num_frames=3, num_objects=1)
     sp.track(ds, model="synthetic", progress=False)
     labels = [str(v) for v in ds.values("frames.sampd")]
-    with pytest.raises(SampdInputError, match=r"already holds labels on 1 sample\(s\) .*overwrite=True"):
+    with pytest.raises(SampdInputError, match=r"already holds labels on 1 sequence\(s\) .*overwrite=True"):
         sp.track(ds, model="synthetic", config="box", progress=False)  # another run's labels
     assert [str(v) for v in ds.values("frames.sampd")] == labels
     with pytest.raises(SampdInputError, match="is the prompt field"):
@@ -168,14 +169,15 @@ def test_invalid_input_is_refused_naming_sample_frame_field_and_writes_nothing(m
     sample = ds[s1]
     sample["synthetic"] = None  # not a generated video: the synthetic segmenter cannot segment it
     sample.save()
-    with pytest.raises(SampdInputError, match=f"sample {s1} .*model 'synthetic' only segments videos made by"):
+    with pytest.raises(SampdInputError, match=f"sample {s1} .*model 'synthetic' only segments sequences made by"):
         sp.track(ds.select(s1), model="synthetic", label_field="out")
     assert not ds.has_frame_field("out")
     images = fo.Dataset()
     try:
         images.add_sample(fo.Sample(filepath="/nonexistent/image.png"))
-        with pytest.raises(SampdInputError, match="image samples: SAM-PD tracks objects in videos"):
+        with pytest.raises(SampdInputError, match="has no sequence field 'sequence_id' .*pass sequence_field="):
             sp.track(images, model="synthetic")
+        assert not images.has_sample_field("sampd")
     finally:
         images.delete()
 
@@ -226,7 +228,7 @@ def test_repropagate_changes_only_the_chosen_side_and_improves_j(make_synthetic)
     gt_labels = gt_snapshot(ds)
     with pytest.raises(SampdInputError, match="not written by SAM-PD"):
         sp.repropagate(sample, "ground_truth", from_frame=k)
-    with pytest.raises(SampdInputError, match="frame 13 is outside the video"):
+    with pytest.raises(SampdInputError, match="frame 13 is outside the sequence"):
         sp.repropagate(sample, "pt", from_frame=13)
     assert gt_snapshot(ds) == gt_labels
 
