@@ -11,18 +11,22 @@ Objects are identified by ``Detection.index`` (FiftyOne's tracking-id convention
 Written labels (:func:`frame_detections`): one ``fo.Detection`` per started object and frame with ``label``,
 ``bounding_box``, ``mask`` (cropped), ``index``, ``confidence`` (SAM's predicted IoU, clipped to [0, 1]) and the
 attributes ``score`` (the many-to-one selection score, Eq. 2 similarity or predicted IoU), ``iou`` (SAM's predicted
-IoU), ``lost`` (the object was not found: no mask, an empty box) and ``is_prompt`` (the object's prompt frame).
+IoU), ``lost`` (the object was not found: no mask, an empty box) and ``is_prompt`` (the object's prompt frame);
+doubtful objects (:func:`sampd_plugin.quality.is_doubtful`) carry the label tag ``"doubtful"``. Per frame,
+:func:`frame_quality` gives the values of the frame-level quality fields (:func:`quality_fields`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 import fiftyone as fo
 import fiftyone.core.fields as fof
+
+from sampd_plugin import quality
 
 if TYPE_CHECKING:  # the tracker (torch) is not imported at run time
     from sampd_plugin.tracker import FrameResult
@@ -45,6 +49,13 @@ def field_name(field: str) -> str:
 def marker_field(label_field: str) -> str:
     """The sample-level run marker field of an output field (``sampd`` -> ``sampd_track``)."""
     return field_name(label_field) + MARKER_SUFFIX
+
+
+def quality_fields(label_field: str) -> Dict[str, type]:
+    """The frame-level quality fields of an output field and their types: ``<f>_confidence`` (the lowest object
+    confidence of the frame) and ``<f>_doubtful`` (its number of doubtful objects) (:mod:`sampd_plugin.quality`)."""
+    name = field_name(label_field)
+    return {name + quality.CONFIDENCE_SUFFIX: fof.FloatField, name + quality.DOUBTFUL_SUFFIX: fof.IntField}
 
 
 def relative_to_xyxy(bounding_box: Sequence[float], hw: Tuple[int, int]) -> np.ndarray:
@@ -95,6 +106,8 @@ def object_detection(object_id: int, result, hw: Tuple[int, int]) -> "fo.Detecti
     conf = float(min(max(result.iou, 0.0), 1.0))
     attrs = dict(index=int(object_id), confidence=conf, score=float(result.score), iou=float(result.iou),
                  lost=bool(result.lost), is_prompt=bool(result.is_prompt))
+    if quality.is_doubtful(result.score, result.iou, result.lost):
+        attrs["tags"] = [quality.DOUBTFUL_TAG]
     if result.lost or result.mask is None or not result.mask.any():
         attrs["lost"] = True
         return fo.Detection(label=result.label, bounding_box=[0.0, 0.0, 0.0, 0.0], **attrs)
@@ -107,3 +120,13 @@ def frame_detections(result: "FrameResult", hw: Tuple[int, int], only: Optional[
     keep = None if only is None else set(only)
     return fo.Detections(detections=[object_detection(oid, r, hw) for oid, r in sorted(result.objects.items())
                                      if keep is None or oid in keep])
+
+
+def frame_quality(label: Optional["fo.Detections"]) -> Tuple[Optional[float], int]:
+    """``(confidence, doubtful)`` of one frame's output label (:func:`sampd_plugin.quality.frame_quality`) from its
+    detections' ``score``, ``iou`` and ``lost`` (detections without ``score`` / ``iou``, e.g. drawn by hand, are
+    left out)."""
+    attr = lambda d, name: d.get_field(name) if d.has_field(name) else None  # noqa: E731
+    objects = [(attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost")))
+               for d in (label.detections if label is not None else [])]
+    return quality.frame_quality([o for o in objects if o[0] is not None and o[1] is not None])

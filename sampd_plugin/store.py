@@ -19,7 +19,8 @@ import fiftyone.core.fields as fof
 
 from sampd_plugin import app
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.labels import LABEL_ATTRIBUTES, field_name, marker_field, paste_mask, relative_to_xyxy
+from sampd_plugin.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, marker_field, paste_mask, quality_fields,
+                                 relative_to_xyxy)
 from sampd_plugin.sources import Layout, Sequence
 from sampd_plugin.tracker import ObjectPrompt
 
@@ -69,6 +70,11 @@ def check_output_field(layout: Layout, label_field: str, prompt_field: Optional[
     marker = layout.samples.get_field(marker_field(name))
     if marker is not None and not isinstance(marker, fof.DictField):
         raise SampdInputError(f"the marker field '{marker_field(name)}' exists and is not a dict field")
+    for qname, ftype in quality_fields(name).items():
+        q = layout.get_field(qname)
+        if q is not None and not isinstance(q, ftype):
+            raise SampdInputError(f"'{layout.path(qname)}' (the frame quality field of '{path}') exists and is a "
+                                  f"{type(q).__name__}, not a {ftype.__name__}: choose another output field")
     return name
 
 
@@ -173,19 +179,22 @@ def read_frame_prompts(layout: Layout, seq: Sequence, label_field: str, frame_nu
 
 def ensure_output_field(layout: Layout, label_field: str):
     """Declares the output field as ``fo.Detections`` with the label attributes (``frames.<f>`` for videos, ``<f>``
-    for images) and the sample-level marker field, and colours its objects by ``index`` in the App
+    for images), its frame quality fields and the sample-level marker field, and colours its objects by ``index`` in the App
     (:func:`sampd_plugin.app.color_by_object`) (idempotent; done once before workers write, so they never race on
     the schema)."""
     layout.add_field(label_field, fof.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
     for attr, ftype in LABEL_ATTRIBUTES.items():
         layout.add_field(f"{label_field}.detections.{attr}", ftype)
+    for qname, ftype in quality_fields(label_field).items():
+        layout.add_field(qname, ftype)
     if not layout.dataset.has_sample_field(marker_field(label_field)):
         layout.dataset.add_sample_field(marker_field(label_field), fof.DictField)
     app.color_by_object(layout.dataset, label_field)
 
 
 class FrameLabelWriter:
-    """Buffers frame labels of one output field and writes them with one ``set_values`` call every
+    """Buffers frame labels of one output field and writes them, with the frame quality fields computed from the
+    final labels (:func:`sampd_plugin.labels.frame_quality`), with one ``set_values`` call per field every
     ``batch_frames`` frames (memory stays flat in the sequence's length).
 
     Args:
@@ -226,6 +235,11 @@ class FrameLabelWriter:
                     kept = [d for d in label.detections if d.index not in self.replace_ids]
                     frames[fn] = fo.Detections(detections=kept + list(frames[fn].detections))
         self.layout.write_labels(self.label_field, self._buf)
+        quality = {k: (seq, {fn: frame_quality(label) for fn, label in frames.items()})
+                   for k, (seq, frames) in self._buf.items()}
+        for n, qname in enumerate(quality_fields(self.label_field)):  # (confidence, doubtful) per frame
+            self.layout.write_labels(qname, {k: (seq, {fn: q[n] for fn, q in qs.items()})
+                                             for k, (seq, qs) in quality.items()})
         self.frames_written += self._n
         self.calls += 1
         self._buf, self._n = {}, 0
