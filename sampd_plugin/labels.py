@@ -51,11 +51,13 @@ def marker_field(label_field: str) -> str:
     return field_name(label_field) + MARKER_SUFFIX
 
 
-def quality_fields(label_field: str) -> Dict[str, type]:
-    """The frame-level quality fields of an output field and their types: ``<f>_confidence`` (the lowest object
-    confidence of the frame) and ``<f>_doubtful`` (its number of doubtful objects) (:mod:`sampd_plugin.quality`)."""
+def quality_fields(label_field: str) -> Dict[str, Tuple[type, dict]]:
+    """The frame-level quality fields of an output field, ``{name: (field type, add_field kwargs)}``:
+    ``<f>_confidence`` (float: the lowest object confidence of the frame) and ``<f>_doubtful`` (a ``Classification``
+    on frames with doubtful objects) (:mod:`sampd_plugin.quality`)."""
     name = field_name(label_field)
-    return {name + quality.CONFIDENCE_SUFFIX: fof.FloatField, name + quality.DOUBTFUL_SUFFIX: fof.IntField}
+    return {name + quality.CONFIDENCE_SUFFIX: (fof.FloatField, {}),
+            name + quality.DOUBTFUL_SUFFIX: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}
 
 
 def relative_to_xyxy(bounding_box: Sequence[float], hw: Tuple[int, int]) -> np.ndarray:
@@ -122,11 +124,13 @@ def frame_detections(result: "FrameResult", hw: Tuple[int, int], only: Optional[
                                      if keep is None or oid in keep])
 
 
-def frame_quality(label: Optional["fo.Detections"]) -> Tuple[Optional[float], int]:
-    """``(confidence, doubtful)`` of one frame's output label (:func:`sampd_plugin.quality.frame_quality`) from its
-    detections' ``score``, ``iou`` and ``lost`` (detections without ``score`` / ``iou``, e.g. drawn by hand, are
-    left out)."""
+def frame_quality(label: Optional["fo.Detections"]) -> Tuple[Optional[float], Optional["fo.Classification"]]:
+    """The values of the frame quality fields (:func:`quality_fields`) of one frame's output label: the lowest object
+    confidence (``None`` without objects), and ``fo.Classification(label="doubtful", confidence=<that>,
+    objects=[doubtful ids])`` when an object is doubtful, else ``None`` (:func:`sampd_plugin.quality.frame_quality`).
+    Detections without ``score`` / ``iou`` (e.g. drawn by hand) are left out."""
     attr = lambda d, name: d.get_field(name) if d.has_field(name) else None  # noqa: E731
-    objects = [(attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost")))
-               for d in (label.detections if label is not None else [])]
-    return quality.frame_quality([o for o in objects if o[0] is not None and o[1] is not None])
+    objects = {d.index: (attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost")))
+               for d in (label.detections if label is not None else [])}
+    conf, ids = quality.frame_quality({i: o for i, o in objects.items() if None not in o[:2] and i is not None})
+    return conf, (fo.Classification(label=quality.DOUBTFUL_TAG, confidence=conf, objects=ids) if ids else None)

@@ -22,14 +22,15 @@ Why these thresholds:
 
 The output fields (``sampd_plugin.labels``, ``sampd_plugin.store``): a ``"doubtful"`` tag on each doubtful
 detection, and per frame ``<label_field>_confidence`` (the lowest :func:`object_confidence` of the frame's objects)
-and ``<label_field>_doubtful`` (the number of doubtful objects).
+and ``<label_field>_doubtful``, a ``Classification`` ``"doubtful"`` (confidence: the frame's, ``objects``: the
+doubtful ids) on frames with a doubtful object only, which the App draws on the frame while a video plays.
 
 This module imports no FiftyOne.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 #: an object whose SAM predicted IoU is below this is doubtful (the J failure threshold)
 IOU_BELOW = 0.5
@@ -62,9 +63,8 @@ def is_doubtful(score: float, iou: float, lost: bool, iou_below: float = IOU_BEL
     return bool(lost) or float(iou) < iou_below or not float(score) >= score_below
 
 
-def frame_quality(objects: Iterable[Tuple[float, float, bool]]) -> Tuple[Optional[float], int]:
-    """``(confidence, doubtful)`` of a frame from its objects' ``(score, iou, lost)``: the lowest
-    :func:`object_confidence` (``None`` without objects) and the number of doubtful objects."""
-    objects = list(objects)
-    conf = [object_confidence(*o) for o in objects]
-    return (min(conf) if conf else None), sum(is_doubtful(*o) for o in objects)
+def frame_quality(objects: Mapping[int, Tuple[float, float, bool]]) -> Tuple[Optional[float], List[int]]:
+    """``(confidence, doubtful ids)`` of a frame from its objects' ``{object id: (score, iou, lost)}``: the lowest
+    :func:`object_confidence` (``None`` without objects) and the ids of the doubtful objects, sorted."""
+    conf = [object_confidence(*o) for o in objects.values()]
+    return (min(conf) if conf else None), sorted(i for i, o in objects.items() if is_doubtful(*o))

@@ -70,11 +70,12 @@ def check_output_field(layout: Layout, label_field: str, prompt_field: Optional[
     marker = layout.samples.get_field(marker_field(name))
     if marker is not None and not isinstance(marker, fof.DictField):
         raise SampdInputError(f"the marker field '{marker_field(name)}' exists and is not a dict field")
-    for qname, ftype in quality_fields(name).items():
+    for qname, (ftype, kwargs) in quality_fields(name).items():
         q = layout.get_field(qname)
-        if q is not None and not isinstance(q, ftype):
-            raise SampdInputError(f"'{layout.path(qname)}' (the frame quality field of '{path}') exists and is a "
-                                  f"{type(q).__name__}, not a {ftype.__name__}: choose another output field")
+        want = kwargs.get("embedded_doc_type")
+        if q is not None and not (isinstance(q, ftype) and (want is None or issubclass(q.document_type, want))):
+            raise SampdInputError(f"'{layout.path(qname)}' (a frame quality field of '{path}') exists and is a "
+                                  f"{type(q).__name__}, not a {(want or ftype).__name__}: choose another output field")
     return name
 
 
@@ -179,14 +180,14 @@ def read_frame_prompts(layout: Layout, seq: Sequence, label_field: str, frame_nu
 
 def ensure_output_field(layout: Layout, label_field: str):
     """Declares the output field as ``fo.Detections`` with the label attributes (``frames.<f>`` for videos, ``<f>``
-    for images), its frame quality fields and the sample-level marker field, and colours its objects by ``index`` in the App
-    (:func:`sampd_plugin.app.color_by_object`) (idempotent; done once before workers write, so they never race on
-    the schema)."""
+    for images), its frame quality fields and the sample-level marker field, and colours its objects by ``index`` in
+    the App (:func:`sampd_plugin.app.color_by_object`) (idempotent; done once before workers write, so they never
+    race on the schema)."""
     layout.add_field(label_field, fof.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
     for attr, ftype in LABEL_ATTRIBUTES.items():
         layout.add_field(f"{label_field}.detections.{attr}", ftype)
-    for qname, ftype in quality_fields(label_field).items():
-        layout.add_field(qname, ftype)
+    for qname, (ftype, kwargs) in quality_fields(label_field).items():
+        layout.add_field(qname, ftype, **kwargs)
     if not layout.dataset.has_sample_field(marker_field(label_field)):
         layout.dataset.add_sample_field(marker_field(label_field), fof.DictField)
     app.color_by_object(layout.dataset, label_field)
@@ -237,7 +238,7 @@ class FrameLabelWriter:
         self.layout.write_labels(self.label_field, self._buf)
         quality = {k: (seq, {fn: frame_quality(label) for fn, label in frames.items()})
                    for k, (seq, frames) in self._buf.items()}
-        for n, qname in enumerate(quality_fields(self.label_field)):  # (confidence, doubtful) per frame
+        for n, qname in enumerate(quality_fields(self.label_field)):  # (confidence, doubtful) of each frame
             self.layout.write_labels(qname, {k: (seq, {fn: q[n] for fn, q in qs.items()})
                                              for k, (seq, qs) in quality.items()})
         self.frames_written += self._n

@@ -20,6 +20,7 @@ def test_tracking_colours_each_object_by_index_and_keeps_user_settings(make_synt
     assert fields["frames.sampd"]["colorByAttribute"] == "index"  # the videos
     assert fields["sampd"]["colorByAttribute"] == "index"  # frame samples (failure views)
     assert ds.app_config.color_scheme.color_by == "value"  # the mode in which colorByAttribute applies
+    assert fields["frames.sampd_doubtful"]["valueColors"] == [{"value": "doubtful", "color": app.DOUBTFUL_COLOR}]
 
     # a user's own choices survive another output field
     ds.app_config.color_scheme.color_by = "instance"

@@ -29,9 +29,8 @@ def test_doubtful_rule_and_confidence_agree():
     for score, iou, lost in zip(rng.uniform(-0.2, 1.5, 2000), rng.uniform(0, 1, 2000), rng.random(2000) < 0.1):
         c = quality.object_confidence(score, iou, lost)
         assert 0 <= c <= 1 and (c < quality.IOU_BELOW) == quality.is_doubtful(score, iou, lost)
-    conf, n = quality.frame_quality([(1.0, 0.9, False), (1.0, 0.3, False), (0.0, 0.0, True)])
-    assert (conf, n) == (0.0, 2)
-    assert quality.frame_quality([]) == (None, 0)
+    assert quality.frame_quality({1: (1.0, 0.9, False), 4: (1.0, 0.3, False), 0: (0.0, 0.0, True)}) == (0.0, [0, 4])
+    assert quality.frame_quality({}) == (None, [])
 
 
 def test_writer_tags_doubtful_objects_and_writes_frame_quality(dataset):  # noqa: F811
@@ -40,6 +39,7 @@ def test_writer_tags_doubtful_objects_and_writes_frame_quality(dataset):  # noqa
     store.ensure_output_field(layout, "out")
     conf_f, doubt_f = labels.quality_fields("out")
     assert (conf_f, doubt_f) == ("out_confidence", "out_doubtful") and layout.has_field(conf_f)
+    assert layout.get_field(doubt_f).document_type is fo.Classification
 
     def obj(i, iou=0.9, score=1.0, lost=False):
         m = np.zeros((H, W), bool) if lost else _mask(2 + i, 10 + i, 2, 12)
@@ -57,14 +57,18 @@ def test_writer_tags_doubtful_objects_and_writes_frame_quality(dataset):  # noqa
         tagged = sorted(i for i, d in dets.items() if quality.DOUBTFUL_TAG in (d.tags or []))
         assert tagged == sorted(objects.get(fn, {})), fn
         conf = layout.read_labels(seq, conf_f, [fn])[fn]
-        assert layout.read_labels(seq, doubt_f, [fn])[fn] == len(tagged)
         assert conf == pytest.approx({3: 0.3, 4: 0.25, 6: 0.0}.get(fn, 0.9)), fn
+        doubt = layout.read_labels(seq, doubt_f, [fn])[fn]
+        if tagged:  # drawn on the frame by the App: label "doubtful", the frame's confidence, the doubtful objects
+            assert (doubt.label, doubt.confidence, doubt.objects) == ("doubtful", pytest.approx(conf), tagged)
+        else:
+            assert doubt is None
     # repropagating object 2 on frames 5..7 with good masks: the frame fields follow the merged labels
     w = store.FrameLabelWriter(layout, "out", replace_ids=[2])
     for fn in range(5, T + 1):
         w.add(seq, fn, labels.frame_detections(FrameResult(fn, {2: obj(2, iou=0.8)}), (H, W)))
     w.flush()
-    assert [layout.read_labels(seq, doubt_f, [fn])[fn] for fn in range(5, T + 1)] == [0, 0, 0]
+    assert [layout.read_labels(seq, doubt_f, [fn])[fn] for fn in range(5, T + 1)] == [None, None, None]
     assert layout.read_labels(seq, conf_f, [6])[6] == pytest.approx(0.8)
     runs.clear_outputs(layout, [seq], "out")
     assert layout.labeled_counts(conf_f) == {seq.key: 0} and layout.labeled_counts(doubt_f) == {seq.key: 0}
@@ -83,7 +87,9 @@ def test_tracking_flags_doubtful_frames_where_the_masks_fail(make_synthetic):
                 assert flag == quality.is_doubtful(d.score, d.iou, d.lost)
                 if not d.is_prompt:
                     (doubtful if flag else good).append(d.jf_J)
-            assert (frame.sampd_confidence, frame.sampd_doubtful) == labels.frame_quality(frame.sampd)
+            conf, doubt = labels.frame_quality(frame.sampd)
+            assert frame.sampd_confidence == conf
+            assert (frame.sampd_doubtful and frame.sampd_doubtful.objects) == (doubt and doubt.objects)
     assert doubtful and good
     # the doubtful detections are the failing ones (synthetic segmenter; the rates are in benchmarks/doubtful.py)
     assert np.mean(doubtful) < 0.5 < np.mean(good)
