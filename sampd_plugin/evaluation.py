@@ -511,16 +511,27 @@ class JFResults(foe.EvaluationResults):
                   for r in self.objects]
         print("\n".join(lines), file=file)
 
-    def plot_j_over_time(self, sample_ids=None):
-        """Plotly figure of J per frame, one trace per object (optionally only ``sample_ids``)."""
+    def plot_j_over_time(self, sample_ids=None, worst=None):
+        """Plotly figure of J per frame, one trace per object (optionally only ``sample_ids``, or only the
+        ``worst`` objects by J&F)."""
         from sampd_plugin import plots
 
         keep = None if sample_ids is None else set(sample_ids)
-        return plots.plot_j_over_time([c for c in self.curves if keep is None or c["sample_id"] in keep],
-                                      title=f"J over time ({self.key})")
+        names = None if worst is None else {(r["sample_id"], r["index"]) for r in plots.worst_objects(self.objects,
+                                                                                                      worst)}
+        curves = [c for c in self.curves if (keep is None or c["sample_id"] in keep)
+                  and (names is None or (c["sample_id"], c["index"]) in names)]
+        return plots.plot_j_over_time(curves, title=f"J over time ({self.key})" + (
+            f", {worst} worst objects" if worst is not None and len(self.objects) > worst else ""))
 
     def plot_jf_bars(self):
         """Plotly bar chart of J&F (with J and F) per object, worst first."""
         from sampd_plugin import plots
 
         return plots.plot_jf_bars(self.objects, title=f"J&F per object ({self.key})")
+
+    def write_html(self, path):
+        """Writes both figures into one self-contained HTML page (renders offline). Returns ``path``."""
+        from sampd_plugin import plots
+
+        return plots.write_html([self.plot_jf_bars(), self.plot_j_over_time()], path, title=f"SAM-PD J&F ({self.key})")

@@ -93,6 +93,31 @@ def _image_views(samples, eval_key, failure_th, sequence_field, order_field):
     }
 
 
+def failure_frame(dataset, eval_key, sample_id, frame_number):
+    """The saved ``{eval_key}_failures`` view narrowed to one frame (``frame_number`` of the video / image sequence
+    whose head sample is ``sample_id``, as in the evaluation's per-object rows), and the id of that frame's sample
+    to open; ``None`` when that frame is not in the view."""
+    from bson import ObjectId
+
+    name = view_name(eval_key, "failures")
+    if frame_number is None or not dataset.has_saved_view(name):
+        return None
+    view = dataset.load_saved_view(name)
+    if dataset.media_type == fo.core.media.VIDEO:
+        view = view.match((F("_sample_id") == ObjectId(sample_id)) & (F("frame_number") == int(frame_number)))
+    else:
+        from sampd_plugin.sources import layout_of
+
+        config = dataset.get_evaluation_info(eval_key).config
+        seqs = [s for s in layout_of(dataset, config.sequence_field, config.order_field).sequences()
+                if s.head_id == sample_id]
+        if not seqs or not 1 <= int(frame_number) <= len(seqs[0].sample_ids):
+            return None
+        view = view.select(seqs[0].sample_ids[int(frame_number) - 1])
+    ids = view.values("id")
+    return (view, ids[0]) if ids else None
+
+
 def save_views(samples, eval_key, failure_th=0.5, sequence_field=None, order_field=None):
     """Builds and saves (overwriting) the views of ``eval_key`` on ``samples``' dataset."""
     dataset = samples._root_dataset
