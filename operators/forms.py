@@ -369,14 +369,18 @@ PLOT_OBJECTS = 10
 
 def jf_report(results):
     """The App's view of a J&F result: ``per_object`` rows (3 decimals, worst J&F first) and the plotly figures
-    ``jf_plot`` (J&F per object) and ``j_plot`` (J over time of the :data:`PLOT_OBJECTS` worst objects) as JSON."""
+    ``jf_plot`` (J&F per object) and ``j_plot`` (J over time of the :data:`PLOT_OBJECTS` worst objects): their traces
+    (the value the App's plot view draws) and ``<name>_layout``."""
     r3 = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
     rows = sorted(results.per_object(), key=lambda r: (r["JF"] is None, r["JF"] or 0.0))
     per_object = [dict(object=sp.object_name(r), label=r.get("label") or "", JF=r3(r["JF"]), J=r3(r["J_mean"]),
                        F=r3(r["F_mean"]), first_failure=r["first_failure"], lost_frames=r["lost_frames"])
                   for r in rows]
-    return dict(per_object=per_object, jf_plot=sp.figure_json(results.plot_jf_bars()),
-                j_plot=sp.figure_json(results.plot_j_over_time(worst=PLOT_OBJECTS)))
+    report = dict(per_object=per_object)
+    for name, fig in (("jf_plot", results.plot_jf_bars()), ("j_plot", results.plot_j_over_time(worst=PLOT_OBJECTS))):
+        fig = sp.figure_json(fig)
+        report.update({name: fig["data"], f"{name}_layout": dict(fig["layout"], showlegend=True)})
+    return report
 
 
 def jf_report_outputs(outputs, results):
@@ -389,7 +393,6 @@ def jf_report_outputs(outputs, results):
         outputs.list("per_object", types.Object(), view=table,
                      label=f"Per object, worst J&F first ({len(rows)} object(s))")
     for name, label in (("jf_plot", "J&F per object"), ("j_plot", "J over time")):
-        fig = results.get(name)
-        if fig and fig.get("data"):
-            outputs.plot(name, label=label, data=fig["data"], layout=dict(fig.get("layout") or {}, height=380),
+        if results.get(name):
+            outputs.plot(name, label=label, layout=dict(results.get(f"{name}_layout") or {}, height=380),
                          config={"displaylogo": False, "responsive": True})

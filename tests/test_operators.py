@@ -275,9 +275,10 @@ def test_evaluation_output_is_a_compact_table_and_plots(plugin, make_synthetic):
     out = outputs_json("evaluate_tracking", ds, {}, r)
     assert out["per_object"]["view"]["name"] == "TableView"
     assert [c["key"] for c in out["per_object"]["view"]["columns"]][:5] == ["object", "label", "JF", "J", "F"]
-    bars, curves = out["jf_plot"]["view"], out["j_plot"]["view"]
-    assert bars["name"] == "PlotlyView" and [t["type"] for t in bars["data"]] == ["bar"] * 3
-    assert sorted(t["name"] for t in curves["data"]) == sorted(x["object"] for x in rows)
+    assert out["jf_plot"]["view"]["name"] == out["j_plot"]["view"]["name"] == "PlotlyView"
+    assert out["j_plot"]["view"]["layout"]["xaxis"]["title"]["text"] == "frame number"
+    assert [t["type"] for t in r["jf_plot"]] == ["bar"] * 3  # the traces the App draws
+    assert sorted(t["name"] for t in r["j_plot"]) == sorted(x["object"] for x in rows)
 
 
 def test_plot_tracking_shows_plots_and_opens_a_failure_frame(plugin, make_synthetic):
@@ -291,7 +292,7 @@ def test_plot_tracking_shows_plots_and_opens_a_failure_frame(plugin, make_synthe
     assert name in form["type"]["properties"]["open"]["type"]["values"]
     executed = foo.execute_operator(uri("plot_tracking"), ctx=dict(dataset=ds, params=dict(eval_key="jf", open=name)))
     r = executed.result
-    assert r["opened"] == f"{name}: frame {worst['first_failure']}" and r["j_plot"]["data"]
+    assert r["opened"] == f"{name}: frame {worst['first_failure']}" and r["j_plot"]
     requests = executed.executor.to_json()["requests"]
     set_view, open_sample = [q for q in requests if q["operator_uri"] in ("set_view", "open_sample")]
     frame = ds.load_saved_view("jf_failures")[open_sample["params"]["id"]]

@@ -341,6 +341,44 @@ class Check:
                                                 f"inside the masks vs {d_out:.1f} outside the boxes")
         return f"{len(dets)} masks: difference to the raw frame {d_in:.1f} inside vs {d_out:.1f} outside"
 
+    def check_colours(self):
+        """Each tracked object has its own colour, the same on every video (colour by ``index``): the overlay colour
+        of each object, solved per channel from screenshot = a * colour + (1 - a) * frame over its mask's pixels,
+        differs between the objects of a video and matches across videos for the same index."""
+        from sampd_plugin.frames import iter_frames
+        from sampd_plugin.labels import paste_mask
+
+        import cv2
+
+        colours = {}
+        for sample, thumb in zip(self.ds.select_fields(["frames.sampd", "metadata"]), self.thumbnails(len(self.ds))):
+            img = self.settle(thumb)
+            hw = (sample.metadata.frame_height, sample.metadata.frame_width)
+            rect = fitted_rect(hw, img.shape[:2])
+            y0, x0, h, w = rect
+            shown = img[y0:y0 + h, x0:x0 + w].astype(np.float64)
+            raw = to_screen(next(iter_frames(sample.filepath))[1], rect).astype(np.float64)
+            masks = {d.index: to_screen(paste_mask(d, hw).astype(np.uint8), rect, cv2.INTER_NEAREST) > 0
+                     for d in sample.frames[1]["sampd"].detections}
+            for i, m in masks.items():
+                own = cv2.erode(m.astype(np.uint8), np.ones((5, 5))) > 0
+                own &= ~np.any([o for j, o in masks.items() if j != i] or [np.zeros_like(m)], axis=0)
+                if own.sum() < 30:
+                    continue
+                colour = []
+                for c in range(3):  # shown = (1 - a) * raw + a * colour: a line fit over the mask's pixels
+                    slope, icpt = np.polyfit(raw[..., c][own], shown[..., c][own], 1)
+                    colour.append(icpt / max(1 - slope, 0.05))
+                colours.setdefault(i, []).append(np.clip(colour, 0, 255))
+        assert len(colours) >= 2, f"too few objects to compare: {sorted(colours)}"
+        first = {i: c[0] for i, c in colours.items()}
+        dist = min(np.linalg.norm(first[a] - first[b]) for a in first for b in first if a < b)
+        same = [np.linalg.norm(c[0] - c[1]) for c in colours.values() if len(c) == 2]
+        assert dist > 40, f"objects share a colour: {first}"
+        assert same and max(same) < dist / 2, f"one index, different colours across videos: {colours}"
+        return (f"{len(first)} object colours, closest pair {dist:.0f} apart; same index across videos within "
+                f"{max(same):.0f}")
+
     def check_operators(self):
         from fiftyone.operators.registry import OperatorRegistry
 
@@ -360,7 +398,7 @@ class Check:
         item = self.xpath("//*[normalize-space(text())='SAM-PD: track objects']")
         assert item, "'SAM-PD: track objects' is not in the operator browser"
         self.click(item[0])
-        self.wait(lambda: "Prompt field" in self.body_text() and "video(s) to track" in self.body_text(),
+        self.wait(lambda: "Prompt field" in self.body_text() and "sequence(s) to track" in self.body_text(),
                   what="the track_objects form")
         values = {e.get_attribute("value") for e in self.css("input") if e.get_attribute("type") != "checkbox"}
         checked = {e.get_attribute("value") for e in self.css("input[type=radio]") if e.is_selected()}
@@ -369,7 +407,13 @@ class Check:
         assert expected <= values and "auto" in checked, (f"defaults {sorted(expected)} + device auto expected, "
                                                           f"form has {sorted(v for v in values if v)} / {checked}")
         text = self.body_text()
-        assert "2 video(s) to track" in text, "the form's plan notice is missing"
+        assert "2 sequence(s) to track" in text, "the form's plan notice is missing"
+        assert "If scheduled: 1 operation that, when a worker runs it, queues 2 operations" in text, \
+            "the form does not say what scheduling queues"
+        import sampd_plugin as sp
+
+        if sp.model_warning("vit_h"):  # no GPU and no checkpoint here: the form must say so before scheduling
+            assert "needs a GPU worker" in text and "no GPU" in text, "no vit_h warning in the form"
         self.key("\ue00c")  # Escape closes the form
         return "defaults: prompt ground_truth, output sampd_2, model vit_h, preset full, device auto"
 
@@ -389,6 +433,7 @@ class Check:
         thumb = self.thumbnails()[0]
         img = self.settle(thumb)
         self.shot(name, thumb)
+        self.shot(f"{name}-grid")
         self.click(thumb)  # the sample modal: which frame sample the thumbnail is
         sid = self.wait(lambda: (lambda u: u.split("id=")[1].split("&")[0] if "id=" in u else None)(
             self.d.current_url), what="the sample modal")
@@ -422,6 +467,89 @@ class Check:
         return (f"{len(view)} frames; first = frame {frame.frame_number} of {os.path.basename(video.filepath)} "
                 f"(on the {int(differ.sum())} pixels where it differs from frame 1: difference to it {d_own:.1f}, to "
                 f"frame 1 {d_first:.1f}); its {len(dets)} predicted masks drawn (difference inside {d_in:.1f})")
+
+    def run_operator(self, label):
+        """Opens the operator browser, picks ``label``, executes its form with the defaults."""
+        self.key("\ue00c")
+        self.click(self.wait(lambda: self.css("[data-cy=action-browse-operations]"), what="the operator button")[0])
+        box = self.wait(lambda: self.css("input[placeholder^='Search operations']"), what="the operator browser")[0]
+        box.send_keys("SAM-PD")
+        self.click_again(lambda: self.xpath(f"//*[normalize-space(text())='{label}']"), label)
+        self.wait(lambda: self.xpath("//button[normalize-space(.)='Execute']"), what="the Execute button")
+        time.sleep(1)
+        self.click_again(lambda: self.xpath("//button[normalize-space(.)='Execute']"), "the Execute button")
+
+    def click_again(self, find, what, tries=5):
+        """Clicks the first element ``find()`` returns, finding it again if the App re-rendered it meanwhile."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for attempt in range(tries):
+            try:
+                return self.click(self.wait(lambda: find(), what=what)[0])
+            except StaleElementReferenceException:
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.5)
+
+    def check_plots(self):
+        """``plot_tracking`` run from the operator browser shows the plotly figures (offline: the App's own
+        plotly) and the per-object table with 3-decimal values."""
+        self.run_operator("SAM-PD: plot tracking results (J&F)")
+        plots = self.wait(lambda: (lambda p: p if len(p) >= 2 else None)(self.css(".js-plotly-plot .main-svg")),
+                          what="two plotly figures")
+        worst = min(self.ds.load_evaluation_results(EVAL_KEY).per_object(), key=lambda r: r["JF"])
+        from sampd_plugin.metrics import object_name
+
+        text = self.body_text()
+        assert object_name(worst) in text and str(round(worst["JF"], 3)) in text, "the per-object table is missing"
+        traces = self.d.execute_script("return Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                                       ".map(p => (p.data || []).length)")
+        self.d.execute_script("arguments[0].scrollIntoView()", plots[0])
+        time.sleep(1)
+        self.shot("plots")
+        n = len(self.ds.load_evaluation_results(EVAL_KEY).per_object())
+        assert len(traces) >= 2 and sorted(traces)[-2:] == [3, n], f"figures with {traces} traces, want [3, {n}]"
+        drawn = self.css(".js-plotly-plot .bars path, .js-plotly-plot .scatterlayer .trace path")
+        assert len(drawn) >= 3, "the figures draw nothing"
+        self.key("\ue00c")
+        return f"{len(traces)} figures ({traces} traces); worst object {object_name(worst)} J&F {worst['JF']:.3f}"
+
+    def check_doubtful(self):
+        """While a video plays, a frame the tracker doubts shows the red "doubtful" flag in its top left corner and
+        a frame it does not doubt does not."""
+        from sampd_plugin.app import DOUBTFUL_COLOR
+
+        sample = self.ds.first()
+        doubtful = [fn for fn, fr in sample.frames.items() if fr["sampd_doubtful"] is not None]
+        assert doubtful and not sample.frames[1]["sampd_doubtful"], f"doubtful frames {doubtful}"
+        fn = doubtful[0]
+        self.d.get(f"{self.server.url}/datasets/{self.ds.name}?id={sample.id}")
+        self.wait(lambda: "0:00.00" in self.body_text(), what="the video in the sample modal")
+        self.dismiss_popups()
+        target = np.array([int(DOUBTFUL_COLOR[i:i + 2], 16) for i in (1, 3, 5)])
+        fps = sample.metadata.frame_rate
+
+        def red_pixels():
+            looker = max(self.css("[data-cy=looker]"), key=lambda e: e.rect["width"] * e.rect["height"])
+            img = self.settle(looker, seconds=6)
+            corner = img[: img.shape[0] // 5, : img.shape[1] // 3].astype(np.int16)
+            return int((np.abs(corner - target).max(axis=2) < 40).sum()), looker
+
+        before, _ = red_pixels()
+        for _ in range(fn - 1):
+            self.key(".")  # one frame forward
+            time.sleep(0.3)
+        stamp = f"0:00.{int(round(100 * (fn - 1) / fps)):02d}"
+        self.wait(lambda: stamp in self.body_text(), timeout=20, what=f"frame {fn} ({stamp})")
+        after, looker = red_pixels()
+        self.shot("doubtful", looker)
+        self.shot("video-modal")
+        assert after > 100 and before < after / 10, (f"frame {fn}: {after} flag-coloured pixels in the corner, "
+                                                     f"frame 1: {before}")
+        for _ in range(2):  # close the modal
+            self.key("\ue00c")
+            time.sleep(0.5)
+        return f"frame {fn} flagged ({after} px of the flag colour), frame 1 not ({before} px)"
 
     def check_http(self):
         self.collect_logs()
@@ -457,8 +585,11 @@ def main(argv=None):
         check = Check(ds, server, chrome, driver, out)
         check.run("dataset", check.check_dataset)
         check.run("masks", check.check_masks)
+        check.run("colours", check.check_colours)
+        check.run("doubtful", check.check_doubtful)
         check.run("operators", check.check_operators)
         check.run("form", check.check_form)
+        check.run("plots", check.check_plots)
         for suffix in ("failures", "first_failures"):
             check.run(f"{EVAL_KEY}_{suffix}", lambda s=suffix: check.check_failure_view(s))
         check.run("http", check.check_http)
