@@ -335,8 +335,8 @@ class JFEvaluation(foe.EvaluationMethod):
         """``{object id: first annotated frame number where it appears in the ground truth}``."""
         c, first = self.config, {}
         for fr in frames:
-            if c.gt_type == "Detections":
-                ids = {d.index for d in fr.gt.detections if d.index is not None}
+            if c.gt_type == "Detections":  # an object appears where its ground truth has a mask
+                ids = {d.index for d in fr.gt.detections if d.index is not None and d.has_mask}
             else:
                 seg = fr.gt.get_mask()
                 ids = set() if seg is None else {int(v) for v in np.unique(seg) if v not in (0, c.void_value)}

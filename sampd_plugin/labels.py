@@ -60,6 +60,18 @@ def quality_fields(label_field: str) -> Dict[str, Tuple[type, dict]]:
             name + quality.DOUBTFUL_SUFFIX: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}
 
 
+def is_absent_box(bounding_box) -> bool:
+    """Whether a detection's box is the ``[0, 0, 0, 0]`` placeholder that marks an object absent from a frame
+    (FiftyOne's DAVIS zoo loader writes one, without a mask, for an object missing from a frame)."""
+    return bounding_box is not None and len(bounding_box) == 4 and all(v == 0 for v in bounding_box)
+
+
+def is_absent(detection) -> bool:
+    """Whether a detection only says that its object is absent from the frame: no mask and the ``[0, 0, 0, 0]``
+    box (:func:`is_absent_box`). Such detections are not prompts and not ground-truth appearances."""
+    return not detection.has_mask and is_absent_box(detection.bounding_box)
+
+
 def relative_to_xyxy(bounding_box: Sequence[float], hw: Tuple[int, int]) -> np.ndarray:
     """FiftyOne relative ``[x, y, w, h]`` -> ``(4,)`` pixel ``xyxy`` (``x1``/``y1`` exclusive), rounded as
     :func:`paste_mask` rounds (``floor(v + 0.5)``)."""

@@ -34,7 +34,7 @@ from fiftyone import ViewField as F
 
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.frames import FrameSource, ImageFiles, VideoFile
-from sampd_plugin.labels import field_name
+from sampd_plugin.labels import field_name, is_absent_box
 
 #: the fields of FiftyOne's DAVIS zoo layout, auto-detected on image collections
 DEFAULT_SEQUENCE_FIELD = "sequence_id"
@@ -149,7 +149,8 @@ class Layout(abc.ABC):
     @abc.abstractmethod
     def index_table(self, field: str) -> Dict[str, Dict[int, List[Optional[int]]]]:
         """``{sequence key: {frame_number: [Detection.index, ...]}}`` of the frames whose Detections field ``field``
-        has detections (one aggregation; no masks are loaded)."""
+        has detections, leaving out absent-object placeholders (:func:`sampd_plugin.labels.is_absent_box`; one
+        aggregation, no masks are loaded)."""
 
     @abc.abstractmethod
     def read_labels(self, seq: Sequence, field: str, frame_numbers: Optional[Seq[int]] = None) -> Dict[int, object]:
@@ -229,9 +230,11 @@ class VideoLayout(Layout):
     def index_table(self, field):
         field = field_name(field)
         table = {}
-        for sid, fns, idx in zip(self.samples.values("id"), self.samples.values("frames.frame_number"),
-                                 self.samples.values(f"frames.{field}.detections.index")):
-            table[sid] = {int(fn): list(v) for fn, v in zip(fns or [], idx or []) if v}
+        for sid, fns, idx, boxes in zip(self.samples.values("id"), self.samples.values("frames.frame_number"),
+                                        self.samples.values(f"frames.{field}.detections.index"),
+                                        self.samples.values(f"frames.{field}.detections.bounding_box")):
+            table[sid] = {fn: v for fn, v in ((int(fn), _present(i, b)) for fn, i, b in
+                                              zip(fns or [], idx or [], boxes or [])) if v}
         return table
 
     def read_labels(self, seq, field, frame_numbers=None):
@@ -334,10 +337,12 @@ class ImageLayout(Layout):
         table: Dict[str, Dict[int, list]] = {s.key: {} for s in self.sequences()}
         if self.get_field(field) is None:
             return table
-        for sid, idx in zip(self.samples.values("id"), self.samples.values(f"{field}.detections.index")):
-            if idx:
+        for sid, idx, boxes in zip(self.samples.values("id"), self.samples.values(f"{field}.detections.index"),
+                                   self.samples.values(f"{field}.detections.bounding_box")):
+            present = _present(idx, boxes)
+            if present:
                 key, fn = frame[sid]
-                table[key][fn] = list(idx)
+                table[key][fn] = present
         return table
 
     def read_labels(self, seq, field, frame_numbers=None):
@@ -367,6 +372,11 @@ class ImageLayout(Layout):
             self.dataset.select([i for s in sequences for i in s.sample_ids]).clear_sample_field(field_name(field))
 
 
+def _present(indexes, boxes) -> List[Optional[int]]:
+    """The indexes of one frame's detections that are not absent-object placeholders."""
+    return [i for i, b in zip(indexes or [], boxes or []) if not is_absent_box(b)]
+
+
 def as_collection(samples):
     """A dataset / view as is; a dataset ``fo.Sample`` as a one-sample view."""
     if isinstance(samples, fo.Sample):
@@ -390,6 +400,9 @@ def layout_of(samples, sequence_field: Optional[str] = None, order_field: Option
         SampdInputError: a media type without sequences, or a missing / unusable sequence or order field (named)
     """
     samples = as_collection(samples)
+    group_field = group_order = None
+    if getattr(samples, "_is_dynamic_groups", False):
+        group_field, group_order, samples = _dynamic_groups(samples)
     if samples.media_type == "video":
         if sequence_field or order_field:
             raise SampdInputError(f"dataset '{samples._root_dataset.name}' holds videos: sequence_field / "
@@ -398,10 +411,8 @@ def layout_of(samples, sequence_field: Optional[str] = None, order_field: Option
     if samples.media_type != "image":
         raise SampdInputError(f"dataset '{samples._root_dataset.name}' holds {samples.media_type} samples: SAM-PD "
                               "tracks videos or image sequences")
-    if getattr(samples, "_is_dynamic_groups", False):
-        group_field, group_order, samples = _dynamic_groups(samples)
-        sequence_field = sequence_field or group_field
-        order_field = order_field or group_order
+    sequence_field = sequence_field or group_field
+    order_field = order_field or group_order
     name = samples._root_dataset.name
     for role, value, default, what in (("sequence_field", sequence_field, DEFAULT_SEQUENCE_FIELD,
                                         "the field whose value names each image's sequence"),

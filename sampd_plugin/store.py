@@ -19,8 +19,8 @@ import fiftyone.core.fields as fof
 
 from sampd_plugin import app
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, marker_field, paste_mask, quality_fields,
-                                 relative_to_xyxy)
+from sampd_plugin.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, is_absent, marker_field,
+                                 paste_mask, quality_fields, relative_to_xyxy)
 from sampd_plugin.sources import Layout, Sequence
 from sampd_plugin.tracker import ObjectPrompt
 
@@ -148,7 +148,7 @@ def read_prompts(layout: Layout, seq: Sequence, prompt_field: str, hw: Tuple[int
     labels = layout.read_labels(seq, prompt_field, sorted({fn for fn, _ in plan.values()}))
     prompts = []
     for oid, (fn, pos) in sorted(plan.items()):
-        dets = labels[fn].detections
+        dets = [d for d in labels[fn].detections if not is_absent(d)]
         det = dets[pos] if pos is not None else next(d for d in dets if d.index == oid)
         prompts.append(detection_to_prompt(det, hw, fn, oid, seq.name))
     return prompts

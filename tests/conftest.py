@@ -103,6 +103,26 @@ def make_synthetic(fo, tmp_path_factory):
         _delete(fo, ds)
 
 
+@pytest.fixture
+def make_synthetic_images(fo, tmp_path_factory):
+    """Factory of small synthetic image-sequence datasets in FiftyOne's DAVIS zoo schema (unique names, own media
+    dir), deleted after the test."""
+    made = []
+
+    def make(num_sequences=1, num_frames=8, num_objects=2, height=96, width=128, seed=0, **kwargs):
+        from sampd_plugin.synthetic import make_image_dataset
+
+        ds = make_image_dataset(name=f"sampd-test-{uuid.uuid4().hex[:12]}", num_sequences=num_sequences,
+                                num_frames=num_frames, num_objects=num_objects, height=height, width=width, seed=seed,
+                                output_dir=str(tmp_path_factory.mktemp("images")), **kwargs)
+        made.append(ds)
+        return ds
+
+    yield make
+    for ds in made:
+        _delete(fo, ds)
+
+
 def _delete(fo, ds):
     try:
         from fiftyone.operators.delegated import DelegatedOperationService

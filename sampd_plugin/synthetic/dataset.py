@@ -19,7 +19,7 @@ from sampd_plugin.synthetic.scene import SyntheticScene
 logger = logging.getLogger(__name__)
 
 
-def write_video(scene: SyntheticScene, path: str, fps: float = 24.0, crf: int = 12) -> str:
+def write_video(scene: SyntheticScene, path: str, fps: float = 24.0, crf: int = 12, lossless: bool = False) -> str:
     """Streams the scene's frames to an H.264 mp4 through an ffmpeg pipe (constant memory).
 
     Args:
@@ -27,6 +27,8 @@ def write_video(scene: SyntheticScene, path: str, fps: float = 24.0, crf: int = 
         path: output ``.mp4`` path (parent directories are created, an existing file is overwritten)
         fps: frame rate
         crf: x264 constant rate factor (lower = higher quality; 12 is visually lossless)
+        lossless: exact RGB (``libx264rgb -qp 0``): decoding gives back the rendered pixels bit for bit (tests that
+            compare a video with the same frames as images); browsers may not play it
 
     Returns:
         ``path``
@@ -34,16 +36,19 @@ def write_video(scene: SyntheticScene, path: str, fps: float = 24.0, crf: int = 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     h, w = scene.height, scene.width
     tmp = f"{path}.{os.getpid()}.part"
-    # yuv420p (what browsers, hence the FiftyOne App, play) needs even sides; odd sides keep their exact size in
-    # yuv444p instead
-    pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
-    if pix_fmt != "yuv420p":
-        logger.warning("%dx%d has an odd side: writing %s as yuv444p, which browsers may not play", w, h, path)
+    if lossless:
+        codec = ["-c:v", "libx264rgb", "-preset", "medium", "-qp", "0", "-pix_fmt", "rgb24"]
+    else:
+        # yuv420p (what browsers, hence the FiftyOne App, play) needs even sides; odd sides keep their exact size in
+        # yuv444p instead
+        pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
+        if pix_fmt != "yuv420p":
+            logger.warning("%dx%d has an odd side: writing %s as yuv444p, which browsers may not play", w, h, path)
+        codec = ["-c:v", "libx264", "-preset", "medium", "-crf", str(int(crf)), "-pix_fmt", pix_fmt]
     cmd = [
         "ffmpeg", "-y", "-loglevel", "error",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
-        "-c:v", "libx264", "-preset", "medium", "-crf", str(int(crf)), "-pix_fmt", pix_fmt,
-        "-movflags", "+faststart", "-f", "mp4", tmp,
+        *codec, "-movflags", "+faststart", "-f", "mp4", tmp,
     ]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -70,6 +75,21 @@ def _default_output_dir(num_frames, num_objects, height, width, start_frames) ->
     return os.path.join(fo.config.default_dataset_dir, "sampd-synthetic", tag)
 
 
+def _new_dataset(name: Optional[str], overwrite: bool, persistent: bool, info: dict):
+    import fiftyone as fo
+
+    if name is not None and fo.dataset_exists(name):
+        if not overwrite:
+            raise ValueError(f"dataset {name!r} exists; pass overwrite=True to replace it")
+        fo.delete_dataset(name)
+    dataset = fo.Dataset(name if name is not None else f"sampd-synthetic-{uuid.uuid4().hex[:12]}")
+    dataset.persistent = persistent
+    dataset.tags = ["synthetic"]
+    dataset.info["synthetic"] = dict(generator="sampd_plugin.synthetic", **info)
+    dataset.save()
+    return dataset
+
+
 def make_dataset(
     name: Optional[str] = None,
     num_videos: int = 2,
@@ -83,6 +103,7 @@ def make_dataset(
     fps: float = 24.0,
     overwrite: bool = False,
     persistent: bool = False,
+    lossless: bool = False,
 ):
     """A FiftyOne video dataset of synthetic scenes with exact ground truth.
 
@@ -103,6 +124,7 @@ def make_dataset(
         name: dataset name; ``None`` makes a fresh, uniquely named ``sampd-synthetic-...`` dataset
         overwrite: delete an existing dataset called ``name`` first (else a ``ValueError`` is raised)
         persistent: make the dataset persistent
+        lossless: write exact-RGB videos (:func:`write_video`) whose decoded frames are the rendered pixels
 
     Returns:
         the ``fo.Dataset``
@@ -112,24 +134,15 @@ def make_dataset(
     from sampd_plugin.labels import xyxy_to_relative
 
     start_frames = {int(k): int(v) for k, v in (start_frames or {}).items()}
-    if name is not None and fo.dataset_exists(name):
-        if not overwrite:
-            raise ValueError(f"dataset {name!r} exists; pass overwrite=True to replace it")
-        fo.delete_dataset(name)
+    dataset = _new_dataset(name, overwrite, persistent, dict(num_videos=num_videos, seed=seed))
     if output_dir is None:
         output_dir = _default_output_dir(num_frames, num_objects, height, width, start_frames)
-    dataset = fo.Dataset(name if name is not None else f"sampd-synthetic-{uuid.uuid4().hex[:12]}")
-    dataset.persistent = persistent
-    dataset.tags = ["synthetic"]
-    dataset.info["synthetic"] = dict(
-        generator="sampd_plugin.synthetic", num_videos=num_videos, seed=seed,
-    )
-    dataset.save()
 
     scenes = [SyntheticScene(seed + i, num_frames, num_objects, height, width, start_frames) for i in range(num_videos)]
     samples = []
     for scene in scenes:
-        path = write_video(scene, os.path.join(output_dir, f"synthetic-{scene.seed}.mp4"), fps=fps)
+        path = write_video(scene, os.path.join(output_dir, f"synthetic-{scene.seed}{'-rgb' if lossless else ''}.mp4"),
+                           fps=fps, lossless=lossless)
         samples.append(fo.Sample(filepath=os.path.abspath(path), tags=["synthetic"], synthetic=scene.params))
     ids = dataset.add_samples(samples)
     dataset.compute_metadata()
@@ -153,6 +166,90 @@ def make_dataset(
                     )
                 frames[t] = fo.Detections(detections=dets)
             dataset.set_values("frames.ground_truth", {sample_id: frames}, key_field="id")
+    return dataset
+
+
+def zoo_detections(masks: Dict[int, np.ndarray], sequence: str) -> "object":
+    """``fo.Detections`` of one frame exactly as FiftyOne's DAVIS 2017 zoo loader (``voxel51/davis-2017``,
+    ``format="image"``) writes them from a label map: for each object id ``1..max id on the frame`` a detection with
+    ``index = id - 1`` (from 0), ``label = sequence + str(index)``, the box of ``cv2.boundingRect`` (relative
+    ``[x, y, w, h]``) and the mask cropped to it; an object absent from the frame but below the frame's max id gets
+    a detection with no mask and the box ``[0, 0, 0, 0]``.
+
+    Args:
+        masks: ``{object id >= 1: (H, W) bool mask}`` of the visible objects
+        sequence: the sequence name
+    """
+    import cv2
+    import fiftyone as fo
+
+    dets = []
+    if masks:
+        h, w = next(iter(masks.values())).shape
+        for cc in range(max(masks)):
+            m = masks.get(cc + 1)
+            m = np.zeros((h, w), np.uint8) if m is None else m.astype(np.uint8)
+            x, y, bw, bh = cv2.boundingRect(m)
+            crop = m[y:y + bh, x:x + bw] if m.any() else None
+            dets.append(fo.Detection(bounding_box=[x / w, y / h, bw / w, bh / h], mask=crop, label=sequence + str(cc),
+                                     index=cc))
+    return fo.Detections(detections=dets)
+
+
+def make_image_dataset(
+    name: Optional[str] = None,
+    num_sequences: int = 2,
+    num_frames: int = 30,
+    num_objects: int = 3,
+    height: int = 480,
+    width: int = 854,
+    seed: int = 0,
+    output_dir: Optional[str] = None,
+    image_format: str = "jpg",
+    start_frames: Optional[Dict[int, int]] = None,
+    overwrite: bool = False,
+    persistent: bool = False,
+):
+    """An image dataset of synthetic sequences in exactly the schema of FiftyOne's DAVIS 2017 zoo dataset
+    (``voxel51/davis-2017``, ``format="image"``): one image sample per frame with ``filepath`` =
+    ``<output_dir>/<sequence>/<frame:05d>.<image_format>``, ``sequence_id`` = the sequence name (also in ``tags``,
+    with ``"synthetic"``), ``frame_number`` = the file stem as a string (``"00000"`` for the first frame),
+    ``ground_truth`` = :func:`zoo_detections` (``index`` from 0), plus ``synthetic`` = the scene parameters (so the
+    synthetic segmenter can segment it). Sequence ``i`` is ``SyntheticScene(seed + i, ...)`` named
+    ``synthetic-<seed + i>``; scene frame ``t`` (1-based) is ``frame_number = f"{t - 1:05d}"``.
+
+    ``image_format`` ``"jpg"`` (OpenCV's default quality 95, as DAVIS ships JPEGs) or ``"png"`` (lossless: the files
+    hold exactly the rendered pixels).
+    """
+    import cv2
+    import fiftyone as fo
+
+    if image_format not in ("jpg", "png"):
+        raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
+    start_frames = {int(k): int(v) for k, v in (start_frames or {}).items()}
+    dataset = _new_dataset(name, overwrite, persistent, dict(num_sequences=num_sequences, seed=seed,
+                                                             layout="image sequences (DAVIS zoo schema)"))
+    if output_dir is None:
+        output_dir = os.path.join(_default_output_dir(num_frames, num_objects, height, width, start_frames),
+                                  f"images-{image_format}")
+    samples = []
+    for i in range(num_sequences):
+        scene = SyntheticScene(seed + i, num_frames, num_objects, height, width, start_frames)
+        seq = f"synthetic-{scene.seed}"
+        folder = os.path.join(output_dir, seq)
+        os.makedirs(folder, exist_ok=True)
+        for t, img in scene.iter_frames():
+            stem = f"{t - 1:05d}"
+            path = os.path.abspath(os.path.join(folder, f"{stem}.{image_format}"))
+            tmp = f"{path}.{os.getpid()}.part.{image_format}"
+            if not cv2.imwrite(tmp, img[..., ::-1]):
+                raise RuntimeError(f"cannot write {path}")
+            os.replace(tmp, path)
+            samples.append(fo.Sample(filepath=path, tags=["synthetic", seq], sequence_id=seq, frame_number=stem,
+                                     ground_truth=zoo_detections(scene.visible_masks(t), seq),
+                                     synthetic=scene.params))
+    dataset.add_samples(samples)
+    dataset.compute_metadata()
     return dataset
 
 
