@@ -218,6 +218,8 @@ class FrameLabelWriter:
         self._n = 0
         self.frames_written = 0
         self.calls = 0
+        for qname, (ftype, kwargs) in quality_fields(label_field).items():  # e.g. an output field copied by hand
+            layout.add_field(qname, ftype, **kwargs)
 
     def add(self, seq: Sequence, frame_number: int, label):
         self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = label

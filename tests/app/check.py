@@ -259,6 +259,13 @@ class Check:
         for b in self.xpath("//button[normalize-space(text())='Dismiss']"):
             self.click(b)
 
+    def close_modal(self):
+        """Closes the sample modal by clicking outside it (the headless App ignores Escape there)."""
+        for kind in ("mousePressed", "mouseReleased"):
+            self.d.execute_cdp_cmd("Input.dispatchMouseEvent", {"type": kind, "x": 12, "y": 400, "button": "left",
+                                                                "clickCount": 1})
+        self.wait(lambda: "id=" not in self.d.current_url, timeout=20, what="the sample modal to close")
+
     def park_mouse(self):
         """Moves the pointer to the top left corner (no hover overlays on thumbnails)."""
         self.d.execute_cdp_cmd("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": 1, "y": 1})
@@ -414,6 +421,10 @@ class Check:
 
         if sp.model_warning("vit_h"):  # no GPU and no checkpoint here: the form must say so before scheduling
             assert "needs a GPU worker" in text and "no GPU" in text, "no vit_h warning in the form"
+            note = self.xpath("//*[contains(text(), 'needs a GPU worker')]")
+            self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", note[0])
+            time.sleep(0.5)
+            self.shot("form-warning")
         self.key("\ue00c")  # Escape closes the form
         return "defaults: prompt ground_truth, output sampd_2, model vit_h, preset full, device auto"
 
@@ -439,7 +450,7 @@ class Check:
             self.d.current_url), what="the sample modal")
         time.sleep(1.5)
         self.shot(f"{name}-modal")
-        self.key("\ue00c")
+        self.close_modal()
         frame = view[sid]
         video = self.ds[frame.sample_id]
         hw = (video.metadata.frame_height, video.metadata.frame_width)
@@ -546,9 +557,7 @@ class Check:
         self.shot("video-modal")
         assert after > 100 and before < after / 10, (f"frame {fn}: {after} flag-coloured pixels in the corner, "
                                                      f"frame 1: {before}")
-        for _ in range(2):  # close the modal
-            self.key("\ue00c")
-            time.sleep(0.5)
+        self.close_modal()
         return f"frame {fn} flagged ({after} px of the flag colour), frame 1 not ({before} px)"
 
     def check_http(self):
