@@ -51,7 +51,7 @@ class AutoTrackObjects(foo.Operator):
             queued = sp.queue_track(target, mode="auto", samples_per_operation=per_op,
                                     delegation_target=ctx.delegation_target, **kwargs)
             return forms.split_result(queued, per_op)
-        summary = sp.auto_track(target, progress=forms.progress(ctx), **kwargs)
+        summary = sp.auto_track(target, progress=forms.progress(ctx), operation=forms.operation_id(ctx), **kwargs)
         forms.finish(ctx)
         return forms.track_result(summary)
 
@@ -79,4 +79,5 @@ def _validate(inputs, ctx, target, label_prop):
     if plan.errors:
         forms.error(inputs, "\n".join(plan.errors[:5]), label="Invalid input: nothing will be written")
         return
+    forms.plan_notices(inputs, plan)
     forms.notice(inputs, f"{len(plan.todo)} sequence(s) to track, {len(plan.done)} already finished", "plan")

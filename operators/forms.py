@@ -250,10 +250,19 @@ def config_from_params(params):
 
 
 def common_kwargs(params):
-    return dict(model=params.get("model") or "vit_h", checkpoint=params.get("checkpoint") or None,
-                device=None if params.get("device") in (None, "auto") else params.get("device"),
-                batch_frames=int(params.get("batch_frames") or 128), config=config_from_params(params),
-                job_id=params.get("job_id") or None, **sequence_kwargs(params))
+    kw = dict(model=params.get("model") or "vit_h", checkpoint=params.get("checkpoint") or None,
+              device=None if params.get("device") in (None, "auto") else params.get("device"),
+              batch_frames=int(params.get("batch_frames") or 128), config=config_from_params(params),
+              job_id=params.get("job_id") or None, **sequence_kwargs(params))
+    if params.get("allow_overwrite_ground_truth"):  # only set by sp.queue_track (never shown in a form)
+        kw["allow_overwrite_ground_truth"] = True
+    return kw
+
+
+def operation_id(ctx):
+    """The id of the delegated operation being executed (``None`` when run immediately)."""
+    op = getattr(ctx, "_delegated_operation_id", None) if ctx.delegated else None
+    return str(op) if op else None
 
 
 # --- execution ------------------------------------------------------------------------------------------------------
@@ -331,10 +340,13 @@ def track_result(summary, jf=None):
     res = dict(summary)
     res["samples_tracked"] = len(summary.get("tracked", []))
     res["samples_skipped"] = len(summary.get("skipped", []))
-    msg = (f"{res['samples_tracked']} sample(s) tracked into frames.{summary['label_field']}: {summary['objects']} "
+    msg = (f"{res['samples_tracked']} sequence(s) tracked into {summary['label_field']}: {summary['objects']} "
            f"objects, {summary['frames']} frames in {summary['seconds']:.1f} s on {summary['device']}")
     if res["samples_skipped"]:
-        msg += f"; {res['samples_skipped']} already finished sample(s) skipped"
+        msg += f"; {res['samples_skipped']} already finished sequence(s) skipped"
+    if summary.get("busy"):
+        msg += (f"; {len(summary['busy'])} sequence(s) skipped because another run is writing them ("
+                + "; ".join(list(summary["busy"].values())[:3]) + ")")
     if jf:
         res.update(jf)
         msg += f"; J&F {jf['jf']:.3f} (eval key '{jf['eval_key']}')"
@@ -350,6 +362,18 @@ def split_result(queued, per_op):
     msg += (f"; J&F (eval key '{ev['eval_key']}') is evaluated by the operation that finishes last" if ev else
             "; run 'evaluate_tracking' when they are done")
     return dict(queued, message=msg + ". Refresh the App (reload the dataset) to see the results.")
+
+
+def plan_notices(inputs, plan):
+    """Shows a plan's runs of other workers in the form: sequences being written (skipped) and stale ones (their
+    worker presumed dead: taken over)."""
+    if plan.busy:
+        warning(inputs, f"{len(plan.busy)} sequence(s) are being written by another run and will be skipped: "
+                        + "; ".join(list(plan.busy.values())[:3]), "busy", label="Running elsewhere")
+    if plan.stale:
+        warning(inputs, f"{len(plan.stale)} sequence(s) were left by a run that stopped heart-beating (dead "
+                        "worker?) and will be taken over: " + "; ".join(list(plan.stale.values())[:3]), "stale",
+                label="Stale runs")
 
 
 def jf_summary(results, eval_key):

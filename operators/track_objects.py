@@ -68,7 +68,7 @@ class TrackObjects(foo.Operator):
                                     evaluate=dict(gt_field=kwargs["prompt_field"], eval_key=key) if evaluate else None,
                                     **kwargs)
             return forms.split_result(queued, per_op)
-        summary = sp.track(target, progress=forms.progress(ctx), **kwargs)
+        summary = sp.track(target, progress=forms.progress(ctx), operation=forms.operation_id(ctx), **kwargs)
         jf = None
         if ctx.params.get("job_id"):  # one part of a split job: the part that finishes it evaluates it
             results = sp.finish_job(target, ctx.params["job_id"])
@@ -113,4 +113,5 @@ def _validate(inputs, ctx, target, prompt_prop, label_prop, num_sequences):
         forms.warning(inputs, f"'{plan.layout.path(plan.label_field)}' exists: {len(plan.done)} sequence(s) "
                               f"finished by an identical run are skipped; {len(plan.clear)} sequence(s) are cleared "
                               "and re-tracked", "label_field_exists", label="Output field exists")
+    forms.plan_notices(inputs, plan)
     forms.notice(inputs, f"{len(plan.todo)} sequence(s) to track, {len(plan.done)} already finished", "plan")

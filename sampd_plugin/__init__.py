@@ -22,6 +22,8 @@ Public SDK (what the plugin's operators call, and all they import; details in :m
 ``queue_track``    the same job as delegated operations on FiftyOne's queue (GPU workers)
 ``run_worker``     a ``fiftyone delegated launch`` worker loop that can exit when idle
 ``plan_track``     validation / dry run: which samples a job tracks, skips, or refuses
+``list_runs``      the state of every run on every sequence (done, running, stale: worker dead, failed)
+``recover_stale``  fail and re-queue the delegated operations of dead workers
 =================  ===================================================================================
 
 Importing this package imports neither FiftyOne nor torch: the names above are resolved on first use, so
@@ -42,6 +44,8 @@ _LAZY = {
     "queue_track": "sampd_plugin.delegated",
     "run_worker": "sampd_plugin.delegated",
     "finish_job": "sampd_plugin.delegated",
+    "list_runs": "sampd_plugin.delegated",
+    "recover_stale": "sampd_plugin.delegated",
     "PLUGIN_NAME": "sampd_plugin.delegated",
     # planning / validation (runs)
     "plan_track": "sampd_plugin.runs",
@@ -62,6 +66,7 @@ _LAZY = {
     "layout_of": "sampd_plugin.sources",
     # names the operators' forms need
     "SampdInputError": "sampd_plugin.errors",
+    "SampdRunError": "sampd_plugin.errors",
     "MARKER_SUFFIX": "sampd_plugin.labels",
     "marker_field": "sampd_plugin.labels",
     "VIEWS": "sampd_plugin.views",

@@ -11,15 +11,18 @@ This module imports no FiftyOne.
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple, Union
+import ast
+import dataclasses
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from sampd_plugin import metrics
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.config import PRESETS, SamPDConfig
 from sampd_plugin.tracker import FrameResult, ObjectPrompt, SamPDTracker
 
-ABLATION_PRESETS = ("point", "point+refine", "box", "box+mp", "box+refine", "full")
+#: the paper's rows in the paper's order: Table III (with its "IoU-based" row), then Table V
+ABLATION_PRESETS = tuple(PRESETS)
 
 
 def score_sequence(
@@ -57,6 +60,27 @@ def score_sequence(
     return [metrics.statistics(js[i]) for i in ids], [metrics.statistics(fs[i]) for i in ids]
 
 
+def row_config(row: str) -> SamPDConfig:
+    """A table row written ``preset[:setting=value,...]``, e.g. ``"full:similarity=cosine"`` (values are Python
+    literals, or plain strings)."""
+    name, _, rest = row.partition(":")
+    return SamPDConfig.preset(name, **_settings(rest.split(",") if rest else []))
+
+
+def _settings(items: Sequence[str]) -> dict:
+    """``["key=value", ...]`` -> ``{key: value}`` with values parsed as Python literals where possible."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"expected setting=value, got {item!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()
+    return out
+
+
 def run_synthetic_ablation(
     presets: Union[Sequence[str], Mapping[str, SamPDConfig]] = ABLATION_PRESETS,
     num_videos: int = 10,
@@ -65,50 +89,79 @@ def run_synthetic_ablation(
     height: int = 240,
     width: int = 320,
     seed: int = 0,
+    realism: Optional[dict] = None,
 ) -> Dict[str, Dict[str, float]]:
-    """Runs each preset (a name, or ``{row name: SamPDConfig}``) on the same generated videos with the synthetic
-    segmenter; returns ``{row name: {"J&F-Mean": ..., "J-Mean": ..., ...}}`` (:func:`sampd_plugin.metrics.aggregate`)."""
-    from sampd_plugin.backends.synthetic import SyntheticSegmenter
+    """Runs each row (a preset name or ``preset:setting=value,...`` (:func:`row_config`), or ``{row name:
+    SamPDConfig}``) on the same generated videos with the synthetic segmenter, whose degradation knobs are
+    ``Realism(**realism)`` (default: :class:`~sampd_plugin.backends.synthetic.Realism`'s); returns ``{row name:
+    {"J&F-Mean": ..., "J-Mean": ..., ...}}`` (:func:`sampd_plugin.metrics.aggregate`)."""
+    from sampd_plugin.backends.synthetic import Realism
     from sampd_plugin.synthetic import SyntheticScene
 
-    configs = presets if isinstance(presets, Mapping) else {name: SamPDConfig.preset(name) for name in presets}
-    table = {}
-    for name, config in configs.items():
-        j_all, f_all = [], []
-        for v in range(num_videos):
-            scene = SyntheticScene(
-                seed=seed + v, num_frames=num_frames, num_objects=num_objects, height=height, width=width
-            )
-            prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m) for i, m in scene.visible_masks(1).items()]
-            results = SamPDTracker(SyntheticSegmenter(scene), config).track(scene.iter_frames(), prompts)
-            j, f = score_sequence(results, scene.visible_masks, num_frames)
-            j_all += j
-            f_all += f
-        table[name] = metrics.aggregate(j_all, f_all)
-    return table
+    configs = presets if isinstance(presets, Mapping) else {name: row_config(name) for name in presets}
+    knobs = Realism(**(realism or {}))
+    j_all: Dict[str, list] = {name: [] for name in configs}
+    f_all: Dict[str, list] = {name: [] for name in configs}
+    for v in range(num_videos):
+        # one video at a time, every row on it: frames, ground truth and encodings are computed once
+        scene = SyntheticScene(
+            seed=seed + v, num_frames=num_frames, num_objects=num_objects, height=height, width=width
+        )
+        frames = list(scene.iter_frames())
+        gt = {f: scene.visible_masks(f) for f, _ in frames}
+        prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m) for i, m in gt[1].items()]
+        segmenter = _encode_once(scene, dataclasses.replace(knobs))
+        for name, config in configs.items():
+            results = SamPDTracker(segmenter, config).track(frames, prompts)
+            j, f = score_sequence(results, gt.__getitem__, num_frames)
+            j_all[name] += j
+            f_all[name] += f
+    return {name: metrics.aggregate(j_all[name], f_all[name]) for name in configs}
+
+
+def _encode_once(scene, realism):
+    """A :class:`~sampd_plugin.backends.synthetic.SyntheticSegmenter` that keeps each frame's encoding (it does not
+    depend on the tracker's settings, and decoding does not modify it) for the rows that follow."""
+    from sampd_plugin.backends.synthetic import SyntheticSegmenter
+
+    class EncodeOnce(SyntheticSegmenter):
+        def _encode(self, image, frame_number):
+            if frame_number not in self.states:
+                self.states[frame_number] = super()._encode(image, frame_number)
+            return self.states[frame_number]
+
+    segmenter = EncodeOnce(scene, realism=realism)
+    segmenter.states = {}
+    return segmenter
 
 
 def format_table(table: Dict[str, Dict[str, float]], title: str = "") -> str:
     cols = ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "J-Decay")
     lines = [title] if title else []
-    lines.append(f"{'preset':<14}" + "".join(f"{c:>10}" for c in cols))
+    width = max([14] + [len(name) + 2 for name in table])
+    lines.append(f"{'row':<{width}}" + "".join(f"{c:>10}" for c in cols))
     for name, row in table.items():
-        lines.append(f"{name:<14}" + "".join(f"{100 * row[c]:>10.1f}" for c in cols))
+        lines.append(f"{name:<{width}}" + "".join(f"{100 * row[c]:>10.1f}" for c in cols))
     return "\n".join(lines)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", nargs="+", default=list(ABLATION_PRESETS))
+    p.add_argument("--presets", nargs="+", default=list(ABLATION_PRESETS), metavar="ROW",
+                   help="rows: preset names, or preset:setting=value,... (e.g. full:similarity=cosine); default: "
+                        "every preset in the paper's order")
     p.add_argument("--videos", type=int, default=10)
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--objects", type=int, default=3)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--realism", nargs="*", default=[], metavar="KNOB=VALUE",
+                   help="synthetic segmenter degradation knobs (sampd_plugin.backends.synthetic.Realism), e.g. "
+                        "leak_chance=0.3 box_instability=0.03")
     args = p.parse_args(argv)
     table = run_synthetic_ablation(args.presets, args.videos, args.frames, args.objects, height=args.height,
-                                   width=args.width, seed=args.seed)
+                                   width=args.width, seed=args.seed, realism=_settings(args.realism))
     print(format_table(table, "SAM-PD ablation on generated videos, synthetic segmenter (not paper numbers)"))
 
 

@@ -3,6 +3,9 @@
 Paper defaults (Sec. IV-A): box prompts, a 3x3 grid of shifts with a step of 10 % of the box side, scales
 {1.0, 1.05} (18 prompts), semantic-similarity selection against a fixed frame-0 template (Eq. 2), point refinement
 keeping the largest of SAM's three masks, negative points from the other objects in both stages (Table V).
+Where the paper leaves a reading open, both readings are settings and the default is the one measured better
+(README, "Method options"): Eq. 2 on ``similarity="dot"`` or ``"cosine"`` features; the "IoU-based" many-to-one
+as IoU with the previous mask (``"iou_prev"``) or SAM's predicted IoU (``"predicted_iou"``).
 
 This module imports no FiftyOne.
 """
@@ -13,7 +16,10 @@ import dataclasses
 from typing import Optional, Tuple
 
 PROMPT_TYPES = ("box", "point")
-SELECTIONS = ("similarity", "iou", "none")
+SELECTIONS = ("similarity", "iou_prev", "predicted_iou", "none")
+#: old name of ``"predicted_iou"`` (before ``"iou_prev"`` existed), still accepted so stored run settings load
+SELECTION_ALIASES = {"iou": "predicted_iou"}
+SIMILARITIES = ("dot", "cosine")
 TEMPLATES = ("fixed", "update")
 MULTIMASK_PICKS = ("largest", "max_iou_prev")
 
@@ -28,8 +34,14 @@ class SamPDConfig:
         grid_size: side of the grid of shifted boxes of the one-to-many stage (Sec. III-C); 1 disables it
         shift_step: grid step as a fraction of the box width/height
         scales: box scale factors placed at every grid position
-        selection: many-to-one pick: ``"similarity"`` (Eq. 2), ``"iou"`` (SAM's predicted IoU, Table III) or
-            ``"none"`` (only valid with a single prompt)
+        selection: many-to-one pick: ``"similarity"`` (Eq. 2, the paper's "semantic-based"); ``"iou_prev"``, the
+            candidate with the highest IoU with the object's previous mask (on the low-resolution mask grid; the
+            paper's "IoU-based" row of Table III, read as "spatial cues"); ``"predicted_iou"``, the candidate with
+            the highest SAM predicted IoU (the other reading of that row); ``"none"`` (only valid with a single
+            prompt). ``"iou"`` is accepted as the old name of ``"predicted_iou"`` and stored as such.
+        similarity: features of Eq. 2: ``"dot"`` (SAM's embedding as is) or ``"cosine"`` (each cell's feature
+            vector L2-normalised; :func:`sampd_plugin.selection.similarity_features`); also used by
+            ``lost_similarity`` and the template update
         template: ``"fixed"`` frame-0 template (the paper's choice, footnote 2) or ``"update"`` (an extension:
             the template is blended with the chosen candidate's each frame with weight ``template_momentum``)
         template_momentum: weight of the new template in ``"update"`` mode
@@ -37,8 +49,9 @@ class SamPDConfig:
         multimask_pick: ``"largest"`` area (DAVIS) or ``"max_iou_prev"`` IoU with the previous mask (parts,
             YouTube-VOS)
         negative_points: max number of negative points per other object (0 disables them)
-        negatives_in_first_stage: also give negative points with the box prompts (Table V, row 1)
-        negatives_in_refinement: give negative points in the refinement stage (Table V, row 2)
+        negatives_in_first_stage: give negative points with the first-stage (box or point) prompts (Table V,
+            "Multi-Prompt" column)
+        negatives_in_refinement: give negative points in the refinement stage (Table V, "Mask Refine" column)
         decode_batch_size: prompts per decoder call; ``None`` = the backend's measured preference (unlimited on
             CUDA), ``0`` = unlimited
         min_mask_area: a mask with fewer pixels than this marks its object lost
@@ -54,6 +67,7 @@ class SamPDConfig:
     shift_step: float = 0.10
     scales: Tuple[float, ...] = (1.0, 1.05)
     selection: str = "similarity"
+    similarity: str = "dot"
     template: str = "fixed"
     template_momentum: float = 0.1
     refine: bool = True
@@ -70,12 +84,14 @@ class SamPDConfig:
 
     def __post_init__(self):
         self.scales = tuple(float(s) for s in self.scales)
+        self.selection = SELECTION_ALIASES.get(self.selection, self.selection)
         self.validate()
 
     def validate(self):
         """Raises ``ValueError`` naming the first invalid setting."""
         _choice("prompt_type", self.prompt_type, PROMPT_TYPES)
         _choice("selection", self.selection, SELECTIONS)
+        _choice("similarity", self.similarity, SIMILARITIES)
         _choice("template", self.template, TEMPLATES)
         _choice("multimask_pick", self.multimask_pick, MULTIMASK_PICKS)
         if not isinstance(self.grid_size, int) or self.grid_size < 1 or self.grid_size % 2 == 0:
@@ -133,7 +149,7 @@ class SamPDConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "SamPDConfig":
-        """A named paper ablation row (Table III); see :data:`PRESETS`."""
+        """A named paper ablation row (Tables III and V); see :data:`PRESETS`."""
         try:
             base = PRESETS[name]
         except KeyError:
@@ -142,27 +158,36 @@ class SamPDConfig:
 
 
 _SINGLE = dict(grid_size=1, scales=(1.0,), selection="none")
+#: Table III's rows without the full method "simply propagate": no negative points (Table V studies them only in the
+#: full method)
+_NO_NEG = dict(negatives_in_first_stage=False, negatives_in_refinement=False)
 
-#: Paper Table III rows (DAVIS 2017 val J&F with ViT-H in the comments) and the IoU-selection variant.
+#: Paper rows, in the paper's order (DAVIS 2017 val J&F with ViT-H in the comments): Table III, then Table V (whose
+#: last row, negatives in both stages, is ``"full"``). Every preset reproduces its row as written; the switches
+#: (``negatives_*``, ``selection``, ``similarity``) stay available as overrides.
 PRESETS = {
-    "point": dict(prompt_type="point", refine=False, **_SINGLE),  # 33.0
-    "point+refine": dict(prompt_type="point", refine=True, **_SINGLE),  # 49.5
-    "box": dict(refine=False, **_SINGLE),  # 67.2
-    "box+mp": dict(refine=False),  # 69.0
-    "box+refine": dict(refine=True, **_SINGLE),  # 68.4
-    "full": dict(),  # 71.3
-    "full-iou": dict(selection="iou"),  # 70.2
+    "point": dict(prompt_type="point", refine=False, **_SINGLE, **_NO_NEG),  # III row 1: 33.0
+    "point+refine": dict(prompt_type="point", refine=True, **_SINGLE, **_NO_NEG),  # III row 2: 49.5
+    "box": dict(refine=False, **_SINGLE, **_NO_NEG),  # III row 3: 67.2
+    "box+mp": dict(refine=False, **_NO_NEG),  # III row 4: 69.0
+    "box+refine": dict(refine=True, **_SINGLE, **_NO_NEG),  # III row 5: 68.4
+    "full": dict(),  # III rows 6 and 8 ("semantic-based"), V row 3: 71.3
+    "full-iou": dict(selection="iou_prev"),  # III row 7, "IoU-based": 70.2
+    "full-no-neg-refine": dict(negatives_in_refinement=False),  # V row 1, negatives in the multi-prompt stage: 70.4
+    "full-no-neg-mp": dict(negatives_in_first_stage=False),  # V row 2, negatives in the refinement: 70.4
 }
 
 #: a short description of each preset with its paper table row (DAVIS 2017 val J&F, ViT-H), for forms and tables
 PRESET_LABELS = {
     "point": "point prompt (Table III: 33.0 J&F)",
-    "point+refine": "point + refinement (49.5)",
-    "box": "box, vanilla SAM-PD (67.2)",
-    "box+mp": "box + multi-prompt (69.0)",
-    "box+refine": "box + refinement (68.4)",
-    "full": "full SAM-PD: box + multi-prompt + refinement (71.3)",
-    "full-iou": "full, IoU selection instead of Eq. 2 (70.2)",
+    "point+refine": "point + refinement (Table III: 49.5)",
+    "box": "box, vanilla SAM-PD (Table III: 67.2)",
+    "box+mp": "box + multi-prompt (Table III: 69.0)",
+    "box+refine": "box + refinement (Table III: 68.4)",
+    "full": "full SAM-PD: box + multi-prompt + refinement, negatives in both stages (Tables III/V: 71.3)",
+    "full-iou": "full, IoU-based many-to-one: IoU with the previous mask instead of Eq. 2 (Table III: 70.2)",
+    "full-no-neg-refine": "full, negative points in the multi-prompt stage only (Table V: 70.4)",
+    "full-no-neg-mp": "full, negative points in the refinement only (Table V: 70.4)",
 }
 
 

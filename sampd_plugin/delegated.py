@@ -23,11 +23,12 @@ FiftyOne's own delegated-operation engine, no second queue:
 
 from __future__ import annotations
 
+import datetime
 import time
 import uuid
-from typing import Optional
+from typing import List, Optional
 
-from sampd_plugin import runs, store
+from sampd_plugin import ownership, runs, store
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.runs import ConfigLike, make_config, plan_track
 from sampd_plugin.sources import as_collection, layout_of
@@ -43,7 +44,8 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
                 batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, samples_per_operation: int = 1,
                 delegation_target: Optional[str] = None, mode: str = "track", max_objects: int = 100,
                 job_id: Optional[str] = None, sequence_field: Optional[str] = None,
-                order_field: Optional[str] = None, evaluate: Optional[dict] = None) -> dict:
+                order_field: Optional[str] = None, allow_overwrite_ground_truth: bool = False,
+                evaluate: Optional[dict] = None) -> dict:
     """Queues a tracking job as delegated operations of the plugin's ``track_objects`` (``mode="track"``) or
     ``auto_track_objects`` (``mode="auto"``) operator, one per ``samples_per_operation`` unfinished sequences
     (video samples, or image sequences), for ``fiftyone delegated launch`` workers to run.
@@ -60,7 +62,7 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
 
     Returns:
         ``{"operations": [delegated operation ids], "samples": n sequences queued, "skipped": [finished sequence
-        keys], "job_id": ...}``
+        keys], "busy": {key: message} (another live run is writing them: not queued), "job_id": ...}``
     """
     samples = as_collection(samples)
     k = int(samples_per_operation)
@@ -69,7 +71,8 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
     _check_device_name(device)
     job_id = job_id or uuid.uuid4().hex
     plan = plan_track(samples, label_field, prompt_field if mode == "track" else None, config, model, checkpoint,
-                      overwrite, mode, max_objects if mode == "auto" else None, job_id, sequence_field, order_field)
+                      overwrite, mode, max_objects if mode == "auto" else None, job_id, sequence_field, order_field,
+                      allow_overwrite_ground_truth=allow_overwrite_ground_truth)
     plan.raise_if_invalid()
     cfg = make_config(config)
     layout = plan.layout
@@ -77,6 +80,8 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
     params = dict(label_field=plan.label_field, model=model, checkpoint=checkpoint or None, job_id=job_id,
                   device=device or "auto", batch_frames=int(batch_frames), overwrite=bool(overwrite),
                   samples_per_operation=0, config=cfg.to_dict(), view_target="CURRENT_VIEW", evaluate=False)
+    if allow_overwrite_ground_truth:  # an SDK decision carried to the workers (the forms never set it)
+        params["allow_overwrite_ground_truth"] = True
     if not layout.is_video:
         params.update(sequence_field=layout.sequence_field, order_field=layout.order_field)
     if mode == "track":
@@ -101,8 +106,8 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
         ops.append(str(res.result["id"]))
     if evaluate is not None and not ops:  # nothing left to track: evaluate now
         finish_job(layout.dataset, job_id)
-    return dict(operations=ops, samples=len(plan.todo), skipped=list(plan.done), label_field=plan.label_field,
-                job_id=job_id, evaluate=evaluate)
+    return dict(operations=ops, samples=len(plan.todo), skipped=list(plan.done), busy=dict(plan.busy),
+                label_field=plan.label_field, job_id=job_id, evaluate=evaluate)
 
 
 def _jobs(dataset):
@@ -153,6 +158,57 @@ def _check_device_name(device: Optional[str]):
         raise SampdInputError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
 
 
+def list_runs(samples, label_field: Optional[str] = None, sequence_field: Optional[str] = None,
+              order_field: Optional[str] = None, stale_seconds: float = ownership.DEFAULT_STALE_SECONDS) -> List[dict]:
+    """The state of every SAM-PD run on every sequence of ``samples`` (:func:`sampd_plugin.runs.run_states`): one
+    row per (output field, sequence) with its ``state`` (``done``, ``running``, ``stale`` = its worker stopped
+    heart-beating ``stale_seconds`` ago, ``dead`` = its process on this host is gone, ``failed``, ``not started``)
+    and a ``message`` such as ``"stale, last heartbeat 14 min ago (host:1234, delegated operation ...)"``."""
+    return runs.run_states(samples, label_field, sequence_field, order_field, stale_seconds)
+
+
+def recover_stale(samples, stale_seconds: float = ownership.DEFAULT_STALE_SECONDS, requeue: bool = True,
+                  label_field: Optional[str] = None, sequence_field: Optional[str] = None,
+                  order_field: Optional[str] = None) -> dict:
+    """Recovers the plugin's delegated operations whose worker died: RUNNING operations on the dataset of
+    ``samples`` with a sequence whose run marker is ``stale`` or ``dead`` (:func:`list_runs`), or, having written no
+    marker, with no update for ``stale_seconds``, are marked FAILED (with the reason) and, with ``requeue``, queued
+    again (FiftyOne's ``rerun_operation``): the new operation takes the dead owner's sequences over, re-tracks them
+    from their start and skips the finished ones.
+
+    Returns:
+        ``{"failed": [operation ids], "requeued": [new operation ids], "sequences": [stale sequence rows]}``
+    """
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionResult, ExecutionRunState
+
+    samples = as_collection(samples)
+    rows = [r for r in list_runs(samples, label_field, sequence_field, order_field, stale_seconds)
+            if r["state"] in ("stale", "dead")]
+    live = {r["operation"] for r in list_runs(samples, label_field, sequence_field, order_field, stale_seconds)
+            if r["state"] == "running" and r["operation"]}
+    dead = {r["operation"] for r in rows if r["operation"]}
+    service = DelegatedOperationService()
+    cutoff = ownership.utcnow().timestamp() - stale_seconds
+    out = dict(failed=[], requeued=[], sequences=rows)
+    for op in service.list_operations(dataset_name=samples._root_dataset.name, run_state=ExecutionRunState.RUNNING):
+        op_id = str(op.id)
+        if not str(op.operator).startswith(PLUGIN_NAME + "/") or op_id in live:
+            continue
+        updated = op.updated_at.replace(tzinfo=datetime.timezone.utc).timestamp() if op.updated_at else 0
+        if op_id not in dead and updated > cutoff:
+            continue
+        reason = (f"worker stopped heart-beating (no update for more than {stale_seconds:.0f} s); recovered by "
+                  f"sampd_plugin.recover_stale on {ownership.this_worker()}")
+        if service.set_failed(op.id, result=ExecutionResult(error=reason),
+                              required_state=ExecutionRunState.RUNNING) is None:
+            continue  # it finished or failed meanwhile
+        out["failed"].append(op_id)
+        if requeue:
+            out["requeued"].append(str(service.rerun_operation(op.id).id))
+    return out
+
+
 def run_worker(dataset_name: Optional[str] = None, operator: Optional[str] = None, poll_seconds: float = 0.5,
                idle_exit_seconds: Optional[float] = None, max_operations: Optional[int] = None,
                log: bool = True) -> int:
@@ -198,4 +254,4 @@ def _execute_operator(*args, **kwargs):
         return pool.submit(foo.execute_operator, *args, **kwargs).result()
 
 
-__all__ = ["queue_track", "finish_job", "run_worker", "PLUGIN_NAME"]
+__all__ = ["queue_track", "finish_job", "run_worker", "list_runs", "recover_stale", "PLUGIN_NAME"]

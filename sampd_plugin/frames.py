@@ -19,6 +19,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from sampd_plugin.errors import TruncatedVideoError
+
 _UNKNOWN_LENGTH = 2**31 - 1
 
 
@@ -51,6 +53,10 @@ def iter_frames(path: str, start: int = 1, stop: Optional[int] = None) -> Iterat
 
     Frames before ``start`` are decoded and dropped (ffmpeg reads sequentially). Stopping the iteration early
     closes the ffmpeg process. Each yielded image is a fresh array the caller may keep or modify.
+
+    Raises:
+        TruncatedVideoError: the video ends before the last requested frame the container reports (a truncated or
+            corrupt file), after the frames that did decode were yielded
     """
     import eta.core.video as etav
 
@@ -69,12 +75,26 @@ def iter_frames(path: str, start: int = 1, stop: Optional[int] = None) -> Iterat
     if end == _UNKNOWN_LENGTH or (stop is not None and total <= 0):
         eta_logger.setLevel(logging.ERROR)  # the reader warns when it hits the end of a video of unknown length
     reader = etav.FFmpegVideoReader(path, frames=f"{start}-{end}")
+    last = start - 1
     try:
+        eta_logger.addFilter(_quiet_empty_frame)
         for img in reader:
-            yield int(reader.frame_number), np.array(img, dtype=np.uint8, copy=True)
+            last = int(reader.frame_number)
+            yield last, np.array(img, dtype=np.uint8, copy=True)
     finally:
         reader.close()
+        eta_logger.removeFilter(_quiet_empty_frame)
         eta_logger.setLevel(level)
+    if end != _UNKNOWN_LENGTH and last < end:
+        raise TruncatedVideoError(
+            f"{path}: decoding stopped after frame {last} but the container reports {total} frames (truncated or "
+            f"corrupt video; the last good frame is {last})"
+        )
+
+
+def _quiet_empty_frame(record) -> bool:
+    """Drops eta's "Found empty frame ..." message: a short decode is reported as :class:`TruncatedVideoError`."""
+    return "Found empty frame" not in record.getMessage()
 
 
 def iter_frames_backward(path: str, last: int, first: int = 1, chunk: int = 128

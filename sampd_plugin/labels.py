@@ -10,10 +10,12 @@ Objects are identified by ``Detection.index`` (FiftyOne's tracking-id convention
 
 Written labels (:func:`frame_detections`): one ``fo.Detection`` per started object and frame with ``label``,
 ``bounding_box``, ``mask`` (cropped), ``index``, ``confidence`` (SAM's predicted IoU, clipped to [0, 1]) and the
-attributes ``score`` (the many-to-one selection score, Eq. 2 similarity or predicted IoU), ``iou`` (SAM's predicted
-IoU), ``lost`` (the object was not found: no mask, an empty box) and ``is_prompt`` (the object's prompt frame);
-doubtful objects (:func:`sampd_plugin.quality.is_doubtful`) carry the label tag ``"doubtful"``. Per frame,
-:func:`frame_quality` gives the values of the frame-level quality fields (:func:`quality_fields`).
+attributes ``score`` (the many-to-one selection score of the chosen candidate: its Eq. 2 similarity relative to the
+template's own, its IoU with the object's previous mask, or SAM's predicted IoU, by ``SamPDConfig.selection``),
+``iou`` (SAM's predicted IoU), ``lost`` (the object was not found: no mask, an empty box) and ``is_prompt`` (the
+object's prompt frame); doubtful objects (:func:`sampd_plugin.quality.is_doubtful`) carry the label tag
+``"doubtful"``. Per frame, :func:`frame_quality` gives the values of the frame-level quality fields
+(:func:`quality_fields`).
 """
 
 from __future__ import annotations

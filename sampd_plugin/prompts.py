@@ -1,12 +1,17 @@
 """Prompt construction: the one-to-many box grid (Sec. III-C) and the refinement points (Sec. III-D).
 
-Boxes are ``xyxy`` in image pixels (floats, ``x1``/``y1`` exclusive); points are ``(x, y)`` integer pixel indices
-(segment-anything adds the half-pixel offset itself). This module imports no FiftyOne.
+Boxes are ``xyxy`` in image pixels (floats) with **exclusive** right/bottom ends: the box ``[x0, x1) x [y0, y1)`` of
+continuous image coordinates (pixel ``i`` covers ``[i, i + 1)``), so a mask's box is ``(x0, y0, x_last + 1,
+y_last + 1)`` (:func:`mask_to_box`), its width is its number of columns, and it is also the box FiftyOne's relative
+``[x, y, w, h]`` boxes describe. SAM itself takes boxes as the pixel *indices* of their first and last pixels
+(inclusive ends, segment-anything's ``batched_mask_to_box``; its prompt encoder adds the half-pixel offset): a SAM
+backend converts at its boundary with :func:`sam_box`. Points are ``(x, y)`` integer pixel indices (segment-anything
+adds the half-pixel offset itself). This module imports no FiftyOne.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -14,15 +19,29 @@ import torch
 
 
 def mask_to_box(mask: np.ndarray) -> Optional[np.ndarray]:
-    """Tight ``(4,)`` ``xyxy`` pixel box ``(x0, y0, x1 + 1, y1 + 1)`` of an ``(H, W)`` bool mask; ``None`` if empty.
+    """Tight ``(4,)`` ``xyxy`` pixel box ``(x0, y0, x1 + 1, y1 + 1)`` of an ``(H, W)`` bool mask (``x1``, ``y1``: its
+    last column and row, so the right/bottom ends are exclusive); ``None`` if empty.
 
-    Sec. III-B: the box of the previous frame's mask is the (noisy) prompt for the next frame.
+    Sec. III-B: the box of the previous frame's mask is the (noisy) prompt for the next frame. This is the library's
+    box convention (tracker state, FiftyOne boxes); SAM receives it through :func:`sam_box`.
     """
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
+
+
+def sam_box(boxes: torch.Tensor) -> torch.Tensor:
+    """``(..., 4)`` library boxes (exclusive right/bottom, :func:`mask_to_box`) -> SAM's box convention.
+
+    SAM was trained on boxes whose corners are the indices of the mask's first and last pixels (segment-anything's
+    ``batched_mask_to_box``: right/bottom *on* the last mask pixel; the prompt encoder then adds ``0.5`` to reach
+    pixel centres). A continuous box ``[x0, x1)`` therefore reaches SAM as ``(x0, x1 - 1)``: for a mask's box,
+    exactly ``batched_mask_to_box`` of the mask; for the jittered and scaled boxes of the one-to-many grid, the same
+    half-pixel inset of the continuous extent.
+    """
+    return boxes - boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
 
 
 def box_prompt_grid(
@@ -84,8 +103,10 @@ def mask_points(mask: np.ndarray, k: int = 1) -> np.ndarray:
     """Points of a mask farthest from its boundary (Sec. III-D), by a distance transform.
 
     The first point is the pixel of ``mask`` farthest from the mask's boundary (the image border counts as
-    boundary), as SAM samples its training clicks; each further point is the pixel farthest from both the
-    boundary and the points already chosen. Ties go to the first pixel in row-major order.
+    boundary). The paper says this follows SAM's *training* click sampling; in fact SAM's training clicks are drawn
+    at random (uniformly from the mask, then from the error region), and farthest-from-boundary is the deterministic
+    click of SAM's (and RITM's) interactive *evaluation* protocol. Each further point is the pixel farthest from both
+    the boundary and the points already chosen. Ties go to the first pixel in row-major order.
 
     Args:
         mask: ``(H, W)`` bool
@@ -136,30 +157,37 @@ def negative_points(
     return pts
 
 
-def pack_points(
+def group_by_point_count(
     positives: Sequence[Optional[np.ndarray]], negatives: Sequence[np.ndarray], device=None
-) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """Batches per-prompt points for one decoder call, padding with SAM's "not a point" label ``-1``.
+) -> List[Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]]:
+    """Splits per-prompt points into groups of prompts with the same number of points, for exact batching.
+
+    SAM has no no-op padding token: its "not a point" label ``-1`` is a learned embedding that joins the decoder's
+    attention and changes the masks, so padding point lists to a common length would make an object's mask depend
+    on its batch mates. Prompts are therefore only ever batched with prompts of the same point count, unpadded
+    (one decoder call per stage per distinct count when the batch size is unlimited).
 
     Args:
-        positives: per prompt, an optional ``(2,)`` positive point
+        positives: per prompt, an optional ``(2,)`` positive point (first in its list)
         negatives: per prompt, an ``(M_i, 2)`` array of negative points
 
     Returns:
-        ``(B, P, 2)`` float points and ``(B, P)`` int labels (1 positive, 0 negative, -1 padding), or
-        ``(None, None)`` if no prompt has any point
+        one ``(indices, points, labels)`` per distinct count ``P``, by increasing ``P``: ``indices`` ``(b,)`` long,
+        the prompts of the group in input order; ``points`` ``(b, P, 2)`` float and ``labels`` ``(b, P)`` long
+        (1 positive, 0 negative), both ``None`` for ``P = 0``
     """
     rows = []
     for pos, neg in zip(positives, negatives):
         pts = ([(pos, 1)] if pos is not None else []) + [(p, 0) for p in neg]
         rows.append(pts)
-    p = max((len(r) for r in rows), default=0)
-    if p == 0:
-        return None, None
-    coords = torch.zeros((len(rows), p, 2), dtype=torch.float32)
-    labels = torch.full((len(rows), p), -1, dtype=torch.int64)
-    for i, r in enumerate(rows):
-        for j, (pt, lab) in enumerate(r):
-            coords[i, j] = torch.as_tensor(pt, dtype=torch.float32)
-            labels[i, j] = lab
-    return coords.to(device), labels.to(device)
+    groups = []
+    for p in sorted({len(r) for r in rows}):
+        idx = [i for i, r in enumerate(rows) if len(r) == p]
+        coords = labels = None
+        if p:
+            coords = torch.as_tensor(
+                np.array([[pt for pt, _ in rows[i]] for i in idx], dtype=np.float32), device=device
+            ).reshape(len(idx), p, 2)
+            labels = torch.as_tensor([[lab for _, lab in rows[i]] for i in idx], dtype=torch.int64, device=device)
+        groups.append((torch.as_tensor(idx, dtype=torch.long), coords, labels))
+    return groups

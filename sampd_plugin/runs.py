@@ -4,11 +4,13 @@ A run's identity is its settings (mode, prompt field, model, checkpoint, :class:
 two runs with the same settings are the same run (:func:`run_key`), whatever the device or batch size.
 
 Markers (:func:`new_marker`): a sample-level dict field ``<label_field>_track`` per output field
-(:func:`sampd_plugin.labels.marker_field`), e.g. ``sampd_track``, holding ``{"run": <settings key>, "done": bool,
-"settings": {...}, "frames", "objects", "seconds", "device", "host", "worker", "started_at", "finished_at"}``. A
-sample is finished for a run when its marker has that run's key and ``done`` is true; a re-run (or a re-queued
-delegated operation) with the same settings skips it. The marker is written when a sample starts (``done=False``)
-and again after its last frame was written.
+(:func:`sampd_plugin.labels.marker_field`), e.g. ``sampd_track``, on each sequence's head sample, holding
+``{"run": <settings key>, "done": bool, "settings": {...}, "owner", "operation", "heartbeat", "worker", "host",
+"device", "frames", "last_frame", "objects", "seconds", "started_at", "finished_at", "error"}``. A sequence is
+finished for a run when its marker has that run's key and ``done`` is true; a re-run (or a re-queued delegated
+operation) with the same settings skips it. The marker is claimed atomically when a sequence starts
+(:mod:`sampd_plugin.ownership`: one owner, a heartbeat, take-over of dead owners only), and marked done by its owner
+after every frame was written and checked.
 
 Plans (:func:`plan_track`, :func:`plan_repropagate`) validate everything before anything is written.
 """
@@ -23,7 +25,7 @@ import os
 import socket
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
-from sampd_plugin import labels, store
+from sampd_plugin import labels, ownership, store
 from sampd_plugin.backends import registry
 from sampd_plugin.config import SamPDConfig
 from sampd_plugin.errors import SampdInputError
@@ -86,10 +88,13 @@ def write_marker(layout: Layout, label_field: str, seq: Sequence, marker: dict):
     layout.set_head_value(labels.marker_field(label_field), seq, dict(marker))
 
 
-def new_marker(run_key: str, settings: dict, device: str, job_id: Optional[str] = None) -> dict:
+def new_marker(run_key: str, settings: dict, device: str, job_id: Optional[str] = None,
+               owner: Optional[str] = None, operation: Optional[str] = None) -> dict:
+    """The marker a run writes when it claims a sequence (``done=False``, its ``owner`` id)."""
     return dict(run=run_key, job=job_id, done=False, settings=settings, device=str(device), host=socket.gethostname(),
-                worker=f"{socket.gethostname()}:{os.getpid()}", started_at=now(), finished_at=None,
-                frames=0, objects=0, seconds=None)
+                worker=ownership.this_worker(), owner=owner or ownership.new_owner(), operation=operation,
+                heartbeat=None, started_at=now(), finished_at=None, frames=0, last_frame=None, objects=0,
+                seconds=None, error=None)
 
 
 def clear_outputs(layout: Layout, sequences: Iterable[Sequence], label_field: str):
@@ -100,6 +105,34 @@ def clear_outputs(layout: Layout, sequences: Iterable[Sequence], label_field: st
         for field in (label_field, *labels.quality_fields(label_field)):
             layout.clear(field, sequences)
         layout.clear_head_value(labels.marker_field(label_field), sequences)
+
+
+def run_states(samples, label_field: Optional[str] = None, sequence_field: Optional[str] = None,
+               order_field: Optional[str] = None, stale_seconds: float = ownership.DEFAULT_STALE_SECONDS
+               ) -> List[dict]:
+    """The state of every SAM-PD run on every sequence of ``samples``: one row per (output field, sequence) with
+    ``label_field, sequence, sample_id, state`` (:data:`sampd_plugin.ownership.STATES`), ``message`` (e.g.
+    ``"stale, last heartbeat 14 min ago (host:1234, delegated operation ...)"``), ``heartbeat_age`` (s),
+    ``worker, operation, frames, last_frame, error, run``. Output fields are those with a run marker field (all of
+    them, or only ``label_field``)."""
+    layout = layout_of(samples, sequence_field, order_field)
+    suffix = labels.MARKER_SUFFIX
+    fields = [label_field] if label_field else sorted(
+        f[: -len(suffix)] for f in layout.dataset.get_field_schema() if f.endswith(suffix)
+        and layout.has_field(f[: -len(suffix)]))
+    rows = []
+    now_ = ownership.utcnow()
+    for field in fields:
+        markers = read_markers(layout, field)
+        for seq in layout.sequences():
+            m = markers.get(seq.key)
+            state, message = ownership.marker_state(m, stale_seconds, now_)
+            m = m or {}
+            rows.append(dict(label_field=field, sequence=seq.key, sample_id=seq.head_id, state=state,
+                             message=message, heartbeat_age=ownership.heartbeat_age(m, now_),
+                             worker=m.get("worker"), operation=m.get("operation"), frames=m.get("frames"),
+                             last_frame=m.get("last_frame"), error=m.get("error"), run=m.get("run")))
+    return rows
 
 
 def now() -> str:
@@ -118,6 +151,9 @@ class TrackPlan:
         done: keys of the sequences an identical run already finished (skipped)
         clear: keys of ``todo`` sequences that hold labels or a marker, cleared just before each is re-tracked
         conflicts: keys of sequences with labels from another run (need ``overwrite=True``)
+        busy: ``{key: message}`` of sequences another live run is writing (skipped: never two writers)
+        stale: ``{key: message}`` of ``todo`` sequences whose previous owner is presumed dead (taken over)
+        markers: the run markers as read by the plan (``{key: marker or None}``)
         problems: per-sequence input errors (each names the sequence, frame and field)
         prompt_tables: ``{key: {frame_number: [index, ...]}}`` of the prompt field (track mode)
         total_frames: frames of the ``todo`` sequences (None if unknown)
@@ -134,9 +170,13 @@ class TrackPlan:
     done: List[str] = dataclasses.field(default_factory=list)
     clear: List[str] = dataclasses.field(default_factory=list)
     conflicts: List[str] = dataclasses.field(default_factory=list)
+    busy: Dict[str, str] = dataclasses.field(default_factory=dict)
+    stale: Dict[str, str] = dataclasses.field(default_factory=dict)
+    markers: Dict[str, Optional[dict]] = dataclasses.field(default_factory=dict)
     problems: List[str] = dataclasses.field(default_factory=list)
     prompt_tables: Dict[str, dict] = dataclasses.field(default_factory=dict)
     total_frames: Optional[int] = None
+    stale_seconds: float = ownership.DEFAULT_STALE_SECONDS
 
     @property
     def sequences(self) -> Dict[str, Sequence]:
@@ -169,7 +209,9 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
                config: ConfigLike = None, model: str = "vit_h", checkpoint: Optional[str] = None,
                overwrite: bool = False, mode: str = "track", max_objects: Optional[int] = None,
                job_id: Optional[str] = None, sequence_field: Optional[str] = None,
-               order_field: Optional[str] = None, check_prompts: bool = True) -> TrackPlan:
+               order_field: Optional[str] = None, check_prompts: bool = True,
+               allow_overwrite_ground_truth: bool = False,
+               stale_seconds: float = ownership.DEFAULT_STALE_SECONDS) -> TrackPlan:
     """Validates a tracking job and works out which sequences it tracks, skips and clears (nothing is written).
 
     ``samples`` is a video collection, or an image collection of sequences (``sequence_field`` / ``order_field``,
@@ -177,8 +219,13 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
     read and checked (masks, boxes, frame size) so that a bad prompt is refused before anything is written; the
     operators' forms skip it on large targets.
 
-    Raises :class:`SampdInputError` for job-level errors (no sequences, a missing field, output field == prompt
-    field, unknown model or preset); per-sequence errors are collected in :attr:`TrackPlan.problems`.
+    The output field is never the prompt field, a field an evaluation uses as ground truth, or a field SAM-PD did
+    not write (:func:`sampd_plugin.store.check_output_field`), whatever ``overwrite`` says, unless
+    ``allow_overwrite_ground_truth`` (which the operators' forms never set). A sequence another live run is writing
+    is skipped (:attr:`TrackPlan.busy`); one whose owner stopped heart-beating ``stale_seconds`` ago is taken over.
+
+    Raises :class:`SampdInputError` for job-level errors (no sequences, a missing field, a protected output field,
+    unknown model or preset); per-sequence errors are collected in :attr:`TrackPlan.problems`.
     """
     if mode not in ("track", "auto"):
         raise ValueError(f"mode must be 'track' or 'auto', got {mode!r}")
@@ -191,13 +238,14 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
         prompt_field = None
         if max_objects is None or int(max_objects) < 1:
             raise SampdInputError(f"max_objects must be >= 1, got {max_objects!r}")
-    label_field = store.check_output_field(layout, label_field, prompt_field)
+    label_field = store.check_output_field(layout, label_field, prompt_field, allow_overwrite_ground_truth)
     cfg, _ = checked_settings(config, model, checkpoint)
     settings = run_settings(mode, prompt_field, model, checkpoint, cfg, max_objects, layout)
-    plan = TrackPlan(layout, label_field, prompt_field, settings, run_key(settings), bool(overwrite), job_id)
+    plan = TrackPlan(layout, label_field, prompt_field, settings, run_key(settings), bool(overwrite), job_id,
+                     stale_seconds=float(stale_seconds))
 
     seqs = layout.sequences()
-    markers = read_markers(layout, label_field)
+    markers = plan.markers = read_markers(layout, label_field)
     counts = layout.labeled_counts(label_field)
     if mode == "track":
         plan.prompt_tables = layout.index_table(prompt_field)
@@ -205,9 +253,12 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
     for seq in seqs:
         m = markers.get(seq.key)
         same = bool(m) and m.get("run") == plan.key
-        finished = same and m.get("done")
-        if finished and (not overwrite or (job_id is not None and m.get("job") == job_id)):
+        state, message = ownership.marker_state(m, plan.stale_seconds)
+        if state == "done" and same and (not overwrite or (job_id is not None and m.get("job") == job_id)):
             plan.done.append(seq.key)
+            continue
+        if state == "running":
+            plan.busy[seq.key] = f"{seq.name}: {message}"
             continue
         if counts[seq.key] and not same and not overwrite:
             plan.conflicts.append(seq.key)
@@ -217,6 +268,8 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
             plan.problems.append(problem)
             continue
         plan.todo.append(seq.key)
+        if state in ("stale", "dead"):
+            plan.stale[seq.key] = f"{seq.name}: {message}: taken over"
         if counts[seq.key] or m:
             plan.clear.append(seq.key)
     by_key = layout.by_key()

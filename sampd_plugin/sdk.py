@@ -42,10 +42,10 @@ from typing import Iterator, Optional, Tuple
 
 import fiftyone.core.utils as fou
 
-from sampd_plugin import labels, runs, store
+from sampd_plugin import labels, ownership, runs, store
 from sampd_plugin.backends.registry import BackendCache
 from sampd_plugin.config import SamPDConfig
-from sampd_plugin.errors import SampdInputError
+from sampd_plugin.errors import OwnershipLostError, SampdInputError, SampdRunError
 from sampd_plugin.runs import ConfigLike, TrackPlan, make_config, plan_repropagate, plan_track
 from sampd_plugin.sources import Layout, Sequence, as_collection
 from sampd_plugin.store import DEFAULT_BATCH_FRAMES
@@ -80,7 +80,8 @@ def track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd
           model: str = "vit_h", checkpoint: Optional[str] = None, device: Optional[str] = None,
           batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, progress=True,
           job_id: Optional[str] = None, sequence_field: Optional[str] = None,
-          order_field: Optional[str] = None) -> dict:
+          order_field: Optional[str] = None, allow_overwrite_ground_truth: bool = False,
+          stale_seconds: float = ownership.DEFAULT_STALE_SECONDS, operation: Optional[str] = None) -> dict:
     """Tracks and segments the prompted objects of every sequence of ``samples`` with SAM-PD.
 
     Prompts: the ``fo.Detections`` of the prompt field, each object (``Detection.index``; 0 is a valid id)
@@ -113,25 +114,36 @@ def track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd
             skipped
         sequence_field, order_field: image collections: the field naming each image's sequence and the field
             ordering its images (defaults: the grouped view's, else ``sequence_id`` and ``frame_number``)
+        allow_overwrite_ground_truth: allow an output field that an evaluation uses as ground truth, or that SAM-PD
+            did not write (never set by the operators' forms); the prompt field is never written
+        stale_seconds: a sequence another run is writing is skipped (``summary["busy"]``) unless that run's
+            heartbeat is older than this (its worker presumed dead): then this run takes it over
+        operation: the delegated operation running this job (recorded in the markers, see
+            :func:`sampd_plugin.recover_stale`)
 
     Returns:
         a JSON-serialisable summary dict: ``label_field, samples`` (sequences), ``tracked, skipped`` (sequence
-        keys: video sample ids / image sequence names), ``frames, objects, seconds, frames_per_second, device,
-        model, run``
+        keys: video sample ids / image sequence names), ``busy`` (``{key: message}``: another live run is writing
+        them), ``frames, objects, seconds, frames_per_second, device, model, run``
 
     Raises:
         SampdInputError: invalid input (named sequence / frame / field); nothing was written
+        SampdRunError: some sequences could not be tracked to their end (a truncated video, a sequence deleted
+            mid-run, ...): the others were tracked; those are not marked finished (``error.summary``)
     """
     return _run(samples, "track", label_field, prompt_field=prompt_field, config=config, model=model,
                 checkpoint=checkpoint, device=device, batch_frames=batch_frames, overwrite=overwrite,
-                progress=progress, job_id=job_id, sequence_field=sequence_field, order_field=order_field)
+                progress=progress, job_id=job_id, sequence_field=sequence_field, order_field=order_field,
+                allow_overwrite_ground_truth=allow_overwrite_ground_truth, stale_seconds=stale_seconds,
+                operation=operation)
 
 
 def auto_track(samples, label_field: str = "sampd_auto", max_objects: int = 100, config: ConfigLike = None,
                model: str = "vit_h", checkpoint: Optional[str] = None, device: Optional[str] = None,
                batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, progress=True,
                job_id: Optional[str] = None, sequence_field: Optional[str] = None,
-               order_field: Optional[str] = None) -> dict:
+               order_field: Optional[str] = None, allow_overwrite_ground_truth: bool = False,
+               stale_seconds: float = ownership.DEFAULT_STALE_SECONDS, operation: Optional[str] = None) -> dict:
     """VIS mode (paper Sec. IV-B): no prompts; the model's automatic masks on each sequence's first frame (at most
     ``max_objects``, best first, objects ``1..n`` with label ``"object"``) are tracked through the sequence.
 
@@ -139,44 +151,84 @@ def auto_track(samples, label_field: str = "sampd_auto", max_objects: int = 100,
     """
     return _run(samples, "auto", label_field, prompt_field=None, config=config, model=model, checkpoint=checkpoint,
                 device=device, batch_frames=batch_frames, overwrite=overwrite, progress=progress,
-                max_objects=max_objects, job_id=job_id, sequence_field=sequence_field, order_field=order_field)
+                max_objects=max_objects, job_id=job_id, sequence_field=sequence_field, order_field=order_field,
+                allow_overwrite_ground_truth=allow_overwrite_ground_truth, stale_seconds=stale_seconds,
+                operation=operation)
 
 
 def _run(samples, mode, label_field, prompt_field, config, model, checkpoint, device, batch_frames, overwrite,
-         progress, max_objects=None, job_id=None, sequence_field=None, order_field=None) -> dict:
+         progress, max_objects=None, job_id=None, sequence_field=None, order_field=None,
+         allow_overwrite_ground_truth=False, stale_seconds=ownership.DEFAULT_STALE_SECONDS, operation=None) -> dict:
     if int(batch_frames) < 1:
         raise SampdInputError(f"batch_frames must be >= 1, got {batch_frames!r}")
     plan = plan_track(samples, label_field, prompt_field, config, model, checkpoint, overwrite, mode, max_objects,
-                      job_id, sequence_field, order_field)
+                      job_id, sequence_field, order_field, allow_overwrite_ground_truth=allow_overwrite_ground_truth,
+                      stale_seconds=stale_seconds)
     plan.raise_if_invalid()
-    try:
-        backends = BackendCache(model, checkpoint, device)
-    except ValueError as e:  # an unknown or absent device
-        raise SampdInputError(str(e)) from None
+    backends = _checked_backends(model, checkpoint, device, load=bool(plan.todo))
     cfg = make_config(config)
     store.ensure_output_field(plan.layout, plan.label_field)
     t0 = time.time()
-    summary = dict(label_field=plan.label_field, samples=len(plan.todo) + len(plan.done), tracked=[],
-                   skipped=list(plan.done), frames=0, objects=0, seconds=0.0, frames_per_second=None,
-                   device=backends.device, model=model, run=plan.key, mode=mode)
-    if not plan.todo:
-        return summary
+    summary = dict(label_field=plan.label_field, samples=len(plan.todo) + len(plan.done) + len(plan.busy),
+                   tracked=[], skipped=list(plan.done), busy=dict(plan.busy), failed={}, frames=0, objects=0,
+                   seconds=0.0, frames_per_second=None, device=backends.device, model=model, run=plan.key, mode=mode)
+    for key, message in plan.busy.items():
+        logger.warning("skipped (another run is writing it): %s", message)
+    for message in plan.stale.values():
+        logger.warning("%s", message)
     seqs = plan.sequences
+    owner = ownership.new_owner()
     with FramesProgressBar(total=plan.total_frames, progress=progress) as pb:
         for i, key in enumerate(plan.todo):
-            stats = _track_sequence(plan, seqs[key], cfg, backends, int(batch_frames), pb,
-                                    f"sequence {i + 1}/{len(plan.todo)}", max_objects)
+            seq = seqs[key]
+            try:
+                stats = _track_sequence(plan, seq, cfg, backends, int(batch_frames), pb,
+                                        f"sequence {i + 1}/{len(plan.todo)}", max_objects, owner, operation)
+            except Exception as e:
+                if getattr(plan.layout.dataset, "deleted", False):
+                    raise SampdRunError(f"dataset was deleted during the run (at {seq.name})", summary) from e
+                message = str(e) if plan.layout.exists(seq) else f"{seq.name} was deleted during the run"
+                if not isinstance(e, (SampdInputError, SampdRunError)):
+                    logger.exception("%s: tracking failed", seq.name)
+                summary["failed"][key] = message
+                continue
+            if stats.get("busy"):
+                summary["busy"][key] = stats["busy"]
+                logger.warning("skipped (another run is writing it): %s", stats["busy"])
+                continue
             summary["tracked"].append(key)
             summary["frames"] += stats["frames"]
             summary["objects"] += stats["objects"]
     summary["seconds"] = round(time.time() - t0, 3)
-    if summary["seconds"] > 0:
+    if summary["seconds"] > 0 and summary["frames"]:
         summary["frames_per_second"] = round(summary["frames"] / summary["seconds"], 3)
+    if summary["failed"]:
+        failed = summary["failed"]
+        raise SampdRunError(
+            f"{len(failed)} sequence(s) could not be tracked to their end and are not marked finished (run again to "
+            f"redo them; {len(summary['tracked'])} other sequence(s) were tracked):\n" + "\n".join(
+                list(failed.values())[:10]), summary)
     return summary
 
 
+def _checked_backends(model, checkpoint, device, load=True) -> BackendCache:
+    """The model, built (checkpoint found and loaded, device resolved) BEFORE anything is written; any problem is a
+    :class:`SampdInputError`."""
+    try:
+        backends = BackendCache(model, checkpoint, device)
+        if load and model != "synthetic":
+            backends.get()
+    except (ValueError, OSError, RuntimeError) as e:  # device, checkpoint not found / not loadable
+        raise SampdInputError(f"model {model!r}: {e}") from None
+    return backends
+
+
 def _track_sequence(plan: TrackPlan, seq: Sequence, cfg: SamPDConfig, backends, batch_frames, pb, prefix,
-                    max_objects) -> dict:
+                    max_objects, owner, operation) -> dict:
+    """Tracks one sequence as the owner of its marker (:class:`sampd_plugin.ownership.Claim`): claimed before any
+    of its labels is cleared or written, heart-beating while it runs, marked done only after every frame from the
+    first prompt frame to the last frame has a label. Returns ``{"frames", "objects"}``, or ``{"busy": message}``
+    when another live run holds the sequence."""
     layout = plan.layout
     hw = layout.frame_size(seq)
     t0 = time.time()
@@ -185,32 +237,71 @@ def _track_sequence(plan: TrackPlan, seq: Sequence, cfg: SamPDConfig, backends, 
     # prompts are read (and checked) before this sequence's marker or labels are written
     if plan.settings["mode"] == "track":
         prompts = store.read_prompts(layout, seq, plan.prompt_field, hw, plan.prompt_tables.get(seq.key))
-        frames = source.iter_frames(start=min(p.frame_number for p in prompts))
+        start = min(p.frame_number for p in prompts)
+        frames = source.iter_frames(start=start)
     else:
+        start = 1
         frames = source.iter_frames()
         first = next(frames, None)
         if first is None:
-            raise SampdInputError(f"{seq.name}: no readable frames")
+            raise SampdRunError(f"{seq.name}: no readable frames")
         _check_image(first[1], hw, seq.name, first[0])
         masks = tracker.auto_prompts(first[1], first[0], max_objects)
         prompts = [dataclasses.replace(p, label=AUTO_LABEL) for p in masks]
         frames = itertools.chain([first], frames)
-    if seq.key in plan.clear:  # overwrite, or an unfinished run of these settings: replaced only now
-        runs.clear_outputs(layout, [seq], plan.label_field)
-    marker = runs.new_marker(plan.key, plan.settings, backends.device, plan.job_id)
-    runs.write_marker(layout, plan.label_field, seq, marker)
-    writer = store.FrameLabelWriter(layout, plan.label_field, batch_frames)
-    count = 0
-    if prompts:
-        count = _stream(tracker, _checked(frames, hw, seq.name), prompts, hw, writer, seq, pb, prefix)
-    marker.update(done=True, frames=count, objects=len(prompts), seconds=round(time.time() - t0, 3),
-                  finished_at=runs.now())
-    runs.write_marker(layout, plan.label_field, seq, marker)
+    seen = plan.markers.get(seq.key)
+    marker = runs.new_marker(plan.key, plan.settings, backends.device, plan.job_id, owner, operation)
+    claim, current = ownership.Claim.acquire(layout, labels.marker_field(plan.label_field), seq, marker,
+                                             overwrite=plan.overwrite or bool(seen and seen.get("done")),
+                                             stale_seconds=plan.stale_seconds)
+    if claim is None:
+        return dict(busy=f"{seq.name}: {ownership.marker_state(current, plan.stale_seconds)[1]}")
+    try:
+        layout.clear(plan.label_field, [seq])  # whatever was there is replaced by this run (overwrite / restart)
+        progress = dict(frames=0, last_frame=None)
+
+        def on_frame(fn, count):
+            progress.update(frames=count, last_frame=fn)
+            claim.beat(**progress)
+
+        writer = store.FrameLabelWriter(layout, plan.label_field, batch_frames,
+                                        before_write=lambda: claim.beat(force=True, **progress))
+        count = 0
+        if prompts:
+            count = _stream(tracker, _checked(frames, hw, seq.name), prompts, hw, writer, seq, pb, prefix,
+                            on_frame=on_frame)
+        _check_complete(layout, seq, plan.label_field, start if prompts else None, progress["last_frame"])
+        claim.finish(frames=count, last_frame=progress["last_frame"], objects=len(prompts),
+                     seconds=round(time.time() - t0, 3), finished_at=runs.now())
+    except OwnershipLostError:
+        raise
+    except BaseException as e:
+        claim.fail(f"{type(e).__name__}: {e}")
+        raise
     return dict(frames=count, objects=len(prompts))
 
 
-def _stream(tracker, frames, prompts, hw, writer, seq: Sequence, pb, prefix, skip_frame=None, where=None) -> int:
-    """Runs the tracker over ``frames`` and writes every result (but ``skip_frame``); returns frames written."""
+def _check_complete(layout: Layout, seq: Sequence, label_field: str, start: Optional[int], last: Optional[int]):
+    """Raises :class:`SampdRunError` unless every frame from ``start`` to the sequence's last frame has a label in
+    the database (``start=None``: nothing to track)."""
+    if start is None:
+        return
+    end = seq.num_frames or last or start
+    written = set(layout.labeled_frames(seq, label_field))
+    missing = [fn for fn in range(start, end + 1) if fn not in written]
+    if missing:
+        good = [fn for fn in range(start, end + 1) if fn in written]
+        raise SampdRunError(
+            f"{seq.name}: {len(missing)} of {end - start + 1} frames have no label after tracking (first missing: "
+            f"frame {missing[0]}; last good frame: {good[-1] if good else 'none'}): not marked finished")
+
+
+def _stream(tracker, frames, prompts, hw, writer, seq: Sequence, pb, prefix, skip_frame=None, where=None,
+            on_frame=None) -> int:
+    """Runs the tracker over ``frames`` and writes every result (but ``skip_frame``); returns frames written.
+    ``on_frame(frame_number, frames written)`` is called after each frame (the owner's heartbeat). On an error the
+    labels computed so far are flushed (unless the run lost ownership) and a :class:`SampdRunError` naming the
+    sequence and frame is raised (input / run errors are re-raised as they are)."""
     count = 0
     last = None
     total = seq.num_frames or "?"
@@ -221,14 +312,20 @@ def _stream(tracker, frames, prompts, hw, writer, seq: Sequence, pb, prefix, ski
                 writer.add(seq, res.frame_number, labels.frame_detections(res, hw))
                 count += 1
             pb.step(f"{prefix} · frame {res.frame_number}/{total}")
+            if on_frame is not None:
+                on_frame(res.frame_number, count)
         writer.flush()
-    except SampdInputError:
-        writer.flush()
+    except OwnershipLostError:
         raise
-    except Exception as e:
-        writer.flush()
+    except BaseException as e:
+        try:
+            writer.flush()
+        except Exception:  # the original error is the one to report
+            logger.debug("flushing after an error failed", exc_info=True)
+        if isinstance(e, (SampdInputError, SampdRunError)) or not isinstance(e, Exception):
+            raise
         at = f"after frame {last}" if last is not None else "on its first frame"
-        raise RuntimeError(f"{where or seq.name}: tracking failed {at}: {type(e).__name__}: {e}") from e
+        raise SampdRunError(f"{where or seq.name}: tracking failed {at}: {type(e).__name__}: {e}") from e
     return count
 
 
@@ -299,28 +396,37 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
                             sequence_field, order_field)
     if int(batch_frames) < 1:
         raise SampdInputError(f"batch_frames must be >= 1, got {batch_frames!r}")
-    try:
-        backends = BackendCache(plan.model, plan.checkpoint, device)
-    except ValueError as e:
-        raise SampdInputError(str(e)) from None
+    backends = _checked_backends(plan.model, plan.checkpoint, device)
     seq, k, total = plan.sequence, plan.from_frame, plan.sequence.num_frames
+    marker = dict(plan.marker, owner=ownership.new_owner(), worker=ownership.this_worker(), done=False)
+    claim, current = ownership.Claim.acquire(plan.layout, labels.marker_field(plan.label_field), seq, marker,
+                                             overwrite=True)
+    if claim is None:
+        raise SampdInputError(f"{seq.name}: another run is writing '{plan.layout.path(plan.label_field)}' "
+                              f"({ownership.marker_state(current)[1]}): re-propagate when it is done")
     t0 = time.time()
     written = {}
     todo = ["forward", "backward"] if direction == "both" else [direction]
     n_frames = sum((total - k) if d == "forward" else (k - 1) for d in todo) if total else None
     source = seq.frames()
-    with FramesProgressBar(total=n_frames, progress=progress) as pb:
-        for d in todo:
-            frames = source.iter_frames(start=k) if d == "forward" else source.iter_frames_backward(k, 1)
-            tracker = SamPDTracker(_backend(backends, plan.layout, seq), plan.config)
-            writer = store.FrameLabelWriter(plan.layout, plan.label_field, batch_frames, replace_ids=plan.object_ids)
-            written[d] = _stream(tracker, _checked(frames, plan.hw, seq.name), plan.prompts, plan.hw, writer, seq, pb,
-                                 f"{d} from frame {k}", skip_frame=k, where=f"{seq.name} ({d} from frame {k})")
-    marker = dict(plan.marker)
-    marker["edits"] = list(marker.get("edits") or []) + [
-        dict(from_frame=k, direction=direction, objects=plan.object_ids, at=runs.now())
-    ]
-    runs.write_marker(plan.layout, plan.label_field, seq, marker)
+    try:
+        with FramesProgressBar(total=n_frames, progress=progress) as pb:
+            for d in todo:
+                frames = source.iter_frames(start=k) if d == "forward" else source.iter_frames_backward(k, 1)
+                tracker = SamPDTracker(_backend(backends, plan.layout, seq), plan.config)
+                writer = store.FrameLabelWriter(plan.layout, plan.label_field, batch_frames,
+                                                replace_ids=plan.object_ids, before_write=lambda: claim.beat(True))
+                written[d] = _stream(tracker, _checked(frames, plan.hw, seq.name), plan.prompts, plan.hw, writer,
+                                     seq, pb, f"{d} from frame {k}", skip_frame=k,
+                                     where=f"{seq.name} ({d} from frame {k})", on_frame=lambda *_: claim.beat())
+    except OwnershipLostError:
+        raise
+    except BaseException as e:  # the run's state is what it was; the error is recorded
+        claim.release(done=bool(plan.marker.get("done")), error=f"re-propagation failed: {type(e).__name__}: {e}")
+        raise
+    edits = list(plan.marker.get("edits") or []) + [
+        dict(from_frame=k, direction=direction, objects=plan.object_ids, at=runs.now())]
+    claim.release(done=bool(plan.marker.get("done")), error=plan.marker.get("error"), edits=edits)
     return dict(sequence=seq.key, sample_id=seq.head_id, label_field=plan.label_field, from_frame=k,
                 direction=direction, objects=plan.object_ids, frames=written, seconds=round(time.time() - t0, 3),
                 device=backends.device, model=plan.model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 
 
 def grid_bbox(weights: torch.Tensor) -> Optional[Tuple[int, int, int, int]]:
@@ -38,25 +39,43 @@ def masked_template(embedding: torch.Tensor, mask: torch.Tensor) -> Optional[tor
     return embedding[:, y0:y1, x0:x1] * mask[None, y0:y1, x0:x1]
 
 
+def similarity_features(embedding: torch.Tensor, similarity: str = "dot") -> torch.Tensor:
+    """The features Eq. 1-2 correlate: ``(C, h, w)`` embedding -> ``(C, h, w)``.
+
+    ``"dot"``: SAM's embedding as is (raw dot products, the paper's formula read literally). ``"cosine"``: each
+    cell's ``C``-vector scaled to unit L2 norm (zero cells stay zero), so that the correlation sums per-cell cosines
+    weighted by the masks; the paper's supplementary Fig. 8 reports area-averaged similarities such as 0.86 / 0.34
+    and wishes wrong masks scored "below zero", which reads as such normalised features. Apply it to the frame-0
+    embedding (template) and to the current one alike.
+    """
+    if similarity == "dot":
+        return embedding
+    if similarity == "cosine":
+        return F.normalize(embedding, dim=0)
+    raise ValueError(f"unknown similarity {similarity!r}; choose 'dot' or 'cosine'")
+
+
 def template_similarity(template: torch.Tensor, embedding: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Eq. 2: ``max_s ((e_0 ⊙ m_0) * (e_t^i ⊙ m_t^i))(s)`` for each candidate ``i``.
+    """Eq. 2: ``max_s ((e_0 ⊙ m_0) * (e_t^i ⊙ m_t^i))(s)`` for each candidate ``i``, independently of the others.
 
-    ``*`` is the (full, zero-padded) cross-correlation over every shift ``s`` at which the template and the
-    candidate's masked embedding crop overlap; the spatial maximum of each heatmap is the candidate's semantic
-    similarity. Cropping a candidate by the box of its own mask changes nothing once it is multiplied by the mask,
-    so the candidates are taken on the union box of their masks.
+    ``*`` is the cross-correlation of the two masked crops; its spatial maximum is the candidate's semantic
+    similarity. The maximum is taken over the shifts ``s`` at which the template's support (its non-zero cells)
+    overlaps the candidate's (cells with ``m_t^i > 0``): a shift where they do not meet is zero padding, not a
+    similarity, and letting it count would make every candidate whose overlapping correlations are all negative
+    score 0 (and tie). So each candidate's score depends on its own mask only, whatever the other candidates are.
 
-    Computed without a ``C``-deep convolution per shift: with ``D(p, q) = <T(p), E(q)>`` (one matrix product),
-    ``h_i(s) = sum_q m_i(q) D(q - s, q)``, i.e. a second matrix product of the candidates' masks with ``D``
-    re-indexed by shift.
+    Computed on the union box of the candidates' masks without a ``C``-deep convolution per shift: with
+    ``D(p, q) = <T(p), E(q)>`` (one matrix product), ``h_i(s) = sum_q m_i(q) D(q - s, q)``, i.e. a second matrix
+    product of the candidates' masks with ``D`` re-indexed by shift; the support overlap is a one-channel correlation
+    of indicators.
 
     Args:
         template: ``(C, th, tw)`` from :func:`masked_template`
-        embedding: ``(C, h, w)`` current frame's embedding ``E_{I_t}``
+        embedding: ``(C, h, w)`` current frame's embedding ``E_{I_t}`` (as :func:`similarity_features` gives it)
         masks: ``(B, h, w)`` candidate masks on the embedding grid (fractions in ``[0, 1]``)
 
     Returns:
-        ``(B,)`` similarities; ``-inf`` for an empty candidate mask
+        ``(B,)`` similarities; ``-inf`` for an empty candidate mask (or an all-zero template)
     """
     b = masks.shape[0]
     out = torch.full((b,), float("-inf"), dtype=torch.float32, device=masks.device)
@@ -67,32 +86,58 @@ def template_similarity(template: torch.Tensor, embedding: torch.Tensor, masks: 
     c, th, tw = template.shape
     uh, uw = y1 - y0, x1 - x0
     emb = embedding[:, y0:y1, x0:x1].reshape(c, -1).float()  # (C, Q)
-    d = template.reshape(c, -1).float().T @ emb  # (P, Q): D(p, q)
+    flat_t = template.reshape(c, -1).float()  # (C, P)
+    d = flat_t.T @ emb  # (P, Q): D(p, q)
+    support = (flat_t != 0).any(0).float()  # (P,) the template's support
 
     # shift index of each (p, q) pair: s = q - p, offset so that every shift is >= 0
-    py, px = torch.meshgrid(torch.arange(th), torch.arange(tw), indexing="ij")
-    qy, qx = torch.meshgrid(torch.arange(uh), torch.arange(uw), indexing="ij")
+    dev = masks.device
+    py, px = torch.meshgrid(torch.arange(th, device=dev), torch.arange(tw, device=dev), indexing="ij")
+    qy, qx = torch.meshgrid(torch.arange(uh, device=dev), torch.arange(uw, device=dev), indexing="ij")
     sy = qy.reshape(1, -1) - py.reshape(-1, 1) + th - 1  # (P, Q)
     sx = qx.reshape(1, -1) - px.reshape(-1, 1) + tw - 1
     n_sx = uw + tw - 1
-    s_idx = (sy * n_sx + sx).to(masks.device)
-    q_idx = torch.arange(uh * uw, device=masks.device).expand_as(s_idx)
-    g = torch.zeros(((uh + th - 1) * n_sx, uh * uw), dtype=d.dtype, device=d.device)  # (S, Q)
+    s_idx = sy * n_sx + sx
+    q_idx = torch.arange(uh * uw, device=dev).expand_as(s_idx)
+    n_s = (uh + th - 1) * n_sx
+    g = torch.zeros((n_s, uh * uw), dtype=d.dtype, device=d.device)  # (S, Q)
     g[s_idx, q_idx] = d  # each (s, q) has exactly one p = q - s
 
     w = masks[:, y0:y1, x0:x1].reshape(b, -1).float()  # (B, Q)
     heat = w @ g.T  # (B, S)
-    sim = heat.max(dim=1).values
-    nonempty = w.sum(1) > 0
-    out[nonempty] = sim[nonempty]
-    return out
+    # cells where both supports meet, per shift: the same full correlation on indicators (same shift indexing)
+    overlap = F.conv2d(
+        (w > 0).float().view(b, 1, uh, uw), support.view(1, 1, th, tw), padding=(th - 1, tw - 1)
+    ).view(b, -1)
+    heat = torch.where(overlap > 0, heat, torch.full_like(heat, float("-inf")))
+    return heat.max(dim=1).values.to(out.dtype)
+
+
+def iou_with_previous(logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """IoU of each mask with its object's previous mask, on the same (low-resolution) grid.
+
+    Used by the "IoU-based" many-to-one of Table III (``selection="iou_prev"``: "the effectiveness of spatial cues")
+    and by the refinement's ``"max_iou_prev"`` multimask pick (Sec. III-D).
+
+    Args:
+        logits: ``(N, K, h, w)`` mask logits (foreground where ``> 0``)
+        previous: ``(N, h, w)`` previous masks (bool, or fractions: foreground where ``> 0.5``)
+
+    Returns:
+        ``(N, K)`` IoUs in ``[0, 1]`` (0 where both masks are empty)
+    """
+    fg = logits > 0
+    prev = (previous > 0.5)[:, None]
+    inter = (fg & prev).flatten(2).sum(-1).float()
+    union = (fg | prev).flatten(2).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(union))
 
 
 def select_candidates(scores: torch.Tensor) -> torch.Tensor:
     """Many-to-one (Sec. III-C): the index of the best of ``G`` candidates per object.
 
     Args:
-        scores: ``(N, G)`` similarity (Eq. 2) or predicted-IoU scores
+        scores: ``(N, G)`` scores: Eq. 2 similarity, IoU with the previous mask, or SAM's predicted IoU
 
     Returns:
         ``(N,)`` argmax indices (first of ties)
@@ -116,15 +161,10 @@ def pick_multimask(
     Returns:
         ``(N,)`` indices into ``K``
     """
-    fg = logits > 0
     if rule == "largest":
-        return fg.flatten(2).sum(-1).argmax(dim=1)
+        return (logits > 0).flatten(2).sum(-1).argmax(dim=1)
     if rule == "max_iou_prev":
         if previous is None:
             raise ValueError("rule 'max_iou_prev' needs the previous masks")
-        prev = (previous > 0.5)[:, None]
-        inter = (fg & prev).flatten(2).sum(-1).float()
-        union = (fg | prev).flatten(2).sum(-1).float()
-        iou = torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(union))
-        return iou.argmax(dim=1)
+        return iou_with_previous(logits, previous).argmax(dim=1)
     raise ValueError(f"unknown multimask rule {rule!r}")

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import datetime
 import os
 import re
 from typing import Dict, Iterable, List, Optional, Sequence as Seq, Tuple
+
+from bson import ObjectId
 
 import fiftyone as fo
 import fiftyone.core.fields as fof
@@ -145,6 +148,21 @@ class Layout(abc.ABC):
     def frame_size(self, seq: Sequence) -> Tuple[int, int]:
         """``(H, W)`` of the sequence's frames from the metadata (computed when missing)."""
 
+    def _head_metadata(self, seq: Sequence, height_attr: str, what: str):
+        """The head sample's metadata, computed when missing; :class:`SampdInputError` naming the sequence when the
+        media cannot be read."""
+        sample = self.dataset[seq.head_id]
+        meta = sample.metadata
+        if meta is None or not getattr(meta, height_attr, None):
+            try:
+                sample.compute_metadata()
+            except Exception as e:  # eta raises its own errors for unreadable media
+                raise SampdInputError(f"{seq.name}: cannot read {what} ({type(e).__name__}: {e})") from None
+            meta = sample.metadata
+        if meta is None or not getattr(meta, height_attr, None):
+            raise SampdInputError(f"{seq.name}: cannot read {what} (no frame size in its metadata)")
+        return meta
+
     # --- labels ------------------------------------------------------------------------------------------------------
     @abc.abstractmethod
     def index_table(self, field: str) -> Dict[str, Dict[int, List[Optional[int]]]]:
@@ -191,6 +209,34 @@ class Layout(abc.ABC):
     def set_head_value(self, field: str, seq: Sequence, value):
         self.dataset.set_values(field, {seq.head_id: value}, key_field="id")
 
+    def read_head(self, seq: Sequence, field: str):
+        """The raw value of a sample-level field on the head sample, read from the database (``None`` if unset or
+        if the sample no longer exists)."""
+        doc = self.dataset._sample_collection.find_one({"_id": ObjectId(seq.head_id)}, {field: 1})
+        return (doc or {}).get(field)
+
+    def update_head(self, seq: Sequence, condition: dict, values: dict) -> bool:
+        """Atomically sets ``values`` (``{path: value}``) on the head sample's document if it matches ``condition``
+        (a MongoDB query on that document); returns whether it did (the compare-and-set of
+        :mod:`sampd_plugin.ownership`)."""
+        import fiftyone.core.sample as fos
+
+        update = {"$set": dict(values, last_modified_at=datetime.datetime.now(datetime.timezone.utc))}
+        res = self.dataset._sample_collection.update_one({"_id": ObjectId(seq.head_id), **condition}, update)
+        if res.matched_count == 1:  # in-memory samples of this process see the new marker (as set_values does)
+            fos.Sample._reload_docs(self.dataset._sample_collection_name, sample_ids=[seq.head_id])
+        return res.matched_count == 1
+
+    def exists(self, seq: Sequence) -> bool:
+        """Whether the sequence's head sample (and the dataset) still exist."""
+        if getattr(self.dataset, "deleted", False):
+            return False
+        return self.dataset._sample_collection.count_documents({"_id": ObjectId(seq.head_id)}, limit=1) == 1
+
+    @abc.abstractmethod
+    def labeled_frames(self, seq: Sequence, field: str) -> List[int]:
+        """The frame numbers of the sequence whose label field is set (read from the database)."""
+
     def clear_head_value(self, field: str, sequences: Iterable[Sequence]):
         if self.dataset.has_sample_field(field):
             self.dataset.select([s.head_id for s in sequences]).clear_sample_field(field)
@@ -213,16 +259,7 @@ class VideoLayout(Layout):
                 for sid, p, n in zip(ids, paths, totals)]
 
     def frame_size(self, seq: Sequence) -> Tuple[int, int]:
-        sample = self.dataset[seq.head_id]
-        meta = sample.metadata
-        if meta is None or not getattr(meta, "frame_height", None):
-            try:
-                sample.compute_metadata()
-            except Exception as e:  # eta raises its own errors for unreadable videos
-                raise SampdInputError(f"{seq.name}: cannot read the video ({type(e).__name__}: {e})") from None
-            meta = sample.metadata
-        if meta is None or not getattr(meta, "frame_height", None):
-            raise SampdInputError(f"{seq.name}: cannot read the video's frame size (no metadata)")
+        meta = self._head_metadata(seq, "frame_height", "the video")
         if seq.num_frames is None and getattr(meta, "total_frame_count", None):
             seq.num_frames = int(meta.total_frame_count)
         return int(meta.frame_height), int(meta.frame_width)
@@ -268,6 +305,12 @@ class VideoLayout(Layout):
     def clear(self, field, sequences):
         if self.has_field(field):
             self.dataset.select([s.head_id for s in sequences]).clear_frame_field(field_name(field))
+
+    def labeled_frames(self, seq, field):
+        if not self.has_field(field):
+            return []
+        view = self.dataset.select(seq.head_id).match_frames(F(field_name(field)) != None)  # noqa: E711
+        return sorted(int(f) for f in (view.values("frames.frame_number") or [[]])[0] or [])
 
 
 class ImageLayout(Layout):
@@ -318,17 +361,7 @@ class ImageLayout(Layout):
         return out
 
     def frame_size(self, seq: Sequence) -> Tuple[int, int]:
-        sample = self.dataset[seq.head_id]
-        meta = sample.metadata
-        if meta is None or not getattr(meta, "height", None):
-            try:
-                sample.compute_metadata()
-            except Exception as e:
-                raise SampdInputError(f"{seq.name}: cannot read its first image {sample.filepath} "
-                                      f"({type(e).__name__}: {e})") from None
-            meta = sample.metadata
-        if meta is None or not getattr(meta, "height", None):
-            raise SampdInputError(f"{seq.name}: cannot read the size of its first image {sample.filepath}")
+        meta = self._head_metadata(seq, "height", f"its first image {seq.filepaths[0]}")
         return int(meta.height), int(meta.width)
 
     def index_table(self, field):
@@ -370,6 +403,12 @@ class ImageLayout(Layout):
     def clear(self, field, sequences):
         if self.has_field(field):
             self.dataset.select([i for s in sequences for i in s.sample_ids]).clear_sample_field(field_name(field))
+
+    def labeled_frames(self, seq, field):
+        if not self.has_field(field):
+            return []
+        labeled = set(self.dataset.select(seq.sample_ids).exists(field_name(field)).values("id"))
+        return [i + 1 for i, sid in enumerate(seq.sample_ids) if sid in labeled]
 
 
 def _present(indexes, boxes) -> List[Optional[int]]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
 import fiftyone as fo
 import fiftyone.core.fields as fof
+from fiftyone import ViewField as F
 
 from sampd_plugin import app
 from sampd_plugin.errors import SampdInputError
@@ -52,9 +53,16 @@ def check_label_field(layout: Layout, field: str, role: str = "prompt field", ty
     return name
 
 
-def check_output_field(layout: Layout, label_field: str, prompt_field: Optional[str] = None) -> str:
-    """Validates an output field name; the prompt / ground-truth field and the sequence / order fields are never an
-    output (even with ``overwrite``)."""
+def check_output_field(layout: Layout, label_field: str, prompt_field: Optional[str] = None,
+                       allow_overwrite_ground_truth: bool = False) -> str:
+    """Validates an output field before anything is written; returns its name.
+
+    Never an output, whatever ``overwrite`` says: the prompt field, the sequence / order fields, a non-Detections
+    field, and one whose run marker field (``<label_field>_track``) holds values SAM-PD did not write. Unless
+    ``allow_overwrite_ground_truth`` (never set by the operators' forms), neither a field an evaluation of the
+    dataset uses as ground truth nor an existing field SAM-PD did not write (one without our run marker field).
+    Each refusal is a :class:`SampdInputError` naming the field.
+    """
     name = field_name(label_field)
     path = layout.path(name)
     if not name or not name.isidentifier() or name.startswith("_") or name in _RESERVED:
@@ -67,16 +75,44 @@ def check_output_field(layout: Layout, label_field: str, prompt_field: Optional[
     f = layout.samples.get_field(path)
     if f is not None and not issubclass(getattr(f, "document_type", None) or type, fo.Detections):
         raise SampdInputError(f"'{path}' exists and is a {type(f).__name__}, not a Detections field")
-    marker = layout.samples.get_field(marker_field(name))
-    if marker is not None and not isinstance(marker, fof.DictField):
-        raise SampdInputError(f"the marker field '{marker_field(name)}' exists and is not a dict field")
+    mf = marker_field(name)
+    marker = layout.dataset.get_field(mf)
+    if marker is not None:  # ours if every value is one of our markers (declared first: see ensure_output_field)
+        foreign = not isinstance(marker, fof.DictField) or len(
+            layout.dataset.match((F(mf) != None) & (F(f"{mf}.run") == None)).limit(1))  # noqa: E711
+        if foreign:
+            raise SampdInputError(f"'{mf}' exists and was not written by SAM-PD: it would be overwritten by the run "
+                                  f"marker of the output field '{path}'; choose another output field")
     for qname, (ftype, kwargs) in quality_fields(name).items():
         q = layout.get_field(qname)
         want = kwargs.get("embedded_doc_type")
         if q is not None and not (isinstance(q, ftype) and (want is None or issubclass(q.document_type, want))):
             raise SampdInputError(f"'{layout.path(qname)}' (a frame quality field of '{path}') exists and is a "
                                   f"{type(q).__name__}, not a {(want or ftype).__name__}: choose another output field")
+    if allow_overwrite_ground_truth:
+        return name
+    gt = ground_truth_fields(layout.dataset)
+    if name in gt:
+        raise SampdInputError(f"'{path}' is the ground truth of evaluation(s) {gt[name]}: ground truth is never "
+                              "overwritten; choose another output field")
+    if f is not None and marker is None:
+        raise SampdInputError(f"'{path}' exists and was not written by SAM-PD (it has no '{mf}' run marker): it is "
+                              "never overwritten; choose another output field")
     return name
+
+
+def ground_truth_fields(dataset) -> Dict[str, List[str]]:
+    """``{field name: [evaluation keys]}`` of the fields the dataset's evaluations (ours and FiftyOne's) use as
+    ground truth."""
+    out: Dict[str, List[str]] = {}
+    for key in dataset.list_evaluations():
+        try:
+            gt = getattr(dataset.get_evaluation_info(key).config, "gt_field", None)
+        except Exception:  # an evaluation method that cannot be loaded here
+            continue
+        if gt:
+            out.setdefault(field_name(gt), []).append(key)
+    return out
 
 
 def prompt_plan(frames: Dict[int, List[Optional[int]]], prompt_field: str, where: str
@@ -179,17 +215,18 @@ def read_frame_prompts(layout: Layout, seq: Sequence, label_field: str, frame_nu
 
 
 def ensure_output_field(layout: Layout, label_field: str):
-    """Declares the output field as ``fo.Detections`` with the label attributes (``frames.<f>`` for videos, ``<f>``
-    for images), its frame quality fields and the sample-level marker field, and colours its objects by ``index`` in
-    the App (:func:`sampd_plugin.app.color_by_object`) (idempotent; done once before workers write, so they never
-    race on the schema)."""
+    """Declares the sample-level marker field, then the output field as ``fo.Detections`` with the label attributes
+    (``frames.<f>`` for videos, ``<f>`` for images) and its frame quality fields, and colours its objects by
+    ``index`` in the App (:func:`sampd_plugin.app.color_by_object`); idempotent, done before anything is written.
+    The marker field comes first so that another process never sees the output field without it (which would make
+    it look like a field SAM-PD did not write, :func:`check_output_field`)."""
+    if not layout.dataset.has_sample_field(marker_field(label_field)):
+        layout.dataset.add_sample_field(marker_field(label_field), fof.DictField)
     layout.add_field(label_field, fof.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
     for attr, ftype in LABEL_ATTRIBUTES.items():
         layout.add_field(f"{label_field}.detections.{attr}", ftype)
     for qname, (ftype, kwargs) in quality_fields(label_field).items():
         layout.add_field(qname, ftype, **kwargs)
-    if not layout.dataset.has_sample_field(marker_field(label_field)):
-        layout.dataset.add_sample_field(marker_field(label_field), fof.DictField)
     app.color_by_object(layout.dataset, label_field)
 
 
@@ -204,16 +241,19 @@ class FrameLabelWriter:
         batch_frames: frames per ``set_values`` call
         replace_ids: if given, the object ids whose *new* detections replace their old ones: the old detections
             of every other object on the written frames are kept (repropagation); ``None`` replaces whole frames
+        before_write: called before every bulk write (the run's ownership check and heartbeat: if it raises,
+            nothing is written)
     """
 
     def __init__(self, layout: Layout, label_field: str, batch_frames: int = DEFAULT_BATCH_FRAMES,
-                 replace_ids: Optional[Iterable[int]] = None):
+                 replace_ids: Optional[Iterable[int]] = None, before_write: Optional[Callable[[], None]] = None):
         if batch_frames < 1:
             raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
         self.layout = layout
         self.label_field = label_field
         self.batch_frames = int(batch_frames)
         self.replace_ids = None if replace_ids is None else {int(i) for i in replace_ids}
+        self.before_write = before_write
         self._buf: Dict[str, Tuple[Sequence, Dict[int, object]]] = {}
         self._n = 0
         self.frames_written = 0
@@ -230,6 +270,8 @@ class FrameLabelWriter:
     def flush(self):
         if not self._n:
             return
+        if self.before_write is not None:
+            self.before_write()
         if self.replace_ids is not None:
             for seq, frames in self._buf.values():
                 for fn, label in self.layout.read_labels(seq, self.label_field, sorted(frames)).items():

@@ -14,8 +14,22 @@ import torch.nn.functional as F
 
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
 from sampd_plugin.config import SamPDConfig
-from sampd_plugin.prompts import box_prompt_grid, clip_boxes, mask_points, mask_to_box, negative_points, pack_points
-from sampd_plugin.selection import masked_template, pick_multimask, select_candidates, template_similarity
+from sampd_plugin.prompts import (
+    box_prompt_grid,
+    clip_boxes,
+    group_by_point_count,
+    mask_points,
+    mask_to_box,
+    negative_points,
+)
+from sampd_plugin.selection import (
+    iou_with_previous,
+    masked_template,
+    pick_multimask,
+    select_candidates,
+    similarity_features,
+    template_similarity,
+)
 
 
 @dataclasses.dataclass
@@ -44,7 +58,8 @@ class ObjectResult:
     Attributes:
         mask: ``(H, W)`` bool mask (all False when lost)
         box: ``(4,)`` ``xyxy`` pixel box of the mask, ``None`` when lost
-        score: selection score of the chosen candidate (Eq. 2 similarity, or predicted IoU)
+        score: selection score of the chosen candidate (Eq. 2 similarity relative to the template's own, IoU with
+            the previous mask, or predicted IoU, per ``SamPDConfig.selection``)
         iou: SAM's predicted IoU of the output mask
         lost: the object was not found on this frame
         label: the prompt's label
@@ -98,14 +113,16 @@ class SamPDTracker:
 
     Per frame, every image is encoded once; the first-stage prompts of *all* objects (``18 x N`` boxes with the
     paper's defaults) are decoded together, then the refinement prompts of all objects, each in batches of
-    ``config.decode_batch_size`` (one call per stage when unlimited).
+    ``config.decode_batch_size`` of prompts with the same number of points (:func:`decode_prompts`: one call per
+    stage per distinct point count when unlimited), so that an object's masks never depend on the other objects'
+    prompts.
 
-    Lost objects: an object whose output mask is empty (fewer than ``min_mask_area`` pixels), whose SAM predicted
-    IoU is below ``lost_iou``, or whose mask's similarity to its template (relative to the template's own) is
-    below ``lost_similarity`` is reported ``lost`` with an empty mask. While lost it is prompted every frame with
-    its last good box (``reacquire``); the first frame on which that yields a valid mask re-acquires it. After
-    ``max_lost_frames`` consecutive lost frames (or at once without ``reacquire``) it is no longer prompted and is
-    reported lost on every later frame.
+    Lost objects (our extension: the paper has no lost-object mechanism): an object whose output mask is empty
+    (fewer than ``min_mask_area`` pixels), whose SAM predicted IoU is below ``lost_iou``, or whose mask's similarity
+    to its template (relative to the template's own) is below ``lost_similarity`` is reported ``lost`` with an
+    empty mask. While lost it is prompted every frame with its last good box (``reacquire``); the first frame on
+    which that yields a valid mask re-acquires it. After ``max_lost_frames`` consecutive lost frames (or at once
+    without ``reacquire``) it is no longer prompted and is reported lost on every later frame.
     """
 
     def __init__(self, backend: PromptableSegmenter, config: Optional[SamPDConfig] = None):
@@ -138,17 +155,18 @@ class SamPDTracker:
         tracks: Dict[int, _Track] = {}
         for frame_number, image in frames:
             state = self.backend.encode(image, frame_number)
+            feats = similarity_features(state.embedding, self.config.similarity)
             calls, prompts_before = self.backend.decode_calls, self.backend.decoded_prompts
             results: Dict[int, ObjectResult] = {}
             running = list(tracks.values())
             for p in pending.pop(int(frame_number), []):
-                track, result = self._start(state, p)
+                track, result = self._start(state, feats, p)
                 tracks[p.object_id] = track
                 results[p.object_id] = result
             new = [tracks[i] for i in results]
             active = [t for t in running if t.active]
             if active:
-                results.update(self._propagate(state, active, new))
+                results.update(self._propagate(state, feats, active, new))
             for t in running:
                 if not t.active:
                     results[t.object_id] = self._lost_result(t, state.image_size)
@@ -172,8 +190,9 @@ class SamPDTracker:
         ]
 
     # --- stages -------------------------------------------------------------------------------------------------
-    def _start(self, state: ImageState, prompt: ObjectPrompt) -> Tuple[_Track, ObjectResult]:
-        """Initialises an object on its prompt frame (a box-only prompt gets its mask from the backend)."""
+    def _start(self, state: ImageState, feats: torch.Tensor, prompt: ObjectPrompt) -> Tuple[_Track, ObjectResult]:
+        """Initialises an object on its prompt frame (a box-only prompt gets its mask from the backend); ``feats``
+        are the frame's Eq. 2 features (:func:`similarity_features`)."""
         where = f"object {prompt.object_id} on frame {state.frame_number}"
         h, w = state.image_size
         iou = 1.0
@@ -194,8 +213,8 @@ class SamPDTracker:
             raise ValueError(f"{where}: the prompt mask is empty")
         mask_t = torch.as_tensor(mask, device=self.backend.device)[None]
         emb_mask = state.mask_to_grid(mask_t, state.embed_stride)[0]
-        template = masked_template(state.embedding, emb_mask)
-        self_score = float(template_similarity(template, state.embedding, emb_mask[None])[0])
+        template = masked_template(feats, emb_mask)
+        self_score = float(template_similarity(template, feats, emb_mask[None])[0])
         track = _Track(
             object_id=prompt.object_id,
             label=prompt.label,
@@ -209,7 +228,9 @@ class SamPDTracker:
         result = ObjectResult(mask=mask, box=box, score=1.0, iou=iou, lost=False, label=prompt.label, is_prompt=True)
         return track, result
 
-    def _propagate(self, state: ImageState, tracks: List[_Track], new: List[_Track]) -> Dict[int, ObjectResult]:
+    def _propagate(
+        self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], new: List[_Track]
+    ) -> Dict[int, ObjectResult]:
         cfg = self.config
         n = len(tracks)
         k = cfg.negative_points
@@ -225,33 +246,36 @@ class SamPDTracker:
             prev_boxes = torch.as_tensor(np.stack([t.box for t in tracks]))
             boxes = box_prompt_grid(prev_boxes, state.image_size, cfg.grid_size, cfg.shift_step, cfg.scales)
             g = boxes.shape[1]
-            points, labels = pack_points([None] * (n * g), [neg for neg in negs for _ in range(g)], dev)
-            dec = self._decode(state, boxes=boxes.reshape(-1, 4).to(dev), points=points, labels=labels)
+            dec = self._decode(
+                state, boxes=boxes.reshape(-1, 4).to(dev), positives=[None] * (n * g),
+                negatives=[neg for neg in negs for _ in range(g)],
+            )
         else:
             g = 1
             pos = [t.points[0] if len(t.points) else _box_centre(t.box) for t in tracks]
-            points, labels = pack_points(pos, negs, dev)
-            dec = self._decode(state, points=points, labels=labels)
+            dec = self._decode(state, positives=pos, negatives=negs)
         logits = dec.low_res_logits[:, 0].reshape(n, g, *dec.low_res_logits.shape[-2:])
         ious = dec.iou[:, 0].reshape(n, g)
 
-        # Many-to-one (Eq. 2, or predicted IoU).
+        # Many-to-one (Sec. III-C): Eq. 2, IoU with the previous mask, or SAM's predicted IoU.
         if g == 1 or cfg.selection == "none":
             idx = torch.zeros(n, dtype=torch.long, device=ious.device)
             scores = ious[:, 0]
-        elif cfg.selection == "iou":
-            idx = select_candidates(ious)
-            scores = ious.gather(1, idx[:, None])[:, 0]
         else:
-            sims = torch.stack(
-                [
-                    template_similarity(t.template, state.embedding, state.logits_to_embedding_grid(logits[i]))
-                    / t.self_score
-                    for i, t in enumerate(tracks)
-                ]
-            )
-            idx = select_candidates(sims)
-            scores = sims.gather(1, idx[:, None])[:, 0]
+            if cfg.selection == "predicted_iou":
+                cand = ious
+            elif cfg.selection == "iou_prev":
+                cand = iou_with_previous(logits, torch.stack([t.grid_mask for t in tracks]).to(logits.device))
+            else:
+                cand = torch.stack(
+                    [
+                        template_similarity(t.template, feats, state.logits_to_embedding_grid(logits[i]))
+                        / t.self_score
+                        for i, t in enumerate(tracks)
+                    ]
+                )
+            idx = select_candidates(cand)
+            scores = cand.gather(1, idx[:, None])[:, 0]
         rows = torch.arange(n, device=idx.device)
         chosen = logits[rows, idx]  # (N, h_m, w_m)
         chosen_iou = ious[rows, idx]
@@ -268,8 +292,7 @@ class SamPDTracker:
                     negative_points(others[:i] + others[i + 1 :], own_mask=masks[i]) if use_neg else _NO_POINTS
                     for i in todo
                 ]
-                points, labels = pack_points([pts[i][0] for i in todo], negs, dev)
-                dec = self._decode(state, points=points, labels=labels, multimask=True)
+                dec = self._decode(state, positives=[pts[i][0] for i in todo], negatives=negs, multimask=True)
                 prev = torch.stack([tracks[i].grid_mask for i in todo])
                 pick = pick_multimask(dec.low_res_logits, cfg.multimask_pick, prev)
                 sel = torch.arange(len(todo), device=pick.device)
@@ -282,11 +305,20 @@ class SamPDTracker:
 
         results = {}
         for i, t in enumerate(tracks):
-            results[t.object_id] = self._update(state, t, masks[i], chosen[i], float(chosen_iou[i]), float(scores[i]))
+            results[t.object_id] = self._update(
+                state, feats, t, masks[i], chosen[i], float(chosen_iou[i]), float(scores[i])
+            )
         return results
 
     def _update(
-        self, state: ImageState, t: _Track, mask: np.ndarray, logits: torch.Tensor, iou: float, score: float
+        self,
+        state: ImageState,
+        feats: torch.Tensor,
+        t: _Track,
+        mask: np.ndarray,
+        logits: torch.Tensor,
+        iou: float,
+        score: float,
     ) -> ObjectResult:
         """Applies the lost / re-acquire policy and advances the object's state."""
         cfg = self.config
@@ -294,7 +326,7 @@ class SamPDTracker:
         emb_mask = None
         if not lost and (cfg.lost_similarity > 0 or cfg.template == "update"):
             emb_mask = state.mask_to_grid(torch.as_tensor(mask, device=self.backend.device)[None], state.embed_stride)
-            sim = float(template_similarity(t.template, state.embedding, emb_mask)[0]) / t.self_score
+            sim = float(template_similarity(t.template, feats, emb_mask)[0]) / t.self_score
             lost = cfg.lost_similarity > 0 and sim < cfg.lost_similarity
         if lost:
             t.lost_frames += 1
@@ -309,7 +341,7 @@ class SamPDTracker:
         t.grid_mask = (logits > 0).float()
         t.points = mask_points(mask, max(1, cfg.negative_points))
         if cfg.template == "update":
-            t.template = _blend_template(t.template, masked_template(state.embedding, emb_mask[0]), cfg.template_momentum)
+            t.template = _blend_template(t.template, masked_template(feats, emb_mask[0]), cfg.template_momentum)
         return ObjectResult(mask=mask, box=t.box, score=score, iou=iou, lost=False, label=t.label)
 
     def _lost_result(self, t: _Track, image_size) -> ObjectResult:
@@ -318,27 +350,67 @@ class SamPDTracker:
         )
 
     # --- batching -----------------------------------------------------------------------------------------------
-    def _decode(self, state, boxes=None, points=None, labels=None, multimask=False) -> Decoded:
-        """Decodes all prompts of a stage in batches of ``config.decode_batch_size`` (see :class:`SamPDConfig`)."""
-        total = (boxes if boxes is not None else points).shape[0]
+    def _decode(self, state, boxes=None, positives=None, negatives=None, multimask=False) -> Decoded:
+        """Decodes all prompts of a stage with :func:`decode_prompts` in batches of ``config.decode_batch_size``
+        (``None``: the backend's preference; see :class:`SamPDConfig`)."""
         size = self.config.decode_batch_size
         if size is None:
             size = self.backend.preferred_batch_size or 0
-        if size == 0 or size >= total:
-            return self.backend.decode(state, boxes, points, labels, multimask)
-        parts = [
-            self.backend.decode(
+        return decode_prompts(self.backend, state, boxes, positives, negatives, multimask, size)
+
+
+def decode_prompts(
+    backend: PromptableSegmenter,
+    state: ImageState,
+    boxes: Optional[torch.Tensor] = None,
+    positives: Optional[List[Optional[np.ndarray]]] = None,
+    negatives: Optional[List[np.ndarray]] = None,
+    multimask: bool = False,
+    batch_size: int = 0,
+) -> Decoded:
+    """Decodes ``B`` prompts exactly as if each were decoded alone: prompts are batched only with prompts of the
+    same number of points (:func:`sampd_plugin.prompts.group_by_point_count`; SAM has no neutral padding token),
+    ``batch_size`` at a time (0 = a whole group per call), and the results are put back in input order.
+
+    Decoder calls: ``sum over distinct point counts P of ceil(n_P / batch_size)`` (one per distinct count when
+    unlimited).
+
+    Args:
+        backend, state: the segmenter and the encoded frame
+        boxes: optional ``(B, 4)`` ``xyxy`` boxes (image pixels, right/bottom exclusive)
+        positives: per prompt, an optional ``(2,)`` positive point (default: none)
+        negatives: per prompt, an ``(M_i, 2)`` array of negative points (default: none)
+        multimask: SAM's three-mask output
+
+    Returns:
+        a :class:`Decoded` with ``B`` rows in input order
+    """
+    total = boxes.shape[0] if boxes is not None else len(positives)
+    if positives is None:
+        positives = [None] * total
+    if negatives is None:
+        negatives = [_NO_POINTS] * total
+    dev = backend.device
+    low = iou = None
+    for idx, points, labels in group_by_point_count(positives, negatives, dev):
+        step = batch_size if 0 < batch_size < len(idx) else len(idx)
+        for a in range(0, len(idx), step):
+            part = idx[a : a + step]
+            dec = backend.decode(
                 state,
-                None if boxes is None else boxes[i : i + size],
-                None if points is None else points[i : i + size],
-                None if labels is None else labels[i : i + size],
+                None if boxes is None else boxes[part.to(boxes.device)],
+                None if points is None else points[a : a + step],
+                None if labels is None else labels[a : a + step],
                 multimask,
             )
-            for i in range(0, total, size)
-        ]
-        return Decoded(
-            low_res_logits=torch.cat([p.low_res_logits for p in parts]), iou=torch.cat([p.iou for p in parts])
-        )
+            if step == total:  # one call for everything: already in input order
+                return dec
+            if low is None:
+                low = dec.low_res_logits.new_empty((total, *dec.low_res_logits.shape[1:]))
+                iou = dec.iou.new_empty((total, *dec.iou.shape[1:]))
+            low[part.to(low.device)] = dec.low_res_logits
+            iou[part.to(iou.device)] = dec.iou
+    return Decoded(low_res_logits=low, iou=iou)
 
 
 _NO_POINTS = np.zeros((0, 2), dtype=np.int64)

@@ -1,18 +1,19 @@
-"""The paper's ablation order (Table III) must emerge on generated videos with the synthetic segmenter, whose masks
-degrade with prompt noise (tight box -> lost parts, loose / shifted box -> leakage, single point -> ambiguity).
+"""The paper's ablation order (Tables III and V) must emerge on generated videos with the synthetic segmenter, whose
+masks degrade with prompt noise (tight box -> lost parts, loose / shifted box -> leakage, single point -> ambiguity).
 
 Synthetic numbers: they check that each component does its job, they are not the paper's DAVIS figures.
 """
 
 import pytest
 
-from sampd_plugin.benchmark import format_table, run_synthetic_ablation
+from sampd_plugin.benchmark import ABLATION_PRESETS, format_table, run_synthetic_ablation
 
 
 @pytest.fixture(scope="module")
 def table():
     t = run_synthetic_ablation(num_videos=10, num_frames=40, num_objects=3, height=240, width=320, seed=0)
     print("\n" + format_table(t, "synthetic ablation (10 videos x 40 frames x 3 objects)"))
+    assert list(t) == list(ABLATION_PRESETS)
     return {name: row["J&F-Mean"] for name, row in t.items()}
 
 
@@ -29,10 +30,24 @@ def test_box_prompts_beat_point_prompts(table):
     assert table["point"] < table["point+refine"]
 
 
+def test_iou_based_many_to_one_is_behind_semantic_but_ahead_of_no_multi_prompt(table):
+    # Table III: box+refine 68.4 < IoU-based 70.2 < semantic-based 71.3
+    assert table["box+refine"] < table["full-iou"] < table["full"]
+
+
+def test_negative_points_help_in_both_stages(table):
+    # Table V: negatives in one stage only (70.4, 70.4) < in both (71.3)
+    assert table["full-no-neg-refine"] < table["full"]
+    assert table["full-no-neg-mp"] < table["full"]
+
+
 def test_rows_can_be_named_configs():
     from sampd_plugin.config import SamPDConfig
 
     small = dict(num_videos=1, num_frames=6, num_objects=2, height=96, width=128, seed=3)
-    by_name = run_synthetic_ablation(["box"], **small)
-    by_config = run_synthetic_ablation({"my box": SamPDConfig.preset("box")}, **small)
-    assert list(by_config) == ["my box"] and by_config["my box"] == by_name["box"]
+    by_name = run_synthetic_ablation(["box", "full:similarity=cosine"], **small)
+    by_config = run_synthetic_ablation(
+        {"my box": SamPDConfig.preset("box"), "cos": SamPDConfig(similarity="cosine")}, **small
+    )
+    assert list(by_config) == ["my box", "cos"] and by_config["my box"] == by_name["box"]
+    assert by_config["cos"] == by_name["full:similarity=cosine"]

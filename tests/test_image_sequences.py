@@ -193,16 +193,25 @@ def test_operators_on_image_sequences_immediate_and_delegated(plugin, make_synth
     assert len(ops) == 3 and all(o.run_state == ExecutionRunState.COMPLETED for o in ops), [
         (o.run_state, o.result and o.result.error) for o in ops]
     assert ds.count("d") == 8
-    # automatic mode
+    # automatic mode, immediate and delegated
     r = foo.execute_operator(uri("auto_track_objects"),
                              ctx=dict(dataset=ds, params=dict(model="synthetic", max_objects=1))).result
     assert r["frames"] == 8 and r["objects"] == 2 and ds.count("sampd_auto.detections") == 8
-    # re-propagate from the opened image (its sequence, from its position)
+    foo.execute_operator(uri("auto_track_objects"), request_delegation=True,
+                         ctx=dict(dataset=ds, params=dict(model="synthetic", max_objects=1, label_field="a2")))
+    assert all(o.run_state == ExecutionRunState.COMPLETED for o in run_queue(ds)) and ds.count("a2") == 8
+    # re-propagate from the opened image (its sequence, from its position), immediate and delegated
     seq = layout_of(ds).sequences()[1]
     r = foo.execute_operator(uri("repropagate_from_frame"),
                              ctx=dict(dataset=ds, current_sample=seq.sample_ids[1],
                                       params=dict(label_field="d", direction="both"))).result
     assert r["from_frame"] == 2 and r["frames"] == {"forward": 2, "backward": 1}
+    foo.execute_operator(uri("repropagate_from_frame"), request_delegation=True,
+                         ctx=dict(dataset=ds, selected=[seq.sample_ids[2]],
+                                  params=dict(label_field="d", direction="backward")))
+    (o,) = [o for o in run_queue(ds) if o.operator.endswith("repropagate_from_frame")]
+    assert o.run_state == ExecutionRunState.COMPLETED, o.result.error
+    assert o.result.result["from_frame"] == 3 and o.result.result["frames"] == {"backward": 2}
     # evaluation (delegated) and browsing
     foo.execute_operator(uri("evaluate_tracking"), request_delegation=True,
                          ctx=dict(dataset=ds, params=dict(pred_field="d", gt_field="ground_truth", eval_key="e")))

@@ -6,17 +6,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sampd_plugin.config import PRESETS, SamPDConfig
+from sampd_plugin.config import PRESET_LABELS, PRESETS, SamPDConfig
 from sampd_plugin.prompts import (
     box_prompt_grid,
     clip_boxes,
+    group_by_point_count,
     mask_points,
     mask_to_box,
     negative_points,
-    pack_points,
     refinement_point,
+    sam_box,
 )
-from sampd_plugin.selection import masked_template, pick_multimask, select_candidates, template_similarity
+from sampd_plugin.selection import (
+    iou_with_previous,
+    masked_template,
+    pick_multimask,
+    select_candidates,
+    similarity_features,
+    template_similarity,
+)
 
 
 # --- Sec. III-C one-to-many grid ----------------------------------------------------------------------------------
@@ -69,6 +77,24 @@ def test_mask_to_box_is_tight_and_exclusive():
     assert mask_to_box(np.zeros((4, 4), bool)) is None
 
 
+def test_sam_box_of_a_mask_box_is_segment_anythings_batched_mask_to_box():
+    """SAM was trained on boxes whose right/bottom lie on the last mask pixel; ours (exclusive ends) reach it so."""
+    from segment_anything.utils.amg import batched_mask_to_box
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((20, 37, 53), bool)
+    for i, m in enumerate(masks):
+        y0, x0 = rng.integers(0, 30), rng.integers(0, 45)
+        m[y0 : y0 + rng.integers(1, 8), x0 : x0 + rng.integers(1, 9)] = True
+        if i % 3 == 0:  # a second, disjoint-ish blob: the box spans both
+            m[rng.integers(0, 37), rng.integers(0, 53)] = True
+    ours = sam_box(torch.as_tensor(np.stack([mask_to_box(m) for m in masks])))
+    theirs = batched_mask_to_box(torch.as_tensor(masks)).float()
+    assert torch.equal(ours, theirs)
+    # continuous boxes (the jittered grid) are inset by one pixel on the right/bottom only
+    assert sam_box(torch.tensor([[1.5, 2.0, 10.25, 8.0]])).tolist() == [[1.5, 2.0, 9.25, 7.0]]
+
+
 # --- Eq. 1-2 ---------------------------------------------------------------------------------------------------
 def test_masked_template_crops_by_the_mask_box_and_masks():
     emb = torch.arange(2 * 4 * 5, dtype=torch.float32).reshape(2, 4, 5)
@@ -96,18 +122,88 @@ def test_eq2_against_a_hand_computed_case():
     assert sims.tolist() == [7.0, 2.0]
 
 
-def test_eq2_equals_a_naive_full_correlation():
+def brute_force_eq2(template: torch.Tensor, emb: torch.Tensor, mask: torch.Tensor) -> float:
+    """One candidate alone, by loops: the correlation of the template with the masked embedding at every shift where
+    the template's non-zero cells meet the candidate's mask cells; the maximum over those shifts."""
+    t, e, m = template.double().numpy(), emb.double().numpy(), mask.double().numpy()
+    _, th, tw = t.shape
+    h, w = m.shape
+    t_on = (t != 0).any(0)
+    ys, xs = np.nonzero(m > 0)
+    best = -np.inf
+    for dy in range(ys.min() - th + 1, ys.max() + 1):
+        for dx in range(xs.min() - tw + 1, xs.max() + 1):
+            total, meet = 0.0, False
+            for py in range(th):
+                for px in range(tw):
+                    y, x = dy + py, dx + px
+                    if 0 <= y < h and 0 <= x < w:
+                        total += m[y, x] * float(t[:, py, px] @ e[:, y, x])
+                        meet |= bool(t_on[py, px] and m[y, x] > 0)
+            if meet:
+                best = max(best, total)
+    return best
+
+
+def test_eq2_equals_a_brute_force_per_candidate_correlation():
     g = torch.Generator().manual_seed(0)
     emb = torch.randn(8, 12, 14, generator=g)
-    template = torch.randn(8, 4, 5, generator=g)
+    template = torch.randn(8, 4, 5, generator=g) * (torch.rand(4, 5, generator=g) > 0.3)  # non-rectangular
     masks = (torch.rand(6, 12, 14, generator=g) > 0.6).float() * torch.rand(6, 12, 14, generator=g)
     masks[3] = 0
+    masks[4] = 0
+    masks[4, 1:3, 2:4] = torch.tensor([[0.5, 1.0], [1.0, 0.25]])  # small, far from the others' union
+    # random features, then features anti-correlated with the template everywhere (all-negative candidates)
+    for t, e in ((template, emb), (template.abs(), -emb.abs())):
+        got = template_similarity(t, e, masks)
+        assert torch.isinf(got[3]) and got[3] < 0
+        for i in (0, 1, 2, 4, 5):
+            assert got[i].item() == pytest.approx(brute_force_eq2(t, e, masks[i]), abs=1e-4)
+            # independent of the other candidates: the same score alone
+            assert torch.allclose(template_similarity(t, e, masks[i : i + 1])[0], got[i], atol=1e-5)
+    assert (got[[0, 1, 2, 4, 5]] < 0).all()
+
+
+def test_eq2_all_negative_candidates_are_not_zero_ties():
+    """The old union-box correlation gave every all-negative candidate the zero-padding maximum 0: ties, argmax 0."""
+    template = torch.ones(2, 3, 3)  # looks like +1 features
+    emb = torch.zeros(2, 16, 16)
+    emb[:, 2:5, 2:5] = -1.0  # candidate 0: strongly unlike the template
+    emb[:, 10:13, 10:13] = -0.2  # candidate 1: unlike, but less so
+    emb[:, 6:8, 12:14] = -0.1  # candidate 2: the least unlike
+    masks = torch.zeros(3, 16, 16)
+    masks[0, 2:5, 2:5] = 1
+    masks[1, 10:13, 10:13] = 1
+    masks[2, 6:8, 12:14] = 1
     got = template_similarity(template, emb, masks)
-    naive = F.conv2d((emb[None] * masks[:, None]), template[None], padding=(3, 4)).amax(dim=(1, 2, 3))
-    assert torch.isinf(got[3]) and got[3] < 0
-    keep = torch.tensor([0, 1, 2, 4, 5])
-    # the naive version correlates over the whole grid: identical because the masks are zero outside their box
-    assert torch.allclose(got[keep], naive[keep], atol=1e-4)
+    for i in range(3):
+        assert got[i].item() == pytest.approx(brute_force_eq2(template, emb, masks[i]), abs=1e-5)
+    # the best shift of an all-negative candidate overlaps one cell (2 channels x the cell's value)
+    assert got.tolist() == pytest.approx([-2.0, -0.4, -0.2])
+    assert select_candidates(got[None]).item() == 2
+    # an all-zero template has no support: nothing to compare with
+    assert torch.isinf(template_similarity(torch.zeros(2, 3, 3), emb, masks)).all()
+
+
+def test_cosine_features_are_unit_cells_and_bound_eq2_by_the_mask_area():
+    g = torch.Generator().manual_seed(1)
+    emb = torch.randn(16, 10, 12, generator=g) * torch.rand(1, 10, 12, generator=g) * 5
+    emb[:, 0, 0] = 0  # padding-like zero cell
+    assert similarity_features(emb, "dot") is emb
+    f = similarity_features(emb, "cosine")
+    norms = f.norm(dim=0)
+    assert torch.allclose(norms[1:], torch.ones_like(norms[1:]), atol=1e-5) and norms[0, 0] == 0
+    mask = torch.zeros(10, 12)
+    mask[3:7, 2:9] = 1
+    mask[3, 2] = 0
+    # each term is a cosine <= 1 and at most the whole area overlaps: the self-similarity is the area
+    self_sim = template_similarity(masked_template(f, mask), f, mask[None])[0]
+    assert self_sim.item() == pytest.approx(float(mask.sum()), abs=1e-4)
+    other = torch.zeros(10, 12)
+    other[1:5, 4:11] = 1
+    assert template_similarity(masked_template(f, mask), f, other[None])[0] < self_sim
+    with pytest.raises(ValueError, match="similarity"):
+        similarity_features(emb, "l2")
 
 
 def test_similarity_prefers_the_candidate_that_looks_like_the_template():
@@ -159,12 +255,20 @@ def test_negative_points_come_from_other_objects_and_skip_own_mask():
     assert negative_points([]).shape == (0, 2)
 
 
-def test_pack_points_pads_with_not_a_point_labels():
-    pts, labels = pack_points([np.array([1, 2]), None], [np.array([[3, 4], [5, 6]]), np.array([[7, 8]])])
-    assert pts.shape == (2, 3, 2)
-    assert labels.tolist() == [[1, 0, 0], [0, -1, -1]]
-    assert pts[0].tolist() == [[1, 2], [3, 4], [5, 6]]
-    assert pack_points([None], [np.zeros((0, 2))]) == (None, None)
+def test_points_are_grouped_by_count_never_padded():
+    pos = [np.array([1, 2]), None, np.array([9, 9]), None, np.array([4, 4])]
+    neg = [np.array([[3, 4], [5, 6]]), np.array([[7, 8]]), np.zeros((0, 2)), np.zeros((0, 2)), np.array([[0, 1]])]
+    groups = group_by_point_count(pos, neg)
+    assert [g[0].tolist() for g in groups] == [[3], [1, 2], [4], [0]]  # by count 0, 1, 2, 3; input order inside
+    idx, pts, labels = groups[0]
+    assert pts is None and labels is None
+    _, pts, labels = groups[1]
+    assert pts.tolist() == [[[7, 8]], [[9, 9]]] and labels.tolist() == [[0], [1]]
+    _, pts, labels = groups[2]
+    assert pts.tolist() == [[[4, 4], [0, 1]]] and labels.tolist() == [[1, 0]]
+    _, pts, labels = groups[3]
+    assert pts.tolist() == [[[1, 2], [3, 4], [5, 6]]] and labels.tolist() == [[1, 0, 0]]
+    assert all(g[2] is None or (g[2] >= 0).all() for g in groups)  # no "not a point" token anywhere
 
 
 def test_pick_multimask_rules():
@@ -183,6 +287,17 @@ def test_pick_multimask_rules():
         pick_multimask(logits, "max_iou_prev")
 
 
+def test_iou_with_previous():
+    logits = -torch.ones(1, 3, 4, 4)
+    logits[0, 0, :2] = 1  # 8 px, 4 shared with prev -> 4 / 12
+    logits[0, 1, :, :2] = 1  # 8 px, equal to prev -> 1
+    prev = torch.zeros(1, 4, 4)
+    prev[0, :, :2] = 0.75  # fractions: foreground above 0.5
+    iou = iou_with_previous(logits, prev)
+    assert iou[0].tolist() == pytest.approx([4 / 12, 1.0, 0.0])
+    assert iou_with_previous(-torch.ones(1, 1, 4, 4), torch.zeros(1, 4, 4)).tolist() == [[0.0]]  # both empty
+
+
 # --- configuration ------------------------------------------------------------------------------------------------
 def test_presets_are_the_paper_ablation_rows():
     assert SamPDConfig.preset("full") == SamPDConfig()
@@ -191,10 +306,38 @@ def test_presets_are_the_paper_ablation_rows():
     assert (box.num_prompts, box.refine) == (1, False)
     assert SamPDConfig.preset("box+mp").num_prompts == 18 and not SamPDConfig.preset("box+mp").refine
     assert SamPDConfig.preset("point").prompt_type == "point"
-    assert SamPDConfig.preset("full-iou").selection == "iou"
-    assert set(PRESETS) >= {"point", "point+refine", "box", "box+mp", "box+refine", "full"}
-    cfg = SamPDConfig.preset("full", negative_points=2)
+    assert SamPDConfig.preset("full-iou").selection == "iou_prev"  # Table III "IoU-based": spatial cues
+    # Table III in the paper's order, then the Table V rows
+    assert list(PRESETS) == [
+        "point", "point+refine", "box", "box+mp", "box+refine", "full", "full-iou",
+        "full-no-neg-refine", "full-no-neg-mp",
+    ]
+    # Table III's rows without the full method simply propagate: no negative points anywhere
+    for name in ("point", "point+refine", "box", "box+mp", "box+refine"):
+        c = SamPDConfig.preset(name)
+        assert not c.negatives_in_first_stage and not c.negatives_in_refinement, name
+    # Table V: negatives in one stage each; both = full
+    stages = lambda c: (c.negatives_in_first_stage, c.negatives_in_refinement)  # noqa: E731
+    assert stages(SamPDConfig.preset("full-no-neg-refine")) == (True, False)
+    assert stages(SamPDConfig.preset("full-no-neg-mp")) == (False, True)
+    assert stages(SamPDConfig.preset("full")) == stages(SamPDConfig.preset("full-iou")) == (True, True)
+    # negatives stay a switch on any row
+    assert stages(SamPDConfig.preset("box", negatives_in_first_stage=True)) == (True, False)
+    cfg = SamPDConfig.preset("full", negative_points=2, similarity="cosine")
     assert SamPDConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_every_preset_is_labelled_with_its_table():
+    assert list(PRESET_LABELS) == list(PRESETS)
+    for name, label in PRESET_LABELS.items():
+        assert "Table III" in label or "Table V" in label or "Tables III/V" in label, name
+
+
+def test_old_selection_name_iou_is_predicted_iou():
+    """``"iou"`` was SAM's predicted IoU before the spatial reading existed; stored settings keep loading."""
+    assert SamPDConfig(selection="iou").selection == "predicted_iou"
+    assert SamPDConfig.from_dict({"selection": "iou"}) == SamPDConfig(selection="predicted_iou")
+    assert SamPDConfig(selection="iou").to_dict()["selection"] == "predicted_iou"
 
 
 @pytest.mark.parametrize(
@@ -203,6 +346,8 @@ def test_presets_are_the_paper_ablation_rows():
         (dict(prompt_type="mask"), "prompt_type"),
         (dict(grid_size=2), "grid_size"),
         (dict(selection="none"), "selection='none'"),
+        (dict(selection="semantic"), "iou_prev"),  # the message names the choices
+        (dict(similarity="l2"), "similarity"),
         (dict(shift_step=1.5), "shift_step"),
         (dict(scales=()), "scales"),
         (dict(multimask_pick="smallest"), "multimask_pick"),

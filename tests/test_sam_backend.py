@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 import torch
 from segment_anything import SamPredictor
+from segment_anything.utils.amg import batched_mask_to_box
+from segment_anything.utils.transforms import ResizeLongestSide
 
 from sampd_plugin import checkpoints as ckpt
 from sampd_plugin.backends import sam as sam_mod
 from sampd_plugin.backends.sam import CPU_PREFERRED_BATCH_SIZE, SamBackend
+from sampd_plugin.backends.base import ImageState
 from sampd_plugin.backends.tiny import build_tiny_sam, tiny_backend
+from sampd_plugin.prompts import mask_to_box, sam_box
 
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
@@ -109,7 +113,7 @@ def test_decode_empty_batch(backend, state):
 # --- same code path as SamPredictor ---------------------------------------------------------------------------
 def test_decode_boxes_equals_predictor(backend, state, predictor):
     ours = backend.decode(state, boxes=BOXES, multimask=True)
-    masks, iou, low = reference(predictor, boxes=BOXES, multimask=True)
+    masks, iou, low = reference(predictor, boxes=sam_box(BOXES), multimask=True)
     assert torch.allclose(ours.low_res_logits, low, atol=1e-4)
     assert torch.allclose(ours.iou, iou, atol=1e-5)
     # upsample == Sam.postprocess_masks > mask_threshold, on the non-square image
@@ -133,8 +137,73 @@ def test_decode_points_with_padding_equals_predictor(backend, state, predictor):
 def test_decode_box_and_negative_points_equals_predictor(backend, state, predictor):
     points, labels = POINTS[:, :2], torch.tensor([[1, 0], [0, -1]])
     ours = backend.decode(state, boxes=BOXES, points=points, point_labels=labels, multimask=False)
-    _, iou, low = reference(predictor, boxes=BOXES, points=points, labels=labels, multimask=False)
+    _, iou, low = reference(predictor, boxes=sam_box(BOXES), points=points, labels=labels, multimask=False)
     assert torch.allclose(ours.low_res_logits, low, atol=1e-4) and torch.allclose(ours.iou, iou, atol=1e-5)
+
+
+def test_box_of_a_mask_reaches_sam_as_batched_mask_to_box(backend, state, predictor):
+    """The box SAM was trained on (right/bottom on the last mask pixel), not one pixel past it."""
+    masks = np.zeros((2, H, W), bool)
+    masks[0, 30:90, 50:150] = True
+    masks[1, 5:11, 170:177] = True
+    ours = backend.decode(state, boxes=torch.as_tensor(np.stack([mask_to_box(m) for m in masks])))
+    sams = batched_mask_to_box(torch.as_tensor(masks)).float()
+    assert sams[1].tolist() == [170, 5, 176, 10]
+    _, iou, low = reference(predictor, boxes=sams)
+    assert torch.allclose(ours.low_res_logits, low, atol=1e-4) and torch.allclose(ours.iou, iou, atol=1e-5)
+    # one pixel past the mask (the library's exclusive ends handed over unconverted) is a different prompt
+    _, _, past = reference(predictor, boxes=sams + torch.tensor([0.0, 0.0, 1.0, 1.0]))
+    assert not torch.allclose(past, low, atol=1e-4)
+
+
+# --- SAM's input geometry on the embedding / mask grids -------------------------------------------------------
+def sam_state(h: int, w: int) -> ImageState:
+    """An ImageState with SAM's geometry for an h x w frame (1024-px padded input, 16-px cells, 4-px mask cells)."""
+    h_in, w_in = ResizeLongestSide.get_preprocess_shape(h, w, 1024)
+    return ImageState(torch.zeros(1, 64, 64), (h, w), (h_in, w_in), 16, 4)
+
+
+def sampled_cell_fractions(mask: np.ndarray, state: ImageState, stride: int, sub: int = 256) -> np.ndarray:
+    """Brute force by point sampling: ``sub`` sample lines per cell side over the padded input frame, each mapped
+    back to the image row / column it lies in (input pixel ``v`` <-> image ``v / s``); padding samples are
+    background. Separable, so written as ``Sy @ mask @ Sx.T`` with sample-count matrices."""
+    n = 1024 // stride
+
+    def counts(size, size_in):
+        v = (np.arange(n * sub) + 0.5) * stride / sub  # sample coordinates, input-frame pixels
+        keep = v < size_in
+        m = np.zeros((n, size))
+        np.add.at(m, ((v[keep] // stride).astype(int), np.floor(v[keep] * size / size_in).astype(int)), 1.0 / sub)
+        return m
+
+    (h, w), (h_in, w_in) = state.image_size, state.input_size
+    return counts(h, h_in) @ mask.astype(np.float64) @ counts(w, w_in).T
+
+
+@pytest.mark.parametrize("h, w", [(500, 700), (480, 854), (720, 1280), (700, 500)])
+def test_mask_to_grid_is_aligned_with_sams_resize_and_padding(h, w):
+    state = sam_state(h, w)
+    h_in, w_in = state.input_size
+    # the whole frame: full cells inside the resized image, the straddling cell partly, padding empty
+    full = state.mask_to_grid(torch.ones(1, h, w, dtype=torch.bool), 16)[0]
+    rows, cols = -(-h_in // 16), -(-w_in // 16)
+    assert full[: h_in // 16, : w_in // 16].min() == pytest.approx(1.0, abs=1e-5)
+    if h_in % 16:
+        assert full[rows - 1, 0].item() == pytest.approx((h_in % 16) / 16, abs=1e-5)
+    if w_in % 16:
+        assert full[0, cols - 1].item() == pytest.approx((w_in % 16) / 16, abs=1e-5)
+    assert full[rows:].abs().sum() == 0 and full[:, cols:].abs().sum() == 0
+    # an irregular mask reaching the bottom-right corner, on the embedding and on the mask grid
+    rng = np.random.default_rng(h + w)
+    yy, xx = np.mgrid[:h, :w]
+    mask = ((yy - 0.7 * h) ** 2 / (0.3 * h) ** 2 + (xx - 0.6 * w) ** 2 / (0.45 * w) ** 2 < 1) | (
+        rng.random((h, w)) < 0.02
+    )
+    for stride in (16, 4):
+        got = state.mask_to_grid(torch.as_tensor(mask)[None], stride)[0].numpy()
+        ref = sampled_cell_fractions(mask, state, stride)
+        assert np.abs(got - ref).max() < 0.006, (stride, np.abs(got - ref).max())  # sampling error only
+        assert got.sum() * stride**2 == pytest.approx(mask.sum() * (h_in / h) * (w_in / w), rel=1e-4)
 
 
 def test_counters(backend, state, image):

@@ -3,7 +3,9 @@ batched decoding and decoder-call counts, laziness, bad input."""
 
 import numpy as np
 import pytest
+import torch
 
+from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
 from sampd_plugin.config import SamPDConfig
 from sampd_plugin.tracker import ObjectPrompt, SamPDTracker
 from tests.toy_backend import ToyBackend, frames_of, moving_squares
@@ -82,7 +84,9 @@ def test_backward_propagation_from_a_key_frame():
 
 
 @pytest.mark.parametrize("num_objects", [1, 3, 5])
-def test_unlimited_batch_decodes_every_stage_in_one_call(num_objects):
+def test_unlimited_batch_decodes_every_stage_in_one_call_per_point_count(num_objects):
+    """Apart squares: every object has as many negative points as there are other objects, so one point count
+    per stage and one call each (test_tracker_sam checks the rule with differing counts)."""
     objs = tuple((i + 1, 2 + 14 * i, 10 + 5 * (i % 2), 1) for i in range(num_objects))
     maps = moving_squares(4, size=(48, 96), objects=objs, side=10)
     cfg = SamPDConfig(decode_batch_size=0)
@@ -141,7 +145,13 @@ def test_frames_are_consumed_lazily():
 
 def test_selection_by_iou_and_template_update_run():
     maps = moving_squares(4)
-    for cfg in (SamPDConfig.preset("full-iou"), SamPDConfig(template="update"), SamPDConfig(lost_similarity=0.2)):
+    for cfg in (
+        SamPDConfig.preset("full-iou"),
+        SamPDConfig(selection="predicted_iou"),
+        SamPDConfig(similarity="cosine"),
+        SamPDConfig(template="update", similarity="cosine"),
+        SamPDConfig(lost_similarity=0.2),
+    ):
         results = list(SamPDTracker(ToyBackend(maps), cfg).track(frames_of(maps), _prompts(maps, [1, 2])))
         assert np.array_equal(results[-1].objects[2].mask, maps[4] == 2)
 
@@ -159,3 +169,65 @@ def test_bad_prompts_are_refused_with_the_object_and_frame():
         list(tracker.track(frames_of(maps), [ObjectPrompt(1, 9, mask=maps[1] == 1)]))
     with pytest.raises(ValueError, match="neither box nor mask"):
         list(tracker.track(frames_of(maps), [ObjectPrompt(1, 1)]))
+
+
+class ShiftingCandidates(PromptableSegmenter):
+    """A stub: the k-th box prompt of a call returns the 8x8 square at ``(4 + k % 6, 4 + k // 6)`` with predicted IoU
+    ``k / 20``; so candidate 0 repeats the object's previous mask while SAM's score prefers the last one."""
+
+    def _encode(self, image, frame_number):
+        return ImageState(torch.zeros(1, 8, 8), (32, 32), (32, 32), 4, 1, frame_number)
+
+    def _decode(self, state, boxes, points, point_labels, multimask):
+        b = boxes.shape[0]
+        logits = -torch.ones(b, 1, 32, 32)
+        for k in range(b):
+            x, y = 4 + k % 6, 4 + k // 6
+            logits[k, 0, y : y + 8, x : x + 8] = 1
+        return Decoded(low_res_logits=logits, iou=(torch.arange(b, dtype=torch.float32) / 20)[:, None])
+
+
+@pytest.mark.parametrize("selection, k", [("iou_prev", 0), ("predicted_iou", 17)])
+def test_iou_based_many_to_one_readings(selection, k):
+    """Table III "IoU-based": the spatial reading keeps the candidate that overlaps the previous mask most, the
+    predicted-IoU reading the candidate SAM scores highest."""
+    prev = np.zeros((32, 32), bool)
+    prev[4:12, 4:12] = True
+    cfg = SamPDConfig.preset("box+mp", selection=selection)
+    frames = [(f, np.zeros((32, 32, 3), np.uint8)) for f in (1, 2)]
+    out = list(SamPDTracker(ShiftingCandidates(), cfg).track(frames, [ObjectPrompt(1, 1, mask=prev)]))[1].objects[1]
+    x, y = 4 + k % 6, 4 + k // 6
+    assert out.box.tolist() == [x, y, x + 8, y + 8]
+    assert out.score == pytest.approx(1.0 if selection == "iou_prev" else 17 / 20)
+
+
+def _stage_labels(cfg, num_objects=2):
+    """Point labels the decoder receives in the first stage and in the refinement, over a short toy run."""
+    seen = {False: set(), True: set()}
+
+    class Spy(ToyBackend):
+        def _decode(self, state, boxes, points, point_labels, multimask):
+            labels = [] if point_labels is None else point_labels.reshape(-1).tolist()
+            seen[multimask].update(labels)
+            return super()._decode(state, boxes, points, point_labels, multimask)
+
+    maps = moving_squares(3)
+    list(SamPDTracker(Spy(maps), cfg).track(frames_of(maps), _prompts(maps, list(range(1, num_objects + 1)))))
+    return seen[False], seen[True]
+
+
+@pytest.mark.parametrize(
+    "preset, first, refine",
+    [
+        ("point", {1}, set()),  # Table III rows simply propagate: no negative points
+        ("point+refine", {1}, {1}),
+        ("box", set(), set()),
+        ("box+mp", set(), set()),
+        ("box+refine", set(), {1}),
+        ("full", {0}, {0, 1}),  # Table V: negatives in both stages ...
+        ("full-no-neg-refine", {0}, {1}),  # ... in the multi-prompt stage only
+        ("full-no-neg-mp", set(), {0, 1}),  # ... in the refinement only
+    ],
+)
+def test_presets_send_negative_points_only_where_the_tables_put_them(preset, first, refine):
+    assert _stage_labels(SamPDConfig.preset(preset)) == (first, refine)

@@ -6,7 +6,9 @@ encoder is the expensive part, the prompt encoder and mask decoder are light (pa
 
 Coordinate conventions (fixed for the whole library):
 
-- prompts (boxes ``xyxy``, points ``xy``) are given in **original image pixels**, floats;
+- prompts (boxes ``xyxy``, points ``xy``) are given in **original image pixels**, floats; boxes with exclusive
+  right/bottom ends (``[x0, x1) x [y0, y1)``, :func:`sampd_plugin.prompts.mask_to_box`), points as pixel indices;
+  a SAM backend hands boxes to SAM in SAM's own convention (:func:`sampd_plugin.prompts.sam_box`);
 - the backend maps them into its *input frame*: the image resized so that it occupies the top-left
   ``input_size = (h_in, w_in)`` region of a padded square (SAM: longest side 1024);
 - the image embedding is a ``(C, h_e, w_e)`` grid over the padded input frame, one cell per ``embed_stride``
@@ -111,15 +113,30 @@ class ImageState:
 
     def mask_to_grid(self, masks: torch.Tensor, stride: int) -> torch.Tensor:
         """``(B, H, W)`` full-resolution bool masks -> ``(B, h, w)`` foreground fractions on the grid of
-        ``stride`` input-frame pixels over the padded input frame (embedding grid: ``stride = embed_stride``)."""
+        ``stride`` input-frame pixels over the padded input frame (embedding grid: ``stride = embed_stride``).
+
+        Exact area weighting, aligned with the backend's resize-and-pad: image pixel ``(y, x)`` covers input-frame
+        pixels ``[y * s_y, (y + 1) * s_y) x [x * s_x, (x + 1) * s_x)`` (``s = input_size / image_size`` per axis,
+        the mapping of :attr:`scale_xy` and of SAM's prompt coordinates) and each cell's value is the fraction of
+        its ``stride x stride`` area that is foreground. Padding is background, so a cell straddling the edge of the
+        resized image holds the fraction of it covered by the mask, also when ``input_size`` is not a multiple of
+        ``stride`` (SAM: a 500x700 frame resizes to 731x1024 px, 45 11/16 cells high).
+        """
         side_h = self.embedding.shape[-2] * self.embed_stride // stride
         side_w = self.embedding.shape[-1] * self.embed_stride // stride
-        h = -(-self.input_size[0] // stride)
-        w = -(-self.input_size[1] // stride)
-        x = F.interpolate(masks[:, None].float(), size=(h, w), mode="area")[:, 0]
-        out = torch.zeros((masks.shape[0], side_h, side_w), dtype=torch.float32, device=masks.device)
-        out[:, :h, :w] = x
-        return out
+        (h, w), (h_in, w_in) = self.image_size, self.input_size
+        wy = _area_weights(side_h, stride, h, h_in / h, masks.device)  # (side_h, H)
+        wx = _area_weights(side_w, stride, w, w_in / w, masks.device)  # (side_w, W)
+        return wy @ masks.float() @ wx.T
+
+
+def _area_weights(cells: int, stride: int, pixels: int, scale: float, device) -> torch.Tensor:
+    """``(cells, pixels)`` 1-D overlap matrix: entry ``(c, p)`` is the length of ``[c * stride, (c + 1) * stride)``
+    ∩ ``[p * scale, (p + 1) * scale)`` divided by ``stride`` (cells past the resized image get zeros)."""
+    c = torch.arange(cells, dtype=torch.float64, device=device)[:, None] * stride
+    p = torch.arange(pixels, dtype=torch.float64, device=device)[None] * scale
+    overlap = (torch.minimum(c + stride, p + scale) - torch.maximum(c, p)).clamp(min=0)
+    return (overlap / stride).float()
 
 
 @dataclasses.dataclass
@@ -183,9 +200,11 @@ class PromptableSegmenter(abc.ABC):
 
         Args:
             state: the frame's :class:`ImageState`
-            boxes: optional ``(B, 4)`` float ``xyxy`` boxes, image pixels
+            boxes: optional ``(B, 4)`` float ``xyxy`` boxes, image pixels, right/bottom exclusive
             points: optional ``(B, P, 2)`` float ``xy`` points, image pixels
-            point_labels: ``(B, P)`` int labels: 1 positive, 0 negative, -1 padding (ignored point)
+            point_labels: ``(B, P)`` int labels: 1 positive, 0 negative, -1 SAM's "not a point" token (it is *not*
+                a no-op for SAM: it changes the masks; the tracker never sends it, see
+                :func:`sampd_plugin.prompts.group_by_point_count`)
             multimask: return 3 masks per prompt (SAM's ambiguity-aware output) instead of 1
 
         Returns:

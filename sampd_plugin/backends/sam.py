@@ -2,8 +2,9 @@
 
 :class:`SamBackend` wraps a ``segment_anything.modeling.Sam`` and runs exactly the steps of segment-anything's
 ``SamPredictor``: ``set_image`` for :meth:`~SamBackend.encode` and ``predict_torch`` for
-:meth:`~SamBackend.decode` (paper Sec. III-A: encode a frame once, decode many prompts against it), and
-``SamAutomaticMaskGenerator`` for :meth:`~SamBackend.generate_masks` (automatic mode, Sec. IV-B).
+:meth:`~SamBackend.decode`, boxes first converted to SAM's convention (paper Sec. III-A: encode a frame once, decode
+many prompts against it), and ``SamAutomaticMaskGenerator`` for :meth:`~SamBackend.generate_masks` (automatic mode,
+Sec. IV-B).
 
 Checkpoint files (official names, download, FiftyOne zoo cache) are found by :mod:`sampd_plugin.checkpoints`;
 :func:`load_sam` (a backend over an official checkpoint) is the usual entry point. :mod:`sampd_plugin.backends.tiny`
@@ -28,6 +29,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter, check_rgb, resolve_device
 from sampd_plugin.checkpoints import CheckpointLoadError, checkpoint_info, load_state_dict, resolve_checkpoint
+from sampd_plugin.prompts import sam_box
 
 #: Prompts per decoder call on the CPU, measured with ``python benchmarks/decoder_batch.py --repeats 2 --clock cpu
 #: --threads 1`` (SAM's real-width decoder of the tiny model, box prompts, single mask, 480x854 frame; torch 2.14.1;
@@ -166,8 +168,10 @@ class SamBackend(PromptableSegmenter):
         multimask: bool,
     ) -> Decoded:
         """``SamPredictor.predict_torch`` for B prompts, after mapping them from image pixels to the input frame
-        with ``ResizeLongestSide`` (as ``SamPredictor.predict`` does). Label ``-1`` points get SAM's
-        "not a point" embedding."""
+        with ``ResizeLongestSide`` (as ``SamPredictor.predict`` does). Boxes arrive in the library's convention
+        (right/bottom exclusive) and reach SAM in the one it was trained on (right/bottom on the last pixel,
+        :func:`~sampd_plugin.prompts.sam_box`): the box of a mask is exactly segment-anything's
+        ``batched_mask_to_box`` of it. Label ``-1`` points get SAM's "not a point" embedding."""
         original_size = tuple(state.image_size)
         coords_torch = labels_torch = box_torch = None
         if points is not None:
@@ -177,7 +181,7 @@ class SamBackend(PromptableSegmenter):
             labels_torch = torch.as_tensor(point_labels, dtype=torch.int, device=self.device)
         if boxes is not None:
             box_torch = self.transform.apply_boxes_torch(
-                torch.as_tensor(boxes, dtype=torch.float, device=self.device), original_size
+                sam_box(torch.as_tensor(boxes, dtype=torch.float, device=self.device)), original_size
             )
         batch = (box_torch if box_torch is not None else coords_torch).shape[0]
         k = self.num_multimask_outputs if multimask else 1
