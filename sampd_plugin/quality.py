@@ -1,9 +1,9 @@
 """Per-frame quality signal of a tracked object without ground truth, from the tracker's own scores.
 
 The tracker (:class:`sampd_plugin.tracker.ObjectResult`) reports, per object and frame, ``iou`` (SAM's predicted
-IoU of the output mask), ``score`` (the many-to-one selection score: the Eq. 2 similarity of the chosen mask to the
-object's template relative to the template's own similarity, or a predicted IoU when the configuration selects by
-IoU or has a single candidate) and ``lost``. The rule (:func:`is_doubtful`): an object is *doubtful* on a frame
+IoU of the output mask), ``score`` (the many-to-one selection score of the chosen candidate: by default its Eq. 2
+similarity to the object's template relative to the template's own; its IoU with the object's previous mask, or
+SAM's predicted IoU, with other ``SamPDConfig.selection`` settings) and ``lost``. The rule (:func:`is_doubtful`): an object is *doubtful* on a frame
 when it is lost, its predicted IoU is below :data:`IOU_BELOW` = 0.5, or its score is below
 :data:`SCORE_BELOW` = 0.1. :func:`object_confidence` folds the same three into one number in ``[0, 1]``
 (``min(iou, score * 0.5 / SCORE_BELOW)``, 0 when lost) that is below 0.5 exactly when the object is doubtful.
@@ -16,8 +16,8 @@ Why these thresholds:
 - score 0.1: Eq. 2 is an unnormalised correlation, so the relative similarity also drops with the mask's area
   (occlusion, shrinking) and correct masks spread widely below 1; only a mask with almost nothing in common with
   the template is doubtful. Measured on generated videos (``benchmarks/doubtful.py``, default ``full`` preset):
-  adding ``score < 0.1`` to ``iou < 0.5`` raises the recall of J < 0.5 from 0.94 to 0.98 at a precision of 0.76;
-  ``score < 0.5`` flags three times as many frames as fail. These are SYNTHETIC measurements (the synthetic
+  adding ``score < 0.1`` to ``iou < 0.5`` raises the recall of J < 0.5 from 0.97 to 0.99 at a precision of 0.75;
+  ``score < 0.5`` flags 258 frames where 78 fail. These are SYNTHETIC measurements (the synthetic
   segmenter's predicted IoU is informative by construction): check the thresholds on your own data.
 
 The output fields (``sampd_plugin.labels``, ``sampd_plugin.store``): a ``"doubtful"`` tag on each doubtful
