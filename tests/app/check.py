@@ -17,9 +17,10 @@ What it does, offline, in about a minute:
    - ``operators``: the operator browser lists every operator of the plugin (by label);
    - ``form``: the ``track_objects`` form renders with its defaults (prompt ``ground_truth``, a free output field,
      ``vit_h``, ``full``, device ``auto``);
-   - ``<eval>_failures`` / ``<eval>_first_failures``: each saved failure view opens, and its first thumbnail shows
-     the frame whose masks it lists (outside the boxes of that frame's labels, the screenshot matches that frame
-     of the video and not the video's first frame); the frame opens in the sample modal;
+   - ``<eval>_failures`` / ``<eval>_first_failures``: each saved failure view opens, and its first thumbnails show
+     the frames whose masks they list (outside the boxes of that frame's labels, the screenshot matches that frame
+     of the video and not the video's first frame, with the frame's predicted masks drawn); each opens in the
+     sample modal;
    - ``http``: no HTTP 5xx response in the browser's network log during the whole session.
 
 Exit status 0 when every check passed, 1 otherwise (each failure printed), 2 when Chromium / chromedriver /
@@ -428,9 +429,12 @@ class Check:
         self.key("\ue00c")  # Escape closes the form
         return "defaults: prompt ground_truth, output sampd_2, model vit_h, preset full, device auto"
 
-    def check_failure_view(self, suffix):
-        """Opens a saved failure view; its first thumbnail must show the frame whose labels it lists."""
-        from sampd_plugin.frames import iter_frames
+    def check_failure_view(self, suffix, max_thumbnails=6):
+        """Opens a saved failure view; its first thumbnails must show the frames whose labels they list: each one
+        matches its own frame outside the label overlays and shows the frame's predicted masks, and where its frame
+        differs from the video's first frame it is the frame (the App's "dynamic" frames showed frame 1 under frame
+        N's labels). Thumbnails are taken in grid order until one whose frame can be told apart from frame 1 (at most
+        ``max_thumbnails``)."""
         from sampd_plugin.views import view_name
 
         name = view_name(EVAL_KEY, suffix)
@@ -441,17 +445,35 @@ class Check:
         self.set_field_shown("ground_truth", False)
         self.set_field_shown("sampd", True)
         self.park_mouse()
-        thumb = self.thumbnails()[0]
-        img = self.settle(thumb)
-        self.shot(name, thumb)
         self.shot(f"{name}-grid")
-        self.click(thumb)  # the sample modal: which frame sample the thumbnail is
-        sid = self.wait(lambda: (lambda u: u.split("id=")[1].split("&")[0] if "id=" in u else None)(
-            self.d.current_url), what="the sample modal")
-        time.sleep(1.5)
-        self.shot(f"{name}-modal")
-        self.close_modal()
-        frame = view[sid]
+        notes = []
+        for i in range(min(max_thumbnails, len(view))):
+            thumb = self.thumbnails(i + 1)[i]
+            img = self.settle(thumb)
+            if i == 0:
+                self.shot(name, thumb)
+            self.click(thumb)  # the sample modal: which frame sample the thumbnail is
+            sid = self.wait(lambda: (lambda u: u.split("id=")[1].split("&")[0] if "id=" in u else None)(
+                self.d.current_url), what="the sample modal")
+            time.sleep(1.5)
+            if i == 0:
+                self.shot(f"{name}-modal")
+            self.close_modal()
+            self.park_mouse()
+            told_apart, note = self.compare_thumbnail(name, i, img, view[sid])
+            notes.append(note)
+            if told_apart:
+                return f"{len(view)} frames; " + "; ".join(notes)
+        raise AssertionError(f"{name}: none of the first {len(notes)} thumbnails shows a frame that differs enough "
+                             "from its video's frame 1 to tell them apart: " + "; ".join(notes))
+
+    def compare_thumbnail(self, name, i, img, frame):
+        """Asserts that thumbnail ``i`` (screenshot ``img``) shows ``frame`` (a frame sample of a failure view) with
+        its predicted masks; returns ``(whether its frame could be told apart from frame 1, a note)``."""
+        from sampd_plugin.frames import iter_frames
+
+        import cv2
+
         video = self.ds[frame.sample_id]
         hw = (video.metadata.frame_height, video.metadata.frame_width)
         images = {fn: im for fn, im in iter_frames(video.filepath, stop=frame.frame_number)}
@@ -459,25 +481,21 @@ class Check:
         y0, x0, h, w = rect
         shown = img[y0:y0 + h, x0:x0 + w]
         dets = [d for d in frame["sampd"].detections if d.has_mask and not d.get_field("lost")]
-        import cv2
-
-        outside = ~to_screen(box_mask(dets, hw, pad=4).astype(np.uint8), rect, cv2.INTER_NEAREST).astype(bool)
+        where = f"{name}: thumbnail {i + 1} (frame {frame.frame_number} of {os.path.basename(video.filepath)})"
         own, first = to_screen(images[frame.frame_number], rect), to_screen(images[1], rect)
-        assert frame.frame_number != 1, "the first failure frame is frame 1: the check would not tell frames apart"
-        # where the frame and the video's first frame differ (outside the label overlays), the thumbnail must be
-        # the frame (the App's "dynamic" frames showed frame 1 under frame N's labels)
-        differ = outside & (np.abs(own.astype(np.int16) - first).max(axis=2) > 40)
-        d_own, d_first = mean_diff(shown, own, differ), mean_diff(shown, first, differ)
-        assert differ.sum() >= 50, f"{name}: frame {frame.frame_number} and frame 1 look alike: cannot tell them apart"
-        assert d_own < d_first / 2, (
-            f"{name}: the first thumbnail (frame {frame.frame_number}) differs from its frame by {d_own:.1f} and from "
-            f"the video's frame 1 by {d_first:.1f} where they differ: it does not show its own frame")
         d_in, d_all, n_in = overlay_contrast(shown, own, dets, hw, rect)
-        assert d_all < 10, f"{name}: the first thumbnail differs from its frame by {d_all:.1f} outside the labels"
-        assert n_in == 0 or d_in > 3 * d_all, f"{name}: the frame's predicted masks are not drawn ({d_in:.1f})"
-        return (f"{len(view)} frames; first = frame {frame.frame_number} of {os.path.basename(video.filepath)} "
-                f"(on the {int(differ.sum())} pixels where it differs from frame 1: difference to it {d_own:.1f}, to "
-                f"frame 1 {d_first:.1f}); its {len(dets)} predicted masks drawn (difference inside {d_in:.1f})")
+        assert d_all < 10, f"{where} differs from its frame by {d_all:.1f} outside the labels"
+        assert n_in == 0 or d_in > 3 * d_all, f"{where}: the frame's predicted masks are not drawn ({d_in:.1f})"
+        outside = ~to_screen(box_mask(dets, hw, pad=4).astype(np.uint8), rect, cv2.INTER_NEAREST).astype(bool)
+        differ = outside & (np.abs(own.astype(np.int16) - first).max(axis=2) > 40)
+        if differ.sum() < 50:
+            return False, f"{where} matches it ({d_all:.1f}) but looks like frame 1"
+        d_own, d_first = mean_diff(shown, own, differ), mean_diff(shown, first, differ)
+        assert d_own < d_first / 2, (f"{where} differs from its frame by {d_own:.1f} and from the video's frame 1 by "
+                                     f"{d_first:.1f} where they differ: it does not show its own frame")
+        return True, (f"{where}: on the {int(differ.sum())} pixels where it differs from frame 1, difference to it "
+                      f"{d_own:.1f}, to frame 1 {d_first:.1f}; its {len(dets)} predicted masks drawn "
+                      f"(difference inside {d_in:.1f})")
 
     def run_operator(self, label):
         """Opens the operator browser, picks ``label``, executes its form with the defaults."""
