@@ -39,6 +39,10 @@ export FIFTYONE_DATABASE_VALIDATION := false
 export FIFTYONE_DO_NOT_TRACK := true
 export FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS := true
 export FIFTYONE_PLUGINS_DIR := $(CURDIR)/$(PLUGIN_LINK_DIR)
+# glibc malloc: keep freed blocks up to 32 MiB in the heap and never trim it (SAM's per-frame tensors are reused
+# instead of page-faulted in again: 0.82x CPU time per frame, flat peak RSS; sampd_plugin.threads.MALLOC_ENV)
+export MALLOC_MMAP_THRESHOLD_ := 33554432
+export MALLOC_TRIM_THRESHOLD_ := 1099511627776
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DEBIAN_FRONTEND := noninteractive
 
@@ -64,6 +68,8 @@ env:
 	@echo 'export FIFTYONE_DO_NOT_TRACK=$(FIFTYONE_DO_NOT_TRACK)'
 	@echo 'export FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=$(FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS)'
 	@echo "export FIFTYONE_PLUGINS_DIR='$(FIFTYONE_PLUGINS_DIR)'"
+	@echo 'export MALLOC_MMAP_THRESHOLD_=$(MALLOC_MMAP_THRESHOLD_)'
+	@echo 'export MALLOC_TRIM_THRESHOLD_=$(MALLOC_TRIM_THRESHOLD_)'
 
 # ffmpeg/ffprobe: FiftyOne and eta read video metadata and frames with them.
 system-deps:
@@ -110,12 +116,15 @@ $(STAMP): requirements.txt pyproject.toml .ci/check_env.py | system-deps
 plugin-link: $(STAMP)
 	@mkdir -p $(PLUGIN_LINK_DIR)
 	@if [ "$$(readlink $(PLUGIN_LINK) 2>/dev/null)" != ".." ]; then rm -rf $(PLUGIN_LINK); ln -s .. $(PLUGIN_LINK); fi
-	@if ! grep -q '^# >>> sampd >>>' $(VENV)/bin/activate; then \
-	  { echo '# >>> sampd >>> (added by the sampd Makefile: FiftyOne settings and plugin discovery)'; \
+	@if ! grep -q '^export MALLOC_TRIM_THRESHOLD_' $(VENV)/bin/activate; then \
+	  sed -i '/^# >>> sampd >>>/,/^# <<< sampd <<</d' $(VENV)/bin/activate; \
+	  { echo '# >>> sampd >>> (added by the sampd Makefile: FiftyOne settings, plugin discovery, malloc tuning)'; \
 	    echo 'export FIFTYONE_DATABASE_VALIDATION=false'; \
 	    echo 'export FIFTYONE_DO_NOT_TRACK=true'; \
 	    echo 'export FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true'; \
 	    echo 'export FIFTYONE_PLUGINS_DIR="$$(dirname "$$VIRTUAL_ENV")/$(PLUGIN_LINK_DIR)"'; \
+	    echo 'export MALLOC_MMAP_THRESHOLD_=$(MALLOC_MMAP_THRESHOLD_)'; \
+	    echo 'export MALLOC_TRIM_THRESHOLD_=$(MALLOC_TRIM_THRESHOLD_)'; \
 	    echo '# <<< sampd <<<'; } >> $(VENV)/bin/activate; \
 	fi
 	@if [ ! -f fiftyone.yml ]; then echo "WARNING: fiftyone.yml is missing: FiftyOne will not list @sampd/sampd" >&2; fi

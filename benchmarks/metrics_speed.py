@@ -1,12 +1,15 @@
-"""Speed of J and F (sampd_plugin.metrics) over 480p mask pairs; prints frames/s.
+"""Speed of J and F (sampd_plugin.metrics) over 480p mask pairs against the official DAVIS toolkit; prints ratios.
 
-    python benchmarks/metrics_speed.py [--frames 1000] [--height 480] [--width 854] [--chunk 100]
+    python benchmarks/metrics_speed.py [--frames 1000] [--height 480] [--width 854] [--chunk 100] [--reference]
+        [--threads 2]
 
 Pairs are DAVIS-like: a random blob (union of ellipses, ~5-30 % of the frame) and a prediction shifted by a
 few pixels with a spurious patch, so both boundaries are non-trivial. Masks are generated in chunks of
-``--chunk`` frames (bounded memory); only the metric calls are timed. ``--reference`` also times a
-full-frame implementation (boundary maps + disk dilation of the whole frame, as the DAVIS toolkit does)
-for the speed-up ratio.
+``--chunk`` frames (bounded memory); only the metric calls are timed, in CPU time of this process (fair on a shared
+machine) for the single-threaded runs, and in wall time for ``--threads`` > 1. ``--reference`` also runs a
+line-by-line re-implementation of the official toolkit's ``db_eval_iou`` / ``db_eval_boundary``
+(``tests/davis_toolkit.py``; the toolkit is not on PyPI), checks that J and F are equal to 1e-9 and prints the
+speed-up ratios.
 """
 import argparse
 import os
@@ -17,8 +20,8 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from sampd_plugin.metrics import (  # noqa: E402
-    boundary_f_measure, boundary_map, bound_pixels, disk, region_similarity)
+from sampd_plugin.metrics import boundary_f_measure, region_similarity  # noqa: E402
+from tests.davis_toolkit import db_eval_boundary, db_eval_iou  # noqa: E402
 
 
 def make_pairs(rng, t, h, w):
@@ -36,54 +39,59 @@ def make_pairs(rng, t, h, w):
     return gt.astype(bool), pred.astype(bool)
 
 
-def full_frame_f(pred, gt, bound_th=0.008):
-    """Whole-frame F (toolkit-style data flow) for the speed comparison only."""
-    k = disk(bound_pixels(bound_th, gt.shape[-2:]))
-    out = []
-    for p, g in zip(pred, gt):
-        pb, gb = boundary_map(p).astype(np.uint8), boundary_map(g).astype(np.uint8)
-        n_p, n_g = pb.sum(), gb.sum()
-        if n_p == 0 or n_g == 0:
-            out.append(float(n_p == n_g))
-            continue
-        prec, rec = (pb & cv2.dilate(gb, k)).sum() / n_p, (gb & cv2.dilate(pb, k)).sum() / n_g
-        out.append(0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec))
-    return np.array(out)
-
-
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--width", type=int, default=854)
     ap.add_argument("--chunk", type=int, default=100)
-    ap.add_argument("--reference", action="store_true", help="also time the whole-frame F")
-    ap.add_argument("--threads", type=int, default=1, help="cv2.setNumThreads (default 1: single core)")
-    args = ap.parse_args()
-    cv2.setNumThreads(args.threads)
+    ap.add_argument("--reference", action="store_true", help="also time (and check against) the official toolkit")
+    ap.add_argument("--threads", type=int, default=2, help="threads of the multi-threaded F run (1: skip it)")
+    args = ap.parse_args(argv)
+    cv2.setNumThreads(1)
     rng = np.random.default_rng(0)
-    tj = tf = tr = 0.0
+    t = dict(j=0.0, f=0.0, f_mt=0.0, j_ref=0.0, f_ref=0.0)
     j_all, f_all = [], []
     for start in range(0, args.frames, args.chunk):
         gt, pred = make_pairs(rng, min(args.chunk, args.frames - start), args.height, args.width)
-        t0 = time.perf_counter()
-        j_all.append(region_similarity(pred, gt))
-        t1 = time.perf_counter()
-        f = boundary_f_measure(pred, gt)
-        t2 = time.perf_counter()
+        t0 = time.process_time()
+        j = region_similarity(pred, gt)
+        t1 = time.process_time()
+        f = boundary_f_measure(pred, gt, threads=1)
+        t2 = time.process_time()
+        t["j"], t["f"] = t["j"] + t1 - t0, t["f"] + t2 - t1
+        j_all.append(j)
         f_all.append(f)
-        tj, tf = tj + t1 - t0, tf + t2 - t1
+        if args.threads > 1:
+            w0 = time.perf_counter()
+            f_mt = boundary_f_measure(pred, gt, threads=args.threads)
+            t["f_mt"] += time.perf_counter() - w0
+            assert np.array_equal(f_mt, f), "multi-threaded F differs"
         if args.reference:
-            r = full_frame_f(pred, gt)
-            tr += time.perf_counter() - t2
-            assert np.allclose(r, f), "cropped F differs from whole-frame F"
+            t3 = time.process_time()
+            j_ref = db_eval_iou(gt, pred)
+            t4 = time.process_time()
+            f_ref = db_eval_boundary(gt, pred)
+            t5 = time.process_time()
+            t["j_ref"], t["f_ref"] = t["j_ref"] + t4 - t3, t["f_ref"] + t5 - t4
+            assert np.abs(j - j_ref).max() <= 1e-9, "J differs from the toolkit"
+            assert np.abs(f - f_ref).max() <= 1e-9, "F differs from the toolkit"
     n = args.frames
-    print(f"{n} mask pairs {args.height}x{args.width}, cv2 threads={args.threads}, "
+    print(f"{n} mask pairs {args.height}x{args.width}, "
           f"mean J={np.mean(np.concatenate(j_all)):.3f} F={np.mean(np.concatenate(f_all)):.3f}")
-    print(f"J: {n / tj:10.1f} frames/s  ({1e3 * tj / n:.3f} ms/frame)")
-    print(f"F: {n / tf:10.1f} frames/s  ({1e3 * tf / n:.3f} ms/frame)")
+    print(f"J: {n / t['j']:10.1f} frames/s  ({1e3 * t['j'] / n:.3f} ms/frame, CPU time, 1 thread)")
+    print(f"F: {n / t['f']:10.1f} frames/s  ({1e3 * t['f'] / n:.3f} ms/frame, CPU time, 1 thread)")
+    if args.threads > 1:
+        print(f"F: {n / t['f_mt']:10.1f} frames/s  ({1e3 * t['f_mt'] / n:.3f} ms/frame, wall time, "
+              f"{args.threads} threads)")
     if args.reference:
-        print(f"F whole-frame reference: {n / tr:.1f} frames/s  (cropped is {tr / tf:.1f}x faster)")
+        print(f"official toolkit (re-implemented): J {n / t['j_ref']:.1f} frames/s, F {n / t['f_ref']:.1f} frames/s "
+              f"(CPU time); J and F equal to 1e-9")
+        print(f"ratio J ours/toolkit: {t['j_ref'] / t['j']:.1f}x; F ours/toolkit: {t['f_ref'] / t['f']:.1f}x "
+              f"(1 thread, CPU time; target >= 5x)")
+        if args.threads > 1:
+            print(f"ratio F ours ({args.threads} threads, wall) / toolkit (CPU time): {t['f_ref'] / t['f_mt']:.1f}x")
+    return t
 
 
 if __name__ == "__main__":

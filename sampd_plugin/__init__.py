@@ -30,7 +30,7 @@ Importing this package imports neither FiftyOne nor torch: the names above are r
 ``import sampd_plugin.tracker`` works on a GPU machine without FiftyOne.
 """
 
-from importlib import import_module
+from sampd_plugin.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -81,14 +81,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sampd_plugin' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

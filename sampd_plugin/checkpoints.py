@@ -47,23 +47,25 @@ class CheckpointInfo:
     """An official SAM checkpoint.
 
     Attributes:
-        model_type: segment-anything's ``sam_model_registry`` key
+        model_type: segment-anything's ``sam_model_registry`` key (``mobile_sam``: MobileSAM's ``vit_t``)
         filename: official file name
         url: official download URL
-        zoo_name: FiftyOne model zoo name
-        size_bytes: file size, from FiftyOne's zoo manifest
+        zoo_name: FiftyOne model zoo name (``None``: not in FiftyOne's zoo)
+        size_bytes: file size, from FiftyOne's zoo manifest (``None``: unknown, any size is accepted)
     """
 
     model_type: str
     filename: str
     url: str
-    zoo_name: str
-    size_bytes: int
+    zoo_name: Optional[str]
+    size_bytes: Optional[int]
 
     @property
-    def md5_prefix(self) -> str:
-        """The six hex digits of the file name (naming convention: the start of the file's MD5)."""
-        return os.path.splitext(self.filename)[0].rsplit("_", 1)[-1]
+    def md5_prefix(self) -> Optional[str]:
+        """The six hex digits of the file name (naming convention: the start of the file's MD5), or ``None`` for
+        a file not named that way."""
+        tail = os.path.splitext(self.filename)[0].rsplit("_", 1)[-1]
+        return tail if len(tail) == 6 and all(c in "0123456789abcdef" for c in tail) else None
 
 
 CHECKPOINTS = {
@@ -75,6 +77,10 @@ CHECKPOINTS = {
                        "segment-anything-vitl-torch", 1249524607),
         CheckpointInfo("vit_b", "sam_vit_b_01ec64.pth", URL_ROOT + "sam_vit_b_01ec64.pth",
                        "segment-anything-vitb-torch", 375042383),
+        # MobileSAM (Zhang et al. 2023): TinyViT image encoder distilled from ViT-H, SAM's prompt encoder and mask
+        # decoder; the weights file of its repository (not in FiftyOne's zoo, no published size or checksum)
+        CheckpointInfo("mobile_sam", "mobile_sam.pt",
+                       "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt", None, None),
     )
 }
 #: segment-anything's aliases
@@ -90,7 +96,8 @@ class CheckpointLoadError(RuntimeError):
 
 
 def checkpoint_info(model_type: str) -> CheckpointInfo:
-    """The official checkpoint of ``model_type`` (``vit_h``, ``vit_l``, ``vit_b``; ``default`` = ``vit_h``)."""
+    """The official checkpoint of ``model_type`` (``vit_h``, ``vit_l``, ``vit_b``, ``mobile_sam``;
+    ``default`` = ``vit_h``)."""
     key = MODEL_TYPE_ALIASES.get(str(model_type).lower(), str(model_type).lower())
     try:
         return CHECKPOINTS[key]
@@ -119,7 +126,7 @@ def _import_fiftyone():
 def _zoo_location(info: CheckpointInfo):
     """``(path, size_bytes)`` of the checkpoint in FiftyOne's model zoo cache, or ``None`` when FiftyOne is not
     installed or its zoo does not know the model."""
-    mods = _import_fiftyone()
+    mods = _import_fiftyone() if info.zoo_name else None
     if mods is None:
         return None
     fo, fozm = mods
@@ -175,9 +182,10 @@ def _not_found(info: CheckpointInfo, zoo_path: Optional[str], reason: str) -> Ch
     else:
         where.append(f"  - {os.path.join(cache_dir(), info.filename)}   (sampd cache; set {CACHE_DIR_ENV} to move it)")
     where.append("  - anywhere, and pass --checkpoint PATH (checkpoint=PATH in the SDK)")
+    size = f" ({info.size_bytes / 1e6:.0f} MB)" if info.size_bytes else ""
     return CheckpointNotFoundError(
         f"SAM checkpoint {info.filename} ({info.model_type}) not found: {reason}.\n"
-        f"Download it from {info.url} ({info.size_bytes / 1e6:.0f} MB) and put it at one of:\n" + "\n".join(where)
+        f"Download it from {info.url}{size} and put it at one of:\n" + "\n".join(where)
     )
 
 
@@ -185,7 +193,7 @@ def resolve_checkpoint(model_type: str = "vit_h", checkpoint: Optional[str] = No
     """Path of the SAM checkpoint to load (see the module docstring for the search order).
 
     Args:
-        model_type: ``vit_h``, ``vit_l`` or ``vit_b`` (ignored when ``checkpoint`` is given)
+        model_type: ``vit_h``, ``vit_l``, ``vit_b`` or ``mobile_sam`` (ignored when ``checkpoint`` is given)
         checkpoint: explicit path; it must exist
         download: whether a missing official checkpoint may be downloaded
 
@@ -243,7 +251,7 @@ def resolve_checkpoint(model_type: str = "vit_h", checkpoint: Optional[str] = No
         if os.path.isfile(own):
             os.remove(own)
         raise _not_found(info, None, f"the download was incomplete ({size} of {info.size_bytes} bytes)")
-    if not _md5_prefix_ok(own, info.md5_prefix):
+    if info.md5_prefix and not _md5_prefix_ok(own, info.md5_prefix):
         warnings.warn(
             f"{own}: its MD5 does not start with {info.md5_prefix} as the official file name suggests; "
             "it may be corrupt (it is used if it loads)"

@@ -28,7 +28,7 @@ import time
 import uuid
 from typing import List, Optional
 
-from sampd_plugin import ownership, runs, store
+from sampd_plugin import ownership, runs, store, threads
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.runs import ConfigLike, make_config, plan_track
 from sampd_plugin.sources import as_collection, layout_of
@@ -65,6 +65,12 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
         keys], "busy": {key: message} (another live run is writing them: not queued), "job_id": ...}``
     """
     samples = as_collection(samples)
+    if not isinstance(model, str):
+        raise SampdInputError(
+            f"a segmenter instance ({type(model).__module__}.{type(model).__qualname__}) cannot be delegated: workers "
+            "rebuild models by name. Track in this process with sampd_plugin.track(..., model=instance), or use a "
+            "built-in model name"
+        )
     k = int(samples_per_operation)
     if k < 1:
         raise SampdInputError(f"samples_per_operation must be >= 1, got {samples_per_operation!r}")
@@ -209,6 +215,7 @@ def recover_stale(samples, stale_seconds: float = ownership.DEFAULT_STALE_SECOND
     return out
 
 
+@threads.working
 def run_worker(dataset_name: Optional[str] = None, operator: Optional[str] = None, poll_seconds: float = 0.5,
                idle_exit_seconds: Optional[float] = None, max_operations: Optional[int] = None,
                log: bool = True) -> int:
@@ -224,6 +231,7 @@ def run_worker(dataset_name: Optional[str] = None, operator: Optional[str] = Non
     """
     from fiftyone.operators.delegated import DelegatedOperationService
 
+    threads.tune_malloc()  # a worker process: glibc keeps freed tensors for reuse (see sampd_plugin.threads)
     service = DelegatedOperationService()
     executed, idle_since = 0, time.time()
     while max_operations is None or executed < max_operations:

@@ -9,13 +9,25 @@ field and saved view the run wrote).
 Objects: a ``fo.Detection``'s ``index`` is its object id (FiftyOne's tracking-id convention); in a
 ``fo.Segmentation`` the pixel value is the object id (0 background, ``void_value`` ignored, as DAVIS'
 255). A predicted detection with ``lost=True``, without a mask, or absent from a frame is an empty
-prediction. Several detections with one index on a frame are united. Objects are scored independently
-(overlapping predictions are not resolved into a label map as DAVIS PNGs would be).
+prediction. Several detections with one index on a frame are united.
 
-Protocol: annotated frames are the frames whose ground-truth field is set. An object's first frame is the
-first annotated frame where its id appears; per object, J and F statistics use the annotated frames after
-it, excluding the sequence's last annotated frame (``exclude_last=True``, DAVIS). J&F = mean of the
-objects' J-Mean and F-Mean over all objects of all sequences.
+Protocols (``protocol=``): annotated frames are the frames whose ground-truth field is set.
+
+- ``"objects"`` (default): objects are scored independently (overlapping predictions are not resolved). An
+  object's first frame is the first annotated frame where its id appears; per object, J and F statistics use the
+  annotated frames after it, excluding the sequence's last annotated frame (``exclude_last=True``, DAVIS). J&F =
+  mean of the objects' J-Mean and F-Mean over all objects of all sequences.
+- ``"davis"``: what the official davis2017-evaluation toolkit computes (semi-supervised task) on the PNGs that
+  :func:`sampd_plugin.datasets.fiftyone_io.export_davis` writes from the prediction field: each frame's predicted
+  detections become one label map (overlaps resolved by THE rule,
+  :func:`sampd_plugin.datasets.labelmaps.resolve_overlaps`, with each object's highest ``confidence``); the
+  objects are those of the sequence's first annotated frame (indices ``0 .. max``, as ids ``1 .. max + 1`` of its
+  first PNG; an object appearing only later is not scored), all scored from that frame on; every annotated frame
+  but the first and the last is scored; ground-truth void is background (the toolkit passes no void mask).
+- ``"youtube_vos"``: the YouTube-VOS server's scoring of the submission: label maps as for ``"davis"``, each object
+  from its first appearance, the last frame included (``exclude_last=False``), and ``seen_categories`` (default:
+  the dataset's ``info["seen_categories"]``, set by :func:`sampd_plugin.datasets.fiftyone_io.load_youtube_vos`)
+  for ``G`` and the seen / unseen J and F.
 
 Fields written for ``eval_key="jf"`` (``k`` below):
 
@@ -55,6 +67,8 @@ SAMPLE_FIELDS = {"JF": fof.FloatField, "J_mean": fof.FloatField, "J_recall": fof
                  "F_decay": fof.FloatField, "num_lost": fof.IntField, "first_failure": fof.IntField}
 FRAME_FIELDS = {"J": fof.FloatField, "F": fof.FloatField, "min_J": fof.FloatField}
 LABEL_ATTRS = ("J", "F")
+#: scoring protocols of :func:`evaluate_jf` (module docstring)
+PROTOCOLS = ("objects", "davis", "youtube_vos")
 #: the ``method`` of our evaluation runs' configs (how :func:`jf_eval_keys` recognises them)
 EVAL_METHOD = "sampd_jf"
 
@@ -74,7 +88,8 @@ def jf_eval_keys(samples):
 
 def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bound_th=0.008,
                 exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None,
-                overwrite=False, progress=None, sequence_field=None, order_field=None, allow_incomplete=False):
+                overwrite=False, progress=None, sequence_field=None, order_field=None, allow_incomplete=False,
+                protocol="objects"):
     """Evaluates tracked objects with DAVIS 2017 J&F and stores the run under ``eval_key``.
 
     Args:
@@ -95,12 +110,20 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
         sequence_field, order_field: image sequences (defaults: the grouped view's, else ``sequence_id`` and
             ``frame_number``).
         allow_incomplete: score a SAM-PD prediction field even where its run has not finished (otherwise refused).
+        protocol: ``"objects"``, ``"davis"`` or ``"youtube_vos"`` (module docstring); ``"davis"`` implies
+            ``exclude_last=True``, ``"youtube_vos"`` ``exclude_last=False``.
     Returns:
         ``JFResults``.
     Raises:
         ValueError: invalid fields or key, an unfinished SAM-PD prediction field, or an evaluation whose fields
             would overwrite fields it does not own (nothing is registered or written).
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol != "objects":
+        exclude_last = protocol == "davis"
+    if protocol == "youtube_vos" and seen_categories is None:
+        seen_categories = samples._root_dataset.info.get("seen_categories")
     layout = layout_of(samples, sequence_field, order_field)
     pred_field, pred_type = _label_field(layout, pred_field)
     gt_field, gt_type = _label_field(layout, gt_field)
@@ -111,7 +134,8 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
     config = JFEvaluationConfig(pred_field, gt_field, pred_type=pred_type, gt_type=gt_type,
                                 bound_th=bound_th, exclude_last=exclude_last, failure_th=failure_th,
                                 void_value=void_value, seen_categories=seen_categories,
-                                sequence_field=layout.sequence_field, order_field=layout.order_field)
+                                sequence_field=layout.sequence_field, order_field=layout.order_field,
+                                protocol=protocol)
     method = config.build()
     if eval_key is not None:
         exists = eval_key in samples.list_evaluations()
@@ -215,7 +239,7 @@ class JFEvaluationConfig(foe.EvaluationMethodConfig):
 
     def __init__(self, pred_field, gt_field, pred_type="Detections", gt_type="Detections", bound_th=0.008,
                  exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None, sequence_field=None,
-                 order_field=None, **kwargs):
+                 order_field=None, protocol="objects", **kwargs):
         super().__init__(**kwargs)
         self.pred_field, self.gt_field = pred_field, gt_field
         self.pred_type, self.gt_type = pred_type, gt_type
@@ -223,6 +247,7 @@ class JFEvaluationConfig(foe.EvaluationMethodConfig):
         self.void_value = void_value
         self.seen_categories = None if seen_categories is None else sorted(seen_categories)
         self.sequence_field, self.order_field = sequence_field, order_field
+        self.protocol = protocol
 
     @property
     def method(self):
@@ -334,6 +359,17 @@ class JFEvaluation(foe.EvaluationMethod):
     def _first_frames(self, frames):
         """``{object id: first annotated frame number where it appears in the ground truth}``."""
         c, first = self.config, {}
+        if getattr(c, "protocol", "objects") == "davis":  # the objects of the first annotation, from its frame on
+            if not frames:
+                return first
+            fr = frames[0]
+            if c.gt_type == "Detections":
+                ids = range(max((d.index for d in fr.gt.detections if d.index is not None), default=-1) + 1)
+            else:
+                seg = fr.gt.get_mask()
+                vals = [] if seg is None else [int(v) for v in np.unique(seg) if v not in (0, c.void_value)]
+                ids = range(1, max(vals, default=0) + 1)
+            return {int(i): fr.number for i in ids}
         for fr in frames:
             if c.gt_type == "Detections":  # an object appears where its ground truth has a mask
                 ids = {d.index for d in fr.gt.detections if d.index is not None and d.has_mask}
@@ -356,6 +392,14 @@ class JFEvaluation(foe.EvaluationMethod):
                                                                      f"{where}, '{c.gt_field}'")
             pred_masks, pred_dets, _, _, p_hw = _frame_objects(fr.pred, c.pred_type, hw or gt_hw,
                                                                where=f"{where}, '{c.pred_field}'")
+            protocol = getattr(c, "protocol", "objects")
+            if protocol != "objects" and c.pred_type == "Detections":  # one label map per frame, as exported
+                from sampd_plugin.datasets.fiftyone_io import object_scores
+                from sampd_plugin.datasets.labelmaps import resolve_overlaps
+
+                pred_masks = resolve_overlaps(pred_masks, object_scores(fr.pred))
+            if protocol == "davis":
+                void = None  # the toolkit's semi-supervised task: void is background
             for idx, cat in gt_cats.items():
                 cats.setdefault(idx, cat)
             started = [i for i in first if first[i] <= fn]

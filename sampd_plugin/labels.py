@@ -122,12 +122,21 @@ def object_detection(object_id: int, result, hw: Tuple[int, int]) -> "fo.Detecti
     conf = float(min(max(result.iou, 0.0), 1.0))
     attrs = dict(index=int(object_id), confidence=conf, score=float(result.score), iou=float(result.iou),
                  lost=bool(result.lost), is_prompt=bool(result.is_prompt))
-    if quality.is_doubtful(result.score, result.iou, result.lost):
+    mask = None if result.mask is None else np.asarray(result.mask)
+    x = y = w = h = 0
+    if not result.lost and mask is not None:
+        mask = mask if mask.dtype == bool else mask != 0
+        x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    attrs["lost"] = w == 0
+    if quality.is_doubtful(result.score, result.iou, attrs["lost"]):
         attrs["tags"] = [quality.DOUBTFUL_TAG]
-    if result.lost or result.mask is None or not result.mask.any():
-        attrs["lost"] = True
+    if w == 0:
         return fo.Detection(label=result.label, bounding_box=[0.0, 0.0, 0.0, 0.0], **attrs)
-    return fo.Detection.from_mask(np.asarray(result.mask, dtype=bool), label=result.label, **attrs)
+    # what fo.Detection.from_mask stores (tight box, x / W, (x1 - x0 + 1) / W; the crop), without its full-frame
+    # copies and reductions; the crop is copied so the label does not keep the tracker's frame mask alive
+    H, W = mask.shape
+    return fo.Detection(label=result.label, bounding_box=[x / W, y / H, w / W, h / H],
+                        mask=mask[y:y + h, x:x + w].copy(), **attrs)
 
 
 def frame_detections(result: "FrameResult", hw: Tuple[int, int], only: Optional[Iterable[int]] = None

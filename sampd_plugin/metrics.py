@@ -20,6 +20,7 @@ Deliberate differences from the toolkit, none of which changes a value it can pr
 ignores NaN frames in the recall and does not wrap its bin edges past 256 frames (uint8 there);
 ``aggregate`` skips objects without scored frames (NaN) instead of returning NaN.
 """
+from concurrent.futures import ThreadPoolExecutor
 from math import ceil, hypot
 from typing import NamedTuple
 
@@ -108,11 +109,10 @@ def _grown_bbox(mask):
     """``(y0, y1, x0, x1)`` of a bool ``(H, W)`` mask's bounding box grown by one pixel (clipped by slicing),
     or None if empty. Its boundary (``boundary_map``) lies inside, and is the same computed on any crop
     containing this box."""
-    rows = np.flatnonzero(mask.any(1))
-    if rows.size == 0:
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    if w == 0:
         return None
-    cols = np.flatnonzero(mask.any(0))
-    return max(rows[0] - 1, 0), rows[-1] + 2, max(cols[0] - 1, 0), cols[-1] + 2
+    return max(y - 1, 0), y + h + 1, max(x - 1, 0), x + w + 1
 
 
 def _rescaled_boundary(mask, hw):
@@ -160,7 +160,7 @@ def _f_frame(pred, gt, kernel):
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
-def boundary_f_measure(pred, gt, void=None, bound_th=0.008):
+def boundary_f_measure(pred, gt, void=None, bound_th=0.008, threads=1):
     """Boundary measure F, DAVIS 2017 (Pont-Tuset et al.).
 
     Boundary maps (``boundary_map``) of ``pred`` and ``gt`` (void pixels removed from both masks first) are
@@ -172,6 +172,8 @@ def boundary_f_measure(pred, gt, void=None, bound_th=0.008):
         pred, gt: ``(H, W)`` or ``(T, H, W)`` masks (``pred`` may have another resolution, see module doc).
         void: optional ``(H, W)`` or ``(T, H, W)`` mask at ``gt``'s resolution.
         bound_th: tolerance as a fraction of the image diagonal (< 1) or in pixels (>= 1).
+        threads: frames of a stack are scored on this many threads (OpenCV releases the GIL; values are the
+            same for any number); ``None``: :func:`sampd_plugin.threads.num_threads`.
     Returns:
         float for ``(H, W)`` inputs, else ``(T,)`` float array.
     """
@@ -185,7 +187,16 @@ def boundary_f_measure(pred, gt, void=None, bound_th=0.008):
         keep = ~_as_bool(void)
         gt = gt & keep
         pred = pred & (keep if pred.shape[-2:] == gt.shape[-2:] else _resize_nearest(keep, pred.shape[-2:]))
-    f = np.array([_f_frame(p, g, kernel) for p, g in zip(pred, gt)])
+    if threads is None:
+        from sampd_plugin.threads import num_threads
+
+        threads = num_threads()
+    threads = max(1, min(int(threads), len(gt) // 8))  # a thread per >= 8 frames, or it does not pay
+    if threads == 1:
+        f = np.array([_f_frame(p, g, kernel) for p, g in zip(pred, gt)])
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            f = np.array(list(pool.map(_f_frame, pred, gt, [kernel] * len(gt))))
     return float(f[0]) if single else f
 
 

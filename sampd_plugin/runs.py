@@ -21,7 +21,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
 import socket
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
@@ -69,13 +68,14 @@ def run_key(settings: dict) -> str:
 
 
 def checked_settings(config, model, checkpoint):
-    """``(SamPDConfig, model)`` or :class:`SampdInputError` for an unknown preset / setting / model."""
+    """``(SamPDConfig, model name)`` (:func:`~sampd_plugin.backends.registry.model_name`: a segmenter instance is
+    recorded as ``custom:<module>.<Class>``) or :class:`SampdInputError` for an unknown preset / setting / model."""
     try:
         cfg = make_config(config)
         registry.check_model(model, checkpoint)
     except (ValueError, TypeError) as e:
         raise SampdInputError(str(e)) from e
-    return cfg, model
+    return cfg, registry.model_name(model)
 
 
 # --- markers ---------------------------------------------------------------------------------------------------------
@@ -239,8 +239,8 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
         if max_objects is None or int(max_objects) < 1:
             raise SampdInputError(f"max_objects must be >= 1, got {max_objects!r}")
     label_field = store.check_output_field(layout, label_field, prompt_field, allow_overwrite_ground_truth)
-    cfg, _ = checked_settings(config, model, checkpoint)
-    settings = run_settings(mode, prompt_field, model, checkpoint, cfg, max_objects, layout)
+    cfg, name = checked_settings(config, model, checkpoint)
+    settings = run_settings(mode, prompt_field, name, checkpoint, cfg, max_objects, layout)
     plan = TrackPlan(layout, label_field, prompt_field, settings, run_key(settings), bool(overwrite), job_id,
                      stale_seconds=float(stale_seconds))
 

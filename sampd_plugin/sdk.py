@@ -10,7 +10,8 @@ grouped by ``sequence_field`` and ordered by ``order_field``, e.g. FiftyOne's DA
 2. streams the sequence's frames from that frame on (``Sequence.frames()``: one frame in memory at a time) through
    :class:`sampd_plugin.tracker.SamPDTracker`;
 3. writes the output field (``frames.<label_field>`` of a video, ``<label_field>`` of each image) in chunks of
-   ``batch_frames`` frames with ``set_values`` (``store.FrameLabelWriter``) and finally marks the sequence finished
+   ``batch_frames`` frames with ``set_values`` (``store.FrameLabelWriter``, on a background thread:
+   ``store.BackgroundWriter``) and finally marks the sequence finished
    (``<label_field>_track`` on its head sample).
 
 Safety rules (nothing is lost):
@@ -42,7 +43,7 @@ from typing import Iterator, Optional, Tuple
 
 import fiftyone.core.utils as fou
 
-from sampd_plugin import labels, ownership, runs, store
+from sampd_plugin import labels, ownership, runs, store, threads
 from sampd_plugin.backends.registry import BackendCache
 from sampd_plugin.config import SamPDConfig
 from sampd_plugin.errors import OwnershipLostError, SampdInputError, SampdRunError
@@ -76,6 +77,7 @@ class FramesProgressBar(fou.ProgressBar):
 
 
 # --- tracking ------------------------------------------------------------------------------------------------------
+@threads.working
 def track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd", config: ConfigLike = None,
           model: str = "vit_h", checkpoint: Optional[str] = None, device: Optional[str] = None,
           batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, progress=True,
@@ -103,7 +105,10 @@ def track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd
         config: a :class:`~sampd_plugin.config.SamPDConfig`, a preset name (``"full"``, ``"box"``, ...), a dict of
             settings, or ``None`` for the paper's full method
         model: ``"vit_h"``, ``"vit_l"``, ``"vit_b"``, ``"tiny"`` or ``"synthetic"``
-            (:mod:`sampd_plugin.backends.registry`)
+            (:mod:`sampd_plugin.backends.registry`), or your own
+            :class:`~sampd_plugin.backends.base.PromptableSegmenter` instance (recorded as
+            ``custom:<module>.<Class>``; it is used as is, its device included; see README "Bring your own
+            segmenter")
         checkpoint: optional SAM checkpoint path
         device: torch device; ``None``/``"auto"``: cuda when available
         batch_frames: frames per bulk write (memory is flat in the sequence length)
@@ -138,6 +143,7 @@ def track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd
                 operation=operation)
 
 
+@threads.working
 def auto_track(samples, label_field: str = "sampd_auto", max_objects: int = 100, config: ConfigLike = None,
                model: str = "vit_h", checkpoint: Optional[str] = None, device: Optional[str] = None,
                batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, progress=True,
@@ -171,7 +177,8 @@ def _run(samples, mode, label_field, prompt_field, config, model, checkpoint, de
     t0 = time.time()
     summary = dict(label_field=plan.label_field, samples=len(plan.todo) + len(plan.done) + len(plan.busy),
                    tracked=[], skipped=list(plan.done), busy=dict(plan.busy), failed={}, frames=0, objects=0,
-                   seconds=0.0, frames_per_second=None, device=backends.device, model=model, run=plan.key, mode=mode)
+                   seconds=0.0, frames_per_second=None, device=backends.device, model=backends.model, run=plan.key,
+                   mode=mode)
     for key, message in plan.busy.items():
         logger.warning("skipped (another run is writing it): %s", message)
     for message in plan.stale.values():
@@ -264,8 +271,8 @@ def _track_sequence(plan: TrackPlan, seq: Sequence, cfg: SamPDConfig, backends, 
             progress.update(frames=count, last_frame=fn)
             claim.beat(**progress)
 
-        writer = store.FrameLabelWriter(layout, plan.label_field, batch_frames,
-                                        before_write=lambda: claim.beat(force=True, **progress))
+        writer = store.BackgroundWriter(store.FrameLabelWriter(  # writes overlap the model (issue 14)
+            layout, plan.label_field, batch_frames, before_write=lambda: claim.beat(force=True, **progress)))
         count = 0
         if prompts:
             count = _stream(tracker, _checked(frames, hw, seq.name), prompts, hw, writer, seq, pb, prefix,
@@ -314,6 +321,7 @@ def _stream(tracker, frames, prompts, hw, writer, seq: Sequence, pb, prefix, ski
             pb.step(f"{prefix} · frame {res.frame_number}/{total}")
             if on_frame is not None:
                 on_frame(res.frame_number, count)
+            threads.refresh()
         writer.flush()
     except OwnershipLostError:
         raise
@@ -355,6 +363,7 @@ def _checked(frames, hw, where) -> Iterator[Tuple[int, "object"]]:
 
 
 # --- correction and repropagation ----------------------------------------------------------------------------------
+@threads.working
 def repropagate(samples, label_field: str, from_frame: Optional[int] = None, direction: str = "forward",
                 object_ids=None, config: ConfigLike = None, model: Optional[str] = None,
                 checkpoint: Optional[str] = None, device: Optional[str] = None,
@@ -414,8 +423,9 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
             for d in todo:
                 frames = source.iter_frames(start=k) if d == "forward" else source.iter_frames_backward(k, 1)
                 tracker = SamPDTracker(_backend(backends, plan.layout, seq), plan.config)
-                writer = store.FrameLabelWriter(plan.layout, plan.label_field, batch_frames,
-                                                replace_ids=plan.object_ids, before_write=lambda: claim.beat(True))
+                writer = store.BackgroundWriter(store.FrameLabelWriter(
+                    plan.layout, plan.label_field, batch_frames, replace_ids=plan.object_ids,
+                    before_write=lambda: claim.beat(True)))
                 written[d] = _stream(tracker, _checked(frames, plan.hw, seq.name), plan.prompts, plan.hw, writer,
                                      seq, pb, f"{d} from frame {k}", skip_frame=k,
                                      where=f"{seq.name} ({d} from frame {k})", on_frame=lambda *_: claim.beat())
@@ -429,7 +439,7 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
     claim.release(done=bool(plan.marker.get("done")), error=plan.marker.get("error"), edits=edits)
     return dict(sequence=seq.key, sample_id=seq.head_id, label_field=plan.label_field, from_frame=k,
                 direction=direction, objects=plan.object_ids, frames=written, seconds=round(time.time() - t0, 3),
-                device=backends.device, model=plan.model)
+                device=backends.device, model=backends.model)
 
 
 # --- evaluation ----------------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -34,7 +36,8 @@ DEFAULT_BATCH_FRAMES = 128
 _RESERVED = {"id", "frame_number", "created_at", "last_modified_at", "filepath", "metadata", "tags", "frames"}
 
 __all__ = ["DEFAULT_BATCH_FRAMES", "check_label_field", "check_output_field", "prompt_plan",
-           "detection_to_prompt", "read_prompts", "read_frame_prompts", "ensure_output_field", "FrameLabelWriter"]
+           "detection_to_prompt", "read_prompts", "read_frame_prompts", "ensure_output_field", "FrameLabelWriter",
+           "BackgroundWriter"]
 
 
 def check_label_field(layout: Layout, field: str, role: str = "prompt field", types=(fo.Detections,)) -> str:
@@ -261,6 +264,11 @@ class FrameLabelWriter:
         for qname, (ftype, kwargs) in quality_fields(label_field).items():  # e.g. an output field copied by hand
             layout.add_field(qname, ftype, **kwargs)
 
+    @property
+    def pending(self) -> int:
+        """Frames buffered and not yet written."""
+        return self._n
+
     def add(self, seq: Sequence, frame_number: int, label):
         self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = label
         self._n += 1
@@ -288,3 +296,88 @@ class FrameLabelWriter:
         self.frames_written += self._n
         self.calls += 1
         self._buf, self._n = {}, 0
+
+
+_FLUSH = object()
+
+
+class BackgroundWriter:
+    """Runs a writer's ``add`` / ``flush`` (e.g. :class:`FrameLabelWriter`) on a background thread, so that the
+    database writes (mask serialisation, ``set_values``) of one chunk overlap the tracking of the next frames.
+
+    Same interface as the wrapped writer: ``add(seq, frame_number, label)`` queues the label and returns at once
+    (it blocks while ``max_pending`` labels wait: memory stays bounded); ``flush()`` returns when everything added
+    before it is written, so call it before writing the run's marker. An exception raised on the thread is re-raised
+    in the caller by the next ``add`` or ``flush`` (and by every later call: nothing more is written after an
+    error). The thread starts with the first ``add`` after a ``flush`` and ends with the ``flush``, so no thread is
+    left behind without a ``close``. One producer thread (``add`` and ``flush`` from the same thread).
+
+    When the queue runs empty (the model is slower than the database) and the wrapped writer holds at least
+    ``idle_flush_frames`` frames (its ``pending``), they are written at once rather than at the writer's next
+    ``batch_frames`` boundary, so the final ``flush`` finds little left to write.
+
+    Args:
+        writer: the writer to run in the background (its own batching applies: :class:`FrameLabelWriter` still
+            writes every ``batch_frames`` frames)
+        max_pending: labels that may wait in the queue (default: the writer's ``batch_frames``, else 128): with
+            :class:`FrameLabelWriter`, one chunk being written and at most one more chunk queued
+        idle_flush_frames: write early when idle with at least this many frames buffered (0: never)
+    """
+
+    def __init__(self, writer, max_pending: Optional[int] = None, idle_flush_frames: int = 8):
+        self.writer = writer
+        self.idle_flush_frames = int(idle_flush_frames)
+        size = max_pending or getattr(writer, "batch_frames", None) or DEFAULT_BATCH_FRAMES
+        if size < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self._queue: "queue.Queue" = queue.Queue(maxsize=int(size))
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+
+    @property
+    def frames_written(self) -> int:
+        return self.writer.frames_written
+
+    @property
+    def calls(self) -> int:
+        return self.writer.calls
+
+    def _run(self):
+        while True:
+            item = self._queue.get()
+            try:
+                if self._error is None:  # after an error the queue is drained without writing
+                    if item is _FLUSH:
+                        self.writer.flush()
+                    else:
+                        self.writer.add(*item)
+                        if (self._queue.qsize() == 0 and self.idle_flush_frames > 0
+                                and getattr(self.writer, "pending", 0) >= self.idle_flush_frames):
+                            self.writer.flush()
+            except BaseException as e:  # noqa: B902 - re-raised in the producer
+                self._error = e
+            finally:
+                self._queue.task_done()
+            if item is _FLUSH:
+                return
+
+    def _raise(self):
+        if self._error is not None:
+            raise self._error
+
+    def add(self, seq: Sequence, frame_number: int, label):
+        self._raise()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sampd-label-writer", daemon=True)
+            self._thread.start()
+        self._queue.put((seq, frame_number, label))
+
+    def flush(self):
+        """Writes everything added so far (waits for the background thread); raises the thread's error if any."""
+        if self._thread is not None:
+            self._queue.put(_FLUSH)
+            self._thread.join()
+            self._thread = None
+        elif self._error is None:
+            self.writer.flush()
+        self._raise()

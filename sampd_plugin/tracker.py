@@ -339,7 +339,8 @@ class SamPDTracker:
         t.mask = mask
         t.box = mask_to_box(mask)
         t.grid_mask = (logits > 0).float()
-        t.points = mask_points(mask, max(1, cfg.negative_points))
+        # the next frame reads these points only as its point prompt or as first-stage negatives of the others
+        t.points = mask_points(mask, max(1, cfg.negative_points)) if _uses_track_points(cfg) else _NO_POINTS
         if cfg.template == "update":
             t.template = _blend_template(t.template, masked_template(feats, emb_mask[0]), cfg.template_momentum)
         return ObjectResult(mask=mask, box=t.box, score=score, iou=iou, lost=False, label=t.label)
@@ -414,6 +415,13 @@ def decode_prompts(
 
 
 _NO_POINTS = np.zeros((0, 2), dtype=np.int64)
+
+
+def _uses_track_points(cfg: SamPDConfig) -> bool:
+    """Whether an object's points (:func:`mask_points` of its last mask) are read on the next frame: as its point
+    prompt, or as negatives for the other objects' first stage. Otherwise they are not computed (a distance
+    transform of the full-resolution mask per object and frame)."""
+    return cfg.prompt_type == "point" or (cfg.negative_points > 0 and cfg.negatives_in_first_stage)
 
 
 def _box_centre(box: np.ndarray) -> np.ndarray:

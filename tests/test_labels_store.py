@@ -79,12 +79,19 @@ def test_written_detection_is_cropped_and_pastes_back_exactly():
         assert det.index == 4 and det.label == "car" and det.confidence == 1.0  # iou clipped to [0, 1]
         assert det["score"] == pytest.approx(0.8) and det["iou"] == pytest.approx(1.3)
         assert det["lost"] is False and det["is_prompt"] is True
+        # the same box and crop as fo.Detection.from_mask, which it replaces for speed
+        ref = fo.Detection.from_mask(m)
+        assert det.bounding_box == ref.bounding_box and np.array_equal(det.mask, ref.mask)
+        assert det.mask.dtype == bool and not np.shares_memory(det.mask, m)
 
 
 def test_lost_object_is_written_without_mask():
     r = ObjectResult(mask=np.zeros((H, W), bool), box=None, score=0.1, iou=0.2, lost=True, label="car")
     det = labels.object_detection(2, r, (H, W))
     assert det["lost"] is True and det.mask is None and det.bounding_box == [0, 0, 0, 0] and det.index == 2
+    # an empty mask not flagged lost is written as lost too
+    empty = ObjectResult(mask=np.zeros((H, W), bool), box=None, score=0.1, iou=0.2, lost=False, label="car")
+    assert labels.object_detection(2, empty, (H, W))["lost"] is True
 
 
 def test_prompt_plan_first_appearance_and_index_rules():
@@ -209,3 +216,24 @@ def test_output_field_checks(dataset):
     if not layout.is_video:
         with pytest.raises(SampdInputError, match="is the sequence / order field"):
             store.check_output_field(layout, "sequence_id")
+
+
+def test_background_writer_writes_the_same_off_the_calling_thread(dataset):
+    layout = layout_of(dataset)
+    seq = layout.sequences()[0]
+    store.ensure_output_field(layout, "out")
+    inner = store.FrameLabelWriter(layout, "out", batch_frames=3)
+    w = store.BackgroundWriter(inner)
+    threads = []
+    add = inner.add
+    inner.add = lambda *a: threads.append(__import__("threading").get_ident()) or add(*a)
+    for fn in range(1, T + 1):
+        m = _mask(2, 10, fn, fn + 8)
+        w.add(seq, fn, labels.frame_detections(FrameResult(fn, {1: ObjectResult(m, None, 1.0, 0.9, False, "o")}),
+                                                (H, W)))
+    w.flush()
+    assert (w.calls, w.frames_written) == (3, T) and w._thread is None  # no thread left after flush
+    assert len(threads) == T and __import__("threading").get_ident() not in threads
+    for fn in range(1, T + 1):
+        (det,) = _out(layout, fn).detections
+        assert labels.relative_to_xyxy(det.bounding_box, (H, W))[0] == fn

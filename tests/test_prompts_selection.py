@@ -4,7 +4,6 @@ pick (Sec. III-D)."""
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from sampd_plugin.config import PRESET_LABELS, PRESETS, SamPDConfig
 from sampd_plugin.prompts import (

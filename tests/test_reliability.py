@@ -21,7 +21,7 @@ from fiftyone.operators.delegated import DelegatedOperationService  # noqa: E402
 from fiftyone.operators.executor import ExecutionRunState  # noqa: E402
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin import labels, ownership, runs  # noqa: E402
+from sampd_plugin import labels, ownership  # noqa: E402
 from sampd_plugin.errors import SampdInputError, SampdRunError  # noqa: E402
 from sampd_plugin.sources import layout_of  # noqa: E402
 from tests.test_delegated import start_worker, stop, wait_ready  # noqa: E402

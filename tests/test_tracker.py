@@ -231,3 +231,28 @@ def _stage_labels(cfg, num_objects=2):
 )
 def test_presets_send_negative_points_only_where_the_tables_put_them(preset, first, refine):
     assert _stage_labels(SamPDConfig.preset(preset)) == (first, refine)
+
+
+@pytest.mark.parametrize("preset", ["box", "box+refine", "full-no-neg-mp", "full"])
+def test_object_points_are_computed_only_when_read(preset, monkeypatch):
+    """mask_points of an object's mask runs per frame only when the next frame reads the points (its point prompt or
+    first-stage negatives); the results are the same as when they are always computed."""
+    import sampd_plugin.tracker as tr
+
+    maps = moving_squares(5)
+    cfg = SamPDConfig.preset(preset)
+    run = lambda: list(SamPDTracker(ToyBackend(maps), cfg).track(frames_of(maps), _prompts(maps, [1, 2])))
+    calls = []
+    real = tr.mask_points
+    monkeypatch.setattr(tr, "mask_points", lambda *a, **k: calls.append(1) or real(*a, **k))
+    lazy = run()
+    lazy_calls = len(calls)
+    monkeypatch.setattr(tr, "_uses_track_points", lambda c: True)
+    calls.clear()
+    eager = run()
+    for a, b in zip(lazy, eager):
+        for oid in a.objects:
+            assert np.array_equal(a.objects[oid].mask, b.objects[oid].mask)
+            assert a.objects[oid].score == b.objects[oid].score
+    uses = cfg.prompt_type == "point" or (cfg.negative_points > 0 and cfg.negatives_in_first_stage)
+    assert (lazy_calls == len(calls)) == uses and lazy_calls <= len(calls)

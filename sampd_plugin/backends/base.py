@@ -42,7 +42,7 @@ def resolve_device(device=None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
+    except (RuntimeError, TypeError):
         raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -263,3 +263,28 @@ class PromptableSegmenter(abc.ABC):
         """Automatic mode (paper Sec. IV-B, VIS): up to ``max_masks`` ``(H, W)`` boolean masks of one image,
         best first, without prompts."""
         raise NotImplementedError(f"{type(self).__name__} has no automatic mask generator")
+
+
+def masks_to_logits(state: ImageState, masks: torch.Tensor, scale: float = 8.0) -> torch.Tensor:
+    """For backends whose model returns full-resolution masks instead of low-resolution logits (SAM-HQ style
+    post-processed outputs, a research model): ``(B, H, W)`` bool masks at the original image size -> ``(B, h_m,
+    w_m)`` logits on the low-resolution mask grid of ``state`` (``mask_stride`` input-frame pixels per cell, over the
+    padded input frame), what :meth:`PromptableSegmenter._decode` must return in :class:`Decoded`.
+
+    The masks are resized to the input frame (``state.input_size``, area), padded to the grid, and each cell's
+    foreground fraction ``f`` becomes the logit ``2 * scale * (f - 0.5)``: positive where the mask covers more than
+    half of the cell, negative in the padding, so :meth:`PromptableSegmenter.upsample` gives the mask back up to
+    about half a cell along its boundary.
+    """
+    if masks.ndim != 3 or tuple(masks.shape[-2:]) != tuple(state.image_size):
+        raise ValueError(f"masks must be (B, H, W) at the image size {tuple(state.image_size)}, got "
+                         f"{tuple(masks.shape)}")
+    h_in, w_in = state.input_size
+    x = masks.float()[:, None]
+    if (h_in, w_in) != tuple(state.image_size):
+        x = F.interpolate(x, size=(h_in, w_in), mode="area")
+    side_h = state.embedding.shape[-2] * state.embed_stride
+    side_w = state.embedding.shape[-1] * state.embed_stride
+    x = F.pad(x, (0, side_w - w_in, 0, side_h - h_in))
+    frac = F.avg_pool2d(x, state.mask_stride)[:, 0]
+    return 2 * scale * (frac - 0.5)

@@ -18,32 +18,40 @@ This module imports no FiftyOne.
 
 from __future__ import annotations
 
+import contextlib
+import types
 import warnings
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from sampd_plugin.backends import fast_decoder
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter, check_rgb, resolve_device
 from sampd_plugin.checkpoints import CheckpointLoadError, checkpoint_info, load_state_dict, resolve_checkpoint
 from sampd_plugin.prompts import sam_box
 
-#: Prompts per decoder call on the CPU, measured with ``python benchmarks/decoder_batch.py --repeats 2 --clock cpu
-#: --threads 1`` (SAM's real-width decoder of the tiny model, box prompts, single mask, 480x854 frame; torch 2.14.1;
-#: a 2-core machine shared with other jobs, hence CPU time per process rather than wall time). ms/prompt,
-#: best of 2 rounds, for P = 54 | 162 prompts decoded in batches of b:
+#: Prompts per decoder call on the CPU, measured with ``python benchmarks/decoder_batch.py --prompts 54 162 --repeats 2
+#: --clock cpu --threads 1`` (SAM's real-width decoder of the tiny model through the shared-work decoder
+#: :mod:`~sampd_plugin.backends.fast_decoder`, box prompts, single mask, 480x854 frame; torch 2.14.1; CPU time per
+#: process on a shared 2-core machine). ms/prompt, best of 2 rounds, P = 54 | 162 prompts in batches of b:
 #:
-#:     b = 1: 253 | 255    2: 261 | 261    4: 250 | 257    8: 269 | 269    16: 290 | 298    32: 306 | 301
-#:     unlimited (one call): 317 | 391
+#:     b = 1: 30.4 | 31.1    2: 34.7 | 35.7    4: 42.2 | 42.7    8: 50.8 | 50.2    16: 52.8 | 53.6
+#:     unlimited (one call): 55.7 | 67.6
 #:
-#: The mask decoder repeats the (256, 64, 64) image embedding and its positional encoding per prompt, so big batches
-#: leave the cache and cost more per prompt (+25 % at 54, +55 % at 162 in one call); b = 1..4 are equal within noise
-#: and 4 measured fastest (mean 253 ms), with a quarter of the calls of b = 1 and bounded memory.
-#: CUDA: unlimited (``None``).
+#: Each prompt's image tokens (4096 x 256 floats, 4 MB) fall out of the cache and, with glibc's default malloc, are
+#: page-faulted in again for big batches; with the malloc settings of :data:`sampd_plugin.threads.MALLOC_ENV`
+#: (P = 54): b = 1: 31.3, 4: 31.4, 18: 34.1, unlimited 39.3 (the segment-anything decoder: 253 ms/prompt at b = 4).
+#: b = 4 is kept: equal to b = 1 with those settings (``make env``, the activate hook, workers), a quarter of the
+#: calls, bounded memory; without them b = 1 would be ~25 % faster per prompt. CUDA: unlimited (``None``).
 CPU_PREFERRED_BATCH_SIZE = 4
+
+#: ``ImageState.extra`` key of the frame's (model, :class:`fast_decoder.DecoderContext`)
+_CONTEXT_KEY = "sam_decoder_context"
 
 _HALF_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -66,6 +74,15 @@ class SamBackend(PromptableSegmenter):
         amg_kwargs: further ``SamAutomaticMaskGenerator`` arguments (``pred_iou_thresh``, ``stability_score_thresh``,
             ``box_nms_thresh``, ``crop_n_layers``, ``min_mask_region_area``, ...)
         download: with ``model=None``, whether a missing checkpoint may be downloaded
+        fast_decoder: decode with :mod:`sampd_plugin.backends.fast_decoder` (SAM's mask decoder with the per-frame
+            work computed once per frame and shared by all prompts; equal to segment-anything's up to float32
+            rounding). ``False`` runs segment-anything's ``MaskDecoder`` exactly as ``SamPredictor.predict_torch``.
+        sdpa: run the ViT image encoder's attention with ``torch.nn.functional.scaled_dot_product_attention``
+            (the relative-position term as an additive mask): the same function up to float rounding (embedding
+            within 3e-6 on the tiny SAM), see :func:`use_sdpa_attention`. ``None`` (default): on, except on CUDA in
+            float32, where it measured 2-5 % slower (ViT-H on an H200: 188 vs 197 ms; with bf16 autocast 58 vs
+            47 ms; tiny SAM on the CPU, 1 thread: 450-490 vs 280-370 ms)
+        compile: ``torch.compile`` the image encoder (first frames are slow while it compiles; CUDA)
     """
 
     def __init__(
@@ -78,6 +95,9 @@ class SamBackend(PromptableSegmenter):
         points_per_side: int = 32,
         amg_kwargs: Optional[dict] = None,
         download: bool = True,
+        fast_decoder: bool = True,
+        sdpa: Optional[bool] = None,
+        compile: bool = False,
     ):
         super().__init__()
         if model is None:
@@ -91,6 +111,13 @@ class SamBackend(PromptableSegmenter):
         self.autocast_dtype = self._autocast_dtype(half)
         self.points_per_side = int(points_per_side)
         self.amg_kwargs = dict(amg_kwargs or {})
+        self.fast_decoder = bool(fast_decoder)
+        if sdpa is None:
+            sdpa = not (self.device.type == "cuda" and self.autocast_dtype is None)
+        self._sdpa_modules = _vit_attention_modules(self.model.image_encoder) if sdpa else []
+        self.sdpa = bool(self._sdpa_modules)
+        if compile:
+            self.model.image_encoder = torch.compile(self.model.image_encoder)
         self.preferred_batch_size = CPU_PREFERRED_BATCH_SIZE if self.device.type == "cpu" else None
 
         # grid geometry, from the model (SAM: 1024-px input, 64x64 embedding, 256x256 low-res masks)
@@ -133,10 +160,11 @@ class SamBackend(PromptableSegmenter):
         ``img_size``) -> ``(1, C, h_e, w_e)`` float32 features (normalise, pad, image encoder under autocast when
         ``half``)."""
         input_image = self.model.preprocess(transformed_image)
-        if self.autocast_dtype is None:
-            return self.model.image_encoder(input_image)
-        with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype):
-            features = self.model.image_encoder(input_image)
+        with use_sdpa_attention(self._sdpa_modules):
+            if self.autocast_dtype is None:
+                return self.model.image_encoder(input_image)
+            with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype):
+                features = self.model.image_encoder(input_image)
         return features.float()
 
     @torch.inference_mode()
@@ -198,6 +226,11 @@ class SamBackend(PromptableSegmenter):
             boxes=box_torch,
             masks=None,
         )
+        if self.fast_decoder:
+            low_res_masks, iou_predictions = fast_decoder.predict_masks(
+                self.model, self.decoder_context(state), sparse_embeddings, multimask
+            )
+            return Decoded(low_res_logits=low_res_masks, iou=iou_predictions)
         low_res_masks, iou_predictions = self.model.mask_decoder(
             image_embeddings=state.embedding[None].to(self.device),
             image_pe=self.model.prompt_encoder.get_dense_pe(),
@@ -206,6 +239,31 @@ class SamBackend(PromptableSegmenter):
             multimask_output=multimask,
         )
         return Decoded(low_res_logits=low_res_masks, iou=iou_predictions)
+
+    def decoder_context(self, state: ImageState) -> "fast_decoder.DecoderContext":
+        """The frame's prompt-independent decoder work (:func:`fast_decoder.prepare_context`), computed on the first
+        decode of ``state`` and kept in ``state.extra`` for the frame's later decoder calls."""
+        ctx = state.extra.get(_CONTEXT_KEY)
+        if ctx is None or ctx[0] is not self.model:
+            ctx = (self.model, fast_decoder.prepare_context(self.model, state.embedding.to(self.device)))
+            state.extra[_CONTEXT_KEY] = ctx
+        return ctx[1]
+
+    def upsample(self, state: ImageState, low_res_logits: torch.Tensor) -> torch.Tensor:
+        """:meth:`PromptableSegmenter.upsample` (segment-anything's ``postprocess_masks`` + threshold), computing the
+        first bilinear upscaling only over the image part of the padded input frame (plus the one low-res row and
+        column it interpolates from): the same values, without upscaling the padding that is cropped anyway."""
+        if low_res_logits.shape[0] == 0:
+            return super().upsample(state, low_res_logits)
+        s = state.mask_stride
+        h_m, w_m = low_res_logits.shape[-2:]
+        rows = min(h_m, -(-state.input_size[0] // s) + 1)
+        cols = min(w_m, -(-state.input_size[1] // s) + 1)
+        x = low_res_logits[:, None, :rows, :cols].float()
+        x = F.interpolate(x, (rows * s, cols * s), mode="bilinear", align_corners=False)
+        x = x[..., : state.input_size[0], : state.input_size[1]]
+        x = F.interpolate(x, tuple(state.image_size), mode="bilinear", align_corners=False)
+        return x[:, 0] > 0
 
     # --- automatic mode -------------------------------------------------------------------------------------
     def mask_generator(self, points_per_side: Optional[int] = None, **amg_kwargs) -> SamAutomaticMaskGenerator:
@@ -275,6 +333,48 @@ class _BackendPredictor(SamPredictor):
         return super().predict_torch(
             point_coords, point_labels, boxes, mask_input, multimask_output, return_logits=return_logits
         )
+
+
+# --- encoder attention through SDPA -------------------------------------------------------------------------------
+def _sdpa_attention_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """segment-anything's ``image_encoder.Attention.forward`` with ``scaled_dot_product_attention``: softmax(q k^T
+    * scale + rel_pos) v, the decomposed relative-position term (``add_decomposed_rel_pos``) given as the additive
+    mask. x: ``(B, H, W, C)``."""
+    from segment_anything.modeling.image_encoder import get_rel_pos
+
+    b, h, w, _ = x.shape
+    qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)  # (B, heads, HW, d)
+    bias = None
+    if self.use_rel_pos:
+        r_q = q.reshape(b * self.num_heads, h, w, -1)
+        rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, get_rel_pos(h, h, self.rel_pos_h))
+        rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, get_rel_pos(w, w, self.rel_pos_w))
+        bias = (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(b, self.num_heads, h * w, h * w)
+        bias = bias.to(q.dtype)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+    out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+    return self.proj(out)
+
+
+def _vit_attention_modules(image_encoder) -> list:
+    """The attention modules of a segment-anything ViT image encoder ([] for other encoders, e.g. MobileSAM's)."""
+    from segment_anything.modeling.image_encoder import Attention
+
+    return [m for m in image_encoder.modules() if isinstance(m, Attention)]
+
+
+@contextlib.contextmanager
+def use_sdpa_attention(modules):
+    """While active, the given segment-anything ViT attention modules run :func:`_sdpa_attention_forward`; the
+    model is left as it was afterwards (a ``SamPredictor`` on the same model keeps segment-anything's attention)."""
+    for m in modules:
+        m.forward = types.MethodType(_sdpa_attention_forward, m)
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.__dict__.pop("forward", None)
 
 
 # --- loading official checkpoints -------------------------------------------------------------------------------

@@ -1,11 +1,16 @@
-"""Paper-table harness: runs tracker presets over sequences with ground truth and scores them with the DAVIS
-semi-supervised protocol (J, F, J&F; :mod:`sampd_plugin.metrics`).
+"""Paper-table harness.
 
-Here on generated videos with the synthetic segmenter (``python -m sampd_plugin.benchmark``); the same
-:func:`score_sequence` scores real datasets. Synthetic numbers exercise the method's components against exact
-ground truth; they are NOT reproductions of the paper's DAVIS / YouTube-VOS figures.
+- ``python -m sampd_plugin.benchmark {davis,ytvos,uvo,synthetic} --root PATH ...`` (:mod:`.cli`): the paper's
+  tables on the real DAVIS 2017 / YouTube-VOS 2018 / UVO trees (:mod:`.vos`, :mod:`.vis`, :mod:`.timing`,
+  :mod:`.oracle`), reading the folders directly;
+- this module: the in-memory ablation on generated videos with the synthetic segmenter
+  (:func:`run_synthetic_ablation`, scored per object with :func:`score_sequence`; what ``python -m
+  sampd_plugin.benchmark`` with no arguments prints).
 
-This module imports no FiftyOne.
+Synthetic numbers exercise the method's components against exact ground truth; they are NOT reproductions of the
+paper's DAVIS / YouTube-VOS / UVO figures.
+
+This package imports no FiftyOne.
 """
 
 from __future__ import annotations
@@ -146,7 +151,10 @@ def format_table(table: Dict[str, Dict[str, float]], title: str = "") -> str:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The in-memory synthetic ablation: ``python -m sampd_plugin.benchmark [--presets ROW ...] [--realism ...]``
+    (what :func:`sampd_plugin.benchmark.cli.main` runs when no dataset is named)."""
+    p = argparse.ArgumentParser(prog="python -m sampd_plugin.benchmark", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", nargs="+", default=list(ABLATION_PRESETS), metavar="ROW",
                    help="rows: preset names, or preset:setting=value,... (e.g. full:similarity=cosine); default: "
                         "every preset in the paper's order")
