@@ -13,7 +13,10 @@ import sampd_plugin as sp  # noqa: E402
 from sampd_plugin import labels, runs, store  # noqa: E402
 from sampd_plugin.sources import layout_of  # noqa: E402
 from sampd_plugin.tracker import FrameResult, ObjectResult  # noqa: E402
-from tests.test_labels_store import H, T, W, _mask, dataset  # noqa: E402,F401 (fixture)
+from tests import test_labels_store  # noqa: E402
+from tests.test_labels_store import H, T, W, _mask  # noqa: E402
+
+dataset = test_labels_store.dataset  # the same fixture: one sequence, as a video and as image samples
 
 
 def test_doubtful_rule_and_confidence_agree():
@@ -33,7 +36,7 @@ def test_doubtful_rule_and_confidence_agree():
     assert quality.frame_quality({}) == (None, [])
 
 
-def test_writer_tags_doubtful_objects_and_writes_frame_quality(dataset):  # noqa: F811
+def test_writer_tags_doubtful_objects_and_writes_frame_quality(dataset):
     layout = layout_of(dataset)
     seq = layout.sequences()[0]
     store.ensure_output_field(layout, "out")

@@ -30,6 +30,7 @@ Selenium are missing (the reason is printed; ``tests/test_app_browser.py`` skips
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -62,9 +63,7 @@ def browser_paths():
         (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
     driver = os.environ.get("SAMPD_CHROMEDRIVER") or shutil.which("chromedriver")
     missing = [n for n, p in (("chromium", chrome), ("chromedriver (chromium-driver)", driver)) if not p]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         missing.append("the selenium Python package (requirements.txt)")
     if missing:
         return None, None, (f"{' and '.join(missing)} not found: install them (Debian/Ubuntu: apt-get install -y "
