@@ -139,7 +139,7 @@ def _area_weights(cells: int, stride: int, pixels: int, scale: float, device) ->
     return (overlap / stride).float()
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class PreparedImage:
     """A frame after a backend's CPU-side preprocessing (:meth:`PromptableSegmenter.prepare`), ready for
     :meth:`PromptableSegmenter.encode`.
