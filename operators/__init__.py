@@ -14,7 +14,9 @@ if importlib.util.find_spec("sampd_plugin") is None:  # a plugin checkout that i
 from .auto_track_objects import AutoTrackObjects  # noqa: E402
 from .browse_tracking_failures import BrowseTrackingFailures  # noqa: E402
 from .evaluate_tracking import EvaluateTracking  # noqa: E402
+from .plot_tracking import PlotTracking  # noqa: E402
 from .repropagate_from_frame import RepropagateFromFrame  # noqa: E402
 from .track_objects import TrackObjects  # noqa: E402
 
-OPERATORS = (TrackObjects, AutoTrackObjects, RepropagateFromFrame, EvaluateTracking, BrowseTrackingFailures)
+OPERATORS = (TrackObjects, AutoTrackObjects, RepropagateFromFrame, EvaluateTracking, BrowseTrackingFailures,
+             PlotTracking)

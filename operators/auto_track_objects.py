@@ -38,7 +38,7 @@ class AutoTrackObjects(foo.Operator):
             inputs.int("max_objects", default=100, min=1, label="Max objects per sequence",
                        description="the best automatic masks of the first frame (paper Sec. IV-B, VIS)")
             forms.model_inputs(inputs, ctx)
-            forms.delegation_inputs(inputs, ctx)
+            forms.delegation_inputs(inputs, ctx, len(layout.sequences()) if layout is not None else None)
             if layout is not None:
                 _validate(inputs, ctx, target, label)
         return types.Property(inputs, view=types.View(label="SAM-PD: track everything"))
@@ -50,13 +50,13 @@ class AutoTrackObjects(foo.Operator):
         if ctx.delegated and per_op and forms.count_sequences(target, kwargs) > per_op:
             queued = sp.queue_track(target, mode="auto", samples_per_operation=per_op,
                                     delegation_target=ctx.delegation_target, **kwargs)
-            return dict(queued, message=f"split into {len(queued['operations'])} delegated operations")
+            return forms.split_result(queued, per_op)
         summary = sp.auto_track(target, progress=forms.progress(ctx), operation=forms.operation_id(ctx), **kwargs)
         forms.finish(ctx)
         return forms.track_result(summary)
 
     def resolve_output(self, ctx):
-        return forms.summary_outputs(ctx, "SAM-PD automatic tracking")
+        return forms.summary_outputs(ctx, "SAM-PD automatic tracking", evaluate=False)
 
 
 def _kwargs(ctx):

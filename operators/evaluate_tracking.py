@@ -62,14 +62,16 @@ class EvaluateTracking(foo.Operator):
                                  **forms.sequence_kwargs(p))
         forms.finish(ctx)
         res = forms.jf_summary(results, key)
+        res.update(forms.jf_report(results))
         res["views"] = sp.view_names(key)
         res["message"] = (f"J&F {res['jf']:.3f} (J {res['j']:.3f}, F {res['f']:.3f}) over {res['num_objects']} "
-                          f"objects of {res['num_sequences']} sequences; browse failures with 'browse_tracking_failures'"
+                          f"objects of {res['num_sequences']} sequences; browse the failures with "
+                          "'browse_tracking_failures'"
                           if res["jf"] is not None else "no scored objects")
         return res
 
     def resolve_output(self, ctx):
-        return forms.summary_outputs(ctx, "J&F evaluation")
+        return forms.summary_outputs(ctx, "J&F evaluation", evaluate=False, splits=False)
 
 
 def _defaults(dataset):

@@ -189,6 +189,11 @@ def model_inputs(inputs, ctx, with_preset=True):
         sp.check_model(model, ctx.params.get("checkpoint") or None)
     except (FileNotFoundError, ValueError) as e:
         refuse(ckpt, e)
+    else:
+        device = ctx.params.get("device")
+        advice = sp.model_warning(model, ctx.params.get("checkpoint") or None, None if device == "auto" else device)
+        if advice:
+            warning(inputs, advice, "model_warning", label=f"'{model}' needs a GPU worker with its checkpoint")
     if with_preset:
         presets = types.Dropdown(label="Method (paper ablation row)")
         for name in sp.PRESETS:
@@ -203,10 +208,34 @@ def model_inputs(inputs, ctx, with_preset=True):
     return model
 
 
-def delegation_inputs(inputs, ctx):
+def delegation_inputs(inputs, ctx, num_sequences=None, evaluate=False):
+    """``samples_per_operation``, and a note of what scheduling the job queues (``num_sequences`` known)."""
     inputs.int("samples_per_operation", default=1, min=0, label="Samples per delegated operation", required=False,
                description="when delegated, the job is split into one queued operation per this many samples so that "
                            "several `fiftyone delegated launch` workers share it (0 = one operation)")
+    if num_sequences:
+        notice(inputs, scheduling_note(num_sequences, int(param(ctx.params, "samples_per_operation", 1)), evaluate),
+               "scheduling")
+
+
+def operations_for(num_sequences, per_op):
+    """Number of operations a scheduled job of ``num_sequences`` queues when a worker runs it (the first one
+    splits itself into one per ``per_op`` sequences; 0 = no split)."""
+    return -(-num_sequences // per_op) if per_op and num_sequences > per_op else 1
+
+
+def scheduling_note(num_sequences, per_op, evaluate=False, scheduled=False):
+    """What scheduling (delegating) the job does, in words."""
+    n = operations_for(num_sequences, per_op)
+    if n > 1:
+        what = (f"1 operation that, when a worker runs it, queues {n} operations of {per_op} sequence(s) each "
+                f"({num_sequences} sequences)")
+    else:
+        what = f"1 operation ({num_sequences} sequence(s))"
+    note = f"{'Scheduled' if scheduled else 'If scheduled'}: {what}, run by `fiftyone delegated launch` workers"
+    if evaluate:
+        note += "; J&F is evaluated " + ("by the operation that finishes last" if n > 1 else "when tracking ends")
+    return note + ". Refresh the App (reload the dataset) to see the results when they are done."
 
 
 def param(params, name, default):
@@ -265,11 +294,29 @@ def finish(ctx):
         ctx.ops.reload_dataset()
 
 
-def summary_outputs(ctx, title):
-    """The result summary of a tracking run (``ctx.results``)."""
+def is_scheduled(results):
+    """Whether ``results`` is what FiftyOne returns for an operation just scheduled (queued, not run)."""
+    return bool(results) and "run_state" in results and "operator" in results
+
+
+def summary_outputs(ctx, title, evaluate=None, splits=True):
+    """The result summary of a tracking run (``ctx.results``), or, for an operation just scheduled, what it queued
+    and what runs it (the App shows this instead of a bare "scheduled"): ``evaluate`` whether it evaluates J&F
+    (``None``: the form's ``evaluate``), ``splits`` whether it splits into one operation per sequences."""
     outputs = types.Object()
-    outputs.str("message", label="Result")
     r = ctx.results or {}
+    if is_scheduled(r):
+        target = ctx.target_view()
+        n = count_sequences(target, sequence_kwargs(ctx.params))
+        if evaluate is None:
+            evaluate = param(ctx.params, "evaluate", None)
+            if evaluate is None:
+                evaluate = is_ground_truth(target, ctx.params.get("prompt_field"), sequence_kwargs(ctx.params))
+        per_op = int(param(ctx.params, "samples_per_operation", 1)) if splits else 0
+        note = scheduling_note(n, per_op, bool(evaluate), scheduled=True)
+        outputs.view("scheduled", types.Notice(label=note))
+        return types.Property(outputs, view=types.View(label=f"{title}: scheduled"))
+    outputs.str("message", label="Result")
     for key, label, kind in (("objects", "Objects tracked", "int"), ("frames", "Frames written", "int"),
                              ("samples_tracked", "Samples tracked", "int"), ("samples_skipped",
                              "Samples skipped (already finished)", "int"), ("seconds", "Time (s)", "float"),
@@ -284,6 +331,7 @@ def summary_outputs(ctx, title):
             outputs.float(key, label=label)
         else:
             outputs.list(key, types.String(), label=label)
+    jf_report_outputs(outputs, r)
     return types.Property(outputs, view=types.View(label=title))
 
 
@@ -306,6 +354,16 @@ def track_result(summary, jf=None):
     return res
 
 
+def split_result(queued, per_op):
+    """The JSON result of an operation that split its job into delegated operations (``sp.queue_track``)."""
+    n, ev = len(queued["operations"]), queued.get("evaluate")
+    msg = (f"queued {n} delegated operation(s) of {per_op} sequence(s) for `fiftyone delegated launch` workers; "
+           f"{len(queued['skipped'])} finished sequence(s) skipped")
+    msg += (f"; J&F (eval key '{ev['eval_key']}') is evaluated by the operation that finishes last" if ev else
+            "; run 'evaluate_tracking' when they are done")
+    return dict(queued, message=msg + ". Refresh the App (reload the dataset) to see the results.")
+
+
 def plan_notices(inputs, plan):
     """Shows a plan's runs of other workers in the form: sequences being written (skipped) and stale ones (their
     worker presumed dead: taken over)."""
@@ -319,6 +377,46 @@ def plan_notices(inputs, plan):
 
 
 def jf_summary(results, eval_key):
+    """The J&F summary values of a result (3 decimals)."""
     s = results.summary
-    return dict(eval_key=eval_key, jf=s.get("J&F-Mean"), j=s.get("J-Mean"), f=s.get("F-Mean"),
+    r3 = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
+    return dict(eval_key=eval_key, jf=r3(s.get("J&F-Mean")), j=r3(s.get("J-Mean")), f=r3(s.get("F-Mean")),
                 num_objects=s.get("num_objects"), num_sequences=s.get("num_sequences"))
+
+
+#: columns of the per-object table: result key -> header
+JF_COLUMNS = {"object": "Object", "label": "Label", "JF": "J&F", "J": "J", "F": "F",
+              "first_failure": "First failure (frame)", "lost_frames": "Lost frames"}
+#: objects drawn in the J-over-time plot of an operator's output (the worst ones)
+PLOT_OBJECTS = 10
+
+
+def jf_report(results):
+    """The App's view of a J&F result: ``per_object`` rows (3 decimals, worst J&F first) and the plotly figures
+    ``jf_plot`` (J&F per object) and ``j_plot`` (J over time of the :data:`PLOT_OBJECTS` worst objects): their traces
+    (the value the App's plot view draws) and ``<name>_layout``."""
+    r3 = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
+    rows = sorted(results.per_object(), key=lambda r: (r["JF"] is None, r["JF"] or 0.0))
+    per_object = [dict(object=sp.object_name(r), label=r.get("label") or "", JF=r3(r["JF"]), J=r3(r["J_mean"]),
+                       F=r3(r["F_mean"]), first_failure=r["first_failure"], lost_frames=r["lost_frames"])
+                  for r in rows]
+    report = dict(per_object=per_object)
+    for name, fig in (("jf_plot", results.plot_jf_bars()), ("j_plot", results.plot_j_over_time(worst=PLOT_OBJECTS))):
+        fig = sp.figure_json(fig)
+        report.update({name: fig["data"], f"{name}_layout": dict(fig["layout"], showlegend=True)})
+    return report
+
+
+def jf_report_outputs(outputs, results):
+    """Adds the per-object table and the two plots of :func:`jf_report` values (``results``) to ``outputs``."""
+    rows = results.get("per_object") or []
+    if rows:
+        table = types.TableView()
+        for key, header in JF_COLUMNS.items():
+            table.add_column(key, label=header)
+        outputs.list("per_object", types.Object(), view=table,
+                     label=f"Per object, worst J&F first ({len(rows)} object(s))")
+    for name, label in (("jf_plot", "J&F per object"), ("j_plot", "J over time")):
+        if results.get(name):
+            outputs.plot(name, label=label, layout=dict(results.get(f"{name}_layout") or {}, height=380),
+                         config={"displaylogo": False, "responsive": True})

@@ -83,6 +83,8 @@ class RepropagateFromFrame(foo.Operator):
         return summary
 
     def resolve_output(self, ctx):
+        if forms.is_scheduled(ctx.results):
+            return forms.summary_outputs(ctx, "SAM-PD re-propagation", evaluate=False, splits=False)
         outputs = types.Object()
         outputs.str("message", label="Result")
         return types.Property(outputs, view=types.View(label="SAM-PD re-propagation"))

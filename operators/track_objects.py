@@ -45,10 +45,12 @@ class TrackObjects(foo.Operator):
                         description="replace labels in the output field that an identical run did not write")
             forms.model_inputs(inputs, ctx)
             pf = ctx.params.get("prompt_field") or forms.choice("ground_truth", fields)
-            inputs.bool("evaluate", default=forms.is_ground_truth(target, pf, forms.sequence_kwargs(ctx.params)),
-                        label="Evaluate J&F against the prompt field",
-                        description="when the prompt field is ground truth (annotated on every frame)")
-            forms.delegation_inputs(inputs, ctx)
+            ev = inputs.bool("evaluate", default=forms.is_ground_truth(target, pf, forms.sequence_kwargs(ctx.params)),
+                             label="Evaluate J&F against the prompt field",
+                             description="when the prompt field is ground truth (annotated on every frame); a job "
+                                         "split into delegated operations is evaluated by the one that finishes last")
+            forms.delegation_inputs(inputs, ctx, len(layout.sequences()) if layout is not None else None,
+                                    bool(forms.param(ctx.params, "evaluate", ev.default)))
             if fields and layout is not None:
                 _validate(inputs, ctx, target, prompt, label, len(layout.sequences()))
         return types.Property(inputs, view=types.View(label="SAM-PD: track objects"))
@@ -57,19 +59,21 @@ class TrackObjects(foo.Operator):
         kwargs = _kwargs(ctx)
         target = ctx.target_view()
         per_op = int(forms.param(ctx.params, "samples_per_operation", 1))
-        if ctx.delegated and per_op and forms.count_sequences(target, kwargs) > per_op:
-            queued = sp.queue_track(target, samples_per_operation=per_op, delegation_target=ctx.delegation_target,
-                                    **kwargs)
-            return dict(queued, message=f"split into {len(queued['operations'])} delegated operations of {per_op} "
-                                        f"sequence(s) for the workers; {len(queued['skipped'])} finished "
-                                        "sequence(s) skipped. Run 'evaluate_tracking' when they are done.")
-        summary = sp.track(target, progress=forms.progress(ctx), operation=forms.operation_id(ctx), **kwargs)
-        jf = None
         evaluate = forms.param(ctx.params, "evaluate", None)
         if evaluate is None:
             evaluate = forms.is_ground_truth(target, kwargs["prompt_field"], forms.sequence_kwargs(ctx.params))
-        if evaluate and summary["tracked"] + summary["skipped"]:
-            key = f"{summary['label_field']}_jf"
+        key = f"{kwargs['label_field']}_jf"
+        if ctx.delegated and per_op and forms.count_sequences(target, kwargs) > per_op:
+            queued = sp.queue_track(target, samples_per_operation=per_op, delegation_target=ctx.delegation_target,
+                                    evaluate=dict(gt_field=kwargs["prompt_field"], eval_key=key) if evaluate else None,
+                                    **kwargs)
+            return forms.split_result(queued, per_op)
+        summary = sp.track(target, progress=forms.progress(ctx), operation=forms.operation_id(ctx), **kwargs)
+        jf = None
+        if ctx.params.get("job_id"):  # one part of a split job: the part that finishes it evaluates it
+            results = sp.finish_job(target, ctx.params["job_id"])
+            jf = forms.jf_summary(results, results.key) if results is not None else None
+        elif evaluate and summary["tracked"] + summary["skipped"]:
             results = sp.evaluate_jf(target, summary["label_field"], gt_field=kwargs["prompt_field"], eval_key=key,
                                      overwrite=True, **forms.sequence_kwargs(ctx.params))
             jf = forms.jf_summary(results, key)

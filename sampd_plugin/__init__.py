@@ -43,6 +43,7 @@ _LAZY = {
     # scale-out (delegated)
     "queue_track": "sampd_plugin.delegated",
     "run_worker": "sampd_plugin.delegated",
+    "finish_job": "sampd_plugin.delegated",
     "list_runs": "sampd_plugin.delegated",
     "recover_stale": "sampd_plugin.delegated",
     "PLUGIN_NAME": "sampd_plugin.delegated",
@@ -59,6 +60,7 @@ _LAZY = {
     "MODEL_LABELS": "sampd_plugin.backends.registry",
     "check_model": "sampd_plugin.backends.registry",
     "checkpoint_status": "sampd_plugin.backends.registry",
+    "model_warning": "sampd_plugin.backends.registry",
     "resolve_device": "sampd_plugin.backends.registry",
     "DEFAULT_BATCH_FRAMES": "sampd_plugin.store",
     "layout_of": "sampd_plugin.sources",
@@ -70,6 +72,9 @@ _LAZY = {
     "VIEWS": "sampd_plugin.views",
     "view_name": "sampd_plugin.views",
     "view_names": "sampd_plugin.views",
+    "failure_frame": "sampd_plugin.views",
+    "figure_json": "sampd_plugin.plots",
+    "object_name": "sampd_plugin.metrics",
     "jf_eval_keys": "sampd_plugin.evaluation",
 }
 

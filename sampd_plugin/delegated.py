@@ -13,7 +13,12 @@ FiftyOne's own delegated-operation engine, no second queue:
    again: each operation runs on exactly one worker, several workers share a job. Progress
    (``"sample 1/1 · frame 45/90"``) and results are stored on the operation (``fiftyone delegated list``);
 5. a failed or killed operation can be re-run (``fiftyone delegated`` CLI / App): it resumes, skipping samples
-   that are finished (markers), and re-queuing the whole job only queues unfinished samples.
+   that are finished (markers), and re-queuing the whole job only queues unfinished samples;
+6. J&F of a split job (``queue_track(..., evaluate=...)``): the job is recorded in the dataset's execution store
+   (``sampd_jobs``); each of its operations calls :func:`finish_job` after its part, and the one that finds every
+   sequence of the job finished claims the evaluation (atomically: exactly once, whatever the number of workers
+   and the order they run the operations in) and runs it. A failed operation re-run later is then the last one and
+   evaluates.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from typing import List, Optional
 from sampd_plugin import ownership, runs, store, threads
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.runs import ConfigLike, make_config, plan_track
-from sampd_plugin.sources import as_collection
+from sampd_plugin.sources import as_collection, layout_of
 from sampd_plugin.store import DEFAULT_BATCH_FRAMES
 
 PLUGIN_NAME = "@sampd/sampd"
+#: the dataset-scoped execution store holding split jobs that evaluate when their last operation finishes
+JOBS_STORE = "sampd_jobs"
 
 
 def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd", config: ConfigLike = None,
@@ -37,7 +44,8 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
                 batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, samples_per_operation: int = 1,
                 delegation_target: Optional[str] = None, mode: str = "track", max_objects: int = 100,
                 job_id: Optional[str] = None, sequence_field: Optional[str] = None,
-                order_field: Optional[str] = None, allow_overwrite_ground_truth: bool = False) -> dict:
+                order_field: Optional[str] = None, allow_overwrite_ground_truth: bool = False,
+                evaluate: Optional[dict] = None) -> dict:
     """Queues a tracking job as delegated operations of the plugin's ``track_objects`` (``mode="track"``) or
     ``auto_track_objects`` (``mode="auto"``) operator, one per ``samples_per_operation`` unfinished sequences
     (video samples, or image sequences), for ``fiftyone delegated launch`` workers to run.
@@ -47,6 +55,10 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
     never tracks a sequence twice. Needs the plugin to be visible to FiftyOne (``FIFTYONE_PLUGINS_DIR``) here and on
     the workers, and every worker must reach the same MongoDB (``FIFTYONE_DATABASE_URI``) and the media. ``device``
     is resolved on the workers (``"cuda"`` may be queued from a machine without a GPU).
+
+    ``evaluate={"gt_field": ..., "eval_key": ...}`` (``mode="track"``): J&F of the whole target against
+    ``gt_field`` (default: the prompt field) is computed by the operation that finishes the job last
+    (:func:`finish_job`), under ``eval_key`` (default ``<label_field>_jf``, replacing an older run of that key).
 
     Returns:
         ``{"operations": [delegated operation ids], "samples": n sequences queued, "skipped": [finished sequence
@@ -81,6 +93,12 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
     if mode == "track":
         params["prompt_field"] = plan.prompt_field
         operator = f"{PLUGIN_NAME}/track_objects"
+        if evaluate is not None:
+            evaluate = dict(gt_field=evaluate.get("gt_field") or plan.prompt_field,
+                            eval_key=evaluate.get("eval_key") or f"{plan.label_field}_jf")
+            _jobs(layout.dataset).set(job_id, dict(
+                sample_ids=layout.samples.values("id"), label_field=plan.label_field, run=plan.key,
+                sequence_field=layout.sequence_field, order_field=layout.order_field, **evaluate))
     else:
         params["max_objects"] = int(max_objects)
         operator = f"{PLUGIN_NAME}/auto_track_objects"
@@ -92,8 +110,46 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
                                                    delegation_target=delegation_target),
                                 request_delegation=True)
         ops.append(str(res.result["id"]))
+    if evaluate is not None and not ops:  # nothing left to track: evaluate now
+        finish_job(layout.dataset, job_id)
     return dict(operations=ops, samples=len(plan.todo), skipped=list(plan.done), busy=dict(plan.busy),
-                label_field=plan.label_field, job_id=job_id)
+                label_field=plan.label_field, job_id=job_id, evaluate=evaluate)
+
+
+def _jobs(dataset):
+    from fiftyone.operators.store import ExecutionStore
+
+    return ExecutionStore.create(JOBS_STORE, dataset_id=dataset._doc.id)
+
+
+def finish_job(samples, job_id: Optional[str]):
+    """Called by each operation of a split job (:func:`queue_track` with ``evaluate``) after its part: when every
+    sequence of the job is finished (run markers ``done`` with the job's run settings) and no other operation has
+    claimed it yet, claims the job's J&F evaluation (atomically, ``set_if_absent``) and runs it.
+
+    Returns:
+        the ``JFResults`` when this call evaluated, else ``None`` (no such job, not finished yet, or already claimed)
+    """
+    if not job_id:
+        return None
+    dataset = as_collection(samples)._root_dataset
+    jobs = _jobs(dataset)
+    job = jobs.get(job_id)
+    if not job:
+        return None
+    target = dataset.select(job["sample_ids"])
+    layout = layout_of(target, job.get("sequence_field"), job.get("order_field"))
+    markers = runs.read_markers(layout, job["label_field"])
+    if not all(m and m.get("done") and m.get("run") == job["run"] for m in markers.values()):
+        return None
+    if not jobs.set_if_absent(f"{job_id}.claimed", runs.now()):
+        return None
+    from sampd_plugin.evaluation import evaluate_jf
+
+    results = evaluate_jf(target, job["label_field"], gt_field=job["gt_field"], eval_key=job["eval_key"],
+                          overwrite=True, sequence_field=job.get("sequence_field"), order_field=job.get("order_field"))
+    jobs.set(job_id, dict(job, evaluated_at=runs.now(), summary=results.get_meta()))
+    return results
 
 
 def _check_device_name(device: Optional[str]):
@@ -206,4 +262,4 @@ def _execute_operator(*args, **kwargs):
         return pool.submit(foo.execute_operator, *args, **kwargs).result()
 
 
-__all__ = ["queue_track", "run_worker", "list_runs", "recover_stale", "PLUGIN_NAME"]
+__all__ = ["queue_track", "finish_job", "run_worker", "list_runs", "recover_stale", "PLUGIN_NAME"]

@@ -40,7 +40,9 @@ Fields written for ``eval_key="jf"`` (``k`` below):
   prediction on a scored frame where the ground truth is not empty), ``k_first_failure`` (earliest frame
   number where an object's J < ``failure_th`` after its first frame), ``k_objects`` (per-object rows, see
   ``JFResults.per_object``);
-- saved views ``k_failures``, ``k_first_failures``, ``k_worst`` (``sampd_plugin.views``).
+- saved views ``k_failures``, ``k_first_failures``, ``k_worst`` (``sampd_plugin.views``), whose failure frames
+  are sampled once as images into ``sampd_plugin.views.frames_dir(dataset)`` (recorded in ``frames.filepath``);
+  deleting the run deletes the images no other evaluation's views show.
 """
 import logging
 import os
@@ -296,7 +298,9 @@ class JFEvaluation(foe.EvaluationMethod):
         sample_fields, frame_fields = fou.split_frame_fields(self.get_fields(dataset, eval_key))
         dataset.delete_frame_fields(frame_fields, error_level=1)
         dataset.delete_sample_fields(sample_fields, error_level=1)
-        views.delete_views(samples._root_dataset, eval_key)
+        root = samples._root_dataset
+        views.delete_views(root, eval_key)
+        views.prune_frames(root, [k for k in jf_eval_keys(root) if k != eval_key])
 
     def evaluate_samples(self, samples, eval_key=None, progress=None):
         """Scores every sequence; writes the fields (if ``eval_key``) in bulk; returns ``JFResults``."""
@@ -551,16 +555,27 @@ class JFResults(foe.EvaluationResults):
                   for r in self.objects]
         print("\n".join(lines), file=file)
 
-    def plot_j_over_time(self, sample_ids=None):
-        """Plotly figure of J per frame, one trace per object (optionally only ``sample_ids``)."""
+    def plot_j_over_time(self, sample_ids=None, worst=None):
+        """Plotly figure of J per frame, one trace per object (optionally only ``sample_ids``, or only the
+        ``worst`` objects by J&F)."""
         from sampd_plugin import plots
 
         keep = None if sample_ids is None else set(sample_ids)
-        return plots.plot_j_over_time([c for c in self.curves if keep is None or c["sample_id"] in keep],
-                                      title=f"J over time ({self.key})")
+        names = None if worst is None else {(r["sample_id"], r["index"]) for r in plots.worst_objects(self.objects,
+                                                                                                      worst)}
+        curves = [c for c in self.curves if (keep is None or c["sample_id"] in keep)
+                  and (names is None or (c["sample_id"], c["index"]) in names)]
+        return plots.plot_j_over_time(curves, title=f"J over time ({self.key})" + (
+            f", {worst} worst objects" if worst is not None and len(self.objects) > worst else ""))
 
     def plot_jf_bars(self):
         """Plotly bar chart of J&F (with J and F) per object, worst first."""
         from sampd_plugin import plots
 
         return plots.plot_jf_bars(self.objects, title=f"J&F per object ({self.key})")
+
+    def write_html(self, path):
+        """Writes both figures into one self-contained HTML page (renders offline). Returns ``path``."""
+        from sampd_plugin import plots
+
+        return plots.write_html([self.plot_jf_bars(), self.plot_j_over_time()], path, title=f"SAM-PD J&F ({self.key})")

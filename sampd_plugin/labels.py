@@ -13,18 +13,22 @@ Written labels (:func:`frame_detections`): one ``fo.Detection`` per started obje
 attributes ``score`` (the many-to-one selection score of the chosen candidate: its Eq. 2 similarity relative to the
 template's own, its IoU with the object's previous mask, or SAM's predicted IoU, by ``SamPDConfig.selection``),
 ``iou`` (SAM's predicted IoU), ``lost`` (the object was not found: no mask, an empty box) and ``is_prompt`` (the
-object's prompt frame).
+object's prompt frame); doubtful objects (:func:`sampd_plugin.quality.is_doubtful`) carry the label tag
+``"doubtful"``. Per frame, :func:`frame_quality` gives the values of the frame-level quality fields
+(:func:`quality_fields`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 import fiftyone as fo
 import fiftyone.core.fields as fof
+
+from sampd_plugin import quality
 
 if TYPE_CHECKING:  # the tracker (torch) is not imported at run time
     from sampd_plugin.tracker import FrameResult
@@ -47,6 +51,15 @@ def field_name(field: str) -> str:
 def marker_field(label_field: str) -> str:
     """The sample-level run marker field of an output field (``sampd`` -> ``sampd_track``)."""
     return field_name(label_field) + MARKER_SUFFIX
+
+
+def quality_fields(label_field: str) -> Dict[str, Tuple[type, dict]]:
+    """The frame-level quality fields of an output field, ``{name: (field type, add_field kwargs)}``:
+    ``<f>_confidence`` (float: the lowest object confidence of the frame) and ``<f>_doubtful`` (a ``Classification``
+    on frames with doubtful objects) (:mod:`sampd_plugin.quality`)."""
+    name = field_name(label_field)
+    return {name + quality.CONFIDENCE_SUFFIX: (fof.FloatField, {}),
+            name + quality.DOUBTFUL_SUFFIX: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}
 
 
 def is_absent_box(bounding_box) -> bool:
@@ -114,8 +127,10 @@ def object_detection(object_id: int, result, hw: Tuple[int, int]) -> "fo.Detecti
     if not result.lost and mask is not None:
         mask = mask if mask.dtype == bool else mask != 0
         x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    attrs["lost"] = w == 0
+    if quality.is_doubtful(result.score, result.iou, attrs["lost"]):
+        attrs["tags"] = [quality.DOUBTFUL_TAG]
     if w == 0:
-        attrs["lost"] = True
         return fo.Detection(label=result.label, bounding_box=[0.0, 0.0, 0.0, 0.0], **attrs)
     # what fo.Detection.from_mask stores (tight box, x / W, (x1 - x0 + 1) / W; the crop), without its full-frame
     # copies and reductions; the crop is copied so the label does not keep the tracker's frame mask alive
@@ -130,3 +145,15 @@ def frame_detections(result: "FrameResult", hw: Tuple[int, int], only: Optional[
     keep = None if only is None else set(only)
     return fo.Detections(detections=[object_detection(oid, r, hw) for oid, r in sorted(result.objects.items())
                                      if keep is None or oid in keep])
+
+
+def frame_quality(label: Optional["fo.Detections"]) -> Tuple[Optional[float], Optional["fo.Classification"]]:
+    """The values of the frame quality fields (:func:`quality_fields`) of one frame's output label: the lowest object
+    confidence (``None`` without objects), and ``fo.Classification(label="doubtful", confidence=<that>,
+    objects=[doubtful ids])`` when an object is doubtful, else ``None`` (:func:`sampd_plugin.quality.frame_quality`).
+    Detections without ``score`` / ``iou`` (e.g. drawn by hand) are left out."""
+    attr = lambda d, name: d.get_field(name) if d.has_field(name) else None  # noqa: E731
+    objects = {d.index: (attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost")))
+               for d in (label.detections if label is not None else [])}
+    conf, ids = quality.frame_quality({i: o for i, o in objects.items() if None not in o[:2] and i is not None})
+    return conf, (fo.Classification(label=quality.DOUBTFUL_TAG, confidence=conf, objects=ids) if ids else None)

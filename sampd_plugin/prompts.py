@@ -112,10 +112,19 @@ def mask_points(mask: np.ndarray, k: int = 1) -> np.ndarray:
         mask: ``(H, W)`` bool
         k: number of points
 
+    The transform runs on the mask's bounding box with a one-pixel ring of background (the image border, or pixels
+    outside the box): exact, because for a pixel inside the box any background pixel outside the ring is no closer
+    than its projection onto the ring, and row-major order within the box is row-major order in the frame. Its cost
+    is proportional to the object's box, not to the frame (many small objects on a large frame).
+
     Returns:
         ``(min(k, area), 2)`` int ``(x, y)`` pixel indices (empty for an empty mask)
     """
-    m = np.pad(mask.astype(np.uint8), 1)
+    box = mask_to_box(mask)
+    if box is None:
+        return np.zeros((0, 2), dtype=np.int64)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    m = np.pad(mask[y0:y1, x0:x1].astype(np.uint8), 1)
     points = []
     for _ in range(k):
         dist = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
@@ -123,7 +132,7 @@ def mask_points(mask: np.ndarray, k: int = 1) -> np.ndarray:
         y, x = divmod(idx, dist.shape[1])
         if dist[y, x] <= 0:
             break
-        points.append((x - 1, y - 1))
+        points.append((x0 + x - 1, y0 + y - 1))
         m[y, x] = 0
     return np.array(points, dtype=np.int64).reshape(-1, 2)
 

@@ -98,11 +98,12 @@ def new_marker(run_key: str, settings: dict, device: str, job_id: Optional[str] 
 
 
 def clear_outputs(layout: Layout, sequences: Iterable[Sequence], label_field: str):
-    """Clears the output field on every frame of the given sequences and their markers (``overwrite=True``, or an
-    unfinished run being restarted)."""
+    """Clears the output field and its frame quality fields on every frame of the given sequences, and their markers
+    (``overwrite=True``, or an unfinished run being restarted)."""
     sequences = list(sequences)
     if sequences:
-        layout.clear(label_field, sequences)
+        for field in (label_field, *labels.quality_fields(label_field)):
+            layout.clear(field, sequences)
         layout.clear_head_value(labels.marker_field(label_field), sequences)
 
 

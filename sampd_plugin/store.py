@@ -20,8 +20,10 @@ import fiftyone as fo
 import fiftyone.core.fields as fof
 from fiftyone import ViewField as F
 
+from sampd_plugin import app
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.labels import LABEL_ATTRIBUTES, field_name, is_absent, marker_field, paste_mask, relative_to_xyxy
+from sampd_plugin.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, is_absent, marker_field,
+                                 paste_mask, quality_fields, relative_to_xyxy)
 from sampd_plugin.sources import Layout, Sequence
 from sampd_plugin.tracker import ObjectPrompt
 
@@ -84,6 +86,12 @@ def check_output_field(layout: Layout, label_field: str, prompt_field: Optional[
         if foreign:
             raise SampdInputError(f"'{mf}' exists and was not written by SAM-PD: it would be overwritten by the run "
                                   f"marker of the output field '{path}'; choose another output field")
+    for qname, (ftype, kwargs) in quality_fields(name).items():
+        q = layout.get_field(qname)
+        want = kwargs.get("embedded_doc_type")
+        if q is not None and not (isinstance(q, ftype) and (want is None or issubclass(q.document_type, want))):
+            raise SampdInputError(f"'{layout.path(qname)}' (a frame quality field of '{path}') exists and is a "
+                                  f"{type(q).__name__}, not a {(want or ftype).__name__}: choose another output field")
     if allow_overwrite_ground_truth:
         return name
     gt = ground_truth_fields(layout.dataset)
@@ -211,18 +219,23 @@ def read_frame_prompts(layout: Layout, seq: Sequence, label_field: str, frame_nu
 
 def ensure_output_field(layout: Layout, label_field: str):
     """Declares the sample-level marker field, then the output field as ``fo.Detections`` with the label attributes
-    (``frames.<f>`` for videos, ``<f>`` for images); idempotent, done before anything is written. The marker field
-    comes first so that another process never sees the output field without it (which would make it look like a
-    field SAM-PD did not write, :func:`check_output_field`)."""
+    (``frames.<f>`` for videos, ``<f>`` for images) and its frame quality fields, and colours its objects by
+    ``index`` in the App (:func:`sampd_plugin.app.color_by_object`); idempotent, done before anything is written.
+    The marker field comes first so that another process never sees the output field without it (which would make
+    it look like a field SAM-PD did not write, :func:`check_output_field`)."""
     if not layout.dataset.has_sample_field(marker_field(label_field)):
         layout.dataset.add_sample_field(marker_field(label_field), fof.DictField)
     layout.add_field(label_field, fof.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
     for attr, ftype in LABEL_ATTRIBUTES.items():
         layout.add_field(f"{label_field}.detections.{attr}", ftype)
+    for qname, (ftype, kwargs) in quality_fields(label_field).items():
+        layout.add_field(qname, ftype, **kwargs)
+    app.color_by_object(layout.dataset, label_field)
 
 
 class FrameLabelWriter:
-    """Buffers frame labels of one output field and writes them with one ``set_values`` call every
+    """Buffers frame labels of one output field and writes them, with the frame quality fields computed from the
+    final labels (:func:`sampd_plugin.labels.frame_quality`), with one ``set_values`` call per field every
     ``batch_frames`` frames (memory stays flat in the sequence's length).
 
     Args:
@@ -248,6 +261,8 @@ class FrameLabelWriter:
         self._n = 0
         self.frames_written = 0
         self.calls = 0
+        for qname, (ftype, kwargs) in quality_fields(label_field).items():  # e.g. an output field copied by hand
+            layout.add_field(qname, ftype, **kwargs)
 
     @property
     def pending(self) -> int:
@@ -273,6 +288,11 @@ class FrameLabelWriter:
                     kept = [d for d in label.detections if d.index not in self.replace_ids]
                     frames[fn] = fo.Detections(detections=kept + list(frames[fn].detections))
         self.layout.write_labels(self.label_field, self._buf)
+        quality = {k: (seq, {fn: frame_quality(label) for fn, label in frames.items()})
+                   for k, (seq, frames) in self._buf.items()}
+        for n, qname in enumerate(quality_fields(self.label_field)):  # (confidence, doubtful) of each frame
+            self.layout.write_labels(qname, {k: (seq, {fn: q[n] for fn, q in qs.items()})
+                                             for k, (seq, qs) in quality.items()})
         self.frames_written += self._n
         self.calls += 1
         self._buf, self._n = {}, 0

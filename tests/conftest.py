@@ -9,6 +9,7 @@
   ``FIFTYONE_DATABASE_URI`` set before FiftyOne is imported, inherited by subprocess workers), so concurrent sessions
   and a user's own FiftyOne never see each other's datasets or delegated operations. ``SAMPD_TEST_DB=shared`` (or
   an explicit ``FIFTYONE_DATABASE_URI``) uses that database instead.
+- Sampled failure-frame images (``SAMPD_FRAMES_DIR``) go to a temporary folder deleted at exit.
 - Datasets get unique names and their own media directory, and are deleted (with their delegated operations) at
   the end of the test.
 """
@@ -48,9 +49,14 @@ if not (os.environ.get("FIFTYONE_PLUGINS_DIR") and _links_here(os.environ["FIFTY
     atexit.register(shutil.rmtree, _plugins, True)  # removes the link, never follows it
     os.environ["FIFTYONE_PLUGINS_DIR"] = str(_plugins)
 
+if not os.environ.get("SAMPD_FRAMES_DIR"):  # sampled failure-frame images (sampd_plugin.views), one folder per session
+    _frames = tempfile.mkdtemp(prefix="sampd-test-frames-")
+    atexit.register(shutil.rmtree, _frames, True)
+    os.environ["SAMPD_FRAMES_DIR"] = _frames
+
 PLUGIN = "@sampd/sampd"
 OPERATORS = ("track_objects", "auto_track_objects", "repropagate_from_frame", "evaluate_tracking",
-             "browse_tracking_failures")
+             "browse_tracking_failures", "plot_tracking")
 
 
 @pytest.fixture(scope="session")

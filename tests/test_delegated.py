@@ -1,6 +1,6 @@
 """Scale-out on FiftyOne's own engine: a job split into per-sample delegated operations on the shared database, two
-real ``fiftyone delegated launch`` worker processes racing for them; every sample is tracked exactly once, and a
-re-queued operation skips its finished sample."""
+real ``fiftyone delegated launch`` worker processes racing for them; every sample is tracked exactly once, the job is
+evaluated exactly once (by the operation that finished it), and a re-queued operation skips its finished sample."""
 
 import os
 import signal
@@ -76,7 +76,7 @@ def test_two_workers_share_a_six_sample_queue_each_sample_exactly_once(plugin, m
     workers = [start_worker(tmp_path / f"worker{i}.log") for i in (1, 2)]
     try:
         wait_ready(workers)
-        queued = sp.queue_track(ds, model="synthetic", label_field="sampd", samples_per_operation=1)
+        queued = sp.queue_track(ds, model="synthetic", label_field="sampd", samples_per_operation=1, evaluate={})
         assert len(queued["operations"]) == 6 and queued["samples"] == 6
         ops = wait_done(service, queued["operations"], workers)
 
@@ -90,6 +90,12 @@ def test_two_workers_share_a_six_sample_queue_each_sample_exactly_once(plugin, m
         assert pids == {w.pid for w in workers}, (pids, [w.pid for w in workers])  # both workers took a share
         assert {m["device"] for m in markers.values()} == {"cpu"}  # `auto` on a machine without a GPU
         assert ds.count("frames.sampd.detections") == 6 * 4
+        # J&F of the job: evaluated once, by the operation that finished it, whichever worker ran it
+        ds.reload()
+        evaluated = [op.result.result for op in ops if op.result.result.get("eval_key")]
+        assert len(evaluated) == 1 and ds.list_evaluations() == ["sampd_jf"], evaluated
+        assert evaluated[0]["jf"] == pytest.approx(sp.evaluate_jf(ds, "sampd", eval_key=None).summary["J&F-Mean"],
+                                                   abs=5e-4)
 
         # re-queuing: nothing left to queue; a re-run operation skips its finished sample
         again = sp.queue_track(ds, model="synthetic", label_field="sampd", samples_per_operation=1)

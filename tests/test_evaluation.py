@@ -1,5 +1,6 @@
 """The J&F FiftyOne evaluation run on small hand-made video datasets with known J values."""
 import os
+import re
 import uuid
 
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
@@ -223,15 +224,19 @@ def test_report_and_plots(ds, tmp_path, capsys):
         assert text in out
     assert results.summary["youtube_vos"]["J_seen"] == 1.0  # objects labelled obj1: exact
 
-    paths = {"j": tmp_path / "j.html", "bars": tmp_path / "bars.html"}
-    results.plot_j_over_time().write_html(paths["j"], include_plotlyjs=False)
-    results.plot_jf_bars().write_html(paths["bars"], include_plotlyjs=False)
-    html = {k: p.read_text() for k, p in paths.items()}
-    assert '"type":"scatter"' in html["j"] and '"type":"bar"' in html["bars"]
+    page = results.write_html(tmp_path / "jf.html")  # both figures, one self-contained page
+    html = page.read_text()
+    assert '"type":"scatter"' in html and '"type":"bar"' in html
     for name in ("seqA_1", "seqA_2", "seqA_3", "seqB_1", "seqB_5"):
-        assert f'"name":"{name}"' in html["j"] and name in html["bars"]
-    assert any(f'"name":"{n}"' in html["bars"] for n in ("J&F", "J\\u0026F"))
-    assert '"name":"J"' in html["bars"] and '"name":"F"' in html["bars"]
+        assert f'"name":"{name}"' in html
+    assert any(f'"name":"{n}"' in html for n in ("J&F", "J\\u0026F"))
+    assert '"name":"J"' in html and '"name":"F"' in html
+    # offline: plotly.js is inlined (no script is loaded from a CDN or anywhere else)
+    assert not re.findall(r"<script[^>]*\bsrc=", html) and "plotly.js v" in html
+    assert len(html) > 1_000_000
+    # the worst objects only: seqA_3 (J&F 0.5) and seqA_2
+    worst = results.plot_j_over_time(worst=2)
+    assert sorted(t.name for t in worst.data) == ["seqA_2", "seqA_3"] and "2 worst" in worst.layout.title.text
 
 
 def test_synthetic_dataset_integration():

@@ -229,3 +229,86 @@ def test_forms_serialize_with_defaults_drawn_from_the_dataset(plugin, make_synth
     assert defaults["repropagate_from_frame"]["label_field"] == "sampd"
     assert defaults["evaluate_tracking"]["pred_field"] == "sampd"
     assert defaults["evaluate_tracking"]["gt_field"] == "ground_truth"
+
+
+def outputs_json(name, dataset, params, results):
+    """The output form FiftyOne resolves for a result (what the App shows after executing / scheduling)."""
+    ctx = ExecutionContext(request_params=dict(dataset_name=dataset.name, params=dict(params), results=results))
+    return foo.get_operator(uri(name)).resolve_type(ctx, "outputs").to_json()["type"]["properties"]
+
+
+def test_split_job_is_evaluated_by_its_last_operation(plugin, make_synthetic):
+    """The ticked "Evaluate J&F" box survives the split into per-sequence operations: whichever order the worker
+    runs them in, the one that finishes the job evaluates it, once, with the same scores as an immediate run."""
+    ds = make_synthetic(num_videos=3, num_frames=4, num_objects=2)
+    params = dict(model="synthetic", preset="point", label_field="sampd", evaluate=True, samples_per_operation=1)
+    scheduled = foo.execute_operator(uri("track_objects"), ctx=dict(dataset=ds, params=params),
+                                     request_delegation=True)
+    # what the App shows instead of a bare "scheduled": how many operations, what runs them, refresh
+    note = outputs_json("track_objects", ds, params, scheduled.result)["scheduled"]["view"]["label"]
+    assert "queues 3 operations" in note and "fiftyone delegated launch" in note and "Refresh the App" in note
+    assert "evaluated by the operation that finishes last" in note
+    ops = {str(op.id): op for op in run_queue(ds)}
+    assert len(ops) == 4 and all(op.run_state == ExecutionRunState.COMPLETED for op in ops.values()), [
+        (op.run_state, op.result and op.result.error) for op in ops.values()]
+    parent = ops[str(scheduled.result["id"])].result.result
+    assert "evaluated by the operation that finishes last" in parent["message"]
+    children = [ops[i].result.result for i in parent["operations"]]
+    evaluated = [c for c in children if c.get("eval_key")]
+    assert len(evaluated) == 1 and evaluated[0]["eval_key"] == "sampd_jf", children
+    assert ds.list_evaluations() == ["sampd_jf"] and ds.has_saved_view("sampd_jf_failures")
+    direct = sp.evaluate_jf(ds, "sampd", eval_key=None)
+    assert evaluated[0]["jf"] == pytest.approx(direct.summary["J&F-Mean"], abs=5e-4)
+    assert sp.finish_job(ds, parent["job_id"]) is None  # claimed once: a re-run operation does not evaluate again
+
+
+def test_evaluation_output_is_a_compact_table_and_plots(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=2, num_frames=6, num_objects=2)
+    sp.track(ds, model="synthetic", config="point", progress=False)
+    r = foo.execute_operator(uri("evaluate_tracking"),
+                             ctx=dict(dataset=ds, params=dict(pred_field="sampd", gt_field="ground_truth",
+                                                              eval_key="jf"))).result
+    rows = r["per_object"]
+    assert len(rows) == 4 and [x["JF"] for x in rows] == sorted(x["JF"] for x in rows)  # worst first
+    assert all(v == round(v, 3) for x in rows for v in (x["JF"], x["J"], x["F"])) and r["jf"] == round(r["jf"], 3)
+    assert rows[0]["object"].startswith("synthetic-") and rows[0]["label"]
+    out = outputs_json("evaluate_tracking", ds, {}, r)
+    assert out["per_object"]["view"]["name"] == "TableView"
+    assert [c["key"] for c in out["per_object"]["view"]["columns"]][:5] == ["object", "label", "JF", "J", "F"]
+    assert out["jf_plot"]["view"]["name"] == out["j_plot"]["view"]["name"] == "PlotlyView"
+    assert out["j_plot"]["view"]["layout"]["xaxis"]["title"]["text"] == "frame number"
+    assert [t["type"] for t in r["jf_plot"]] == ["bar"] * 3  # the traces the App draws
+    assert sorted(t["name"] for t in r["j_plot"]) == sorted(x["object"] for x in rows)
+
+
+def test_plot_tracking_shows_plots_and_opens_a_failure_frame(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=2, num_frames=8, num_objects=2)
+    sp.track(ds, model="synthetic", config="point", progress=False)
+    results = sp.evaluate_jf(ds, "sampd", eval_key="jf")
+    worst = min((x for x in results.per_object() if x["first_failure"]), key=lambda x: x["JF"])
+    name = sp.object_name(worst)
+    form = foo.get_operator(uri("plot_tracking")).resolve_type(
+        ExecutionContext(request_params=dict(dataset_name=ds.name, params={})), "inputs").to_json()
+    assert name in form["type"]["properties"]["open"]["type"]["values"]
+    executed = foo.execute_operator(uri("plot_tracking"), ctx=dict(dataset=ds, params=dict(eval_key="jf", open=name)))
+    r = executed.result
+    assert r["opened"] == f"{name}: frame {worst['first_failure']}" and r["j_plot"]
+    requests = executed.executor.to_json()["requests"]
+    set_view, open_sample = [q for q in requests if q["operator_uri"] in ("set_view", "open_sample")]
+    frame = ds.load_saved_view("jf_failures")[open_sample["params"]["id"]]
+    assert (frame.sample_id, frame.frame_number) == (worst["sample_id"], worst["first_failure"])
+    assert any(st["_cls"].endswith("ToFrames") for st in set_view["params"]["view"])
+
+
+def test_forms_warn_about_sam_without_checkpoint_or_gpu(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
+    ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params={}))
+    props = foo.get_operator(uri("track_objects")).resolve_type(ctx, "inputs").to_json()["type"]["properties"]
+    if sp.resolve_device(None) == "cpu" and "is not on this machine" in str(props.get("checkpoint_status")):
+        warning = props["model_warning"]["view"]
+        assert "no GPU" in warning["description"] and "fiftyone delegated launch" in warning["description"]
+    else:  # a machine with a GPU or the checkpoint: nothing to warn about
+        assert "model_warning" not in props
+    ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params=dict(model="synthetic")))
+    props = foo.get_operator(uri("track_objects")).resolve_type(ctx, "inputs").to_json()["type"]["properties"]
+    assert "model_warning" not in props

@@ -190,7 +190,7 @@ def test_ci_run_calls_make_test_without_stdin_and_propagates_status(tmp_path):
         f'#!/usr/bin/env bash\n{{ echo "$*"; pwd; cat; echo "<eof>"; }} > "{record}"\nexit 7\n'
     )
     (fake / "make").chmod(0o755)
-    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", CI="true")
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", CI="true", SAMPD_SKIP_BROWSER_INSTALL="1")
     proc = subprocess.run([str(run)], cwd=tmp_path, env=env, input="should not be read\n", text=True)
     assert proc.returncode == 7
     args, cwd, stdin = record.read_text().splitlines()[:3]

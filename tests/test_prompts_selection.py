@@ -1,6 +1,7 @@
 """Each paper concept pinned exactly: the prompt grid (Sec. III-C), Eq. 2, the refinement points and the multimask
 pick (Sec. III-D)."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -358,3 +359,40 @@ def test_invalid_config_is_refused_by_name(kwargs, needle):
         SamPDConfig(**kwargs)
     with pytest.raises(ValueError, match="unknown preset"):
         SamPDConfig.preset("nope")
+
+
+def _mask_points_whole_frame(mask, k):
+    """The definition of :func:`mask_points` on the whole (zero-padded) frame: the reference for the cropped one."""
+    m = np.pad(mask.astype(np.uint8), 1)
+    points = []
+    for _ in range(k):
+        dist = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        y, x = divmod(int(np.argmax(dist)), dist.shape[1])
+        if dist[y, x] <= 0:
+            break
+        points.append((x - 1, y - 1))
+        m[y, x] = 0
+    return np.array(points, dtype=np.int64).reshape(-1, 2)
+
+
+def test_mask_points_on_the_box_equal_the_whole_frame_transform():
+    """Cropping to the mask's box is exact: random blobs, several components, masks touching the image border,
+    thin lines, single pixels and ties (squares), for several k."""
+    rng = np.random.default_rng(3)
+    masks = []
+    for _ in range(60):
+        h, w = rng.integers(8, 60, size=2)
+        m = np.zeros((h, w), bool)
+        for _ in range(rng.integers(1, 4)):
+            y0, x0 = rng.integers(0, h), rng.integers(0, w)
+            m[y0:y0 + rng.integers(1, h), x0:x0 + rng.integers(1, w)] = True
+        m &= rng.random((h, w)) > rng.choice([0.0, 0.2])  # holes in some
+        masks.append(m)
+    sq = np.zeros((20, 30), bool)
+    sq[4:8, 10:14] = True  # four tied centre pixels
+    line = np.zeros((15, 15), bool)
+    line[7, 2:13] = True
+    masks += [sq, line, np.ones((6, 9), bool), np.eye(12, dtype=bool)]
+    for m in masks:
+        for k in (1, 3):
+            assert mask_points(m, k).tolist() == _mask_points_whole_frame(m, k).tolist()

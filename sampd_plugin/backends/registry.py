@@ -90,6 +90,29 @@ def checkpoint_status(model: str, checkpoint: Optional[str] = None) -> Optional[
         return f"checkpoint {info.filename} is not on this machine: it is downloaded on first use ({info.url})"
 
 
+def model_warning(model: str, checkpoint: Optional[str] = None, device: Optional[str] = None) -> Optional[str]:
+    """A warning, in words, when a SAM ``model`` cannot run well on *this* machine: its checkpoint is not here (a
+    download of ``size`` on first use, which fails offline) and ``device`` resolves to the CPU (minutes per frame).
+    ``None`` when the checkpoint is here, a GPU is, or the model takes no checkpoint. Never downloads."""
+    if model not in SAM_MODELS:
+        return None
+    from sampd_plugin import checkpoints
+
+    try:
+        checkpoints.resolve_checkpoint(model, checkpoint, download=False)
+        return None
+    except (checkpoints.CheckpointNotFoundError, FileNotFoundError):
+        pass
+    if device not in (None, "", "auto", "cpu") or resolve_device(device) != "cpu":
+        return None
+    info = checkpoints.checkpoint_info(model)
+    size = f"{info.size_bytes / 2**30:.1f} GB" if info.size_bytes else "large"
+    return (f"'{model}' on this machine: its checkpoint {info.filename} ({size}) is not here and there is no GPU. "
+            "Run here, it would first download the checkpoint (which fails offline), then take minutes per frame on "
+            "the CPU. Schedule it for a GPU worker that has the checkpoint (`fiftyone delegated launch` with "
+            "$SAMPD_CHECKPOINT_DIR set), or give the checkpoint's path.")
+
+
 class BackendCache:
     """Builds backends by model name and keeps the last one (SAM weights are loaded once per job; the synthetic
     segmenter is rebuilt per sample from that sample's scene). A segmenter instance is used as given (``model``

@@ -1,0 +1,1 @@
+"""Browser checks of the FiftyOne App with the plugin (``python -m tests.app.check``, ``make app-check``)."""
