@@ -23,9 +23,7 @@ class BrowseTrackingFailures(foo.Operator):
         inputs = types.Object()
         if not forms.require_sequences(inputs, ctx):
             return types.Property(inputs)
-        keys = sp.jf_eval_keys(ctx.dataset)
-        key = inputs.enum("eval_key", keys, default=keys[-1] if keys else None,
-                          label="Evaluation", view=types.Dropdown(label="Evaluation"))
+        keys, key = forms.eval_key_input(inputs, ctx)
         choices = types.RadioGroup()
         for name, description in sp.VIEWS.items():
             choices.add_choice(name, label=name.replace("_", " "), description=description)

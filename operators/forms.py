@@ -376,6 +376,15 @@ def plan_notices(inputs, plan):
                 label="Stale runs")
 
 
+def eval_key_input(inputs, ctx):
+    """The "Evaluation" dropdown of the J&F evaluations on the dataset (the latest by default); returns the
+    evaluation keys and the property."""
+    keys = sp.jf_eval_keys(ctx.dataset)
+    key = inputs.enum("eval_key", keys, default=keys[-1] if keys else None, label="Evaluation",
+                      view=types.Dropdown(label="Evaluation"))
+    return keys, key
+
+
 def jf_summary(results, eval_key):
     """The J&F summary values of a result (3 decimals)."""
     s = results.summary

@@ -26,9 +26,7 @@ class PlotTracking(foo.Operator):
         inputs = types.Object()
         if not forms.require_sequences(inputs, ctx):
             return types.Property(inputs)
-        keys = sp.jf_eval_keys(ctx.dataset)
-        key = inputs.enum("eval_key", keys, default=keys[-1] if keys else None, label="Evaluation",
-                          view=types.Dropdown(label="Evaluation"))
+        keys, key = forms.eval_key_input(inputs, ctx)
         if not keys:
             forms.refuse(key, "No J&F evaluation on this dataset: run 'evaluate_tracking' first")
             return types.Property(inputs)
