@@ -22,7 +22,10 @@ Rows (each printed as it is measured; ``--json`` writes them all):
   vs one call per prompt (batched vs sequential);
 - ``precision`` (CUDA): the encoder under bf16 / fp16 autocast and with SDPA attention vs fp32: mean IoU of the
   decoded masks, max logit difference, and encoder ms; ``--compile`` adds ``torch.compile``;
-- ``fps``: end-to-end tracker frames/s on ``--model`` (encoder included), 1 object, ``full``.
+- ``fps``: end-to-end tracker frames/s on ``--model`` (encoder included), 1 object, ``full``;
+- ``prefetch`` (CUDA, or ``--prefetch-rows``): the same on 1280x720 frames in wall time with the frame prefetch thread
+  on (``prefetch=2``: reading and SAM's resize / normalisation ahead on a background thread) and off (``0``),
+  interleaved, best of ``--prefetch-rounds`` each, and their ratio.
 """
 
 import argparse
@@ -79,6 +82,36 @@ class Clock:
             torch.cuda.synchronize()
             return time.perf_counter()
         return time.process_time()
+
+
+def prefetch_rows(backend, frames: int, rounds: int = 2) -> dict:
+    """End-to-end wall frames/s of the tracker (``full``, 1 object) on ``frames`` 1280x720 frames with the prefetch
+    thread on (``prefetch=2``) and off (``0``), after one warm-up run of each, interleaved (order alternating per
+    round), best of ``rounds`` each."""
+    scene = SyntheticScene(seed=0, num_frames=frames, num_objects=1, height=720, width=1280)
+    imgs = list(scene.iter_frames())
+    masks = scene.visible_masks(1)
+    prompts = [ObjectPrompt(object_id=1, frame_number=1, mask=masks[min(masks)])]
+    cuda = backend.device.type == "cuda"
+
+    def now():  # wall time also on the CPU: prefetch overlaps work, process CPU time would count both threads
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def run(depth):
+        t = now()
+        for _ in SamPDTracker(backend, SamPDConfig.preset("full"), prefetch=depth).track(iter(imgs), prompts):
+            pass
+        return len(imgs) / (now() - t)
+
+    run(2), run(0)
+    runs = {2: [], 0: []}
+    for r in range(rounds):
+        for depth in (2, 0) if r % 2 == 0 else (0, 2):
+            runs[depth].append(run(depth))
+    return dict(frames=frames, frame="1280x720", on=max(runs[2]), off=max(runs[0]), ratio=max(runs[2]) / max(runs[0]),
+                on_runs=runs[2], off_runs=runs[0])
 
 
 def encoder_ms(backend, images, clock, repeats=1, warm_up=True):
@@ -283,6 +316,9 @@ def main(argv=None):
     p.add_argument("--half", default="bf16", help="autocast of the CUDA fps row: bf16 | fp16 | none")
     p.add_argument("--compile", action="store_true", help="CUDA: also time torch.compile of the encoder")
     p.add_argument("--quick", action="store_true", help="tiny SAM only, 3 frames")
+    p.add_argument("--prefetch-rows", action="store_true", help="prefetch on vs off rows also on the CPU (wall time)")
+    p.add_argument("--prefetch-frames", type=int, default=12, help="frames per run of the prefetch rows")
+    p.add_argument("--prefetch-rounds", type=int, default=2, help="interleaved rounds of the prefetch rows")
     p.add_argument("--json", default=None, help="write every row to this JSON file")
     args = p.parse_args(argv)
 
@@ -368,6 +404,11 @@ def main(argv=None):
     out["fps"] = (len(imgs) - 2) / (clock() - t)
     print(f"\nend to end (tracker, encoder included, full, 1 object, {model}"
           f"{', ' + args.half + ' + SDPA' if e2e_backend is not backend else ''}): {out['fps']:.3f} frames/s")
+    if cuda or args.prefetch_rows:
+        out["prefetch"] = pf = prefetch_rows(e2e_backend, args.prefetch_frames, args.prefetch_rounds)
+        print(f"end to end on 1280x720 frames, wall: prefetch on {pf['on']:.3f} / off {pf['off']:.3f} frames/s = "
+              f"{pf['ratio']:.3f}x (runs on {', '.join(f'{x:.3f}' for x in pf['on_runs'])}; off "
+              f"{', '.join(f'{x:.3f}' for x in pf['off_runs'])})", flush=True)
 
     if cuda:
         print("\nencoder precision variants (CUDA):")

@@ -4,7 +4,8 @@
 with eta's ffmpeg reader (the reader FiftyOne uses), one frame at a time through a pipe, so memory stays flat in the
 video's length; :class:`ImageFiles` reads a sequence of image files (one file per frame, e.g. FiftyOne's DAVIS zoo
 layout) exactly as they are on disk (:func:`read_image`). Frame numbers are 1-based (FiftyOne's convention; for
-image files, the position in the sequence); images are ``(H, W, 3)`` uint8 RGB.
+image files, the position in the sequence); images are ``(H, W, 3)`` uint8 RGB. :func:`prefetch_frames` reads and
+preprocesses the next frames of any such stream on a background thread while the model works on the current one.
 
 This module imports no FiftyOne (eta ships with it).
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 import abc
 import logging
 import os
-from typing import Iterator, List, Optional, Sequence, Tuple
+import queue
+import threading
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -189,3 +192,104 @@ class ImageFiles(FrameSource):
 
     def iter_frames_backward(self, last: int, first: int = 1) -> Iterator[Tuple[int, np.ndarray]]:
         return (self._read(fn) for fn in range(min(int(last), self.num_frames), max(int(first), 1) - 1, -1))
+
+
+# --- prefetch -----------------------------------------------------------------------------------------------------
+PREFETCH_ENV = "SAMPD_PREFETCH"
+#: frames read and prepared ahead of the consumer (queue size); ``0`` turns the prefetch thread off
+DEFAULT_PREFETCH = 2
+
+
+def prefetch_depth(depth: Optional[int] = None) -> int:
+    """The prefetch queue size: ``depth`` when given, else ``$SAMPD_PREFETCH``, else :data:`DEFAULT_PREFETCH`;
+    ``0`` = no prefetch thread.
+
+    Raises:
+        ValueError: not a non-negative integer (the message names the setting)
+    """
+    where, value = ("prefetch", depth) if depth is not None else (f"${PREFETCH_ENV}", os.environ.get(PREFETCH_ENV))
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return DEFAULT_PREFETCH
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 0 or isinstance(value, bool) or str(value).strip() != str(n):
+        raise ValueError(f"{where} must be a non-negative integer number of frames (0: off), got {value!r}")
+    return n
+
+
+def prefetch_frames(frames: Iterable[Tuple[int, np.ndarray]], prepare: Optional[Callable[[np.ndarray], Any]] = None,
+                    depth: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray, Any]]:
+    """Yields ``(frame_number, image, prepare(image))`` for each ``(frame_number, image)`` of ``frames`` (e.g. a
+    :meth:`FrameSource.iter_frames` iterator), in order, with the next ``depth`` frames read and prepared ahead on a
+    daemon thread (``prepare``: e.g. a backend's
+    :meth:`~sampd_plugin.backends.base.PromptableSegmenter.prepare`; ``None`` yields the image itself).
+
+    Args:
+        frames: the frame stream; iterated (and, when the consumer stops early, closed) on the prefetch thread
+        prepare: per-frame preprocessing, called on the prefetch thread (it must be thread-safe)
+        depth: queue size (:func:`prefetch_depth`: ``None`` -> ``$SAMPD_PREFETCH`` -> 2). ``0``: no thread; the
+            same steps run in the consumer's thread, one frame at a time
+
+    An exception raised while reading or preparing a frame is raised in the consumer at that frame's place in the
+    stream (after the frames before it), with its original traceback. Closing the returned generator (``close()``,
+    ``break`` out of a ``for`` loop and dropping it, garbage collection) stops the thread after the frame it is
+    reading, closes ``frames`` on it (e.g. the ffmpeg reader) and joins it.
+    """
+    depth = prefetch_depth(depth)
+    items = _prepared(frames, prepare)
+    return items if depth == 0 else _prefetched(items, depth)
+
+
+def _prepared(frames, prepare) -> Iterator[Tuple[int, np.ndarray, Any]]:
+    """The per-frame steps of :func:`prefetch_frames`, whichever thread runs them; closes ``frames`` when done."""
+    it = iter(frames)
+    try:
+        for frame_number, image in it:
+            yield frame_number, image, (image if prepare is None else prepare(image))
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
+def _prefetched(items: Iterator, depth: int) -> Iterator:
+    """``items`` run on a daemon thread, ``depth`` ahead of the consumer (see :func:`prefetch_frames`)."""
+    slots: "queue.Queue" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:  # False once the consumer has gone
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def run():
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as e:  # handed to the consumer, raised there
+            put((False, e))
+        finally:
+            items.close()  # here, on the thread that runs it (a generator cannot be closed from another thread)
+
+    thread = threading.Thread(target=run, name="sampd-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = slots.get()
+            if ok:
+                yield item
+            elif item is None:
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        thread.join()

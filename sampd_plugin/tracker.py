@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
 from sampd_plugin.config import SamPDConfig
+from sampd_plugin.frames import prefetch_depth, prefetch_frames
 from sampd_plugin.prompts import (
     box_prompt_grid,
     clip_boxes,
@@ -134,17 +135,22 @@ class SamPDTracker:
     (:func:`_is_doubtful`). ``FrameResult.decoded_prompts`` counts the decoder passes either way.
     """
 
-    def __init__(self, backend: PromptableSegmenter, config: Optional[SamPDConfig] = None):
+    def __init__(self, backend: PromptableSegmenter, config: Optional[SamPDConfig] = None,
+                 prefetch: Optional[int] = None):
+        """``prefetch``: frames read and prepared ahead on a background thread
+        (:func:`~sampd_plugin.frames.prefetch_frames`; ``None``: ``$SAMPD_PREFETCH``, else 2; ``0``: no thread)."""
         self.backend = backend
         self.config = config or SamPDConfig()
         self.config.validate()
+        self.prefetch = prefetch_depth(prefetch)
 
     # --- public API ---------------------------------------------------------------------------------------------
     def track(self, frames: Iterable[Tuple[int, np.ndarray]], prompts: List[ObjectPrompt]) -> Iterator[FrameResult]:
         """Propagates ``prompts`` through ``frames``.
 
         Args:
-            frames: iterable of ``(frame_number, (H, W, 3) uint8 RGB image)``, consumed lazily
+            frames: iterable of ``(frame_number, (H, W, 3) uint8 RGB image)``, consumed lazily (read and prepared
+                ``prefetch`` frames ahead on a background thread, see ``__init__``)
             prompts: one :class:`ObjectPrompt` per object (unique ``object_id``); an object starts on the frame
                 of its prompt and is reported on every later frame of the iteration
 
@@ -162,8 +168,8 @@ class SamPDTracker:
             pending.setdefault(int(p.frame_number), []).append(p)
 
         tracks: Dict[int, _Track] = {}
-        for frame_number, image in frames:
-            state = self.backend.encode(image, frame_number)
+        for frame_number, _, prepared in prefetch_frames(frames, self.backend.prepare, self.prefetch):
+            state = self.backend.encode(prepared, frame_number)
             feats = similarity_features(state.embedding, self.config.similarity)
             calls, prompts_before = self.backend.decode_calls, self.backend.decoded_prompts
             results: Dict[int, ObjectResult] = {}

@@ -52,17 +52,23 @@ def test_generated_dataset_has_the_zoo_schema(make_synthetic_images):
 
 def test_model_sees_exactly_the_files_pixels(make_synthetic_images, monkeypatch):
     ds = make_synthetic_images(num_sequences=1, num_frames=3, num_objects=1)
-    seen = []
-    encode = SyntheticSegmenter.encode
+    images, numbers = [], []
+    prepare, encode = SyntheticSegmenter.prepare, SyntheticSegmenter.encode
 
-    def recording(self, image, frame_number=None):
-        seen.append((frame_number, np.array(image)))
+    def recording_prepare(self, image):  # the pixels enter the model here (on the tracker's prefetch thread)
+        images.append(np.array(image))
+        return prepare(self, image)
+
+    def recording_encode(self, image, frame_number=None):
+        numbers.append(frame_number)
         return encode(self, image, frame_number)
 
-    monkeypatch.setattr(SyntheticSegmenter, "encode", recording)
+    monkeypatch.setattr(SyntheticSegmenter, "prepare", recording_prepare)
+    monkeypatch.setattr(SyntheticSegmenter, "encode", recording_encode)
     sp.track(ds, model="synthetic", progress=False)
     paths = ds.sort_by("frame_number").values("filepath")
-    assert [fn for fn, _ in seen] == [1, 2, 3]
+    assert numbers == [1, 2, 3] and len(images) == 3
+    seen = list(zip(numbers, images))
     for (fn, image), path in zip(seen, paths):
         direct = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         assert image.dtype == np.uint8 and np.array_equal(image, direct), path

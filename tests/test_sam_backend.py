@@ -92,6 +92,18 @@ def test_encode_shapes_and_geometry(backend, state, predictor):
     assert torch.allclose(state.embedding[None], predictor.features, atol=1e-5)
 
 
+def test_prepare_is_segment_anythings_preprocessing_and_encode_of_it_equals_set_image(backend, image, state,
+                                                                                      predictor):
+    prepared = backend.prepare(image)
+    x = torch.as_tensor(ResizeLongestSide(1024).apply_image(image)).permute(2, 0, 1).contiguous()[None]
+    assert torch.equal(prepared.data.pixels, backend.model.preprocess(x))  # SamPredictor.set_image's steps, exactly
+    assert prepared.data.pixels.shape == (1, 3, 1024, 1024) and prepared.image_size == (H, W)
+    again = backend.encode(prepared, frame_number=1)
+    assert torch.equal(again.embedding, state.embedding)  # the same as encoding the image
+    assert (again.image_size, again.input_size) == (state.image_size, state.input_size)
+    assert torch.allclose(again.embedding[None], predictor.features, atol=1e-5)
+
+
 def test_encode_is_deterministic(image, state):
     other = tiny_backend(seed=0).encode(image)
     assert torch.allclose(other.embedding, state.embedding, atol=1e-6)

@@ -1,6 +1,8 @@
 """SamPDTracker bookkeeping on an exact toy segmenter: start frames, lost / re-acquire, backward propagation,
 batched decoding and decoder-call counts, laziness, bad input."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -137,10 +139,21 @@ def test_frames_are_consumed_lazily():
             consumed.append(f)
             yield f, img
 
-    it = SamPDTracker(ToyBackend(maps)).track(frames(), _prompts(maps, [1]))
+    it = SamPDTracker(ToyBackend(maps), prefetch=0).track(frames(), _prompts(maps, [1]))
     next(it)
     next(it)
     assert consumed == [1, 2]
+    # with prefetch, at most `prefetch` frames are read ahead (+ one waiting for a slot in the queue)
+    consumed.clear()
+    it = SamPDTracker(ToyBackend(maps), prefetch=2).track(frames(), _prompts(maps, [1]))
+    next(it)
+    next(it)
+    deadline = time.time() + 10
+    while len(consumed) < 5 and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert consumed == [1, 2, 3, 4, 5]
+    it.close()
 
 
 def test_selection_by_iou_and_template_update_run():

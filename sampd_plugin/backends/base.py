@@ -139,6 +139,23 @@ def _area_weights(cells: int, stride: int, pixels: int, scale: float, device) ->
     return (overlap / stride).float()
 
 
+@dataclasses.dataclass(eq=False)
+class PreparedImage:
+    """A frame after a backend's CPU-side preprocessing (:meth:`PromptableSegmenter.prepare`), ready for
+    :meth:`PromptableSegmenter.encode`.
+
+    Attributes:
+        data: what the backend's ``_prepare`` returned (default: the ``(H, W, 3)`` uint8 RGB image itself; SAM: the
+            normalised, padded ``(1, 3, S, S)`` input tensor with its sizes)
+        image_size: ``(H, W)`` of the original image, pixels
+        backend: the backend that prepared it (only that backend encodes it)
+    """
+
+    data: object
+    image_size: tuple
+    backend: "PromptableSegmenter" = dataclasses.field(repr=False)
+
+
 @dataclasses.dataclass
 class Decoded:
     """Result of one decoder call.
@@ -155,9 +172,10 @@ class Decoded:
 class PromptableSegmenter(abc.ABC):
     """A promptable image segmenter (SAM-like).
 
-    Subclasses implement :meth:`_encode`, :meth:`_decode` and optionally :meth:`generate_masks`. The public
-    :meth:`decode` validates prompts and counts calls and prompts (``decode_calls``, ``decoded_prompts``), which the
-    tracker and the speed benchmark report.
+    Subclasses implement :meth:`_encode`, :meth:`_decode` and optionally :meth:`_prepare` (preprocessing that may
+    run ahead of the model on another thread) and :meth:`generate_masks`. The public :meth:`decode` validates prompts
+    and counts calls and prompts (``decode_calls``, ``decoded_prompts``), which the tracker and the speed benchmark
+    report.
     """
 
     #: torch device of the embedding and decoder
@@ -177,15 +195,44 @@ class PromptableSegmenter(abc.ABC):
         self.decode_calls = self.decoded_prompts = self.encode_calls = 0
 
     # --- encoding -------------------------------------------------------------------------------------------
-    def encode(self, image: np.ndarray, frame_number: Optional[int] = None) -> ImageState:
-        """Encodes one ``(H, W, 3)`` uint8 RGB image (the expensive step, once per frame)."""
+    def prepare(self, image: np.ndarray) -> "PreparedImage":
+        """The CPU-side preprocessing of one ``(H, W, 3)`` uint8 RGB image (SAM: resize, to a tensor, normalise,
+        pad), split from :meth:`encode` so that it can run ahead of the model on another thread
+        (:func:`sampd_plugin.frames.prefetch_frames`). Pure: no counters, no state; safe to call from any thread.
+
+        Raises:
+            ValueError: ``image`` is not an ``(H, W, 3)`` uint8 RGB image
+        """
         image = check_rgb(image)
+        return PreparedImage(data=self._prepare(image), image_size=(int(image.shape[0]), int(image.shape[1])),
+                             backend=self)
+
+    def _prepare(self, image: np.ndarray):
+        """Subclass hook of :meth:`prepare`: ``image`` (checked ``(H, W, 3)`` uint8 RGB) -> what :meth:`_encode`
+        receives. The default returns the image itself, so a backend that only implements :meth:`_encode` gets the
+        image there as before."""
+        return image
+
+    def encode(self, image, frame_number: Optional[int] = None) -> ImageState:
+        """Encodes one frame (the expensive step, once per frame): an ``(H, W, 3)`` uint8 RGB image, or the
+        :class:`PreparedImage` that this backend's :meth:`prepare` made of it (the same result, bit for bit).
+
+        Raises:
+            ValueError: ``image`` is not an RGB image, or was prepared by another backend
+        """
+        if isinstance(image, PreparedImage):
+            if image.backend is not self:
+                raise ValueError(f"this frame was prepared by {image.backend!r}, not by {self!r}: pass the image, "
+                                 "or prepare it with this backend")
+            prepared = image
+        else:
+            prepared = self.prepare(image)
         self.encode_calls += 1
-        return self._encode(image, frame_number)
+        return self._encode(prepared.data, frame_number)
 
     @abc.abstractmethod
-    def _encode(self, image: np.ndarray, frame_number: Optional[int]) -> ImageState:
-        ...
+    def _encode(self, image, frame_number: Optional[int]) -> ImageState:
+        """``image``: what :meth:`_prepare` returned (by default the checked ``(H, W, 3)`` uint8 RGB image)."""
 
     # --- decoding -------------------------------------------------------------------------------------------
     def decode(

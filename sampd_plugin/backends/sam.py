@@ -1,7 +1,8 @@
 """segment-anything (SAM) as a :class:`~sampd_plugin.backends.base.PromptableSegmenter`.
 
 :class:`SamBackend` wraps a ``segment_anything.modeling.Sam`` and runs exactly the steps of segment-anything's
-``SamPredictor``: ``set_image`` for :meth:`~SamBackend.encode` and ``predict_torch`` for
+``SamPredictor``: ``set_image`` for :meth:`~SamBackend.encode` (its resizing and normalisation in
+:meth:`~SamBackend.prepare`, which may run ahead on the prefetch thread) and ``predict_torch`` for
 :meth:`~SamBackend.decode`, boxes first converted to SAM's convention (paper Sec. III-A: encode a frame once, decode
 many prompts against it), and ``SamAutomaticMaskGenerator`` for :meth:`~SamBackend.generate_masks` (automatic mode,
 Sec. IV-B).
@@ -21,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import types
 import warnings
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -54,6 +55,14 @@ CPU_PREFERRED_BATCH_SIZE = 4
 _CONTEXT_KEY = "sam_decoder_context"
 
 _HALF_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+class _SamInput(NamedTuple):
+    """A frame prepared for SAM's image encoder (:meth:`SamBackend._prepare`)."""
+
+    pixels: torch.Tensor  # (1, 3, S, S) float32, normalised and padded (Sam.preprocess), on the backend's device
+    image_size: tuple  # (H, W) of the original image
+    input_size: tuple  # (h_in, w_in) of the resized image inside the padded square
 
 
 class SamBackend(PromptableSegmenter):
@@ -159,7 +168,11 @@ class SamBackend(PromptableSegmenter):
         """``SamPredictor.set_torch_image``'s computation: ``(1, 3, h_in, w_in)`` resized image (long side
         ``img_size``) -> ``(1, C, h_e, w_e)`` float32 features (normalise, pad, image encoder under autocast when
         ``half``)."""
-        input_image = self.model.preprocess(transformed_image)
+        return self._image_encoder(self.model.preprocess(transformed_image))
+
+    def _image_encoder(self, input_image: torch.Tensor) -> torch.Tensor:
+        """The image encoder on a normalised, padded ``(1, 3, S, S)`` input (``Sam.preprocess``'s output), with our
+        attention (:func:`use_sdpa_attention`) and autocast when ``half`` -> ``(1, C, h_e, w_e)`` float32."""
         with use_sdpa_attention(self._sdpa_modules):
             if self.autocast_dtype is None:
                 return self.model.image_encoder(input_image)
@@ -168,18 +181,29 @@ class SamBackend(PromptableSegmenter):
         return features.float()
 
     @torch.inference_mode()
-    def _encode(self, image: np.ndarray, frame_number: Optional[int]) -> ImageState:
-        """``SamPredictor.set_image``: resize the long side to ``img_size``, to a tensor, preprocess, encode."""
+    def _prepare(self, image: np.ndarray) -> "_SamInput":
+        """``SamPredictor.set_image`` up to the image encoder (runs on the prefetch thread; thread-safe: it reads the
+        model's constants only): colour order, ``ResizeLongestSide`` (PIL bilinear, as segment-anything), to a
+        ``(1, 3, h_in, w_in)`` tensor on the backend's device, ``Sam.preprocess`` (normalise, pad to ``S x S``)."""
         if self.model.image_format != "RGB":  # our images are RGB (base contract)
             image = image[..., ::-1]
         input_image = self.transform.apply_image(image)
         input_image_torch = torch.as_tensor(input_image, device=self.device)
         input_image_torch = input_image_torch.permute(2, 0, 1).contiguous()[None, :, :, :]
-        features = self._run_image_encoder(input_image_torch)
+        return _SamInput(
+            pixels=self.model.preprocess(input_image_torch),
+            image_size=(int(image.shape[0]), int(image.shape[1])),
+            input_size=(int(input_image_torch.shape[-2]), int(input_image_torch.shape[-1])),
+        )
+
+    @torch.inference_mode()
+    def _encode(self, prepared: "_SamInput", frame_number: Optional[int]) -> ImageState:
+        """The image encoder on :meth:`_prepare`'s input: together, the steps of ``SamPredictor.set_image``."""
+        features = self._image_encoder(prepared.pixels)
         return ImageState(
             embedding=features[0],
-            image_size=tuple(int(n) for n in image.shape[:2]),
-            input_size=tuple(int(n) for n in input_image_torch.shape[-2:]),
+            image_size=prepared.image_size,
+            input_size=prepared.input_size,
             embed_stride=self.embed_stride,
             mask_stride=self.mask_stride,
             frame_number=frame_number,

@@ -168,16 +168,20 @@ class SyntheticSegmenter(PromptableSegmenter):
         self._truth_cache = {}
 
     # --- encoding -------------------------------------------------------------------------------------------
-    def _encode(self, image: np.ndarray, frame_number: Optional[int]) -> ImageState:
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        """The frame resized to the input frame (``(h_in, w_in, 3)`` uint8, OpenCV area interpolation)."""
         h, w = image.shape[:2]
         if (h, w) != (self.scene.height, self.scene.width):
             raise ValueError(f"image is {h}x{w} but the scene's frames are {self.scene.height}x{self.scene.width}")
         h_in, w_in = self._input_hw
-        resized = cv2.resize(image, (w_in, h_in), interpolation=cv2.INTER_AREA)
+        return cv2.resize(image, (w_in, h_in), interpolation=cv2.INTER_AREA)
+
+    def _encode(self, resized: np.ndarray, frame_number: Optional[int]) -> ImageState:
+        h_in, w_in = self._input_hw
         emb = image_features(resized, self.embed_stride, self.input_size).to(self.device)
         state = ImageState(
             embedding=emb,
-            image_size=(h, w),
+            image_size=(self.scene.height, self.scene.width),
             input_size=(h_in, w_in),
             embed_stride=self.embed_stride,
             mask_stride=self.mask_stride,

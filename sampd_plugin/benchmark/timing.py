@@ -2,7 +2,9 @@
 prompt construction, decoding, Eq. 2 selection, refinement, up-sampling).
 
 :class:`TimedBackend` wraps any :class:`~sampd_plugin.backends.base.PromptableSegmenter` and accumulates the
-wall-clock time of its encoder (CUDA is synchronised around it, so the split is exact on a GPU too).
+wall-clock time of its encoder (CUDA is synchronised around it, so the split is exact on a GPU too). The frame's
+preprocessing (:meth:`~sampd_plugin.backends.base.PromptableSegmenter.prepare`: SAM's resize and normalisation) runs
+ahead on the tracker's prefetch thread and is in neither figure (with ``SAMPD_PREFETCH=0`` it is in SAM-PD's).
 
 This module imports no FiftyOne.
 """
@@ -53,7 +55,10 @@ class TimedBackend(PromptableSegmenter):
     def __repr__(self):
         return f"TimedBackend({self.inner!r})"
 
-    def _encode(self, image: np.ndarray, frame_number: Optional[int]) -> ImageState:
+    def _prepare(self, image: np.ndarray):
+        return self.inner._prepare(image)
+
+    def _encode(self, image, frame_number: Optional[int]) -> ImageState:
         synchronize(self.device)
         t0 = time.perf_counter()
         state = self.inner._encode(image, frame_number)

@@ -17,6 +17,7 @@ This module imports no FiftyOne.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Set
 
@@ -71,7 +72,7 @@ def track_sequence(seq: VideoSequence, backend, config: SamPDConfig, on_frame: C
                    stats: Optional[dict] = None):
     """Tracks one sequence and calls ``on_frame(stem, label_map)`` for each output frame, in order (frames before
     the first prompt get an empty label map). ``stats`` (if given) accumulates ``frames``, ``objects``,
-    ``seconds`` (tracker time, image reading excluded), ``encode_seconds``, ``propagated_frames`` and
+    ``seconds`` (tracker time, image reading excluded or overlapped), ``encode_seconds``, ``propagated_frames`` and
     ``decoded_prompts`` (decoder passes: prompts decoded, :class:`FrameResult`)."""
     timed = TimedBackend(backend)
     tracker = SamPDTracker(timed, config)
@@ -80,13 +81,17 @@ def track_sequence(seq: VideoSequence, backend, config: SamPDConfig, on_frame: C
     outputs = set(seq.output_stems)
     by_number = {f.number: f.stem for f in seq.frames}
     read = [0.0]
+    tracking_thread = threading.current_thread()
 
     def frames(start):
+        # read by the tracker's prefetch thread (SAMPD_PREFETCH, default on): overlapped with tracking, and only the
+        # time the tracker waits for a frame counts; read on the tracking thread (prefetch off): excluded
         for f in seq.frames:
             if f.number >= start:
                 t0 = time.perf_counter()
                 img = read_image(f.path)
-                read[0] += time.perf_counter() - t0
+                if threading.current_thread() is tracking_thread:
+                    read[0] += time.perf_counter() - t0
                 yield f.number, img
 
     start = min((p.frame_number for p in prompts), default=None)
