@@ -11,9 +11,6 @@ adds the half-pixel offset itself). This module imports no FiftyOne.
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
-import os
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -138,31 +135,6 @@ def mask_points(mask: np.ndarray, k: int = 1) -> np.ndarray:
         points.append((x0 + x - 1, y0 + y - 1))
         m[y, x] = 0
     return np.array(points, dtype=np.int64).reshape(-1, 2)
-
-
-def mask_points_each(masks: Sequence[np.ndarray], k: int = 1, threads: Optional[int] = None) -> List[np.ndarray]:
-    """:func:`mask_points` of each mask, the masks spread over ``threads`` threads (default: torch's thread count,
-    the cores this process may use, :mod:`sampd_plugin.threads`). OpenCV's distance transform releases the GIL, so
-    many objects cost about one object's time when cores are free; the points are the same as one by one.
-
-    Args:
-        masks: ``N`` ``(H, W)`` bool masks (a list, or an ``(N, H, W)`` array)
-        k, threads: points per mask; threads to use (1: in this thread)
-
-    Returns:
-        ``N`` arrays as :func:`mask_points` returns them
-    """
-    n = len(masks)
-    threads = min(n, threads or torch.get_num_threads())
-    if threads <= 1:
-        return [mask_points(m, k) for m in masks]
-    return list(_points_pool().map(mask_points, masks, [k] * n, chunksize=-(-n // threads)))
-
-
-@functools.lru_cache(maxsize=1)
-def _points_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """One process-wide pool for :func:`mask_points_each` (threads are started on demand, at most one per core)."""
-    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sampd-points")
 
 
 def refinement_point(mask: np.ndarray) -> Optional[np.ndarray]:

@@ -20,7 +20,6 @@ from sampd_plugin.prompts import (
     clip_boxes,
     group_by_point_count,
     mask_points,
-    mask_points_each,
     mask_to_box,
     negative_points,
 )
@@ -266,7 +265,7 @@ class SamPDTracker:
 
         # Stage 2, point-based refinement (Sec. III-D).
         if cfg.refine:
-            pts = mask_points_each(masks, max(1, k))
+            pts = [mask_points(m, max(1, k)) for m in masks]
             todo = [i for i in range(n) if len(pts[i])]
             if todo:
                 use_neg = k > 0 and cfg.negatives_in_refinement
@@ -286,13 +285,12 @@ class SamPDTracker:
                 chosen_iou[todo_t] = dec.iou[sel, pick].to(chosen_iou.dtype)
                 masks = self.backend.upsample(state, chosen).cpu().numpy()
 
-        # the next frame reads an object's points only as its point prompt or as first-stage negatives of the others
-        points = mask_points_each(masks, max(1, k)) if _uses_track_points(cfg) else [_NO_POINTS] * n
-        chosen_ious, scores = chosen_iou.tolist(), scores.tolist()
-        return {
-            t.object_id: self._update(state, feats, t, masks[i], chosen[i], chosen_ious[i], scores[i], points[i])
-            for i, t in enumerate(tracks)
-        }
+        results = {}
+        for i, t in enumerate(tracks):
+            results[t.object_id] = self._update(
+                state, feats, t, masks[i], chosen[i], float(chosen_iou[i]), float(scores[i])
+            )
+        return results
 
     def _first_stage(
         self, state: ImageState, tracks: List[_Track], negs: List[np.ndarray], candidates: Optional[List[int]] = None
@@ -419,10 +417,8 @@ class SamPDTracker:
         logits: torch.Tensor,
         iou: float,
         score: float,
-        points: np.ndarray,
     ) -> ObjectResult:
-        """Applies the lost / re-acquire policy and advances the object's state (``points``: the mask's
-        :func:`mask_points`, kept for the next frame unless the object is lost)."""
+        """Applies the lost / re-acquire policy and advances the object's state."""
         cfg = self.config
         lost = int(mask.sum()) < cfg.min_mask_area or iou < cfg.lost_iou
         emb_mask = None
@@ -442,7 +438,8 @@ class SamPDTracker:
         t.mask = mask
         t.box = mask_to_box(mask)
         t.grid_mask = (logits > 0).float()
-        t.points = points
+        # the next frame reads these points only as its point prompt or as first-stage negatives of the others
+        t.points = mask_points(mask, max(1, cfg.negative_points)) if _uses_track_points(cfg) else _NO_POINTS
         if cfg.template == "update":
             t.template = _blend_template(t.template, masked_template(feats, emb_mask[0]), cfg.template_momentum)
         return ObjectResult(mask=mask, box=t.box, score=score, iou=iou, lost=False, label=t.label)

@@ -12,7 +12,6 @@ from sampd_plugin.prompts import (
     clip_boxes,
     group_by_point_count,
     mask_points,
-    mask_points_each,
     mask_to_box,
     negative_points,
     refinement_point,
@@ -400,15 +399,3 @@ def test_mask_points_on_the_box_equal_the_whole_frame_transform():
     for m in masks:
         for k in (1, 3):
             assert mask_points(m, k).tolist() == _mask_points_whole_frame(m, k).tolist()
-
-
-def test_mask_points_each_equals_one_by_one_on_threads():
-    rng = np.random.default_rng(5)
-    masks = np.zeros((7, 40, 50), bool)
-    for m in masks[:-1]:  # the last one stays empty
-        y, x = rng.integers(0, 30, size=2)
-        m[y:y + rng.integers(2, 10), x:x + rng.integers(2, 20)] = True
-    want = [mask_points(m, 2).tolist() for m in masks]
-    for threads in (1, 2, 3, 8):
-        assert [p.tolist() for p in mask_points_each(masks, 2, threads=threads)] == want
-    assert mask_points_each([], 1) == []

@@ -256,9 +256,8 @@ def test_object_points_are_computed_only_when_read(preset, monkeypatch):
     cfg = SamPDConfig.preset(preset)
     run = lambda: list(SamPDTracker(ToyBackend(maps), cfg).track(frames_of(maps), _prompts(maps, [1, 2])))
     calls = []
-    real, real_each = tr.mask_points, tr.mask_points_each
+    real = tr.mask_points
     monkeypatch.setattr(tr, "mask_points", lambda *a, **k: calls.append(1) or real(*a, **k))
-    monkeypatch.setattr(tr, "mask_points_each", lambda m, *a, **k: calls.extend([1] * len(m)) or real_each(m, *a, **k))
     lazy = run()
     lazy_calls = len(calls)
     monkeypatch.setattr(tr, "_uses_track_points", lambda c: True)
