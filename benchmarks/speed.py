@@ -29,7 +29,6 @@ Rows (each printed as it is measured; ``--json`` writes them all):
 """
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -272,35 +271,6 @@ def decoder_rows(backend, state, clock, prompts=18):
     return out
 
 
-def half_decoder_rows(backend, states, scene, images, objects, enc, clock):
-    """``full`` with the mask decoder under bf16 autocast (``SamBackend(half=..., half_decoder=True)``) on the same
-    cached encodings: overhead for ``objects``, their ratio, and the decoded masks' agreement with the float32
-    decoder (mean IoU of the 18 boxes of a frame's grid, max logit difference)."""
-    from sampd_plugin.prompts import box_prompt_grid, mask_to_box
-
-    saved = backend.autocast_dtype, backend.half_decoder
-    backend.autocast_dtype, backend.half_decoder = torch.bfloat16, True
-    try:
-        rows = {n: overhead_ms(backend, states, scene, images, "full", n, clock)[0] for n in objects}
-        state = dataclasses.replace(states[2], extra={})
-        box = torch.as_tensor(mask_to_box(next(iter(scene.visible_masks(2).values()))))[None]
-        boxes = box_prompt_grid(box, state.image_size, 3, 0.1, (1.0, 1.05)).reshape(-1, 4)
-        half = backend.decode(state, boxes=boxes).low_res_logits
-        backend.half_decoder = False
-        full = backend.decode(dataclasses.replace(states[2], extra={}), boxes=boxes).low_res_logits
-    finally:
-        backend.autocast_dtype, backend.half_decoder = saved
-    a, b = half > 0, full > 0
-    iou = ((a & b).sum((-2, -1)) / (a | b).sum((-2, -1)).clamp(min=1)).float().mean().item()
-    lo, hi = min(objects), max(objects)
-    out = dict(ms={n: rows[n] for n in objects}, ratio=rows[hi] / rows[lo], mask_iou=iou,
-               max_logit_diff=(half - full).abs().max().item())
-    print(f"\n  full with a bf16 mask decoder: {lo} object {rows[lo]:.1f} ms ({rows[lo] / enc:.3f} of the encoder), "
-          f"{hi} objects {rows[hi]:.1f} ms: {hi} / {lo} = {out['ratio']:.2f}; masks vs the float32 decoder: mean IoU "
-          f"{iou:.4f}, max |logit diff| {out['max_logit_diff']:.3g}", flush=True)
-    return out
-
-
 def precision_rows(name, device, images, checkpoint, compile_):
     """CUDA: encoder ms and mask agreement of autocast / SDPA variants against the fp32 encoder."""
     import copy
@@ -422,8 +392,6 @@ def main(argv=None):
     if ("full", 1) in by and ("full", max(objects)) in by:
         out["objects_ratio"] = by[("full", max(objects))] / by[("full", 1)]
         print(f"  full: {max(objects)} objects / 1 object overhead = {out['objects_ratio']:.2f}")
-    if cuda and hasattr(backend, "half_decoder") and max(objects) > 1:
-        out["half_decoder"] = half_decoder_rows(backend, states, scene, imgs, (1, max(objects)), enc, clock)
 
     # end to end
     e2e_backend = backend

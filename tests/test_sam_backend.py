@@ -387,22 +387,3 @@ def test_checkpoint_loads_back_through_load_sam(tmp_path):
 def test_sam_backend_without_model_resolves_checkpoint(env):
     with pytest.raises(ckpt.CheckpointNotFoundError, match="sam_vit_b_01ec64.pth"):
         SamBackend(model_type="vit_b", download=False)
-
-
-def test_half_decoder_runs_the_decoder_under_autocast_and_returns_float32(image):
-    """``half_decoder``: the decoder under the encoder's autocast dtype (exercised here with CPU bf16 autocast, set
-    directly since ``half`` is CUDA-only), float32 logits back, masks close to the float32 decoder's but not equal;
-    without ``half`` it changes nothing."""
-    b = SamBackend(model=build_tiny_sam(seed=0), model_type="tiny", device="cpu", half_decoder=True)  # no `half`
-    plain = tiny_backend()
-    boxes = torch.tensor([[20.0, 10.0, 90.0, 70.0], [5.0, 5.0, 60.0, 50.0], [40.0, 30.0, 120.0, 90.0]])
-    state = plain.encode(image, 1)
-    fp32 = plain.decode(dataclasses.replace(state, extra={}), boxes=boxes)
-    assert torch.equal(b.decode(dataclasses.replace(state, extra={}), boxes=boxes).low_res_logits, fp32.low_res_logits)
-    b.autocast_dtype = torch.bfloat16
-    half = b.decode(dataclasses.replace(state, extra={}), boxes=boxes)
-    assert half.low_res_logits.dtype == torch.float32 and half.iou.dtype == torch.float32
-    diff = (half.low_res_logits - fp32.low_res_logits).abs().max().item()
-    assert 0 < diff < 0.1 * fp32.low_res_logits.abs().max().item()
-    a, c = half.low_res_logits > 0, fp32.low_res_logits > 0
-    assert (a & c).sum() / (a | c).sum() > 0.9

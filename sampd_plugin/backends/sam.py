@@ -76,11 +76,8 @@ class SamBackend(PromptableSegmenter):
         device: torch device; ``None`` picks ``cuda`` when available, else ``cpu``
         half: run the image encoder under mixed precision autocast (CUDA only): ``True`` picks bfloat16 where the
             GPU supports it, else float16; or ``"fp16"`` / ``"bf16"`` / a torch dtype. The embedding is returned
-            in float32, and the (light) prompt encoder and mask decoder run in float32 unless ``half_decoder``.
-            Ignored with a warning on other devices.
-        half_decoder: with ``half``, also run the shared-work mask decoder under that autocast (logits returned in
-            float32): cheaper per prompt when many objects are tracked, but no longer within float32 rounding of
-            segment-anything (``benchmarks/speed.py`` prints the masks' agreement with the float32 decoder)
+            in float32 and the (light) prompt encoder and mask decoder always run in float32. Ignored with a warning
+            on other devices.
         points_per_side: grid of the automatic mask generator (:meth:`generate_masks`), ``points_per_side**2``
             point prompts
         amg_kwargs: further ``SamAutomaticMaskGenerator`` arguments (``pred_iou_thresh``, ``stability_score_thresh``,
@@ -110,7 +107,6 @@ class SamBackend(PromptableSegmenter):
         fast_decoder: bool = True,
         sdpa: Optional[bool] = None,
         compile: bool = False,
-        half_decoder: bool = False,
     ):
         super().__init__()
         if model is None:
@@ -125,7 +121,6 @@ class SamBackend(PromptableSegmenter):
         self.points_per_side = int(points_per_side)
         self.amg_kwargs = dict(amg_kwargs or {})
         self.fast_decoder = bool(fast_decoder)
-        self.half_decoder = bool(half_decoder)
         if sdpa is None:
             sdpa = not (self.device.type == "cuda" and self.autocast_dtype is None)
         self._sdpa_modules = _vit_attention_modules(self.model.image_encoder) if sdpa else []
@@ -256,12 +251,10 @@ class SamBackend(PromptableSegmenter):
             masks=None,
         )
         if self.fast_decoder:
-            half = self.half_decoder and self.autocast_dtype is not None
-            with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype) if half else contextlib.nullcontext():
-                low_res_masks, iou_predictions = fast_decoder.predict_masks(
-                    self.model, self.decoder_context(state), sparse_embeddings, multimask
-                )
-            return Decoded(low_res_logits=low_res_masks.float(), iou=iou_predictions.float())
+            low_res_masks, iou_predictions = fast_decoder.predict_masks(
+                self.model, self.decoder_context(state), sparse_embeddings, multimask
+            )
+            return Decoded(low_res_logits=low_res_masks, iou=iou_predictions)
         low_res_masks, iou_predictions = self.model.mask_decoder(
             image_embeddings=state.embedding[None].to(self.device),
             image_pe=self.model.prompt_encoder.get_dense_pe(),
