@@ -37,9 +37,12 @@ class BrowseTrackingFailures(foo.Operator):
         return types.Property(inputs, view=types.View(label="SAM-PD: browse tracking failures"))
 
     def execute(self, ctx):
-        name = _view_name(ctx.params, (sp.jf_eval_keys(ctx.dataset) or [None])[-1])
+        key = ctx.params.get("eval_key") or (sp.jf_eval_keys(ctx.dataset) or [None])[-1]
+        name = _view_name(ctx.params, key)
         view = ctx.dataset.load_saved_view(name)
         ctx.ops.set_view(name=name)
+        forms.show_labels(ctx, forms.eval_fields(ctx.dataset, key))
+        forms.show_colors(ctx)
         return dict(view=name, count=len(view), message=f"opened '{name}' ({len(view)} items)")
 
     def resolve_output(self, ctx):

@@ -290,8 +290,31 @@ def progress(ctx, dt=1.0):
 
 
 def finish(ctx):
+    """After a run in the App: the App reloads the dataset (new fields) and shows its colour scheme at once."""
     if not ctx.delegated:
         ctx.ops.reload_dataset()
+        show_colors(ctx)
+
+
+def show_labels(ctx, label_fields):
+    """Ticks ``label_fields`` (and their doubtful flags) in the App's sidebar, besides what is already ticked, under the
+    paths of both the videos and the frames views (``sp.shown_paths``): a view the operator opens shows its labels."""
+    paths = sp.shown_paths(ctx.dataset, label_fields)
+    ctx.ops.set_active_fields(list(dict.fromkeys(list(ctx.active_fields or []) + paths)))
+
+
+def eval_fields(dataset, eval_key):
+    """The predicted and ground-truth fields of a J&F evaluation."""
+    config = dataset.get_evaluation_info(eval_key).config
+    return [config.pred_field, config.gt_field]
+
+
+def show_colors(ctx):
+    """Hands the dataset's saved colour scheme (objects coloured by index, the doubtful flag in red) to the open App,
+    which otherwise keeps the scheme it read when it opened the dataset."""
+    scheme = sp.session_color_scheme(ctx.dataset)
+    if scheme:
+        ctx.trigger("set_color_scheme", scheme)
 
 
 def is_scheduled(results):

@@ -48,10 +48,18 @@ class PlotTracking(foo.Operator):
         row = next((r for r in results.per_object() if sp.object_name(r) == name), None) if name else None
         found = sp.failure_frame(ctx.dataset, key, row["sample_id"], row["first_failure"]) if row else None
         if found:
-            view, sample_id = found
-            ctx.ops.set_view(view)
-            ctx.ops.open_sample(id=sample_id)
-            res["opened"] = f"{name}: frame {row['first_failure']}"
+            view_name, sample_id = found
+            frame = f"{name}: frame {row['first_failure']}"
+            forms.show_labels(ctx, forms.eval_fields(ctx.dataset, key))
+            forms.show_colors(ctx)
+            if ctx.view is not None and ctx.view.name == view_name:
+                ctx.ops.open_sample(id=sample_id)
+                res["opened"] = frame
+            else:  # the App's modal, opened right after a view switch, shows the sample without its labels
+                ctx.ops.set_view(name=view_name)
+                ctx.ops.set_selected_samples([sample_id])
+                res["opened"] = (f"{frame}, selected (ticked) in the '{view_name}' view: click it, or run this again "
+                                 "from that view, to open it")
         res["message"] = (f"J&F {res['jf']:.3f} over {res['num_objects']} objects ({key})"
                           if res["jf"] is not None else f"no scored objects ({key})")
         if name and not found:

@@ -74,6 +74,8 @@ _LAZY = {
     "view_names": "sampd_plugin.views",
     "failure_frame": "sampd_plugin.views",
     "figure_json": "sampd_plugin.plots",
+    "session_color_scheme": "sampd_plugin.app",
+    "shown_paths": "sampd_plugin.app",
     "object_name": "sampd_plugin.metrics",
     "jf_eval_keys": "sampd_plugin.evaluation",
 }

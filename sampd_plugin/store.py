@@ -236,7 +236,8 @@ def ensure_output_field(layout: Layout, label_field: str):
 class FrameLabelWriter:
     """Buffers frame labels of one output field and writes them, with the frame quality fields computed from the
     final labels (:func:`sampd_plugin.labels.frame_quality`), with one ``set_values`` call per field every
-    ``batch_frames`` frames (memory stays flat in the sequence's length).
+    ``batch_frames`` frames (memory stays flat in the sequence's length); each object index it writes for the first
+    time gets its colour in the App (:func:`sampd_plugin.app.color_by_object`).
 
     Args:
         layout: the collection's :class:`~sampd_plugin.sources.Layout`
@@ -259,6 +260,7 @@ class FrameLabelWriter:
         self.before_write = before_write
         self._buf: Dict[str, Tuple[Sequence, Dict[int, object]]] = {}
         self._n = 0
+        self._colored = set()  # object indexes given their App colour (sampd_plugin.app.color_by_object)
         self.frames_written = 0
         self.calls = 0
         for qname, (ftype, kwargs) in quality_fields(label_field).items():  # e.g. an output field copied by hand
@@ -293,6 +295,11 @@ class FrameLabelWriter:
         for n, qname in enumerate(quality_fields(self.label_field)):  # (confidence, doubtful) of each frame
             self.layout.write_labels(qname, {k: (seq, {fn: q[n] for fn, q in qs.items()})
                                              for k, (seq, qs) in quality.items()})
+        indexes = {d.index for _, frames in self._buf.values() for label in frames.values() if label is not None
+                   for d in label.detections} - self._colored
+        if indexes:  # each new object gets its colour in the App
+            app.color_by_object(self.layout.dataset, self.label_field, indexes)
+            self._colored |= indexes
         self.frames_written += self._n
         self.calls += 1
         self._buf, self._n = {}, 0

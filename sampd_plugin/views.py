@@ -94,9 +94,11 @@ def _image_views(samples, eval_key, failure_th, sequence_field, order_field):
 
 
 def failure_frame(dataset, eval_key, sample_id, frame_number):
-    """The saved ``{eval_key}_failures`` view narrowed to one frame (``frame_number`` of the video / image sequence
-    whose head sample is ``sample_id``, as in the evaluation's per-object rows), and the id of that frame's sample
-    to open; ``None`` when that frame is not in the view."""
+    """``(name, id)``: the name of the saved ``{eval_key}_failures`` view and the id of its sample of one frame
+    (``frame_number`` of the video / image sequence whose head sample is ``sample_id``, as in the evaluation's
+    per-object rows), to open in the App's sample modal; ``None`` when that frame is not in the view. (The App is
+    given the saved view by name: a frames view handed over as stages is rebuilt with new frame sample ids, and the
+    modal then fails with "sample not found".)"""
     from bson import ObjectId
 
     name = view_name(eval_key, "failures")
@@ -115,7 +117,7 @@ def failure_frame(dataset, eval_key, sample_id, frame_number):
             return None
         view = view.select(seqs[0].sample_ids[int(frame_number) - 1])
     ids = view.values("id")
-    return (view, ids[0]) if ids else None
+    return (name, ids[0]) if ids else None
 
 
 def save_views(samples, eval_key, failure_th=0.5, sequence_field=None, order_field=None):
