@@ -29,15 +29,16 @@ class BrowseTrackingFailures(foo.Operator):
             choices.add_choice(name, label=name.replace("_", " "), description=description)
         inputs.enum("view", choices.values(), default="failures", label="Show", view=choices)
         if not keys:
-            forms.refuse(key, "No J&F evaluation on this dataset: run 'evaluate_tracking' first")
+            if not key.invalid:
+                forms.refuse(key, "No J&F evaluation on this dataset: run 'evaluate_tracking' first")
         else:
-            name = _view_name(ctx.params, keys[-1])
+            name = _view_name(ctx.params, keys[0])
             if not ctx.dataset.has_saved_view(name):
                 forms.refuse(key, f"The saved view '{name}' is missing (deleted?): re-run 'evaluate_tracking'")
         return types.Property(inputs, view=types.View(label="SAM-PD: browse tracking failures"))
 
     def execute(self, ctx):
-        key = ctx.params.get("eval_key") or (sp.jf_eval_keys(ctx.dataset) or [None])[-1]
+        key = ctx.params.get("eval_key") or (sp.jf_eval_keys(ctx.dataset) or [None])[0]
         name = _view_name(ctx.params, key)
         view = ctx.dataset.load_saved_view(name)
         ctx.ops.set_view(name=name)

@@ -400,11 +400,23 @@ def plan_notices(inputs, plan):
 
 
 def eval_key_input(inputs, ctx):
-    """The "Evaluation" dropdown of the J&F evaluations on the dataset (the latest by default); returns the
-    evaluation keys and the property."""
+    """The "Evaluation" dropdown of the J&F evaluations on the dataset, newest first (the default), refused for a key
+    that is none of them and with a warning when predictions were written after the chosen run; returns the
+    evaluation keys (none when the given key is unknown) and the property."""
     keys = sp.jf_eval_keys(ctx.dataset)
-    key = inputs.enum("eval_key", keys, default=keys[-1] if keys else None, label="Evaluation",
+    key = inputs.enum("eval_key", keys, default=keys[0] if keys else None, label="Evaluation",
                       view=types.Dropdown(label="Evaluation"))
+    chosen = ctx.params.get("eval_key")
+    if chosen and chosen not in keys:
+        refuse(key, f"No J&F evaluation '{chosen}' on this dataset" + (f": choose one of {keys}" if keys else ""))
+        return [], key
+    if keys:
+        outdated = sp.outdated_sequences(ctx.dataset, chosen or keys[0])
+        if outdated:
+            warning(inputs, f"{len(outdated)} sequence(s) were tracked again or re-propagated after evaluation "
+                            f"'{chosen or keys[0]}' ({', '.join(outdated[:3])}{', ...' if len(outdated) > 3 else ''}): "
+                            "its scores and failure views are out of date there; run 'evaluate_tracking' again "
+                            "(with 'overwrite') to refresh them", "outdated", label="Out of date")
     return keys, key
 
 

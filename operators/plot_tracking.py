@@ -28,9 +28,10 @@ class PlotTracking(foo.Operator):
             return types.Property(inputs)
         keys, key = forms.eval_key_input(inputs, ctx)
         if not keys:
-            forms.refuse(key, "No J&F evaluation on this dataset: run 'evaluate_tracking' first")
+            if not key.invalid:
+                forms.refuse(key, "No J&F evaluation on this dataset: run 'evaluate_tracking' first")
             return types.Property(inputs)
-        results = ctx.dataset.load_evaluation_results(ctx.params.get("eval_key") or keys[-1])
+        results = ctx.dataset.load_evaluation_results(ctx.params.get("eval_key") or keys[0])
         failing = [r for r in forms.jf_report(results)["per_object"] if r["first_failure"] is not None]
         choices = types.Dropdown(label="Open the first failure frame of (optional)")
         for r in failing[:OPEN_CHOICES]:
@@ -41,7 +42,7 @@ class PlotTracking(foo.Operator):
         return types.Property(inputs, view=types.View(label="SAM-PD: plot tracking results"))
 
     def execute(self, ctx):
-        key = ctx.params.get("eval_key") or sp.jf_eval_keys(ctx.dataset)[-1]
+        key = ctx.params.get("eval_key") or sp.jf_eval_keys(ctx.dataset)[0]
         results = ctx.dataset.load_evaluation_results(key)
         res = dict(forms.jf_summary(results, key), **forms.jf_report(results))
         name = ctx.params.get("open")

@@ -78,6 +78,7 @@ _LAZY = {
     "shown_paths": "sampd_plugin.app",
     "object_name": "sampd_plugin.metrics",
     "jf_eval_keys": "sampd_plugin.evaluation",
+    "outdated_sequences": "sampd_plugin.evaluation",
 }
 
 __all__ = sorted(_LAZY)

@@ -44,6 +44,7 @@ Fields written for ``eval_key="jf"`` (``k`` below):
   are sampled once as images into ``sampd_plugin.views.frames_dir(dataset)`` (recorded in ``frames.filepath``);
   deleting the run deletes the images no other evaluation's views show.
 """
+import datetime
 import logging
 import os
 from typing import NamedTuple, Optional, Tuple
@@ -74,16 +75,34 @@ EVAL_METHOD = "sampd_jf"
 
 
 def jf_eval_keys(samples):
-    """Keys of the J&F evaluation runs of this module on the dataset of ``samples``, oldest first (runs whose
-    config cannot be loaded here are skipped)."""
-    keys = []
+    """Keys of the J&F evaluation runs of this module on the dataset of ``samples``, newest first (by the time the
+    run was made; runs whose config cannot be loaded here are skipped)."""
+    runs = []
     for key in samples.list_evaluations() if samples is not None else []:
         try:
-            if samples.get_evaluation_info(key).config.method == EVAL_METHOD:
-                keys.append(key)
+            info = samples.get_evaluation_info(key)
         except Exception:  # a run of a method that cannot be loaded here
             continue
-    return keys
+        if info.config.method == EVAL_METHOD:
+            runs.append((info.timestamp, key))
+    return [key for _, key in sorted(runs, key=lambda r: r[0], reverse=True)]
+
+
+def outdated_sequences(samples, eval_key):
+    """Names of the sequences of evaluation ``eval_key`` whose predictions were written after it (tracked again or
+    re-propagated, as their ``<pred>_track`` marker records): its scores and failure views are out of date there."""
+    info = samples.get_evaluation_info(eval_key)
+    c = info.config
+    when = info.timestamp.replace(tzinfo=datetime.timezone.utc)
+    layout = layout_of(samples._root_dataset, c.sequence_field, c.order_field)
+    markers = layout.head_values(marker_field(c.pred_field))
+    out = []
+    for seq in layout.sequences():
+        marker = markers.get(seq.key) or {}
+        times = [marker.get("finished_at")] + [e.get("at") for e in marker.get("edits") or []]
+        if any(t and datetime.datetime.fromisoformat(t) > when for t in times):
+            out.append(seq.name)
+    return out
 
 
 def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bound_th=0.008,

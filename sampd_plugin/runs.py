@@ -136,7 +136,8 @@ def run_states(samples, label_field: Optional[str] = None, sequence_field: Optio
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    """The current UTC time, ISO 8601 to the millisecond (run markers, edits; compared with evaluation times)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
 # --- planning / validation -------------------------------------------------------------------------------------------

@@ -49,7 +49,9 @@ def test_track_objects_immediate_with_evaluation(plugin, make_synthetic):
     assert r["label_field"] == "sampd" and r["objects"] == 2 and r["frames"] == 5 and r["samples_tracked"] == 1
     assert r["eval_key"] == "sampd_jf" and r["jf"] > 0.8  # evaluated: the prompt field is full ground truth
     assert "objects" in r["message"] and "J&F" in r["message"]
-    assert result.executor.to_json()["requests"][-1]["operator_uri"] == "reload_dataset"
+    requests = {q["operator_uri"]: q["params"] for q in result.executor.to_json()["requests"]}
+    assert "reload_dataset" in requests  # the App shows the new fields, and the colours at once:
+    assert requests["set_color_scheme"] == sp.session_color_scheme(ds) and requests["set_color_scheme"]["fields"]
     check_written_fields(ds, "sampd", min_mean_j=0.8)
     assert gt_snapshot(ds) == gt
 
@@ -321,3 +323,29 @@ def test_forms_warn_about_sam_without_checkpoint_or_gpu(plugin, make_synthetic):
     ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params=dict(model="synthetic")))
     props = foo.get_operator(uri("track_objects")).resolve_type(ctx, "inputs").to_json()["type"]["properties"]
     assert "model_warning" not in props
+
+
+def test_evaluation_choice_newest_first_unknown_refused_outdated_warned(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=4, num_objects=2)
+    sp.track(ds, model="synthetic", progress=False)
+    sp.evaluate_jf(ds, "sampd", eval_key="zz_old")
+    sp.evaluate_jf(ds, "sampd", eval_key="aa_new")
+    assert sp.jf_eval_keys(ds) == ["aa_new", "zz_old"]  # by time, not by name
+    for name in ("plot_tracking", "browse_tracking_failures"):
+        props = foo.get_operator(uri(name)).resolve_type(
+            ExecutionContext(request_params=dict(dataset_name=ds.name, params={})), "inputs").to_json()
+        assert props["type"]["properties"]["eval_key"]["default"] == "aa_new"
+        assert "outdated" not in props["type"]["properties"]
+        errors = form_errors(name, ds, dict(eval_key="nope"))
+        assert any("No J&F evaluation 'nope'" in e for e in errors), errors
+    with pytest.raises(ExecutionError, match="No J&F evaluation 'nope'"):
+        foo.execute_operator(uri("plot_tracking"), ctx=dict(dataset=ds, params=dict(eval_key="nope")))
+    # a re-propagation makes both evaluations out of date, which the forms say
+    sp.repropagate(ds.first(), "sampd", from_frame=2, progress=False)
+    outdated = sp.outdated_sequences(ds, "aa_new")
+    assert len(outdated) == 1 and outdated == sp.outdated_sequences(ds, "zz_old")
+    props = foo.get_operator(uri("plot_tracking")).resolve_type(
+        ExecutionContext(request_params=dict(dataset_name=ds.name, params={})), "inputs").to_json()
+    assert "out of date" in props["type"]["properties"]["outdated"]["view"]["description"]
+    sp.evaluate_jf(ds, "sampd", eval_key="aa_new", overwrite=True)
+    assert sp.outdated_sequences(ds, "aa_new") == [] and len(sp.outdated_sequences(ds, "zz_old")) == 1
