@@ -110,9 +110,10 @@ def target_input(inputs, ctx, action="Track objects in"):
     return ctx.target_view()
 
 
-def sequence_inputs(inputs, ctx, target):
+def sequence_inputs(inputs, ctx, target, count=True):
     """Image datasets: the ``sequence_field`` / ``order_field`` inputs, defaulting to the grouped view's fields or
-    FiftyOne's DAVIS zoo layout (``sequence_id``, ``frame_number``), validated, with the count of sequences.
+    FiftyOne's DAVIS zoo layout (``sequence_id``, ``frame_number``), validated, with the count of sequences in
+    ``target`` (unless ``count`` is false).
 
     Returns the layout of ``target`` (``None`` when the fields are invalid: the form then shows why)."""
     if ctx.dataset.media_type == "video":
@@ -139,7 +140,8 @@ def sequence_inputs(inputs, ctx, target):
     except ValueError as e:
         refuse(order if "order" in str(e) else seq, e)
         return None
-    notice(inputs, f"{n} image sequence(s) ({len(layout.samples)} images) in the target", "sequences")
+    if count:
+        notice(inputs, f"{n} image sequence(s) ({len(layout.samples)} images) in the target", "sequences")
     return layout
 
 
@@ -442,13 +444,19 @@ def jf_report(results):
     r3 = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
     rows = sorted(results.per_object(), key=lambda r: (r["JF"] is None, r["JF"] or 0.0))
     per_object = [dict(object=sp.object_name(r), label=r.get("label") or "", JF=r3(r["JF"]), J=r3(r["J_mean"]),
-                       F=r3(r["F_mean"]), first_failure=r["first_failure"], lost_frames=r["lost_frames"])
+                       F=r3(r["F_mean"]), first_failure=frame_name(r), lost_frames=r["lost_frames"])
                   for r in rows]
     report = dict(per_object=per_object)
     for name, fig in (("jf_plot", results.plot_jf_bars()), ("j_plot", results.plot_j_over_time(worst=PLOT_OBJECTS))):
         fig = sp.figure_json(fig)
         report.update({name: fig["data"], f"{name}_layout": dict(fig["layout"], showlegend=True)})
     return report
+
+
+def frame_name(row):
+    """What the dataset calls the first failure frame of a per-object row (an image sequence's order value; rows of
+    older evaluations have only the 1-based position)."""
+    return row.get("first_failure_name", row["first_failure"])
 
 
 def jf_report_outputs(outputs, results):

@@ -50,7 +50,7 @@ class PlotTracking(foo.Operator):
         found = sp.failure_frame(ctx.dataset, key, row["sample_id"], row["first_failure"]) if row else None
         if found:
             view_name, sample_id = found
-            frame = f"{name}: frame {row['first_failure']}"
+            frame = f"{name}: frame {forms.frame_name(row)}"
             forms.show_labels(ctx, forms.eval_fields(ctx.dataset, key))
             forms.show_colors(ctx)
             if ctx.view is not None and ctx.view.name == view_name:

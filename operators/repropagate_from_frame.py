@@ -38,7 +38,7 @@ class RepropagateFromFrame(foo.Operator):
                             view=types.Dropdown(label="SAM-PD output field"))
         if images:  # the opened image is the corrected frame; its sequence is re-propagated
             if sample_id is not None:
-                forms.sequence_inputs(inputs, ctx, ctx.dataset.select(sample_id))
+                forms.sequence_inputs(inputs, ctx, ctx.dataset.select(sample_id), count=False)
         else:
             inputs.int("frame_number", default=int(selected.get("frame_number") or 1), min=1, required=True,
                        label="Corrected frame",
@@ -64,8 +64,9 @@ class RepropagateFromFrame(foo.Operator):
             try:
                 kw = _kwargs(ctx.params, default_field, images)
                 plan = sp.plan_repropagate(ctx.dataset.select(sample_id), **kw)
-                forms.notice(inputs, f"objects {plan.object_ids} of frame {plan.from_frame} are re-propagated "
-                                     f"{plan.direction} with {plan.model}", "plan")
+                forms.notice(inputs, f"objects {plan.object_ids} of frame {plan.sequence.frame_name(plan.from_frame)} "
+                                     f"of {plan.sequence.name} are re-propagated {plan.direction} with {plan.model}",
+                             "plan")
             except ValueError as e:  # SampdInputError included
                 forms.error(inputs, e)
         return types.Property(inputs, view=types.View(label="SAM-PD: re-propagate from a corrected frame"))
@@ -79,7 +80,7 @@ class RepropagateFromFrame(foo.Operator):
         forms.finish(ctx)
         frames = sum(summary["frames"].values())
         summary["message"] = (f"objects {summary['objects']} re-propagated {summary['direction']} from frame "
-                              f"{summary['from_frame']}: {frames} frames replaced in {summary['seconds']:.1f} s")
+                              f"{summary['frame_name']}: {frames} frames replaced in {summary['seconds']:.1f} s")
         return summary
 
     def resolve_output(self, ctx):

@@ -459,12 +459,14 @@ class JFEvaluation(foe.EvaluationMethod):
                 writes.first_failures.setdefault(frame_ids[first_failure], []).append(int(idx))
             rows.append(dict(sample_id=seq.head_id, sequence=sequence, index=int(idx), label=cats.get(idx),
                              first_frame=int(first[idx]), first_failure=first_failure,
+                             first_failure_name=None if first_failure is None else seq.frame_name(first_failure),
                              num_frames=int(scored.sum()), lost_frames=int((lost & scored).sum()),
                              JF=_py((js.mean + fs.mean) / 2),
                              **{f"{n}_{s}": _py(getattr(st, s)) for n, st in (("J", js), ("F", fs))
                                 for s in metrics.Stats._fields}))
             curves.append(dict(sample_id=seq.head_id, sequence=sequence, index=int(idx),
-                               frames=fns.tolist(), J=jv.tolist(), F=fv.tolist()))
+                               frames=fns.tolist(), frame_names=[seq.frame_name(fn) for fn in fns.tolist()],
+                               J=jv.tolist(), F=fv.tolist()))
         if rows:
             st = metrics.aggregate(_stats(rows, "J"), _stats(rows, "F"))
             failures = [r["first_failure"] for r in rows if r["first_failure"] is not None]
@@ -529,7 +531,8 @@ class JFResults(foe.EvaluationResults):
         summary: DAVIS global scores (``J&F-Mean, J-Mean, J-Recall, J-Decay, F-Mean, F-Recall, F-Decay``),
             ``num_objects``, ``num_sequences`` and, if requested, ``youtube_vos``.
         objects: per-object rows (see ``per_object``).
-        curves: per-object ``{sample_id, sequence, index, frames, J, F}`` over its annotated frames.
+        curves: per-object ``{sample_id, sequence, index, frames, frame_names, J, F}`` over its annotated frames
+            (``frames``: 1-based positions; ``frame_names``: what the dataset calls them).
     """
 
     def __init__(self, samples, config, eval_key, summary=None, objects=None, curves=None, backend=None):
@@ -546,8 +549,10 @@ class JFResults(foe.EvaluationResults):
         return {k: v for k, v in self.summary.items() if not isinstance(v, dict)}
 
     def per_object(self):
-        """Per-object rows: ``sample_id, sequence, index, label, first_frame, first_failure, num_frames``
-        (scored), ``lost_frames, JF, J_mean, J_recall, J_decay, F_mean, F_recall, F_decay``."""
+        """Per-object rows: ``sample_id, sequence, index, label, first_frame, first_failure`` (1-based frame positions
+        in the sequence), ``first_failure_name`` (what the dataset calls that frame: a video's frame number, an image
+        sequence's ``order_field`` value), ``num_frames`` (scored), ``lost_frames, JF, J_mean, J_recall, J_decay,
+        F_mean, F_recall, F_decay``."""
         return [dict(r) for r in self.objects]
 
     def youtube_vos(self, seen_categories):

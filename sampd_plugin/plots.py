@@ -14,16 +14,17 @@ from sampd_plugin.metrics import object_name
 
 
 def plot_j_over_time(curves, title="J over time"):
-    """Line plot of J per frame number, one trace per object, grouped (legend groups) per sample.
+    """Line plot of J per frame, one trace per object, grouped (legend groups) per sample; frames are named as the
+    dataset names them (``frame_names``: an image sequence's order values) when the curves say so.
 
     Args:
-        curves: list of dicts ``{sample_id, sequence, index, frames, J, ...}``.
+        curves: list of dicts ``{sample_id, sequence, index, frames, J, ...}`` (optionally ``frame_names``).
     Returns: ``plotly.graph_objects.Figure``.
     """
     fig = go.Figure()
     for c in curves:
         fig.add_trace(go.Scatter(
-            x=c["frames"], y=c["J"], mode="lines+markers", name=object_name(c),
+            x=c.get("frame_names") or c["frames"], y=c["J"], mode="lines+markers", name=object_name(c),
             legendgroup=c["sample_id"], legendgrouptitle_text=c["sequence"],
             hovertemplate="frame %{x}<br>J %{y:.3f}<extra>" + object_name(c) + "</extra>"))
     fig.add_hline(y=0.5, line_dash="dot", line_color="gray")

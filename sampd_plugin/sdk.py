@@ -396,7 +396,8 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
         sequence_field, order_field: image sequences, as in :func:`track`
 
     Returns:
-        a summary dict: ``frames`` written per direction, ``objects``, ``seconds``, ...
+        a summary dict: ``from_frame`` (1-based position) and ``frame_name`` (what the dataset calls it: an image
+        sequence's order value), ``frames`` written per direction, ``objects``, ``seconds``, ...
 
     Raises:
         SampdInputError: invalid input (named sequence / frame / field); nothing was written
@@ -438,7 +439,7 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
         dict(from_frame=k, direction=direction, objects=plan.object_ids, at=runs.now())]
     claim.release(done=bool(plan.marker.get("done")), error=plan.marker.get("error"), edits=edits)
     return dict(sequence=seq.key, sample_id=seq.head_id, label_field=plan.label_field, from_frame=k,
-                direction=direction, objects=plan.object_ids, frames=written, seconds=round(time.time() - t0, 3),
+                frame_name=seq.frame_name(k), direction=direction, objects=plan.object_ids, frames=written, seconds=round(time.time() - t0, 3),
                 device=backends.device, model=backends.model)
 
 

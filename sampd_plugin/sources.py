@@ -58,6 +58,8 @@ class Sequence:
         filepaths: the video file, or the image file of each frame
         num_frames: frames in the sequence (from the video's metadata; ``None`` if unknown)
         is_video: whether this is a video sample
+        order_values: image sequences: the ``order_field`` value of each frame (ints when they are integer-like),
+            what the dataset calls its frames (:meth:`frame_name`)
     """
 
     key: str
@@ -67,6 +69,14 @@ class Sequence:
     filepaths: List[str]
     num_frames: Optional[int]
     is_video: bool
+    order_values: Optional[List[object]] = None
+
+    def frame_name(self, frame_number: int):
+        """What the dataset calls frame ``frame_number`` (1-based position): a video's frame number, an image's
+        ``order_field`` value (e.g. ``9`` for DAVIS's ``"00009"``, the 10th image)."""
+        if self.order_values is None:
+            return int(frame_number)
+        return self.order_values[int(frame_number) - 1]
 
     def frames(self) -> FrameSource:
         """The frame source of the sequence (1-based frame numbers)."""
@@ -357,7 +367,7 @@ class ImageLayout(Layout):
                     f"frames is ambiguous (choose an order field whose values are unique within a sequence)")
             out.append(Sequence(key=key, name=f"sequence '{key}' ({len(items)} images)", head_id=items[0][1],
                                 sample_ids=[sid for _, sid, _ in items], filepaths=[p for _, _, p in items],
-                                num_frames=len(items), is_video=False))
+                                num_frames=len(items), is_video=False, order_values=orders_))
         return out
 
     def frame_size(self, seq: Sequence) -> Tuple[int, int]:

@@ -212,6 +212,12 @@ def test_operators_on_image_sequences_immediate_and_delegated(plugin, make_synth
                              ctx=dict(dataset=ds, current_sample=seq.sample_ids[1],
                                       params=dict(label_field="d", direction="both"))).result
     assert r["from_frame"] == 2 and r["frames"] == {"forward": 2, "backward": 1}
+    # frames are named as the dataset names them: the 2nd image is frame_number "00001"
+    assert r["frame_name"] == 1 and "from frame 1:" in r["message"]
+    props = foo.get_operator(uri("repropagate_from_frame")).resolve_input(ExecutionContext(request_params=dict(
+        dataset_name=ds.name, current_sample=seq.sample_ids[1], params=dict(label_field="d")))).type.properties
+    assert f"of frame 1 of sequence '{seq.key}' (4 images)" in props["plan"].view.label
+    assert "sequences" not in props  # not "1 image sequence(s) (1 images)": the whole sequence is re-propagated
     foo.execute_operator(uri("repropagate_from_frame"), request_delegation=True,
                          ctx=dict(dataset=ds, selected=[seq.sample_ids[2]],
                                   params=dict(label_field="d", direction="backward")))
@@ -224,6 +230,14 @@ def test_operators_on_image_sequences_immediate_and_delegated(plugin, make_synth
     (o,) = [o for o in run_queue(ds) if o.operator.endswith("evaluate_tracking")]
     assert o.run_state == ExecutionRunState.COMPLETED, o.result.error
     assert o.result.result["num_sequences"] == 2
+    results = ds.load_evaluation_results("e")
+    assert all(c["frame_names"] == [f - 1 for f in c["frames"]] for c in results.curves)
+    rows = foo.execute_operator(uri("plot_tracking"), ctx=dict(dataset=ds, params=dict(eval_key="e"))).result[
+        "per_object"]
+    by_name = {sp.object_name(r): r for r in results.per_object()}
+    assert [r["first_failure"] for r in rows] == [
+        None if by_name[r["object"]]["first_failure"] is None else by_name[r["object"]]["first_failure"] - 1
+        for r in rows]
     res = foo.execute_operator(uri("browse_tracking_failures"),
                                ctx=dict(dataset=ds, params=dict(eval_key="e", view="worst")))
     assert res.result["view"] == "e_worst" and res.result["count"] == 8
