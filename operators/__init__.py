@@ -16,7 +16,8 @@ from .browse_tracking_failures import BrowseTrackingFailures  # noqa: E402
 from .evaluate_tracking import EvaluateTracking  # noqa: E402
 from .plot_tracking import PlotTracking  # noqa: E402
 from .repropagate_from_frame import RepropagateFromFrame  # noqa: E402
+from .show_tracking_colors import ShowTrackingColors  # noqa: E402
 from .track_objects import TrackObjects  # noqa: E402
 
 OPERATORS = (TrackObjects, AutoTrackObjects, RepropagateFromFrame, EvaluateTracking, BrowseTrackingFailures,
-             PlotTracking)
+             PlotTracking, ShowTrackingColors)

@@ -218,6 +218,20 @@ def delegation_inputs(inputs, ctx, num_sequences=None, evaluate=False):
     if num_sequences:
         notice(inputs, scheduling_note(num_sequences, int(param(ctx.params, "samples_per_operation", 1)), evaluate),
                "scheduling")
+    notice(inputs, where_it_runs(sp.worker_seen()), "where")
+
+
+def where_it_runs(worker_seen):
+    """What Execute and Schedule do, in words: which one is the default (a worker was seen or not), and what the App
+    shows during and after each (FiftyOne 1.22 shows an immediate operation's progress only when it ends, and nothing
+    of a scheduled one but "Operation successfully scheduled")."""
+    default = ("A delegated worker ran operations on this database in the last 24 h: Schedule is the default."
+               if worker_seen else "No delegated worker has run on this database in the last 24 h: Execute is the "
+               "default (Schedule queues the job for `fiftyone delegated launch` workers; nothing runs it until one "
+               "is started).")
+    return (default + " Execute runs it in the App's server now: the App shows 'Executing...' until it ends, then "
+            "the result. Schedule only shows 'Operation successfully scheduled': the job's progress is on its "
+            "delegated operation (`fiftyone delegated list`); reload the App's page to see the results.")
 
 
 def operations_for(num_sequences, per_op):
@@ -237,7 +251,7 @@ def scheduling_note(num_sequences, per_op, evaluate=False, scheduled=False):
     note = f"{'Scheduled' if scheduled else 'If scheduled'}: {what}, run by `fiftyone delegated launch` workers"
     if evaluate:
         note += "; J&F is evaluated " + ("by the operation that finishes last" if n > 1 else "when tracking ends")
-    return note + ". Refresh the App (reload the dataset) to see the results when they are done."
+    return note + ". Reload the App's page to see the results when they are done."
 
 
 def param(params, name, default):
@@ -269,17 +283,10 @@ def operation_id(ctx):
 
 # --- execution ------------------------------------------------------------------------------------------------------
 def execution_options(ctx, allow_immediate=True):
-    """Immediate or delegated; delegated by default for more than one sample or on a CPU-only host."""
-    try:
-        n = len(ctx.target_view())
-    except Exception:
-        n = 1
-    try:
-        cpu_only = sp.resolve_device(None) == "cpu"
-    except Exception:
-        cpu_only = True
+    """Immediate or delegated; Schedule (delegated) by default only where a delegated worker has been seen running
+    (``sp.worker_seen``): elsewhere a scheduled job would wait for a worker nobody started."""
     return foo.ExecutionOptions(allow_immediate_execution=allow_immediate, allow_delegated_execution=True,
-                                default_choice_to_delegated=n > 1 or cpu_only)
+                                default_choice_to_delegated=sp.worker_seen())
 
 
 def progress(ctx, dt=1.0):
@@ -386,7 +393,7 @@ def split_result(queued, per_op):
            f"{len(queued['skipped'])} finished sequence(s) skipped")
     msg += (f"; J&F (eval key '{ev['eval_key']}') is evaluated by the operation that finishes last" if ev else
             "; run 'evaluate_tracking' when they are done")
-    return dict(queued, message=msg + ". Refresh the App (reload the dataset) to see the results.")
+    return dict(queued, message=msg + ". Reload the App's page to see the results when they are done.")
 
 
 def plan_notices(inputs, plan):
@@ -449,7 +456,11 @@ def jf_report(results):
     report = dict(per_object=per_object)
     for name, fig in (("jf_plot", results.plot_jf_bars()), ("j_plot", results.plot_j_over_time(worst=PLOT_OBJECTS))):
         fig = sp.figure_json(fig)
-        report.update({name: fig["data"], f"{name}_layout": dict(fig["layout"], showlegend=True)})
+        layout = dict(fig["layout"], showlegend=True, margin=dict(t=72))
+        # the title top left, above the plot and clear of plotly's mode bar (top right)
+        layout["title"] = dict(layout.get("title") or {}, x=0, xref="paper", xanchor="left", y=1, yref="container",
+                               yanchor="top", pad=dict(t=8))
+        report.update({name: fig["data"], f"{name}_layout": layout})
     return report
 
 

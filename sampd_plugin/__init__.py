@@ -46,6 +46,7 @@ _LAZY = {
     "finish_job": "sampd_plugin.delegated",
     "list_runs": "sampd_plugin.delegated",
     "recover_stale": "sampd_plugin.delegated",
+    "worker_seen": "sampd_plugin.delegated",
     "PLUGIN_NAME": "sampd_plugin.delegated",
     # planning / validation (runs)
     "plan_track": "sampd_plugin.runs",
@@ -75,6 +76,7 @@ _LAZY = {
     "failure_frame": "sampd_plugin.views",
     "figure_json": "sampd_plugin.plots",
     "session_color_scheme": "sampd_plugin.app",
+    "object_color": "sampd_plugin.app",
     "shown_paths": "sampd_plugin.app",
     "object_name": "sampd_plugin.metrics",
     "jf_eval_keys": "sampd_plugin.evaluation",

@@ -164,6 +164,20 @@ def _check_device_name(device: Optional[str]):
         raise SampdInputError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
 
 
+#: a delegated worker that started an operation this many hours ago or later is taken to be running
+WORKER_SEEN_HOURS = 24.0
+
+
+def worker_seen(hours: float = WORKER_SEEN_HOURS) -> bool:
+    """Whether a delegated worker (``fiftyone delegated launch``, :func:`run_worker`) started an operation on this
+    database within the last ``hours``. FiftyOne's workers register nowhere, so this is the evidence that one runs:
+    the forms default to Schedule when it holds, to Execute otherwise (a scheduled job nothing runs waits forever)."""
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    since = datetime.datetime.utcnow() - datetime.timedelta(hours=hours)
+    return DelegatedOperationService().count(filters={"started_at": {"$gte": since}}) > 0
+
+
 def list_runs(samples, label_field: Optional[str] = None, sequence_field: Optional[str] = None,
               order_field: Optional[str] = None, stale_seconds: float = ownership.DEFAULT_STALE_SECONDS) -> List[dict]:
     """The state of every SAM-PD run on every sequence of ``samples`` (:func:`sampd_plugin.runs.run_states`): one
@@ -262,4 +276,5 @@ def _execute_operator(*args, **kwargs):
         return pool.submit(foo.execute_operator, *args, **kwargs).result()
 
 
-__all__ = ["queue_track", "finish_job", "run_worker", "list_runs", "recover_stale", "PLUGIN_NAME"]
+__all__ = ["queue_track", "finish_job", "run_worker", "list_runs", "recover_stale", "worker_seen",
+           "PLUGIN_NAME"]

@@ -231,6 +231,8 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
     if mode not in ("track", "auto"):
         raise ValueError(f"mode must be 'track' or 'auto', got {mode!r}")
     layout = layout_of(samples, sequence_field, order_field)
+    if not layout.sequences():
+        raise SampdInputError(f"nothing to track: the target (in {layout.where}) has no videos or images")
     if mode == "track":
         if not prompt_field:
             raise SampdInputError("a prompt field is required")

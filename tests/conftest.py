@@ -56,7 +56,7 @@ if not os.environ.get("SAMPD_FRAMES_DIR"):  # sampled failure-frame images (samp
 
 PLUGIN = "@sampd/sampd"
 OPERATORS = ("track_objects", "auto_track_objects", "repropagate_from_frame", "evaluate_tracking",
-             "browse_tracking_failures", "plot_tracking")
+             "browse_tracking_failures", "plot_tracking", "show_tracking_colors")
 
 
 @pytest.fixture(scope="session")

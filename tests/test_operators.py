@@ -349,3 +349,38 @@ def test_evaluation_choice_newest_first_unknown_refused_outdated_warned(plugin, 
     assert "out of date" in props["type"]["properties"]["outdated"]["view"]["description"]
     sp.evaluate_jf(ds, "sampd", eval_key="aa_new", overwrite=True)
     assert sp.outdated_sequences(ds, "aa_new") == [] and len(sp.outdated_sequences(ds, "zz_old")) == 1
+
+
+def test_execute_is_the_default_until_a_worker_is_seen_and_colours_show_on_dataset_open(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=3, num_objects=1)
+    ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params=dict(model="synthetic")))
+    op = foo.get_operator(uri("track_objects"))
+    seen = sp.worker_seen()
+    assert op.resolve_execution_options(ctx).default_choice_to_delegated is seen
+    props = op.resolve_input(ctx).type.properties
+    assert ("Schedule is the default" if seen else "Execute is the default") in props["where"].view.label
+    # a delegated operation run by a worker: from then on Schedule is the default
+    foo.execute_operator(uri("track_objects"), request_delegation=True, ctx=dict(dataset=ds, params=dict(
+        model="synthetic", evaluate=False)))
+    run_queue(ds)
+    assert sp.worker_seen() and not sp.worker_seen(hours=0)
+    assert op.resolve_execution_options(ctx).default_choice_to_delegated is True
+    # the App opening the dataset (a page load included) gets its saved colour scheme
+    opened = foo.execute_operator(uri("show_tracking_colors"), ctx=dict(dataset=ds))
+    (request,) = opened.executor.to_json()["requests"]
+    assert request["operator_uri"] == "set_color_scheme" and request["params"] == sp.session_color_scheme(ds)
+    assert {"path": "frames.sampd", "colorByAttribute": "index", "valueColors": [
+        {"value": "1", "color": sp.object_color(1)}]} in request["params"]["fields"]
+    bare = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
+    assert foo.execute_operator(uri("show_tracking_colors"), ctx=dict(dataset=bare)).executor.to_json()[
+        "requests"] == []
+
+
+def test_an_empty_target_is_refused_before_anything_is_written(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
+    empty = ds.limit(0)
+    with pytest.raises(sp.SampdInputError, match="nothing to track"):
+        sp.track(empty, model="synthetic", progress=False)
+    with pytest.raises(ExecutionError, match="nothing to track"):
+        foo.execute_operator(uri("track_objects"), ctx=dict(view=empty, params=dict(model="synthetic")))
+    assert not ds.has_frame_field("sampd") and ds.app_config.color_scheme is None
