@@ -40,9 +40,12 @@ class RepropagateFromFrame(foo.Operator):
             if sample_id is not None:
                 forms.sequence_inputs(inputs, ctx, ctx.dataset.select(sample_id), count=False)
         else:
-            inputs.int("frame_number", default=int(selected.get("frame_number") or 1), min=1, required=True,
+            inputs.int("frame_number", default=_default_frame(ctx, sample_id, ctx.params.get("label_field")
+                                                              or default_field), min=1, required=True,
                        label="Corrected frame",
-                       description="the frame you corrected (its detections are the prompts)")
+                       description="the frame you corrected (its detections are the prompts); by default the frame "
+                                   "you edited last (in the Annotate tab, whose frame counter starts at 0: its "
+                                   "frame N is frame N + 1 here)")
         directions = types.RadioGroup(orientation="horizontal")
         directions.add_choice("forward", label="forward (replace later frames)")
         directions.add_choice("backward", label="backward (replace earlier frames)")
@@ -74,13 +77,26 @@ class RepropagateFromFrame(foo.Operator):
     def execute(self, ctx):
         sample_id = _sample_id(ctx)
         default_field = forms.choice(None, forms.sampd_fields(ctx.dataset))
+        kwargs = _kwargs(ctx.params, default_field, ctx.dataset.media_type == "image")
+        if ctx.dataset.media_type == "video" and ctx.params.get("frame_number") is None:
+            kwargs["from_frame"] = _default_frame(ctx, sample_id, kwargs["label_field"])
         summary = sp.repropagate(ctx.dataset.select(sample_id), device=_device(ctx.params),
-                                 progress=forms.progress(ctx),
-                                 **_kwargs(ctx.params, default_field, ctx.dataset.media_type == "image"))
+                                 progress=forms.progress(ctx), **kwargs)
         forms.finish(ctx)
         frames = sum(summary["frames"].values())
-        summary["message"] = (f"objects {summary['objects']} re-propagated {summary['direction']} from frame "
-                              f"{summary['frame_name']}: {frames} frames replaced in {summary['seconds']:.1f} s")
+        message = (f"objects {summary['objects']} re-propagated {summary['direction']} from frame "
+                   f"{summary['frame_name']}: {frames} frames replaced in {summary['seconds']:.1f} s")
+        if summary["misfits"]:
+            where = ", ".join(f"frame {fn}: objects {ids}" for fn, ids in list(summary["misfits"].items())[:5])
+            message += (f"; {len(summary['misfits'])} frame(s) have a box that no longer fits its mask (moved in the "
+                        f"App without its mask): {where}: re-propagate those objects or fix the boxes")
+        field = summary["label_field"].split("frames.")[-1]
+        outdated = [k for k in sp.jf_eval_keys(ctx.dataset) if forms.eval_fields(ctx.dataset, k)[0].split("frames.")[-1]
+                    == field]
+        if outdated:
+            message += (f"; evaluation(s) {', '.join(outdated)} are out of date for this sequence: run "
+                        "'evaluate_tracking' again to refresh their scores and failure views")
+        summary["message"] = message
         return summary
 
     def resolve_output(self, ctx):
@@ -89,6 +105,21 @@ class RepropagateFromFrame(foo.Operator):
         outputs = types.Object()
         outputs.str("message", label="Result")
         return types.Property(outputs, view=types.View(label="SAM-PD re-propagation"))
+
+
+def _default_frame(ctx, sample_id, label_field):
+    """The corrected frame to propose: the frame of a selected label, else the frame edited last since SAM-PD wrote
+    the field (``sp.edited_frames``: the App's Annotate tab saves each edit), else 1."""
+    selected = (ctx.selected_labels or [{}])[0]
+    if selected.get("frame_number"):
+        return int(selected["frame_number"])
+    if sample_id is None or not label_field:
+        return 1
+    try:
+        edited = sp.edited_frames(ctx.dataset.select(sample_id), label_field)
+    except ValueError:  # not a SAM-PD field, several samples: the form says why elsewhere
+        return 1
+    return edited[0] if edited else 1
 
 
 def _sample_id(ctx):

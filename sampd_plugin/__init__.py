@@ -51,6 +51,7 @@ _LAZY = {
     # planning / validation (runs)
     "plan_track": "sampd_plugin.runs",
     "plan_repropagate": "sampd_plugin.runs",
+    "edited_frames": "sampd_plugin.runs",
     "make_config": "sampd_plugin.runs",
     "DIRECTIONS": "sampd_plugin.runs",
     # settings and models

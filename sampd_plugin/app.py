@@ -13,11 +13,19 @@ classification (:mod:`sampd_plugin.quality`) is drawn in :data:`DOUBTFUL_COLOR`.
 
 A running App reads the dataset's scheme only when it switches to the dataset; :func:`session_color_scheme` is what an
 operator hands to the App's ``set_color_scheme`` operator to show new settings at once.
+
+:func:`annotation_schema` gives an output field the label schema of the App's Annotate tab (sample modal), so that a
+person can correct masks there at once (without setting the field up and scanning it in the schema manager, whose
+scanned range of ``index`` would refuse a new object's id).
 """
+import logging
+
 import fiftyone as fo
 
 from sampd_plugin import quality
-from sampd_plugin.labels import field_name
+from sampd_plugin.labels import TRACKER_ATTRIBUTES, field_name
+
+logger = logging.getLogger(__name__)
 
 #: the ``Detection`` attribute that identifies an object across frames
 OBJECT_ATTRIBUTE = "index"
@@ -113,3 +121,31 @@ def shown_paths(dataset, label_fields):
         if dataset.has_field(field_paths(dataset, doubtful)[0]):
             paths += field_paths(dataset, doubtful)
     return list(dict.fromkeys(paths))
+
+
+def annotation_schema(dataset, label_field):
+    """Gives ``label_field`` (a SAM-PD output field) the App's annotation label schema and activates it, unless it
+    has one: the label a free text, ``index`` a free integer (no scanned range to refuse a new object's id), the
+    tracker's attributes (:data:`sampd_plugin.labels.TRACKER_ATTRIBUTES`) read-only. Only these attributes are
+    listed: an evaluation's ``<key>_J`` is deleted with its run, and FiftyOne refuses to delete an attribute that a
+    label schema lists."""
+    path = field_paths(dataset, label_field)[0]
+    if path in dataset.label_schemas:
+        return
+    types = {"score": "float", "iou": "float", "confidence": "float", "lost": "bool", "is_prompt": "bool"}
+    attributes = [dict(name="id", type="id", component="text", read_only=True),
+                  dict(name="index", type="int", component="text"),
+                  dict(name="tags", type="list<str>", component="text")]
+    attributes += [dict(name=a, type=types[a], component="toggle" if types[a] == "bool" else "text", read_only=True)
+                   for a in TRACKER_ATTRIBUTES]
+    for attempt in range(2):
+        dataset.reload()  # FiftyOne validates against the field's subfields, which a field just added lacks until then
+        try:
+            if path not in dataset.label_schemas:  # another worker may have set it meanwhile
+                dataset.update_label_schema(path, dict(type="detections", component="text", attributes=attributes))
+            dataset.activate_label_schemas(path)
+            return
+        except Exception as e:  # another process still declaring the field's attributes: once more, then let it be
+            error = e
+    logger.warning("the App's annotation schema of '%s' was not set (the next run or re-propagation sets it): %s",
+                   path, error)

@@ -13,7 +13,8 @@ Written labels (:func:`frame_detections`): one ``fo.Detection`` per started obje
 attributes ``score`` (the many-to-one selection score of the chosen candidate: its Eq. 2 similarity relative to the
 template's own, its IoU with the object's previous mask, or SAM's predicted IoU, by ``SamPDConfig.selection``),
 ``iou`` (SAM's predicted IoU), ``lost`` (the object was not found: no mask, an empty box) and ``is_prompt`` (the
-object's prompt frame); doubtful objects (:func:`sampd_plugin.quality.is_doubtful`) carry the label tag
+object's prompt frame), and, when written (``store.FrameLabelWriter``), the object's ``instance``
+(:func:`object_instance`); doubtful objects (:func:`sampd_plugin.quality.is_doubtful`) carry the label tag
 ``"doubtful"``. Per frame, :func:`frame_quality` gives the values of the frame-level quality fields
 (:func:`quality_fields`).
 """
@@ -22,8 +23,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import hashlib
+
 import cv2
 import numpy as np
+from bson import ObjectId
 
 import fiftyone as fo
 import fiftyone.core.fields as fof
@@ -37,6 +41,8 @@ if TYPE_CHECKING:  # the tracker (torch) is not imported at run time
 #: label attributes declared on an output field (besides FiftyOne's Detection fields)
 LABEL_ATTRIBUTES = {"score": fof.FloatField, "iou": fof.FloatField, "lost": fof.BooleanField,
                     "is_prompt": fof.BooleanField}
+#: the attributes the tracker writes, read-only where a person corrects labels (the App's annotation schema)
+TRACKER_ATTRIBUTES = ("confidence", "score", "iou", "lost", "is_prompt")
 
 
 #: sample-level run marker field of output field ``f``: ``f + MARKER_SUFFIX`` (see :mod:`sampd_plugin.runs`)
@@ -115,6 +121,34 @@ def paste_mask(detection, hw: Tuple[int, int]) -> np.ndarray:
     if yb > ya and xb > xa:
         out[ya:yb, xa:xb] = m[ya - y0:yb - y0, xa - x0:xb - x0]
     return out
+
+
+def object_instance(head_id: str, label_field: str, index: int) -> "fo.Instance":
+    """The FiftyOne ``Instance`` of object ``index`` of one sequence (its head sample ``head_id``) in ``label_field``,
+    derived from those three: every frame, a resumed run and a re-propagation give the object the same instance, so
+    the App's annotation timeline draws one track per object."""
+    digest = hashlib.sha1(f"{head_id}/{field_name(label_field)}/{int(index)}".encode()).digest()[:12]
+    return fo.Instance(id=str(ObjectId(digest)))
+
+
+def mark_prompt(detection) -> "fo.Detection":
+    """Marks a corrected detection as the prompt of a re-propagation (in place): ``is_prompt``, not ``lost``, its
+    tracker scores (``confidence``, ``score``, ``iou``) and ``doubtful`` tag cleared: they described the tracker's
+    mask, which the correction replaced."""
+    detection.is_prompt, detection.lost = True, False
+    detection.confidence = detection.score = detection.iou = None
+    detection.tags = [t for t in (detection.tags or []) if t != quality.DOUBTFUL_TAG]
+    return detection
+
+
+def box_fits_mask(detection, hw: Tuple[int, int]) -> bool:
+    """Whether a detection's mask crop has the pixel size of its box (as :func:`paste_mask` rounds it, 1 px of
+    slack); a box moved or resized without its mask (the App copies a moved box to later frames) does not."""
+    if not detection.has_mask or detection.mask is None:
+        return True
+    x0, y0, x1, y1 = relative_to_xyxy(detection.bounding_box, hw)
+    h, w = np.asarray(detection.mask).shape[:2]
+    return abs((y1 - y0) - h) <= 1 and abs((x1 - x0) - w) <= 1
 
 
 def object_detection(object_id: int, result, hw: Tuple[int, int]) -> "fo.Detection":

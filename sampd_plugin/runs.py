@@ -319,6 +319,8 @@ class RepropagationPlan:
     config: SamPDConfig
     hw: Tuple[int, int]
     marker: dict
+    #: the corrected frame's label (objects drawn without ``index`` numbered), rewritten with its prompts marked
+    corrected: object = None
 
     @property
     def object_ids(self) -> List[int]:
@@ -365,8 +367,45 @@ def plan_repropagate(samples, label_field: str, from_frame: Optional[int] = None
     k = int(from_frame)
     if k < 1 or (total and k > total):
         raise SampdInputError(f"{seq.name}: frame {from_frame} is outside the sequence (frames 1..{total})")
-    prompts = store.read_frame_prompts(layout, seq, label_field, k, hw, object_ids)
-    return RepropagationPlan(layout, seq, label_field, k, direction, prompts, model, checkpoint, cfg, hw, marker)
+    prompts, corrected = store.read_frame_prompts(layout, seq, label_field, k, hw, object_ids)
+    return RepropagationPlan(layout, seq, label_field, k, direction, prompts, model, checkpoint, cfg, hw, marker,
+                             corrected)
+
+
+#: frames written within this many seconds of the median write time of a sequence were written together (a bulk
+#: write such as an evaluation's), not edited one by one
+BULK_WRITE_SECONDS = 2.0
+
+
+def edited_frames(samples, label_field: str, sequence_field: Optional[str] = None,
+                  order_field: Optional[str] = None) -> List[int]:
+    """The frames (1-based) of the one sequence ``samples`` designate that were modified after SAM-PD last wrote
+    ``label_field`` there (its run's end, its latest re-propagation), latest first: the frames a person corrected
+    since, e.g. in the App's Annotate tab (each edit saves its frame). Writes of whole sequences since (an
+    evaluation's fields) are not edits: when they touched most frames, the frames written within
+    :data:`BULK_WRITE_SECONDS` of their median time are left out."""
+    layout = _one_sequence_layout(samples, sequence_field, order_field)
+    seq = layout.sequences()[0]
+    marker = read_markers(layout, label_field).get(seq.key) or {}
+    times = [marker.get("finished_at"), marker.get("started_at")] + [e.get("at") for e in marker.get("edits") or []]
+    times = [datetime.datetime.fromisoformat(t) for t in times if t]
+    if not times:
+        return []
+    since = max(times)
+    if seq.is_video:
+        view = layout.dataset.select(seq.head_id)
+        modified = dict(zip(view.values("frames.frame_number")[0] or [], view.values("frames.last_modified_at")[0]
+                            or []))
+    else:
+        view = layout.dataset.select(seq.sample_ids, ordered=True)
+        modified = dict(enumerate(view.values("last_modified_at"), 1))
+    utc = {fn: t.replace(tzinfo=datetime.timezone.utc) if t.tzinfo is None else t
+           for fn, t in modified.items() if t is not None}
+    after = {fn: t for fn, t in utc.items() if t > since}
+    if len(after) > len(utc) / 2:
+        median = sorted(after.values())[len(after) // 2]
+        after = {fn: t for fn, t in after.items() if abs((t - median).total_seconds()) > BULK_WRITE_SECONDS}
+    return [int(fn) for fn, _ in sorted(after.items(), key=lambda x: x[1], reverse=True)]
 
 
 def _one_sequence_layout(samples, sequence_field, order_field) -> Layout:

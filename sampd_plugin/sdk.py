@@ -39,7 +39,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from typing import Iterator, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import fiftyone.core.utils as fou
 
@@ -371,13 +371,15 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
                 order_field: Optional[str] = None) -> dict:
     """Re-runs SAM-PD from a corrected frame and replaces the labels on one side of it.
 
-    After a person corrects objects on frame ``k = from_frame`` of the output field (edits a detection's mask/box or
-    draws a new one, keeping its ``index``), the detections of frame ``k`` (those with an ``index`` and not
-    ``lost``; only ``object_ids`` if given) are the prompts; SAM-PD propagates them forwards (frames ``k+1 ..`` end),
-    backwards (frames ``k-1 .. 1``) or both, and on those frames replaces the detections of the re-propagated
-    objects (other objects' detections are kept). Frame ``k`` itself and the other side are not touched. Backward
-    propagation of a video decodes it forwards in chunks and feeds them to the tracker in reverse (memory: one
-    chunk).
+    After a person corrects objects on frame ``k = from_frame`` of the output field (edits a detection's mask/box, in
+    the App's Annotate tab or from Python, or draws a new one), the detections of frame ``k`` that are not ``lost``
+    (only ``object_ids`` if given) are the prompts; a detection without ``index`` (a new object) gets the sequence's
+    next free one. SAM-PD propagates them forwards (frames ``k+1 ..`` end), backwards (frames ``k-1 .. 1``) or both,
+    and on those frames replaces the detections of the re-propagated objects, each where it was in the frame's list
+    (other objects' detections are kept). Frame ``k`` keeps its masks and boxes; its re-propagated detections are
+    marked as prompts (``is_prompt``, tracker scores and the ``doubtful`` tag cleared). Each object keeps its FiftyOne
+    ``instance`` (one track in the App's timeline). The other side is not touched. Backward propagation of a video
+    decodes it forwards in chunks and feeds them to the tracker in reverse (memory: one chunk).
 
     The field must have been written by :func:`track` / :func:`auto_track`: its ``<label_field>_track`` marker gives
     the model, checkpoint and config (unless overridden here) and records the edit; the prompt / ground-truth field
@@ -397,7 +399,8 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
 
     Returns:
         a summary dict: ``from_frame`` (1-based position) and ``frame_name`` (what the dataset calls it: an image
-        sequence's order value), ``frames`` written per direction, ``objects``, ``seconds``, ...
+        sequence's order value), ``frames`` written per direction, ``objects``, ``misfits`` (:func:`misfit_boxes`
+        after the run: detections whose box no longer fits their mask), ``seconds``, ...
 
     Raises:
         SampdInputError: invalid input (named sequence / frame / field); nothing was written
@@ -416,6 +419,9 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
                               f"({ownership.marker_state(current)[1]}): re-propagate when it is done")
     t0 = time.time()
     written = {}
+    store.ensure_output_field(plan.layout, plan.label_field)  # fields written before the App's schema existed
+    instances = store.object_instances(plan.layout, seq, plan.label_field)  # each object keeps its instance
+    instances.update({d.index: d.instance for d in plan.corrected.detections if d.instance_id is not None})
     todo = ["forward", "backward"] if direction == "both" else [direction]
     n_frames = sum((total - k) if d == "forward" else (k - 1) for d in todo) if total else None
     source = seq.frames()
@@ -426,10 +432,19 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
                 tracker = SamPDTracker(_backend(backends, plan.layout, seq), plan.config)
                 writer = store.BackgroundWriter(store.FrameLabelWriter(
                     plan.layout, plan.label_field, batch_frames, replace_ids=plan.object_ids,
-                    before_write=lambda: claim.beat(True)))
+                    before_write=lambda: claim.beat(True), instances=instances))
                 written[d] = _stream(tracker, _checked(frames, plan.hw, seq.name), plan.prompts, plan.hw, writer,
                                      seq, pb, f"{d} from frame {k}", skip_frame=k,
                                      where=f"{seq.name} ({d} from frame {k})", on_frame=lambda *_: claim.beat())
+        # the corrected frame keeps its masks and boxes (and new objects their new index); the re-propagated objects
+        # are marked as the prompts they now are
+        for det in plan.corrected.detections:
+            if det.index in plan.object_ids:
+                labels.mark_prompt(det)
+        prompt_frame = store.FrameLabelWriter(plan.layout, plan.label_field, before_write=lambda: claim.beat(True),
+                                              instances=instances)
+        prompt_frame.add(seq, k, plan.corrected)
+        prompt_frame.flush()
     except OwnershipLostError:
         raise
     except BaseException as e:  # the run's state is what it was; the error is recorded
@@ -439,8 +454,21 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
         dict(from_frame=k, direction=direction, objects=plan.object_ids, at=runs.now())]
     claim.release(done=bool(plan.marker.get("done")), error=plan.marker.get("error"), edits=edits)
     return dict(sequence=seq.key, sample_id=seq.head_id, label_field=plan.label_field, from_frame=k,
-                frame_name=seq.frame_name(k), direction=direction, objects=plan.object_ids, frames=written, seconds=round(time.time() - t0, 3),
-                device=backends.device, model=backends.model)
+                frame_name=seq.frame_name(k), direction=direction, objects=plan.object_ids, frames=written,
+                misfits=misfit_boxes(plan.layout, seq, plan.label_field, plan.hw),
+                seconds=round(time.time() - t0, 3), device=backends.device, model=backends.model)
+
+
+def misfit_boxes(layout: Layout, seq: Sequence, label_field: str, hw) -> Dict[int, List[int]]:
+    """``{frame number: [object indexes]}`` of the detections of one sequence whose box no longer fits their mask
+    (:func:`sampd_plugin.labels.box_fits_mask`): boxes moved or resized in the App without their mask, e.g. the
+    copies the App makes of a moved box on the object's later frames. Re-propagating the object replaces them."""
+    out = {}
+    for fn, label in layout.read_labels(seq, label_field).items():
+        bad = [d.index for d in (label.detections if label is not None else []) if not labels.box_fits_mask(d, hw)]
+        if bad:
+            out[int(fn)] = bad
+    return out
 
 
 # --- evaluation ----------------------------------------------------------------------------------------------------
@@ -454,4 +482,4 @@ def evaluate_jf(samples, pred_field: str = "sampd", gt_field: str = "ground_trut
     return _evaluate_jf(as_collection(samples), pred_field, gt_field=gt_field, eval_key=eval_key, **kwargs)
 
 
-__all__ = ["track", "auto_track", "repropagate", "evaluate_jf", "FramesProgressBar"]
+__all__ = ["track", "auto_track", "repropagate", "misfit_boxes", "evaluate_jf", "FramesProgressBar"]

@@ -23,7 +23,7 @@ from fiftyone import ViewField as F
 from sampd_plugin import app
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, is_absent, marker_field,
-                                 paste_mask, quality_fields, relative_to_xyxy)
+                                 object_instance, paste_mask, quality_fields, relative_to_xyxy)
 from sampd_plugin.sources import Layout, Sequence
 from sampd_plugin.tracker import ObjectPrompt
 
@@ -36,8 +36,8 @@ DEFAULT_BATCH_FRAMES = 128
 _RESERVED = {"id", "frame_number", "created_at", "last_modified_at", "filepath", "metadata", "tags", "frames"}
 
 __all__ = ["DEFAULT_BATCH_FRAMES", "check_label_field", "check_output_field", "prompt_plan",
-           "detection_to_prompt", "read_prompts", "read_frame_prompts", "ensure_output_field", "FrameLabelWriter",
-           "BackgroundWriter"]
+           "detection_to_prompt", "read_prompts", "read_frame_prompts", "number_new_objects", "object_instances",
+           "ensure_output_field", "replace_objects", "FrameLabelWriter", "BackgroundWriter"]
 
 
 def check_label_field(layout: Layout, field: str, role: str = "prompt field", types=(fo.Detections,)) -> str:
@@ -194,15 +194,20 @@ def read_prompts(layout: Layout, seq: Sequence, prompt_field: str, hw: Tuple[int
 
 
 def read_frame_prompts(layout: Layout, seq: Sequence, label_field: str, frame_number: int, hw: Tuple[int, int],
-                       object_ids: Optional[Iterable[int]] = None) -> List[ObjectPrompt]:
-    """Prompts from one frame of a (corrected) output field: every detection with an ``index`` that is not
-    ``lost`` (optionally only ``object_ids``), for :func:`sampd_plugin.repropagate`."""
-    label = layout.read_labels(seq, label_field, [frame_number]).get(int(frame_number))
+                       object_ids: Optional[Iterable[int]] = None) -> Tuple[List[ObjectPrompt], "fo.Detections"]:
+    """Prompts from one frame of a (corrected) output field, for :func:`sampd_plugin.repropagate`: every detection
+    that is not ``lost`` (optionally only ``object_ids``). A detection without ``index`` (an object drawn in the App)
+    is numbered first: the next free index of the sequence (:func:`number_new_objects`).
+
+    Returns the prompts and the frame's label (with those new indexes)."""
+    label = layout.read_labels(seq, label_field, [frame_number]).get(int(frame_number)) or fo.Detections()
     path = layout.path(label_field)
+    taken = {i for row in layout.index_table(label_field)[seq.key].values() for i in row if i is not None}
+    number_new_objects(label, taken)
     wanted = None if object_ids is None else {int(i) for i in object_ids}
     prompts, seen = [], set()
-    for det in (label.detections if label is not None else []):
-        if det.index is None or bool(det.get_field("lost") if det.has_field("lost") else False):
+    for det in label.detections:
+        if bool(det.get_field("lost") if det.has_field("lost") else False) or is_absent(det):
             continue
         if wanted is not None and det.index not in wanted:
             continue
@@ -212,15 +217,42 @@ def read_frame_prompts(layout: Layout, seq: Sequence, label_field: str, frame_nu
         prompts.append(detection_to_prompt(det, hw, frame_number, det.index, seq.name))
     if not prompts:
         which = "" if wanted is None else f" with index in {sorted(wanted)}"
-        raise SampdInputError(f"{seq.name}, frame {frame_number}: '{path}' has no detection{which} (with an index "
-                              "and not lost) to propagate from")
-    return prompts
+        raise SampdInputError(f"{seq.name}, frame {frame_number}: '{path}' has no detection{which} (not lost) to "
+                              "propagate from")
+    return prompts, label
+
+
+def object_instances(layout: Layout, seq: Sequence, label_field: str) -> Dict[int, object]:
+    """``{index: fo.Instance}`` of the objects of one sequence in ``label_field`` that have one (the first found):
+    a re-propagation keeps them, whatever gave them (an earlier run, a copied field, the App)."""
+    view = layout.dataset.select(seq.head_id if seq.is_video else seq.sample_ids)
+    path = ("frames." if seq.is_video else "") + field_name(label_field) + ".detections"
+    found = {}
+    for index, instance in zip(view.values(f"{path}.index", unwind=True),
+                               view.values(f"{path}.instance", unwind=True)):
+        if index is not None and instance is not None:  # a dynamic attribute: read back as its dict
+            found.setdefault(index, fo.Instance(id=str(instance["_id"])) if isinstance(instance, dict) else instance)
+    return found
+
+
+def number_new_objects(label, taken: Iterable[int]) -> List[int]:
+    """Gives each detection of ``label`` without an ``index`` (e.g. drawn with the App's box tool) the next index
+    after ``taken`` and those of ``label`` (in place); returns the new indexes."""
+    used = set(taken) | {d.index for d in label.detections if d.index is not None}
+    new = []
+    for det in label.detections:
+        if det.index is None and not is_absent(det):
+            det.index = max(used | {0}) + 1
+            used.add(det.index)
+            new.append(det.index)
+    return new
 
 
 def ensure_output_field(layout: Layout, label_field: str):
     """Declares the sample-level marker field, then the output field as ``fo.Detections`` with the label attributes
-    (``frames.<f>`` for videos, ``<f>`` for images) and its frame quality fields, and colours its objects by
-    ``index`` in the App (:func:`sampd_plugin.app.color_by_object`); idempotent, done before anything is written.
+    (``frames.<f>`` for videos, ``<f>`` for images) and its frame quality fields, colours its objects by
+    ``index`` in the App (:func:`sampd_plugin.app.color_by_object`) and gives it the App's annotation schema
+    (:func:`sampd_plugin.app.annotation_schema`); idempotent, done before anything is written.
     The marker field comes first so that another process never sees the output field without it (which would make
     it look like a field SAM-PD did not write, :func:`check_output_field`)."""
     if not layout.dataset.has_sample_field(marker_field(label_field)):
@@ -231,6 +263,17 @@ def ensure_output_field(layout: Layout, label_field: str):
     for qname, (ftype, kwargs) in quality_fields(label_field).items():
         layout.add_field(qname, ftype, **kwargs)
     app.color_by_object(layout.dataset, label_field)
+    app.annotation_schema(layout.dataset, label_field)
+
+
+def replace_objects(old, new, replace_ids) -> "fo.Detections":
+    """``old`` with the detections of objects ``replace_ids`` replaced by those of ``new``, each where the old one
+    was in the list (a client that addresses labels by list position still finds every other object where it was);
+    objects of ``replace_ids`` that ``new`` lacks are dropped, new objects are appended."""
+    fresh = {d.index: d for d in new.detections}
+    out = [fresh.pop(d.index) if d.index in replace_ids and d.index in fresh else d for d in old.detections
+           if d.index not in replace_ids or d.index in fresh]
+    return fo.Detections(detections=out + list(fresh.values()))
 
 
 class FrameLabelWriter:
@@ -247,10 +290,13 @@ class FrameLabelWriter:
             of every other object on the written frames are kept (repropagation); ``None`` replaces whole frames
         before_write: called before every bulk write (the run's ownership check and heartbeat: if it raises,
             nothing is written)
+        instances: ``{index: fo.Instance}`` of objects that already have one (re-propagation of an object drawn in
+            the App); every other object gets :func:`sampd_plugin.labels.object_instance`
     """
 
     def __init__(self, layout: Layout, label_field: str, batch_frames: int = DEFAULT_BATCH_FRAMES,
-                 replace_ids: Optional[Iterable[int]] = None, before_write: Optional[Callable[[], None]] = None):
+                 replace_ids: Optional[Iterable[int]] = None, before_write: Optional[Callable[[], None]] = None,
+                 instances: Optional[Dict[int, object]] = None):
         if batch_frames < 1:
             raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
         self.layout = layout
@@ -258,6 +304,7 @@ class FrameLabelWriter:
         self.batch_frames = int(batch_frames)
         self.replace_ids = None if replace_ids is None else {int(i) for i in replace_ids}
         self.before_write = before_write
+        self.instances = dict(instances or {})
         self._buf: Dict[str, Tuple[Sequence, Dict[int, object]]] = {}
         self._n = 0
         self._colored = set()  # object indexes given their App colour (sampd_plugin.app.color_by_object)
@@ -272,6 +319,10 @@ class FrameLabelWriter:
         return self._n
 
     def add(self, seq: Sequence, frame_number: int, label):
+        for det in label.detections if label is not None else []:
+            if det.index is not None and det.instance_id is None:
+                det.instance = self.instances.get(det.index) or object_instance(seq.head_id, self.label_field,
+                                                                                  det.index)
         self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = label
         self._n += 1
         if self._n >= self.batch_frames:
@@ -287,8 +338,7 @@ class FrameLabelWriter:
                 for fn, label in self.layout.read_labels(seq, self.label_field, sorted(frames)).items():
                     if label is None or fn not in frames:
                         continue
-                    kept = [d for d in label.detections if d.index not in self.replace_ids]
-                    frames[fn] = fo.Detections(detections=kept + list(frames[fn].detections))
+                    frames[fn] = replace_objects(label, frames[fn], self.replace_ids)
         self.layout.write_labels(self.label_field, self._buf)
         quality = {k: (seq, {fn: frame_quality(label) for fn, label in frames.items()})
                    for k, (seq, frames) in self._buf.items()}

@@ -106,11 +106,12 @@ def test_repropagate_from_frame_immediate_and_delegated(plugin, make_synthetic):
                              ctx=dict(dataset=ds, current_sample=sample.id, params=params)).result
     assert r["frames"] == {"forward": 3} and r["objects"] == [1]
     after = [str(v) for v in ds.values("frames.sampd")[0]]
-    assert after[:3] == before[:3] and after[3:] != before[3:]
+    assert after[:2] == before[:2] and after[3:] != before[3:]
     sample.reload()
-    for fn in (4, 5, 6):  # object 2 kept its detections, object 1 was replaced
-        dets = {d.index: d for d in sample.frames[fn].sampd.detections}
-        assert sorted(dets) == [1, 2]
+    for fn in (4, 5, 6):  # object 2 kept its detections, object 1 was replaced, each where it was in the list
+        assert [d.index for d in sample.frames[fn].sampd.detections] == [1, 2]
+    marked = {d.index: d.has_field("is_prompt") and d.is_prompt for d in sample.frames[3].sampd.detections}
+    assert marked == {1: True, 2: False}  # the corrected frame: object 1 is now a prompt
     foo.execute_operator(uri("repropagate_from_frame"), request_delegation=True,
                          ctx=dict(dataset=ds, selected=[sample.id],
                                   params=dict(label_field="sampd", frame_number=3, direction="backward")))
@@ -118,7 +119,7 @@ def test_repropagate_from_frame_immediate_and_delegated(plugin, make_synthetic):
     assert op.run_state == ExecutionRunState.COMPLETED, op.result.error
     assert op.result.result["frames"] == {"backward": 2}
     final = [str(v) for v in ds.values("frames.sampd")[0]]
-    assert final[2:] == after[2:]  # frame 3 and later untouched by the backward pass
+    assert final[3:] == after[3:]  # the frames after frame 3 untouched by the backward pass
     gt3 = {d.index: paste_mask(d, hw) for d in sample.frames[3].ground_truth.detections}
     sample.reload()
     assert all(np.array_equal(paste_mask(d, hw), gt3[d.index]) for d in sample.frames[3].sampd.detections)
@@ -135,8 +136,10 @@ def test_evaluate_and_browse_failures(plugin, make_synthetic):
     result = foo.execute_operator(uri("browse_tracking_failures"),
                                   ctx=dict(dataset=ds, params=dict(eval_key="jf", view="worst")))
     assert result.result["view"] == "jf_worst" and result.result["count"] == 1
-    trigger = result.executor.to_json()["requests"][-1]
-    assert trigger["operator_uri"] == "set_view" and trigger["params"]["name"] == "jf_worst"
+    triggers = {q["operator_uri"]: q["params"] for q in result.executor.to_json()["requests"]}
+    assert triggers["set_view"]["name"] == "jf_worst"  # with its labels ticked and coloured
+    assert {"frames.sampd", "sampd", "frames.ground_truth"} <= set(triggers["set_active_fields"]["fields"])
+    assert triggers["set_color_scheme"] == sp.session_color_scheme(ds)
     foo.execute_operator(uri("evaluate_tracking"), request_delegation=True,
                          ctx=dict(dataset=ds, params=dict(pred_field="sampd", gt_field="ground_truth",
                                                           eval_key="jf2")))
@@ -199,15 +202,6 @@ def test_browse_without_evaluation_is_refused(plugin, make_synthetic):
     assert any("run 'evaluate_tracking' first" in e for e in errs), errs
 
 
-def test_execution_options_default_to_delegated_for_several_samples(plugin, make_synthetic):
-    ds = make_synthetic(num_videos=2, num_frames=2, num_objects=1)
-    op = foo.get_operator(uri("track_objects"))
-    ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params={}))
-    options = op.resolve_execution_options(ctx)
-    assert options.allow_immediate_execution and options.allow_delegated_execution
-    assert options.default_choice_to_delegated
-
-
 def test_forms_serialize_with_defaults_drawn_from_the_dataset(plugin, make_synthetic):
     from sampd_plugin.config import PRESETS
 
@@ -248,7 +242,7 @@ def test_split_job_is_evaluated_by_its_last_operation(plugin, make_synthetic):
                                      request_delegation=True)
     # what the App shows instead of a bare "scheduled": how many operations, what runs them, refresh
     note = outputs_json("track_objects", ds, params, scheduled.result)["scheduled"]["view"]["label"]
-    assert "queues 3 operations" in note and "fiftyone delegated launch" in note and "Refresh the App" in note
+    assert "queues 3 operations" in note and "fiftyone delegated launch" in note and "Reload the App's page" in note
     assert "evaluated by the operation that finishes last" in note
     ops = {str(op.id): op for op in run_queue(ds)}
     assert len(ops) == 4 and all(op.run_state == ExecutionRunState.COMPLETED for op in ops.values()), [

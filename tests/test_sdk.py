@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import time
+
 import numpy as np
 import pytest
 
@@ -216,14 +218,27 @@ def test_repropagate_changes_only_the_chosen_side_and_improves_j(make_synthetic)
     after = {f: frame_j(sample, f, hw) for f in ("pt", "pt_back")}
     new = {f: [str(v) for v in ds.values(f"frames.{f}")[0]] for f in ("pt", "pt_back")}
 
-    assert new["pt"][:k] == labels["pt"][:k]  # frames 1..k untouched
+    assert new["pt"][:k - 1] == labels["pt"][:k - 1]  # frames 1..k-1 untouched
     assert all(a != b for a, b in zip(new["pt"][k:], labels["pt"][k:]))
-    assert new["pt_back"][k - 1:] == labels["pt_back"][k - 1:]  # frames k..end untouched
+    assert new["pt_back"][k:] == labels["pt_back"][k:]  # frames k+1..end untouched
+    sample.reload()
+    for field in ("pt", "pt_back"):  # frame k keeps the correction, marked as the prompts it now is
+        dets = sample.frames[k][field].detections
+        assert [d.index for d in dets] == [d.index for d in gt_k.detections]
+        for det, corrected in zip(dets, gt_k.detections):
+            assert det.bounding_box == corrected.bounding_box and np.array_equal(det.mask, corrected.mask)
+            assert det.is_prompt and not det.lost and det.confidence is None and det.score is None and det.iou is None
+        # one FiftyOne instance per object on every frame (one track each in the App's timeline)
+        instances = {}
+        for frame in sample.frames.values():
+            for d in frame[field].detections:
+                instances.setdefault(d.index, set()).add(d.instance_id)
+        assert all(len(ids) == 1 and None not in ids for ids in instances.values()), instances
+    assert fwd["misfits"] == {} and bwd["misfits"] == {}
     mean = lambda js, frames: np.mean([j for fn in frames for j in js[fn].values()])  # noqa: E731
     after_k, before_k = range(k + 1, 13), range(1, k)
     assert mean(after["pt"], after_k) > mean(before["pt"], after_k) + 0.1
     assert mean(after["pt_back"], before_k) > mean(before["pt_back"], before_k) + 0.1
-    sample.reload()
     assert sample["pt_track"]["edits"][-1]["from_frame"] == k
     gt_labels = gt_snapshot(ds)
     with pytest.raises(SampdInputError, match="not written by SAM-PD"):
@@ -277,3 +292,51 @@ def test_package_import_is_lazy_without_fiftyone(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == 0, proc.stderr
+
+
+BULK_GAP = 2.5  # seconds between two edits, more than sampd_plugin.runs.BULK_WRITE_SECONDS
+
+
+def test_correction_loop_numbers_new_objects_keeps_instances_flags_misfit_boxes(make_synthetic):
+    """What an annotator does in the App's Annotate tab, done from Python: the field is ready for annotation (label
+    schema), an object drawn without ``index`` is numbered and tracked as one track, a box moved without its mask
+    is reported."""
+    ds = make_synthetic(num_videos=1, num_frames=6, num_objects=2, height=96, width=128, seed=1)
+    sp.track(ds, model="synthetic", progress=False)
+    schema = ds.label_schemas["frames.sampd"]  # the App's Annotate tab edits the field at once
+    attrs = {a["name"]: a for a in schema["attributes"]}
+    assert "frames.sampd" in ds.active_label_schemas and "range" not in attrs["index"]
+    assert all(attrs[a].get("read_only") for a in ("confidence", "score", "iou", "lost", "is_prompt"))
+    assert not attrs["index"].get("read_only")
+    sample = ds.first()
+    k = 3
+    drawn = sample.frames[k].ground_truth.detections[1].copy()  # object 2, drawn again as a new object
+    drawn.index = None
+    sample.frames[k].sampd.detections = [sample.frames[k].sampd.detections[0], drawn]
+    late = sample.frames[6].sampd.detections[0]
+    late.bounding_box = [late.bounding_box[0], late.bounding_box[1], late.bounding_box[2] * 1.5, late.bounding_box[3]]
+    sample.save()
+    r = sp.repropagate(sample, "sampd", from_frame=k, object_ids=None, progress=False)
+    sample.reload()
+    assert r["objects"] == [1, 3] and [d.index for d in sample.frames[k].sampd.detections] == [1, 3]
+    assert all(3 in [d.index for d in sample.frames[fn].sampd.detections] for fn in range(k, 7))
+    tracks = {}
+    for fn, frame in sample.frames.items():
+        for d in frame.sampd.detections:
+            tracks.setdefault(d.index, set()).add(d.instance_id)
+    assert all(len(ids) == 1 for ids in tracks.values()) and len({i for ids in tracks.values() for i in ids}) == 3
+    assert r["misfits"] == {}  # object 1 was re-propagated: its moved box on frame 6 was replaced
+    late = sample.frames[6].sampd.detections[0]
+    late.bounding_box = [late.bounding_box[0], late.bounding_box[1], late.bounding_box[2] * 1.5, late.bounding_box[3]]
+    sample.save()
+    r = sp.repropagate(sample, "sampd", from_frame=k, object_ids=[3], progress=False)
+    assert r["misfits"] == {6: [1]}
+    # the frames a person corrected since SAM-PD's last write, latest first (the operator's default frame)
+    assert sp.edited_frames(sample, "sampd") == []
+    sp.evaluate_jf(ds, "sampd", eval_key="jf")  # writes every frame at once: not an edit
+    assert sp.edited_frames(sample, "sampd") == []
+    time.sleep(BULK_GAP)
+    for fn in (2, 5):
+        sample.frames[fn].sampd.detections[0].tags = ["checked"]
+        sample.save()
+    assert sp.edited_frames(sample, "sampd") == [5, 2]
