@@ -38,7 +38,7 @@ class PlotTracking(foo.Operator):
             choices.add_choice(r["object"], label=f"{r['object']} ({r['label']}): J&F {r['JF']:.3f}, first failure "
                                                   f"on frame {r['first_failure']}")
         inputs.enum("open", choices.values(), required=False, view=choices,
-                    description="the worst objects; the frame opens in the sample modal")
+                    description="the worst objects; the frame is selected in the failures view")
         return types.Property(inputs, view=types.View(label="SAM-PD: plot tracking results"))
 
     def execute(self, ctx):
@@ -48,19 +48,15 @@ class PlotTracking(foo.Operator):
         name = ctx.params.get("open")
         row = next((r for r in results.per_object() if sp.object_name(r) == name), None) if name else None
         found = sp.failure_frame(ctx.dataset, key, row["sample_id"], row["first_failure"]) if row else None
-        if found:
-            view_name, sample_id = found
-            frame = f"{name}: frame {forms.frame_name(row)}"
+        if found:  # the frame is selected in the failures view, labels shown: the user opens it with a click
+            view_name, sample_id = found  # (the App's modal, opened by an operator after a view switch, shows
+            if ctx.view is None or ctx.view.name != view_name:  # the sample without its labels)
+                ctx.ops.set_view(name=view_name)
             forms.show_labels(ctx, forms.eval_fields(ctx.dataset, key))
             forms.show_colors(ctx)
-            if ctx.view is not None and ctx.view.name == view_name:
-                ctx.ops.open_sample(id=sample_id)
-                res["opened"] = frame
-            else:  # the App's modal, opened right after a view switch, shows the sample without its labels
-                ctx.ops.set_view(name=view_name)
-                ctx.ops.set_selected_samples([sample_id])
-                res["opened"] = (f"{frame}, selected (ticked) in the '{view_name}' view: click it, or run this again "
-                                 "from that view, to open it")
+            ctx.ops.set_selected_samples([sample_id])
+            res["opened"] = (f"{name}: frame {forms.frame_name(row)}, selected (ticked) in the '{view_name}' view: "
+                             "click it to open it")
         res["message"] = (f"J&F {res['jf']:.3f} over {res['num_objects']} objects ({key})"
                           if res["jf"] is not None else f"no scored objects ({key})")
         if name and not found:

@@ -43,9 +43,8 @@ class RepropagateFromFrame(foo.Operator):
             inputs.int("frame_number", default=_default_frame(ctx, sample_id, ctx.params.get("label_field")
                                                               or default_field), min=1, required=True,
                        label="Corrected frame",
-                       description="the frame you corrected (its detections are the prompts); by default the frame "
-                                   "you edited last (in the Annotate tab, whose frame counter starts at 0: its "
-                                   "frame N is frame N + 1 here)")
+                       description="the frame you corrected (its detections are the prompts; frames count from "
+                                   "1); by default the frame you edited last, e.g. in the Annotate tab")
         directions = types.RadioGroup(orientation="horizontal")
         directions.add_choice("forward", label="forward (replace later frames)")
         directions.add_choice("backward", label="backward (replace earlier frames)")
@@ -83,6 +82,9 @@ class RepropagateFromFrame(foo.Operator):
         summary = sp.repropagate(ctx.dataset.select(sample_id), device=_device(ctx.params),
                                  progress=forms.progress(ctx), **kwargs)
         forms.finish(ctx)
+        if ctx.current_sample and not ctx.delegated:  # the sample modal reopens on the new labels (it keeps the
+            ctx.ops.close_sample()  # ones it loaded, and an Annotate tab would save edits made on them)
+            ctx.trigger("open_sample", dict(id=ctx.current_sample, mode="annotate"))
         frames = sum(summary["frames"].values())
         message = (f"objects {summary['objects']} re-propagated {summary['direction']} from frame "
                    f"{summary['frame_name']}: {frames} frames replaced in {summary['seconds']:.1f} s")

@@ -141,14 +141,20 @@ def mark_prompt(detection) -> "fo.Detection":
     return detection
 
 
-def box_fits_mask(detection, hw: Tuple[int, int]) -> bool:
-    """Whether a detection's mask crop has the pixel size of its box (as :func:`paste_mask` rounds it, 1 px of
-    slack); a box moved or resized without its mask (the App copies a moved box to later frames) does not."""
+def box_fits_mask(detection, hw: Tuple[int, int], tolerance: float = 0.15) -> bool:
+    """Whether a detection's mask crop has the shape of its box: the same aspect ratio, within ``tolerance``
+    (relative) and 2 px (the App stores a mask painted with its brush at its canvas's resolution, a multiple of the
+    frame's). A box resized without its mask (e.g. the App's copy of a corrected box on the object's later frames)
+    does not fit; a box only moved cannot be told apart."""
     if not detection.has_mask or detection.mask is None:
         return True
     x0, y0, x1, y1 = relative_to_xyxy(detection.bounding_box, hw)
-    h, w = np.asarray(detection.mask).shape[:2]
-    return abs((y1 - y0) - h) <= 1 and abs((x1 - x0) - w) <= 1
+    mh, mw = np.asarray(detection.mask).shape[:2]
+    bw, bh = x1 - x0, y1 - y0
+    if min(mh, mw, bw, bh) <= 0:
+        return bool(mh * mw == 0 and bw * bh <= 0)
+    fit_w = bh * mw / mh  # the box's width if it had the mask's aspect ratio
+    return abs(fit_w - bw) <= max(2.0, tolerance * bw)
 
 
 def object_detection(object_id: int, result, hw: Tuple[int, int]) -> "fo.Detection":

@@ -286,9 +286,9 @@ def test_plot_tracking_shows_plots_and_opens_a_failure_frame(plugin, make_synthe
     form = foo.get_operator(uri("plot_tracking")).resolve_type(
         ExecutionContext(request_params=dict(dataset_name=ds.name, params={})), "inputs").to_json()
     assert name in form["type"]["properties"]["open"]["type"]["values"]
-    # from another view: the saved failures view is set by name (a frames view handed over as stages gets new
-    # sample ids in the App) with its labels ticked, and the frame is selected there (the App's modal, opened right
-    # after a view switch, would show it without labels)
+    # the saved failures view is set by name (a frames view handed over as stages gets new sample ids in the App)
+    # with its labels ticked, and the frame is selected there (the App's modal, opened by an operator after a view
+    # switch, shows the sample without its labels)
     executed = foo.execute_operator(uri("plot_tracking"), ctx=dict(dataset=ds, params=dict(eval_key="jf", open=name)))
     r = executed.result
     assert r["opened"].startswith(f"{name}: frame {worst['first_failure']}, selected") and r["j_plot"]
@@ -297,12 +297,11 @@ def test_plot_tracking_shows_plots_and_opens_a_failure_frame(plugin, make_synthe
     frame = ds.load_saved_view("jf_failures")[requests["set_selected_samples"]["samples"][0]["id"]]
     assert (frame.sample_id, frame.frame_number) == (worst["sample_id"], worst["first_failure"])
     assert {"sampd", "frames.sampd", "ground_truth", "sampd_doubtful"} <= set(requests["set_active_fields"]["fields"])
-    # from the failures view itself: the frame opens in the sample modal
+    # from the failures view itself: no view switch
     executed = foo.execute_operator(uri("plot_tracking"), ctx=dict(dataset=ds, view_name="jf_failures",
                                                                    params=dict(eval_key="jf", open=name)))
     requests = {q["operator_uri"]: q["params"] for q in executed.executor.to_json()["requests"]}
-    assert executed.result["opened"] == f"{name}: frame {worst['first_failure']}" and "set_view" not in requests
-    assert requests["open_sample"]["id"] == frame.id
+    assert "set_view" not in requests and requests["set_selected_samples"]["samples"][0]["id"] == frame.id
 
 
 def test_forms_warn_about_sam_without_checkpoint_or_gpu(plugin, make_synthetic):

@@ -106,6 +106,20 @@ def build_dataset(tmp):
     return ds
 
 
+def build_image_dataset(tmp):
+    """A tracked and evaluated image-sequence dataset in FiftyOne's DAVIS zoo schema (``frame_number`` "00000",
+    ...): 2 sequences x 12 images, 3 objects, 240x320."""
+    import sampd_plugin as sp
+    from sampd_plugin.synthetic.dataset import make_image_dataset
+
+    ds = make_image_dataset(name=f"sampd-app-check-img-{uuid.uuid4().hex[:8]}", num_sequences=2, num_frames=12,
+                            num_objects=3, height=240, width=320, seed=5, output_dir=str(tmp / "images"),
+                            persistent=True)
+    sp.track(ds, model="synthetic", config="point", progress=False)
+    sp.evaluate_jf(ds, "sampd", eval_key=EVAL_KEY)
+    return ds
+
+
 class AppServer:
     """``python -m fiftyone.server.main`` on a local port (its output goes to ``log``)."""
 
@@ -256,7 +270,7 @@ class Check:
         return path
 
     def dismiss_popups(self):
-        for b in self.xpath("//button[normalize-space(text())='Dismiss']"):
+        for b in self.xpath("//button[normalize-space(.)='Dismiss']"):
             self.click(b)
 
     def close_modal(self):
@@ -348,17 +362,18 @@ class Check:
                                                 f"inside the masks vs {d_out:.1f} outside the boxes")
         return f"{len(dets)} masks: difference to the raw frame {d_in:.1f} inside vs {d_out:.1f} outside"
 
-    def check_colours(self):
-        """Each tracked object has its own colour, the same on every video (colour by ``index``): the overlay colour
-        of each object, solved per channel from screenshot = a * colour + (1 - a) * frame over its mask's pixels,
-        differs between the objects of a video and matches across videos for the same index."""
+    def object_colours(self, dataset, field):
+        """``{index: [overlay colour of the object on each video's first thumbnail]}`` of the frame field
+        ``field``: per channel, the line fit of screenshot = a * colour + (1 - a) * frame over the object's own mask
+        pixels (eroded, others' masks excluded)."""
         from sampd_plugin.frames import iter_frames
         from sampd_plugin.labels import paste_mask
 
         import cv2
 
         colours = {}
-        for sample, thumb in zip(self.ds.select_fields(["frames.sampd", "metadata"]), self.thumbnails(len(self.ds))):
+        for sample, thumb in zip(dataset.select_fields([f"frames.{field}", "metadata"]),
+                                 self.thumbnails(len(dataset))):
             img = self.settle(thumb)
             hw = (sample.metadata.frame_height, sample.metadata.frame_width)
             rect = fitted_rect(hw, img.shape[:2])
@@ -366,7 +381,7 @@ class Check:
             shown = img[y0:y0 + h, x0:x0 + w].astype(np.float64)
             raw = to_screen(next(iter_frames(sample.filepath))[1], rect).astype(np.float64)
             masks = {d.index: to_screen(paste_mask(d, hw).astype(np.uint8), rect, cv2.INTER_NEAREST) > 0
-                     for d in sample.frames[1]["sampd"].detections}
+                     for d in sample.frames[1][field].detections}
             for i, m in masks.items():
                 own = cv2.erode(m.astype(np.uint8), np.ones((5, 5))) > 0
                 own &= ~np.any([o for j, o in masks.items() if j != i] or [np.zeros_like(m)], axis=0)
@@ -377,14 +392,27 @@ class Check:
                     slope, icpt = np.polyfit(raw[..., c][own], shown[..., c][own], 1)
                     colour.append(icpt / max(1 - slope, 0.05))
                 colours.setdefault(i, []).append(np.clip(colour, 0, 255))
+        return colours
+
+    def check_colours(self):
+        """Each tracked object has its own colour, the same on every video: its palette colour
+        (``sampd_plugin.app.object_color``), whatever the App's colour seed."""
+        colours = self.object_colours(self.ds, "sampd")
+        return self.assert_palette(colours)
+
+    @staticmethod
+    def assert_palette(colours):
+        from sampd_plugin.app import object_color
+
         assert len(colours) >= 2, f"too few objects to compare: {sorted(colours)}"
+        want = {i: np.array([int(object_color(i)[k:k + 2], 16) for k in (1, 3, 5)]) for i in colours}
+        off = {i: max(np.linalg.norm(c - want[i]) for c in cs) for i, cs in colours.items()}
+        assert max(off.values()) < 60, f"object colours {colours} are not their palette colours {want}: {off}"
         first = {i: c[0] for i, c in colours.items()}
         dist = min(np.linalg.norm(first[a] - first[b]) for a in first for b in first if a < b)
-        same = [np.linalg.norm(c[0] - c[1]) for c in colours.values() if len(c) == 2]
         assert dist > 40, f"objects share a colour: {first}"
-        assert same and max(same) < dist / 2, f"one index, different colours across videos: {colours}"
-        return (f"{len(first)} object colours, closest pair {dist:.0f} apart; same index across videos within "
-                f"{max(same):.0f}")
+        return (f"{len(first)} object colours, each within {max(off.values()):.0f} of its palette colour on every "
+                f"video; closest pair {dist:.0f} apart")
 
     def check_operators(self):
         from fiftyone.operators.registry import OperatorRegistry
@@ -496,16 +524,71 @@ class Check:
                       f"{d_own:.1f}, to frame 1 {d_first:.1f}; its {len(dets)} predicted masks drawn "
                       f"(difference inside {d_in:.1f})")
 
-    def run_operator(self, label):
-        """Opens the operator browser, picks ``label``, executes its form with the defaults."""
-        self.key("\ue00c")
-        self.click(self.wait(lambda: self.css("[data-cy=action-browse-operations]"), what="the operator button")[0])
+    def open_operator(self, label):
+        """Opens the operator browser (the one of the sample modal when it is open) and the form of ``label``."""
+        buttons = self.wait(lambda: [b for b in self.css("[data-cy=action-browse-operations]") if b.is_displayed()],
+                            what="the operator button")
+        self.click(buttons[-1])
         box = self.wait(lambda: self.css("input[placeholder^='Search operations']"), what="the operator browser")[0]
         box.send_keys("SAM-PD")
         self.click_again(lambda: self.xpath(f"//*[normalize-space(text())='{label}']"), label)
-        self.wait(lambda: self.xpath("//button[normalize-space(.)='Execute']"), what="the Execute button")
+        self.wait(lambda: self.primary_button() in ("Execute", "Schedule"), what=f"the form of {label}")
         time.sleep(1)
+
+    def primary_button(self):
+        """The label of the form's main button (Execute / Schedule), or None."""
+        found = self.xpath("//button[normalize-space(.)='Execute' or normalize-space(.)='Schedule']")
+        return found[0].text.strip() if found else None
+
+    def run_operator(self, label):
+        """Opens the operator browser, picks ``label``, executes its form with the defaults."""
+        self.key("\ue00c")
+        self.open_operator(label)
         self.click_again(lambda: self.xpath("//button[normalize-space(.)='Execute']"), "the Execute button")
+
+    def choose(self, current, option):
+        """Picks the option whose text contains ``option`` in the form's dropdown whose value is ``current``."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        box = self.wait(lambda: [i.find_element("xpath", "preceding-sibling::div[@role='combobox']")
+                                 for i in self.css("input.MuiSelect-nativeInput")
+                                 if i.get_attribute("value") == current], what=f"the dropdown set to {current!r}")[0]
+        self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
+        time.sleep(0.3)
+        ActionChains(self.d).move_to_element(box).click().perform()
+        item = self.wait(lambda: [o for o in self.css("li[role=option]") if option in o.text], what=option)[0]
+        ActionChains(self.d).move_to_element(item).click().perform()
+        time.sleep(1.5)
+
+    def result(self, marker, timeout=180):
+        """Waits for an operator's output that contains ``marker`` (or an error) and returns the page text."""
+        self.wait(lambda: marker in self.body_text() or "rror" in self.body_text(), timeout=timeout,
+                  what=f"the result ({marker!r})")
+        text = self.body_text()
+        assert marker in text, f"no {marker!r} in the result: {text[-800:]}"
+        return text
+
+    def close_output(self):
+        self.click_again(lambda: self.xpath("//button[normalize-space(.)='Close']"), "the Close button")
+        time.sleep(1)
+
+    def mouse(self, kind, x, y, pressed=False):
+        self.d.execute_cdp_cmd("Input.dispatchMouseEvent", {
+            "type": kind, "x": float(x), "y": float(y), "button": "left" if kind != "mouseMoved" else "none",
+            "buttons": 1 if pressed else 0, "clickCount": 0 if kind == "mouseMoved" else 1})
+
+    def mouse_click(self, x, y):
+        self.mouse("mouseMoved", x, y)
+        self.mouse("mousePressed", x, y, True)
+        self.mouse("mouseReleased", x, y)
+
+    def stroke(self, points):
+        """One pressed-mouse stroke through the screen ``points`` (a brush stroke)."""
+        self.mouse("mouseMoved", *points[0])
+        self.mouse("mousePressed", *points[0], pressed=True)
+        for x, y in points[1:]:
+            self.mouse("mouseMoved", x, y, pressed=True)
+        self.mouse("mouseReleased", *points[-1])
 
     def click_again(self, find, what, tries=5):
         """Clicks the first element ``find()`` returns, finding it again if the App re-rendered it meanwhile."""
@@ -577,6 +660,289 @@ class Check:
         self.close_modal()
         return f"frame {fn} flagged ({after} px of the flag colour), frame 1 not ({before} px)"
 
+    def slug(self, view):
+        return self.ds._doc.saved_views[[v.name for v in self.ds._doc.saved_views].index(view)].slug
+
+    def worst_object(self, dataset):
+        """The per-object row of ``dataset``'s evaluation with the lowest J&F among those that fail after their
+        first frame and before the last one."""
+        rows = [r for r in dataset.load_evaluation_results(EVAL_KEY).per_object()
+                if r["first_failure"] and r["first_failure"] < r["first_frame"] + r["num_frames"] - 1]
+        return min(rows, key=lambda r: r["JF"])
+
+    def check_worst_view(self):
+        """``plot_tracking``'s "open the first failure" from the ``jf_worst`` view (videos, their ``frames.*`` fields
+        ticked as a user would): no error page; the failures view opens with its prediction, ground truth and doubtful
+        flag shown and the frame selected; clicked, the frame opens in the sample modal with its masks drawn."""
+        import sampd_plugin as sp
+        from sampd_plugin.views import view_name
+
+        row = self.worst_object(self.ds)
+        name = sp.object_name(row)
+        failures = view_name(EVAL_KEY, "failures")
+        view = self.ds.load_saved_view(failures)
+        _, frame_id = sp.failure_frame(self.ds, EVAL_KEY, row["sample_id"], row["first_failure"])
+        self.open(f"/datasets/{self.ds.name}?view={self.slug(view_name(EVAL_KEY, 'worst'))}")
+        self.set_field_shown("frames.ground_truth", True)
+        self.set_field_shown("frames.sampd", True)
+        self.open_operator("SAM-PD: plot tracking results (J&F)")
+        self.choose("", f"{name} (")
+        self.click_again(lambda: self.xpath("//button[normalize-space(.)='Execute']"), "the Execute button")
+        self.result("Opened")
+        self.close_output()
+        assert "not found" not in self.body_text(), f"the App shows an error: {self.body_text()[:300]}"
+        self.wait(lambda: f"view={self.slug(failures)}" in self.d.current_url, what=f"the {failures} view")
+        self.wait(lambda: f"{len(view)} frames" in self.body_text(), what=f"'{len(view)} frames'")
+        for field in ("sampd", "ground_truth", "sampd_doubtful"):
+            box = self.wait(lambda: self.css(f"[data-cy='checkbox-{field}']"), what=f"{field} in the sidebar")
+            assert "Mui-checked" in (box[0].get_attribute("class") or ""), f"{field} is hidden"
+        self.park_mouse()
+        time.sleep(1)
+        self.shot("worst-view-open")
+        order = view.values("id")
+        thumb = self.thumbnails(order.index(frame_id) + 1)[order.index(frame_id)]
+        selected = thumb.find_elements("css selector", "input[type=checkbox]")
+        assert selected and selected[0].is_selected(), "the failure frame is not selected in the grid"
+        self.click(thumb)  # what the result says to do: the frame opens in the sample modal, with its masks
+        sid = self.wait(lambda: (lambda u: u.split("id=")[1].split("&")[0] if "id=" in u else None)(
+            self.d.current_url), what="the sample modal")
+        assert sid == frame_id, f"the modal shows {sid}, not the first failure frame {frame_id}"
+        time.sleep(1.5)
+        import cv2
+
+        frame = view[frame_id]
+        looker = max(self.css("[data-cy=looker]"), key=lambda e: e.rect["width"] * e.rect["height"])
+        img = self.settle(looker, seconds=10)
+        self.shot("failure-modal")
+        raw = cv2.cvtColor(cv2.imread(frame.filepath), cv2.COLOR_BGR2RGB)  # the frame image the view shows
+        rect = fitted_rect(raw.shape[:2], img.shape[:2])
+        y0, x0, h, w = rect
+        dets = [d for d in frame["sampd"].detections if d.has_mask]
+        d_in, d_out, _ = overlay_contrast(img[y0:y0 + h, x0:x0 + w], to_screen(raw, rect), dets, raw.shape[:2], rect)
+        assert d_in > 20 and d_in > 3 * d_out, f"the modal draws no masks ({d_in:.1f} inside vs {d_out:.1f})"
+        self.close_modal()
+        return (f"{name}: from {view_name(EVAL_KEY, 'worst')}, '{failures}' opened ({len(view)} frames, labels "
+                f"shown, frame {row['first_failure']} selected); clicked, the frame opened in the modal with its "
+                f"masks (difference to the raw frame {d_in:.1f} inside vs {d_out:.1f} outside)")
+
+    def check_image_frames(self):
+        """Image sequences (DAVIS zoo schema, ``frame_number`` "00000" for the first image): the per-object table
+        and the "open" choices of ``plot_tracking`` and the re-propagation form name frames by the dataset's
+        ``frame_number``, and that form counts the whole sequence."""
+        import sampd_plugin as sp
+        from sampd_plugin.sources import layout_of
+
+        img = self.images
+        row = self.worst_object(img)
+        name = sp.object_name(row)
+        seq = next(s for s in layout_of(img).sequences() if s.head_id == row["sample_id"])
+        image = img[seq.sample_ids[row["first_failure"] - 1]]
+        own = int(image.frame_number)
+        assert own == row["first_failure"] - 1  # the zoo counts from 0, positions from 1
+        self.open(f"/datasets/{img.name}", thumbnails=1)
+        self.open_operator("SAM-PD: plot tracking results (J&F)")
+        self.choose("", f"{name} (")
+        assert f"{name} ({row['label']}): J&F {row['JF']:.3f}, first failure on frame {own}" in self.body_text()
+        self.key("\ue00c")
+        time.sleep(1)
+        self.run_operator("SAM-PD: plot tracking results (J&F)")
+        self.result("Per object")
+        cells = self.wait(lambda: [c.text for c in self.xpath(f"//tr[td[normalize-space(.)='{name}']]/td")],
+                          what=f"the row of {name}")
+        self.shot("image-frames-table")
+        assert cells[5] == str(own), f"first failure of {name}: {cells}, want frame_number {own}"
+        self.close_output()
+        self.d.get(f"{self.server.url}/datasets/{img.name}?id={image.id}")
+        self.wait(lambda: "id=" in self.d.current_url and self.css("[data-cy=looker]"), what="the image modal")
+        time.sleep(2)
+        self.dismiss_popups()
+        self.open_operator("SAM-PD: re-propagate from a corrected frame")
+        want = f"of frame {own} of sequence '{seq.key}' ({len(seq.sample_ids)} images)"
+        self.wait(lambda: want in self.body_text(), timeout=30, what=want)
+        text = self.body_text()
+        self.shot("image-frames-repropagate")
+        assert "(1 images)" not in text, "the form counts one image"
+        self.key("\ue00c")
+        return (f"{name}: first failure shown as frame {own} (its image's frame_number '{image.frame_number}', "
+                f"position {row['first_failure']}) in the choices and the table; re-propagation form: '{want}'")
+
+    # --- the Annotate loop: correct a frame in the App, re-propagate from the same modal ---------------------------
+    def annotate_tab(self, sample):
+        """Opens ``sample`` in the sample modal's Annotate tab with the timeline expanded; returns its track rows
+        ``{"<label> <index>": count}`` for the objects of ``frames.sampd``."""
+        self.open(f"/datasets/{self.ds.name}", thumbnails=len(self.ds))  # the whole dataset (no saved view)
+        self.d.get(f"{self.server.url}/datasets/{self.ds.name}?id={sample.id}")
+        self.wait(lambda: "0:00.00" in self.body_text(), what="the video in the sample modal")
+        self.dismiss_popups()
+        return self.annotate_timeline(sample)
+
+    def annotate_timeline(self, sample):
+        self.click_again(lambda: self.xpath("//*[normalize-space(text())='Annotate']"), "the Annotate tab")
+        self.wait(lambda: self.css("[data-cy=ai-track-upsell]"), what="the Annotate tab's player")
+        time.sleep(2)
+        self.dismiss_popups()
+        names = {f"{d.label} {d.index}" for fr in sample.frames.values() for d in fr["sampd"].detections}
+        if not self.xpath(f"//*[normalize-space(text())='{sorted(names)[0]}']"):  # expand the timeline (its chevron
+            r, c = self.css("[data-cy=ai-track-upsell]")[0].rect, self.annotate_canvas().rect  # ends the player row)
+            self.mouse_click(c["x"] + c["width"] - 23, r["y"] + r["height"] / 2)
+        self.wait(lambda: self.xpath(f"//*[normalize-space(text())='{sorted(names)[0]}']"), what="the timeline")
+        time.sleep(1)
+        return {n: len(self.xpath(f"//*[normalize-space(text())='{n}']")) for n in sorted(names)}
+
+    def next_frame(self, steps, fps):
+        """Steps the modal's player ``steps`` frames forward from frame 1 (its "next frame" button: the third of the
+        row that holds the AI Track button) and waits for the frame's time stamp."""
+        ai = self.css("[data-cy=ai-track-upsell]")[0].rect
+        row = sorted((b for b in self.css("button") if b.is_displayed() and abs(
+            b.rect["y"] + b.rect["height"] / 2 - ai["y"] - ai["height"] / 2) < 6 and b.rect["x"] < ai["x"]),
+            key=lambda b: b.rect["x"])
+        for _ in range(steps):
+            self.click(row[2])
+            time.sleep(0.4)
+        stamp = f"0:00.{int(100 * steps / fps):02d}"  # the player truncates
+        self.wait(lambda: stamp in self.body_text(), timeout=20, what=f"frame {steps + 1} ({stamp})")
+        time.sleep(1.5)
+
+    def annotate_canvas(self):
+        return self.wait(lambda: self.css("[data-cy=lighter-sample-renderer-canvas]"), what="the Annotate canvas")[0]
+
+    def to_canvas(self, hw):
+        """A function mapping image pixel ``(x, y)`` to screen coordinates on the Annotate canvas."""
+        c = self.annotate_canvas().rect
+        y0, x0, h, w = fitted_rect(hw, (int(round(c["height"])), int(round(c["width"]))))
+        return lambda x, y: (c["x"] + x0 + (x + 0.5) * w / hw[1], c["y"] + y0 + (y + 0.5) * h / hw[0])
+
+    def paint(self, mask, screen, step=4):
+        """Brush strokes over the pixels of the bool image ``mask``: one straight stroke (the brush paints the line
+        between two pointer positions) per run of every ``step``-th row."""
+        for y in range(0, mask.shape[0], step):
+            xs = np.flatnonzero(mask[y])
+            if xs.size == 0:
+                continue
+            runs = np.split(xs, np.flatnonzero(np.diff(xs) > 1) + 1)
+            for run in runs:
+                self.stroke([screen(run[0], y), screen(run[-1], y)])
+
+    def check_annotate_loop(self):
+        """Correct in the App, then re-propagate, as an annotator does: the Annotate tab edits ``frames.sampd`` at
+        once (its label schema), its timeline shows one track per object; on the frame where the worst object first
+        fails, the object is selected and its mask painted over its true extent (brush) and erased elsewhere
+        (eraser): the edit is saved. ``re-propagate`` opened from the same modal proposes that frame, keeps it (the
+        painted mask, now the prompt) and replaces the object on the later frames, which then fit the ground truth
+        better; the modal reopens on the new labels, still one track per object."""
+        from sampd_plugin.labels import paste_mask
+        from sampd_plugin.metrics import region_similarity as jaccard
+
+        import cv2
+        import sampd_plugin as sp
+
+        row = self.worst_object(self.ds)
+        sample, n, index = self.ds[row["sample_id"]], row["first_failure"], row["index"]
+        hw = (sample.metadata.frame_height, sample.metadata.frame_width)
+        fps = sample.metadata.frame_rate
+
+        def masks(fn, field="sampd"):
+            sample.reload()
+            return {d.index: paste_mask(d, hw) for d in sample.frames[fn][field].detections}
+
+        marks = [time.time()]
+        tracks = self.annotate_tab(sample)
+        assert set(tracks.values()) == {1}, f"timeline rows per object: {tracks}"
+        self.next_frame(n - 1, fps)
+        pred, gt = masks(n), masks(n, "ground_truth")
+        own = pred[index] & ~np.any([m for i, m in pred.items() if i != index] or [np.zeros(hw, bool)], axis=0)
+        if not own.any():
+            own = pred[index]
+        dist = cv2.distanceTransform(own.astype(np.uint8), cv2.DIST_L2, 5)
+        y, x = np.unravel_index(np.argmax(dist), dist.shape)
+        screen = self.to_canvas(hw)
+        self.mouse_click(*screen(x, y))  # selects the object
+        self.wait(lambda: str(index) in [i.get_attribute("value") for i in self.css("input[type=number]")],
+                  what=f"object {index} selected in the Annotate tab")
+        j_before = jaccard(pred[index], gt[index])
+        marks.append(time.time())
+        self.click(self.css("[data-cy=brush]")[0])
+        self.click(self.wait(lambda: self.css("[data-cy=add]"), what="the brush's add mode")[0])
+        for _ in range(8):  # a 24 px brush: fewer strokes (each is saved, slowly on 2 busy cores)
+            self.click(self.css("button[aria-label='Increase brush size']")[0])
+        self.paint(cv2.erode(gt[index].astype(np.uint8), np.ones((7, 7))) > 0, screen, step=6)
+        self.click(self.css("[data-cy=remove]")[0])
+        self.paint(pred[index] & ~(cv2.dilate(gt[index].astype(np.uint8), np.ones((13, 13))) > 0), screen, step=6)
+        self.click(self.css("[data-cy=select]")[0])
+        painted, since = None, time.time()
+        for _ in range(60):  # the Annotate tab saves each stroke: until the saved mask is the same for 3 s
+            now = masks(n)[index]
+            if painted is None or not np.array_equal(now, painted):
+                painted, since = now, time.time()
+            elif time.time() - since > 3 and jaccard(painted, gt[index]) > j_before + 0.1:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"the painted mask of object {index} was not saved (J {jaccard(painted, gt[index])})")
+        marks.append(time.time())
+        self.shot("annotate-brush")
+        later = {fn: masks(fn).get(index) for fn in range(n + 1, len(sample.frames) + 1)}
+        j_later = np.mean([jaccard(m, masks(fn, "ground_truth")[index]) for fn, m in later.items() if m is not None])
+
+        self.open_operator("SAM-PD: re-propagate from a corrected frame")
+        frame_input = self.wait(lambda: self.xpath(
+            "//*[normalize-space(text())='Corrected frame']/following::input[@type='number'][1]"), what="the frame")[0]
+        assert frame_input.get_attribute("value") == str(n), f"proposed frame {frame_input.get_attribute('value')}"
+        self.shot("annotate-repropagate-form")
+        self.click_again(lambda: self.xpath("//button[normalize-space(.)='Execute']"), "the Execute button")
+        self.result("re-propagated", timeout=300)
+        marks.append(time.time())
+        self.shot("annotate-repropagate-result")
+        self.close_output()
+
+        kept = masks(n)[index]
+        sample.reload()
+        prompt = next(d for d in sample.frames[n]["sampd"].detections if d.index == index)
+        assert np.array_equal(kept, painted) and prompt.is_prompt, "the corrected frame was not kept as the prompt"
+        changed = [fn for fn, m in later.items() if m is None or not np.array_equal(masks(fn)[index], m)]
+        assert changed, "no later frame changed"
+        j_after = np.mean([jaccard(masks(fn)[index], masks(fn, "ground_truth")[index]) for fn in later])
+        instances = {}
+        for fr in sample.frames.values():
+            for d in fr["sampd"].detections:
+                instances.setdefault(d.index, set()).add(d.instance_id)
+        assert all(len(v) == 1 for v in instances.values()), f"instances per object: {instances}"
+        self.wait(lambda: f"id={sample.id}" in self.d.current_url, what="the modal reopened")
+        tracks_after = self.annotate_timeline(sample)
+        assert set(tracks_after.values()) == {1}, f"timeline rows per object after: {tracks_after}"
+        self.next_frame(min(n + 4, len(sample.frames)) - 1, fps)  # a later frame, re-propagated
+        self.shot("annotate-after")
+        self.close_modal()
+        return (f"{sp.object_name(row)}: frame {n} painted (J {j_before:.2f} -> {jaccard(painted, gt[index]):.2f}), "
+                f"proposed and kept as the prompt; {len(changed)} of {len(later)} later frames changed (mean J "
+                f"{j_later:.2f} -> {j_after:.2f}); one timeline track per object before and after ({tracks_after}); "
+                f"phases {np.diff(marks + [time.time()]).round(0).tolist()} s")
+
+    def check_track_in_app(self):
+        """``track_objects`` from its form in the open App: Execute is the default (no delegated worker has run on
+        this database) and the form says so; right after the run, without a restart or reload, the new field's
+        objects show in their palette colours on every video."""
+        self.open(f"/datasets/{self.ds.name}", thumbnails=len(self.ds))
+        self.open_operator("SAM-PD: track objects")
+        default = self.primary_button()
+        assert default == "Execute", f"the form's default is {default}"
+        assert "Execute is the default" in self.body_text(), "the form does not say where the job runs"
+        self.choose("vit_h", "synthetic")
+        note = self.xpath("//*[contains(text(), 'Execute is the default')]")
+        self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", note[0])
+        self.shot("track-form-execute")
+        self.click_again(lambda: self.xpath("//button[normalize-space(.)='Execute']"), "the Execute button")
+        self.result("sequence(s) tracked into sampd_2", timeout=300)
+        self.shot("track-result")
+        self.close_output()
+        self.ds.reload()
+        for field, shown in (("frames.ground_truth", False), ("frames.sampd", False), ("frames.sampd_2", True)):
+            self.set_field_shown(field, shown)
+        self.park_mouse()
+        colours = self.object_colours(self.ds, "sampd_2")
+        self.shot("colours-after-run")
+        return "Execute by default; " + self.assert_palette(colours)
+
     def check_http(self):
         self.collect_logs()
         bad = sorted({(s, u) for s, u in self.responses if s >= 500})
@@ -589,6 +955,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "build" / "app-check"), help="screenshots and report folder")
     p.add_argument("--port", type=int, default=0, help="App port (0: a free one)")
+    p.add_argument("--only", nargs="*", help="run only these checks (and http), e.g. --only worst_view")
     args = p.parse_args(argv)
 
     chrome, driver, reason = browser_paths()
@@ -601,31 +968,35 @@ def main(argv=None):
         old.unlink()
     tmp = Path(tempfile.mkdtemp(prefix="sampd-app-check-"))
     t0 = time.time()
-    ds = server = check = None
+    ds = images = server = check = None
     try:
         prepare_environment(tmp)
         ds = build_dataset(tmp)
-        print(f"dataset {ds.name} tracked and evaluated in {time.time() - t0:.1f} s", flush=True)
+        images = build_image_dataset(tmp)
+        print(f"datasets {ds.name}, {images.name} tracked and evaluated in {time.time() - t0:.1f} s", flush=True)
         server = AppServer(args.port or free_port(), out / "server.log")
         server.wait()
         check = Check(ds, server, chrome, driver, out)
-        check.run("dataset", check.check_dataset)
-        check.run("masks", check.check_masks)
-        check.run("colours", check.check_colours)
-        check.run("doubtful", check.check_doubtful)
-        check.run("operators", check.check_operators)
-        check.run("form", check.check_form)
-        check.run("plots", check.check_plots)
-        for suffix in ("failures", "first_failures"):
-            check.run(f"{EVAL_KEY}_{suffix}", lambda s=suffix: check.check_failure_view(s))
-        check.run("http", check.check_http)
+        check.images = images
+        checks = [("dataset", check.check_dataset), ("masks", check.check_masks), ("colours", check.check_colours),
+                  ("doubtful", check.check_doubtful), ("operators", check.check_operators), ("form", check.check_form),
+                  ("plots", check.check_plots)]
+        checks += [(f"{EVAL_KEY}_{suffix}", lambda s=suffix: check.check_failure_view(s))
+                   for suffix in ("failures", "first_failures")]
+        checks += [("worst_view", check.check_worst_view), ("image_frames", check.check_image_frames),
+                   ("annotate_loop", check.check_annotate_loop), ("track_in_app", check.check_track_in_app),
+                   ("http", check.check_http)]
+        for name, fn in checks:
+            if not args.only or name in args.only or name == "http":
+                check.run(name, fn)
     finally:
         if check is not None:
             check.close()
         if server is not None:
             server.stop()
-        if ds is not None:
-            ds.delete()
+        for dataset in (ds, images):
+            if dataset is not None:
+                dataset.delete()
         shutil.rmtree(tmp, ignore_errors=True)
     results = check.results
     (out / "report.json").write_text(json.dumps(results, indent=1))
