@@ -61,7 +61,7 @@ class EvaluateTracking(foo.Operator):
                                  overwrite=bool(p.get("overwrite")), failure_th=float(p.get("failure_th") or 0.5),
                                  **forms.sequence_kwargs(p))
         forms.finish(ctx)
-        res = forms.jf_summary(results, key)
+        res = results.scores()
         res.update(forms.jf_report(results))
         res["views"] = sp.view_names(key)
         res["message"] = (f"J&F {res['jf']:.3f} (J {res['j']:.3f}, F {res['f']:.3f}) over {res['num_objects']} "

@@ -136,8 +136,8 @@ def sequence_inputs(inputs, ctx, target):
     try:
         layout = sp.layout_of(target, **sequence_kwargs(ctx.params, seq_default, order_default))
         n = len(layout.sequences())
-    except ValueError as e:
-        refuse(order if "order" in str(e) else seq, e)
+    except ValueError as e:  # SampdInputError: its .field is the input at fault
+        refuse(order if getattr(e, "field", None) == "order_field" else seq, e)
         return None
     notice(inputs, f"{n} image sequence(s) ({len(layout.samples)} images) in the target", "sequences")
     return layout
@@ -173,11 +173,12 @@ def _group_fields(view):
 
 def model_inputs(inputs, ctx, with_preset=True):
     """``model``, ``checkpoint``, ``preset``, ``device`` and ``batch_frames`` inputs, validated in the form."""
+    defaults = sp.TrackRequest()
     models = types.Dropdown(label="Model")
     for m in sp.MODELS:
         models.add_choice(m, label=sp.MODEL_LABELS[m])
-    model = ctx.params.get("model") or "vit_h"
-    inputs.enum("model", models.values(), default="vit_h", view=models,
+    model = ctx.params.get("model") or defaults.model
+    inputs.enum("model", models.values(), default=defaults.model, view=models,
                 description="SAM image encoder; 'tiny' and 'synthetic' are for tests and demos")
     ckpt = inputs.str("checkpoint", label="Checkpoint (optional)", required=False,
                       description="path to a SAM .pth; default: $SAMPD_CHECKPOINT_DIR, the FiftyOne zoo cache, "
@@ -204,7 +205,7 @@ def model_inputs(inputs, ctx, with_preset=True):
         devices.add_choice(d, label=d)
     inputs.enum("device", devices.values(), default="auto", label="Device", view=devices,
                 description="auto = cuda when the machine running the operation has a GPU")
-    inputs.int("batch_frames", default=128, min=1, label="Frames per bulk write")
+    inputs.int("batch_frames", default=defaults.batch_frames, min=1, label="Frames per bulk write")
     return model
 
 
@@ -244,19 +245,31 @@ def param(params, name, default):
     return default if value is None else value
 
 
-def config_from_params(params):
-    """The SamPDConfig-like value of the form: a hidden ``config`` dict (queued operations) or the preset."""
-    return params.get("config") or params.get("preset") or "full"
+def default_label_field(ctx, mode):
+    """The default output field of a tracking form: the mode's default name, made free on the dataset."""
+    return free_frame_field(ctx.dataset, sp.TrackRequest(mode=mode).label_field)
 
 
-def common_kwargs(params):
-    kw = dict(model=params.get("model") or "vit_h", checkpoint=params.get("checkpoint") or None,
-              device=None if params.get("device") in (None, "auto") else params.get("device"),
-              batch_frames=int(params.get("batch_frames") or 128), config=config_from_params(params),
-              job_id=params.get("job_id") or None, **sequence_kwargs(params))
-    if params.get("allow_overwrite_ground_truth"):  # only set by sp.queue_track (never shown in a form)
-        kw["allow_overwrite_ground_truth"] = True
-    return kw
+def track_request(ctx, mode):
+    """The :class:`sampd_plugin.TrackRequest` of a tracking form (``mode`` ``"track"`` / ``"auto"``) or of a queued
+    operation's parameters; what the form leaves empty takes the dataset's defaults (a free output field name, the
+    ``ground_truth`` prompt field, J&F evaluation when the prompt field is annotated beyond the prompt frames), then
+    the request's own. ``SampdInputError`` (``error.field``: the input at fault) when the form is invalid."""
+    params = ctx.params
+    defaults = dict(mode=mode, label_field=default_label_field(ctx, mode))
+    if mode == "track":
+        defaults["prompt_field"] = params.get("prompt_field") or choice("ground_truth", frame_label_fields(ctx.dataset))
+        if params.get("evaluate") is None:
+            defaults["evaluate"] = is_ground_truth(ctx.target_view(), defaults["prompt_field"], sequence_kwargs(params))
+    return sp.TrackRequest.from_params(params, **defaults)
+
+
+def run_options(ctx):
+    """How an operation runs its request (:func:`sampd_plugin.run_request`): split into delegated operations of
+    ``samples_per_operation`` sequences when it is delegated, progress through ``ctx.set_progress``."""
+    per_op = int(param(ctx.params, "samples_per_operation", 1)) if ctx.delegated else 0
+    return dict(samples_per_operation=per_op, delegation_target=ctx.delegation_target, progress=progress(ctx),
+                operation=operation_id(ctx))
 
 
 def operation_id(ctx):
@@ -335,8 +348,13 @@ def summary_outputs(ctx, title, evaluate=None, splits=True):
     return types.Property(outputs, view=types.View(label=title))
 
 
-def track_result(summary, jf=None):
-    """The JSON result of a tracking operation from an SDK summary (+ optional J&F summary)."""
+def job_result(result):
+    """The JSON result of a tracking operation from :func:`sampd_plugin.run_request`'s result."""
+    return split_result(result) if "operations" in result else track_result(result)
+
+
+def track_result(summary):
+    """The JSON result of a tracking operation from an SDK summary (with its ``evaluation``, if any)."""
     res = dict(summary)
     res["samples_tracked"] = len(summary.get("tracked", []))
     res["samples_skipped"] = len(summary.get("skipped", []))
@@ -347,6 +365,7 @@ def track_result(summary, jf=None):
     if summary.get("busy"):
         msg += (f"; {len(summary['busy'])} sequence(s) skipped because another run is writing them ("
                 + "; ".join(list(summary["busy"].values())[:3]) + ")")
+    jf = summary.get("evaluation")
     if jf:
         res.update(jf)
         msg += f"; J&F {jf['jf']:.3f} (eval key '{jf['eval_key']}')"
@@ -354,9 +373,9 @@ def track_result(summary, jf=None):
     return res
 
 
-def split_result(queued, per_op):
+def split_result(queued):
     """The JSON result of an operation that split its job into delegated operations (``sp.queue_track``)."""
-    n, ev = len(queued["operations"]), queued.get("evaluate")
+    n, ev, per_op = len(queued["operations"]), queued.get("evaluate"), queued["samples_per_operation"]
     msg = (f"queued {n} delegated operation(s) of {per_op} sequence(s) for `fiftyone delegated launch` workers; "
            f"{len(queued['skipped'])} finished sequence(s) skipped")
     msg += (f"; J&F (eval key '{ev['eval_key']}') is evaluated by the operation that finishes last" if ev else
@@ -383,14 +402,6 @@ def eval_key_input(inputs, ctx):
     key = inputs.enum("eval_key", keys, default=keys[-1] if keys else None, label="Evaluation",
                       view=types.Dropdown(label="Evaluation"))
     return keys, key
-
-
-def jf_summary(results, eval_key):
-    """The J&F summary values of a result (3 decimals)."""
-    s = results.summary
-    r3 = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
-    return dict(eval_key=eval_key, jf=r3(s.get("J&F-Mean")), j=r3(s.get("J-Mean")), f=r3(s.get("F-Mean")),
-                num_objects=s.get("num_objects"), num_sequences=s.get("num_sequences"))
 
 
 #: columns of the per-object table: result key -> header

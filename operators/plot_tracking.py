@@ -43,7 +43,7 @@ class PlotTracking(foo.Operator):
     def execute(self, ctx):
         key = ctx.params.get("eval_key") or sp.jf_eval_keys(ctx.dataset)[-1]
         results = ctx.dataset.load_evaluation_results(key)
-        res = dict(forms.jf_summary(results, key), **forms.jf_report(results))
+        res = dict(results.scores(), **forms.jf_report(results))
         name = ctx.params.get("open")
         row = next((r for r in results.per_object() if sp.object_name(r) == name), None) if name else None
         found = sp.failure_frame(ctx.dataset, key, row["sample_id"], row["first_failure"]) if row else None

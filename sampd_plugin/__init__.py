@@ -42,15 +42,15 @@ _LAZY = {
     "evaluate_jf": "sampd_plugin.fo.sdk",
     # scale-out (delegated)
     "queue_track": "sampd_plugin.ops.delegated",
+    "run_request": "sampd_plugin.ops.delegated",
     "run_worker": "sampd_plugin.ops.delegated",
-    "finish_job": "sampd_plugin.ops.delegated",
     "list_runs": "sampd_plugin.ops.delegated",
     "recover_stale": "sampd_plugin.ops.delegated",
     "PLUGIN_NAME": "sampd_plugin.ops.delegated",
     # planning / validation (runs)
     "plan_track": "sampd_plugin.fo.runs",
     "plan_repropagate": "sampd_plugin.fo.runs",
-    "make_config": "sampd_plugin.fo.runs",
+    "TrackRequest": "sampd_plugin.fo.request",
     "DIRECTIONS": "sampd_plugin.fo.runs",
     # settings and models
     "SamPDConfig": "sampd_plugin.core.config",

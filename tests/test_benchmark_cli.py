@@ -173,7 +173,7 @@ def test_cli_errors_name_the_problem(trees, tmp_path):
     os.makedirs(plain)
     for sub in ("JPEGImages", "Annotations", "ImageSets"):
         os.symlink(os.path.join(trees["small"], sub), os.path.join(plain, sub))
-    with pytest.raises(ValueError, match="only segments trees written by"):
+    with pytest.raises(ValueError, match="sequence synthetic-.*only segments sequences made by"):
         run_cli("davis", "--root", plain, "--out", str(tmp_path), "--model", "synthetic")
     with pytest.raises(ValueError, match="has no 'Nope'"):
         run_cli("davis", "--root", plain, "--out", str(tmp_path), "--model", "sampd_plugin.backends.base:Nope")

@@ -22,8 +22,9 @@ PACKAGE = ROOT / "sampd_plugin"
 
 #: what a core module may import from the package: the core, the typed errors, the segmenter interface
 CORE_MAY_IMPORT = ("sampd_plugin.core", "sampd_plugin.errors", "sampd_plugin.backends.base")
-#: what a backend may import from the package
-BACKENDS_MAY_IMPORT = ("sampd_plugin.backends", "sampd_plugin.core", "sampd_plugin.errors")
+#: what a backend may import from the package (the synthetic segmenter: the scene generator it segments)
+BACKENDS_MAY_IMPORT = ("sampd_plugin.backends", "sampd_plugin.core", "sampd_plugin.errors",
+                       "sampd_plugin.synthetic.scene")
 #: backends that use FiftyOne when it is installed, inside a function (the model zoo's checkpoint cache)
 OPTIONAL_FIFTYONE = {"sampd_plugin.backends.checkpoints"}
 

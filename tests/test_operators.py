@@ -13,6 +13,7 @@ from fiftyone.operators.executor import ExecutionContext, ExecutionError, Execut
 from fiftyone.operators.executor import ValidationContext  # noqa: E402
 
 import sampd_plugin as sp  # noqa: E402
+from sampd_plugin.fo.jobs import finish_job  # noqa: E402
 from sampd_plugin.fo.labels import paste_mask  # noqa: E402
 from tests.test_sdk import check_written_fields, gt_snapshot  # noqa: E402
 
@@ -259,7 +260,7 @@ def test_split_job_is_evaluated_by_its_last_operation(plugin, make_synthetic):
     assert ds.list_evaluations() == ["sampd_jf"] and ds.has_saved_view("sampd_jf_failures")
     direct = sp.evaluate_jf(ds, "sampd", eval_key=None)
     assert evaluated[0]["jf"] == pytest.approx(direct.summary["J&F-Mean"], abs=5e-4)
-    assert sp.finish_job(ds, parent["job_id"]) is None  # claimed once: a re-run operation does not evaluate again
+    assert finish_job(ds, parent["job_id"]) is None  # claimed once: a re-run operation does not evaluate again
 
 
 def test_evaluation_output_is_a_compact_table_and_plots(plugin, make_synthetic):

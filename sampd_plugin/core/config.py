@@ -13,7 +13,7 @@ This module imports no FiftyOne.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 PROMPT_TYPES = ("box", "point")
 SELECTIONS = ("similarity", "iou_prev", "predicted_iou", "none")
@@ -230,6 +230,26 @@ PRESET_LABELS = {
     "full-no-neg-mp": "full, negative points in the refinement only (Table V: 70.4)",
     "adaptive": "adaptive: full, but the 18-box grid only where the vanilla box looks doubtful (not in the paper)",
 }
+
+
+#: what a config may be given as: ``None`` (the paper's full method), a preset name, a dict of settings, or a config
+ConfigLike = Union[None, str, dict, SamPDConfig]
+
+
+def as_config(config: ConfigLike = None) -> SamPDConfig:
+    """The one parser of :data:`ConfigLike` values: ``None`` -> the paper's full method, a preset name
+    (:data:`PRESETS`), a dict of settings, or a config (validated). ``ValueError`` / ``TypeError`` name the
+    problem."""
+    if config is None:
+        return SamPDConfig()
+    if isinstance(config, SamPDConfig):
+        config.validate()
+        return config
+    if isinstance(config, str):
+        return SamPDConfig.preset(config)
+    if isinstance(config, dict):
+        return SamPDConfig.from_dict(config)
+    raise TypeError(f"config must be None, a preset name, a dict or a SamPDConfig, got {type(config).__name__}")
 
 
 def _choice(name, value, choices):

@@ -27,7 +27,7 @@ import dataclasses
 import datetime
 import os
 import re
-from typing import Dict, Iterable, List, Optional, Sequence as Seq, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence as Seq, Tuple
 
 from bson import ObjectId
 
@@ -233,6 +233,11 @@ class Layout(abc.ABC):
             return False
         return self.dataset._sample_collection.count_documents({"_id": ObjectId(seq.head_id)}, limit=1) == 1
 
+    def sequence_meta(self, seq: Sequence) -> "SequenceMeta":
+        """What a segmenter may know about the sequence
+        (:meth:`~sampd_plugin.backends.base.PromptableSegmenter.for_sequence`)."""
+        return SequenceMeta(self, seq)
+
     @abc.abstractmethod
     def labeled_frames(self, seq: Sequence, field: str) -> List[int]:
         """The frame numbers of the sequence whose label field is set (read from the database)."""
@@ -240,6 +245,26 @@ class Layout(abc.ABC):
     def clear_head_value(self, field: str, sequences: Iterable[Sequence]):
         if self.dataset.has_sample_field(field):
             self.dataset.select([s.head_id for s in sequences]).clear_sample_field(field)
+
+
+class SequenceMeta(Mapping):
+    """A sequence as a segmenter sees it: ``"name"``, then the fields of its head sample, each read on access."""
+
+    def __init__(self, layout: Layout, seq: Sequence):
+        self._layout, self._seq = layout, seq
+
+    def __getitem__(self, key: str):
+        if key == "name":
+            return self._seq.name
+        if not self._layout.dataset.has_sample_field(key):
+            raise KeyError(key)
+        return self._layout.head_value(key, self._seq)
+
+    def __iter__(self):
+        return iter(["name", *self._layout.dataset.get_field_schema()])
+
+    def __len__(self) -> int:
+        return 1 + len(self._layout.dataset.get_field_schema())
 
 
 class VideoLayout(Layout):
@@ -339,10 +364,10 @@ class ImageLayout(Layout):
         for sid, path, key, order in zip(ids, paths, keys, orders):
             if key is None or key == "":
                 raise SampdInputError(f"sample {sid} ({os.path.basename(path)}) has no '{self.sequence_field}': "
-                                      "every image needs the sequence it belongs to")
+                                      "every image needs the sequence it belongs to", field="sequence_field")
             if order is None or order == "":
                 raise SampdInputError(f"sample {sid} ({os.path.basename(path)}) has no '{self.order_field}': "
-                                      "every image needs its position in the sequence")
+                                      "every image needs its position in the sequence", field="order_field")
             groups.setdefault(str(key), []).append((order, sid, path))
         numeric = all(isinstance(o, int) or (isinstance(o, str) and _INT_LIKE.match(o))
                       for g in groups.values() for o, _, _ in g)
@@ -354,7 +379,8 @@ class ImageLayout(Layout):
             if dup:
                 raise SampdInputError(
                     f"sequence '{key}': several images have '{self.order_field}' = {dup[:5]}: the order of its "
-                    f"frames is ambiguous (choose an order field whose values are unique within a sequence)")
+                    f"frames is ambiguous (choose an order field whose values are unique within a sequence)",
+                    field="order_field")
             out.append(Sequence(key=key, name=f"sequence '{key}' ({len(items)} images)", head_id=items[0][1],
                                 sample_ids=[sid for _, sid, _ in items], filepaths=[p for _, _, p in items],
                                 num_frames=len(items), is_video=False))
@@ -445,7 +471,8 @@ def layout_of(samples, sequence_field: Optional[str] = None, order_field: Option
     if samples.media_type == "video":
         if sequence_field or order_field:
             raise SampdInputError(f"dataset '{samples._root_dataset.name}' holds videos: sequence_field / "
-                                  "order_field apply to image sequences only")
+                                  "order_field apply to image sequences only",
+                                  field="sequence_field" if sequence_field else "order_field")
         return VideoLayout(samples)
     if samples.media_type != "image":
         raise SampdInputError(f"dataset '{samples._root_dataset.name}' holds {samples.media_type} samples: SAM-PD "
@@ -461,18 +488,19 @@ def layout_of(samples, sequence_field: Optional[str] = None, order_field: Option
         if samples.get_field(field) is None:
             hint = "" if value else f" (the default; pass {role}=... to use another field)"
             raise SampdInputError(f"image dataset '{name}' has no {role.replace('_', ' ')} '{field}'{hint}: "
-                                  f"SAM-PD tracks image sequences and needs {what}")
+                                  f"SAM-PD tracks image sequences and needs {what}", field=role)
         if role == "sequence_field":
             sequence_field = field
         else:
             order_field = field
     if sequence_field == order_field:
-        raise SampdInputError(f"the sequence field and the order field are both '{sequence_field}'")
-    for field in (sequence_field, order_field):
+        raise SampdInputError(f"the sequence field and the order field are both '{sequence_field}'",
+                              field="order_field")
+    for role, field in (("sequence_field", sequence_field), ("order_field", order_field)):
         f = samples.get_field(field)
         if not isinstance(f, (fof.StringField, fof.IntField, fof.ObjectIdField, fof.FloatField)):
             raise SampdInputError(f"'{field}' of image dataset '{name}' is a {type(f).__name__}: sequence and order "
-                                  "fields must hold strings or numbers")
+                                  "fields must hold strings or numbers", field=role)
     return ImageLayout(samples, sequence_field, order_field)
 
 
@@ -481,6 +509,7 @@ def _dynamic_groups(view):
     stage = [s for s in view._stages if isinstance(s, fo.GroupBy)][-1]
     if not isinstance(stage.field_or_expr, str):
         raise SampdInputError("the view groups by an expression: group it by a field (e.g. "
-                              "group_by('sequence_id', order_by='frame_number')) or pass sequence_field=")
+                              "group_by('sequence_id', order_by='frame_number')) or pass sequence_field=",
+                              field="sequence_field")
     _, _, root, _ = view._parse_dynamic_groups()
     return stage.field_or_expr, stage.order_by, root

@@ -43,16 +43,17 @@ __all__ = ["DEFAULT_BATCH_FRAMES", "check_label_field", "check_output_field", "p
 def check_label_field(layout: Layout, field: str, role: str = "prompt field", types=(fo.Detections,)) -> str:
     """Returns the name of a label field (``"x"`` or ``"frames.x"``) after checking that it is a frame label field
     of one of ``types`` on the layout's collection (``frames.x`` of a video collection, ``x`` of an image
-    collection); raises :class:`SampdInputError` naming it."""
+    collection); raises :class:`SampdInputError` naming it (``error.field``: ``role`` as a setting name)."""
     name = field_name(field)
     path = layout.path(name)
+    param = role.replace(" ", "_")
     f = layout.samples.get_field(path)
     if f is None:
-        raise SampdInputError(f"the {role} '{path}' does not exist on {layout.where}")
+        raise SampdInputError(f"the {role} '{path}' does not exist on {layout.where}", field=param)
     doc_type = getattr(f, "document_type", None)
     if doc_type is None or not issubclass(doc_type, tuple(types)):
         want = " or ".join(t.__name__ for t in types)
-        raise SampdInputError(f"the {role} '{path}' is a {type(f).__name__}, not a {want} field")
+        raise SampdInputError(f"the {role} '{path}' is a {type(f).__name__}, not a {want} field", field=param)
     return name
 
 
@@ -69,39 +70,43 @@ def check_output_field(layout: Layout, label_field: str, prompt_field: Optional[
     name = field_name(label_field)
     path = layout.path(name)
     if not name or not name.isidentifier() or name.startswith("_") or name in _RESERVED:
-        raise SampdInputError(f"'{label_field}' is not a valid output field name (use letters, digits and '_')")
+        raise _output_error(f"'{label_field}' is not a valid output field name (use letters, digits and '_')")
     if prompt_field is not None and name == field_name(prompt_field):
-        raise SampdInputError(f"the output field '{path}' is the prompt field: prompts / ground truth are never "
+        raise _output_error(f"the output field '{path}' is the prompt field: prompts / ground truth are never "
                               "overwritten; choose another output field")
     if name in (layout.sequence_field, layout.order_field):
-        raise SampdInputError(f"the output field '{path}' is the sequence / order field of the image sequences")
+        raise _output_error(f"the output field '{path}' is the sequence / order field of the image sequences")
     f = layout.samples.get_field(path)
     if f is not None and not issubclass(getattr(f, "document_type", None) or type, fo.Detections):
-        raise SampdInputError(f"'{path}' exists and is a {type(f).__name__}, not a Detections field")
+        raise _output_error(f"'{path}' exists and is a {type(f).__name__}, not a Detections field")
     mf = marker_field(name)
     marker = layout.dataset.get_field(mf)
     if marker is not None:  # ours if every value is one of our markers (declared first: see ensure_output_field)
         foreign = not isinstance(marker, fof.DictField) or len(
             layout.dataset.match((F(mf) != None) & (F(f"{mf}.run") == None)).limit(1))  # noqa: E711
         if foreign:
-            raise SampdInputError(f"'{mf}' exists and was not written by SAM-PD: it would be overwritten by the run "
+            raise _output_error(f"'{mf}' exists and was not written by SAM-PD: it would be overwritten by the run "
                                   f"marker of the output field '{path}'; choose another output field")
     for qname, (ftype, kwargs) in quality_fields(name).items():
         q = layout.get_field(qname)
         want = kwargs.get("embedded_doc_type")
         if q is not None and not (isinstance(q, ftype) and (want is None or issubclass(q.document_type, want))):
-            raise SampdInputError(f"'{layout.path(qname)}' (a frame quality field of '{path}') exists and is a "
+            raise _output_error(f"'{layout.path(qname)}' (a frame quality field of '{path}') exists and is a "
                                   f"{type(q).__name__}, not a {(want or ftype).__name__}: choose another output field")
     if allow_overwrite_ground_truth:
         return name
     gt = ground_truth_fields(layout.dataset)
     if name in gt:
-        raise SampdInputError(f"'{path}' is the ground truth of evaluation(s) {gt[name]}: ground truth is never "
+        raise _output_error(f"'{path}' is the ground truth of evaluation(s) {gt[name]}: ground truth is never "
                               "overwritten; choose another output field")
     if f is not None and marker is None:
-        raise SampdInputError(f"'{path}' exists and was not written by SAM-PD (it has no '{mf}' run marker): it is "
+        raise _output_error(f"'{path}' exists and was not written by SAM-PD (it has no '{mf}' run marker): it is "
                               "never overwritten; choose another output field")
     return name
+
+
+def _output_error(message: str) -> SampdInputError:
+    return SampdInputError(message, field="label_field")
 
 
 def ground_truth_fields(dataset) -> Dict[str, List[str]]:
