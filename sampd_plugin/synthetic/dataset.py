@@ -189,7 +189,8 @@ def make_image_dataset(
     with ``"synthetic"``), ``frame_number`` = the file stem as a string (``"00000"`` for the first frame),
     ``ground_truth`` = :func:`~sampd_plugin.datasets.fiftyone_io.zoo_detections` (``index`` from 0), plus
     ``synthetic`` = the scene parameters (so the synthetic segmenter can segment it). Sequence ``i`` is
-    ``SyntheticScene(seed + i, ...)`` named ``synthetic-<seed + i>``; scene frame ``t`` (1-based) is ``frame_number = f"{t - 1:05d}"``.
+    ``SyntheticScene(seed + i, ...)`` named ``synthetic-<seed + i>``; scene frame ``t`` (1-based) is
+    ``frame_number = f"{t - 1:05d}"``.
 
     ``image_format`` ``"jpg"`` (OpenCV's default quality 95, as DAVIS ships JPEGs) or ``"png"`` (lossless: the files
     hold exactly the rendered pixels).
