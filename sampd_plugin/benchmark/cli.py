@@ -20,7 +20,7 @@ that dataset (refinement keeps the multimask output with the highest IoU with th
 ``--multimask-pick`` says otherwise.
 
 ``synthetic`` writes a miniature DAVIS tree of generated videos under ``<out>/tree`` and runs the DAVIS protocol on
-it with the synthetic segmenter. Trees written by :mod:`sampd_plugin.synthetic.layouts` (a ``sampd_synthetic.json``
+it with the synthetic segmenter. Trees written by :mod:`sampd_plugin.synthetic.trees` (a ``sampd_synthetic.json``
 sidecar) default to ``--model synthetic``. Numbers from the synthetic segmenter, the ``tiny`` model or generated
 trees are labelled SYNTHETIC: they check the pipeline and are NOT the paper's results.
 
@@ -218,7 +218,7 @@ def run(args, log: Callable[[str], None]) -> dict:
     os.makedirs(out, exist_ok=True)
     root = args.root
     if dataset == "synthetic":
-        from sampd_plugin.synthetic.layouts import write_davis
+        from sampd_plugin.synthetic.trees import write_davis
 
         root = root or os.path.join(out, "tree")
         if not os.path.isdir(os.path.join(root, "JPEGImages")):

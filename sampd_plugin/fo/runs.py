@@ -31,7 +31,7 @@ from sampd_plugin.core.tracker import ObjectPrompt
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo import labels, store
 from sampd_plugin.fo.request import TrackRequest
-from sampd_plugin.fo.sources import Layout, Sequence, as_collection, layout_of
+from sampd_plugin.fo.sources import Layout, SampleSequence, as_collection, layout_of
 from sampd_plugin.ops import ownership
 
 DIRECTIONS = ("forward", "backward", "both")
@@ -73,7 +73,7 @@ def read_markers(layout: Layout, label_field: str) -> Dict[str, Optional[dict]]:
     return layout.head_values(labels.marker_field(label_field))
 
 
-def write_marker(layout: Layout, label_field: str, seq: Sequence, marker: dict):
+def write_marker(layout: Layout, label_field: str, seq: SampleSequence, marker: dict):
     layout.set_head_value(labels.marker_field(label_field), seq, dict(marker))
 
 
@@ -86,7 +86,7 @@ def new_marker(run_key: str, settings: dict, device: str, job_id: Optional[str] 
                 seconds=None, error=None)
 
 
-def clear_outputs(layout: Layout, sequences: Iterable[Sequence], label_field: str):
+def clear_outputs(layout: Layout, sequences: Iterable[SampleSequence], label_field: str):
     """Clears the output field and its frame quality fields on every frame of the given sequences, and their markers
     (``overwrite=True``, or an unfinished run being restarted)."""
     sequences = list(sequences)
@@ -105,10 +105,7 @@ def run_states(samples, label_field: Optional[str] = None, sequence_field: Optio
     ``worker, operation, frames, last_frame, error, run``. Output fields are those with a run marker field (all of
     them, or only ``label_field``)."""
     layout = layout_of(samples, sequence_field, order_field)
-    suffix = labels.MARKER_SUFFIX
-    fields = [label_field] if label_field else sorted(
-        f[: -len(suffix)] for f in layout.dataset.get_field_schema() if f.endswith(suffix)
-        and layout.has_field(f[: -len(suffix)]))
+    fields = [label_field] if label_field else [f for f in labels.output_fields(layout.dataset) if layout.has_field(f)]
     rows = []
     now_ = ownership.utcnow()
     for field in fields:
@@ -174,8 +171,8 @@ class TrackPlan:
         return self.request.prompt_field
 
     @property
-    def sequences(self) -> Dict[str, Sequence]:
-        """``{key: Sequence}`` of the collection."""
+    def sequences(self) -> Dict[str, SampleSequence]:
+        """``{key: SampleSequence}`` of the collection."""
         return self.layout.by_key()
 
     @property
@@ -266,7 +263,7 @@ def plan_track(samples, request: Optional[TrackRequest] = None, *, check_prompts
     return plan
 
 
-def _sequence_problem(plan: TrackPlan, seq: Sequence, check_prompts: bool) -> Optional[str]:
+def _sequence_problem(plan: TrackPlan, seq: SampleSequence, check_prompts: bool) -> Optional[str]:
     """Why ``seq`` cannot be tracked (a message naming it), or ``None``."""
     missing = seq.missing_files()
     if missing:
@@ -290,7 +287,7 @@ class RepropagationPlan:
     """A validated repropagation (see :func:`plan_repropagate`)."""
 
     layout: Layout
-    sequence: Sequence
+    sequence: SampleSequence
     label_field: str
     from_frame: int
     direction: str

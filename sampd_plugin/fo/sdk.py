@@ -7,7 +7,7 @@ grouped by ``sequence_field`` and ordered by ``order_field``, e.g. FiftyOne's DA
 
 1. reads the prompts of the prompt field (``store.read_prompts``: each object's detection on the frame where
    its ``index`` first appears, with its mask, else its box);
-2. streams the sequence's frames from that frame on (``Sequence.frames()``: one frame in memory at a time) through
+2. streams the sequence's frames from that frame on (``SampleSequence.frames()``: one frame in memory at a time) through
    :class:`sampd_plugin.core.tracker.SamPDTracker`;
 3. writes the output field (``frames.<label_field>`` of a video, ``<label_field>`` of each image) in chunks of
    ``batch_frames`` frames with ``set_values`` (``store.FrameLabelWriter``, on a background thread:
@@ -51,7 +51,7 @@ from sampd_plugin.fo import labels, runs, store
 from sampd_plugin.fo.jobs import finish_job
 from sampd_plugin.fo.request import TrackRequest
 from sampd_plugin.fo.runs import TrackPlan, plan_repropagate, plan_track
-from sampd_plugin.fo.sources import Layout, Sequence, as_collection
+from sampd_plugin.fo.sources import Layout, SampleSequence, as_collection
 from sampd_plugin.fo.store import DEFAULT_BATCH_FRAMES
 from sampd_plugin.ops import ownership, threads
 
@@ -237,7 +237,7 @@ def _check_segmenter(backends: BackendCache, plan: TrackPlan):
         raise SampdInputError("\n".join(problems[:10]), field="model")
 
 
-def _track_sequence(plan: TrackPlan, seq: Sequence, backends, pb, prefix, owner, operation) -> dict:
+def _track_sequence(plan: TrackPlan, seq: SampleSequence, backends, pb, prefix, owner, operation) -> dict:
     """Tracks one sequence as the owner of its marker (:class:`sampd_plugin.ops.ownership.Claim`): claimed before any
     of its labels is cleared or written, heart-beating while it runs, marked done only after every frame from the
     first prompt frame to the last frame has a label. Returns ``{"frames", "objects"}``, or ``{"busy": message}``
@@ -294,7 +294,7 @@ def _track_sequence(plan: TrackPlan, seq: Sequence, backends, pb, prefix, owner,
     return dict(frames=count, objects=len(prompts))
 
 
-def _check_complete(layout: Layout, seq: Sequence, label_field: str, start: Optional[int], last: Optional[int]):
+def _check_complete(layout: Layout, seq: SampleSequence, label_field: str, start: Optional[int], last: Optional[int]):
     """Raises :class:`SampdRunError` unless every frame from ``start`` to the sequence's last frame has a label in
     the database (``start=None``: nothing to track)."""
     if start is None:
@@ -309,7 +309,7 @@ def _check_complete(layout: Layout, seq: Sequence, label_field: str, start: Opti
             f"frame {missing[0]}; last good frame: {good[-1] if good else 'none'}): not marked finished")
 
 
-def _stream(tracker, frames, prompts, hw, writer, seq: Sequence, pb, prefix, skip_frame=None, where=None,
+def _stream(tracker, frames, prompts, hw, writer, seq: SampleSequence, pb, prefix, skip_frame=None, where=None,
             on_frame=None) -> int:
     """Runs the tracker over ``frames`` and writes every result (but ``skip_frame``); returns frames written.
     ``on_frame(frame_number, frames written)`` is called after each frame (the owner's heartbeat). On an error the

@@ -25,7 +25,7 @@ from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo import app
 from sampd_plugin.fo.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, is_absent, marker_field,
                                  paste_mask, quality_fields, relative_to_xyxy)
-from sampd_plugin.fo.sources import Layout, Sequence
+from sampd_plugin.fo.sources import Layout, SampleSequence
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def detection_to_prompt(det, hw: Tuple[int, int], frame_number: int, object_id: 
     return ObjectPrompt(object_id=int(object_id), frame_number=int(frame_number), box=box, label=det.label)
 
 
-def read_prompts(layout: Layout, seq: Sequence, prompt_field: str, hw: Tuple[int, int],
+def read_prompts(layout: Layout, seq: SampleSequence, prompt_field: str, hw: Tuple[int, int],
                  frames: Optional[Dict[int, List[Optional[int]]]] = None) -> List[ObjectPrompt]:
     """The prompts of one sequence: each object's detection on the frame where its ``index`` first appears
     (:func:`prompt_plan`), as :class:`ObjectPrompt` in pixels. Only those frames' labels are loaded; ``frames`` is
@@ -198,7 +198,7 @@ def read_prompts(layout: Layout, seq: Sequence, prompt_field: str, hw: Tuple[int
     return prompts
 
 
-def read_frame_prompts(layout: Layout, seq: Sequence, label_field: str, frame_number: int, hw: Tuple[int, int],
+def read_frame_prompts(layout: Layout, seq: SampleSequence, label_field: str, frame_number: int, hw: Tuple[int, int],
                        object_ids: Optional[Iterable[int]] = None) -> List[ObjectPrompt]:
     """Prompts from one frame of a (corrected) output field: every detection with an ``index`` that is not
     ``lost`` (optionally only ``object_ids``), for :func:`sampd_plugin.repropagate`."""
@@ -262,7 +262,7 @@ class FrameLabelWriter:
         self.batch_frames = int(batch_frames)
         self.replace_ids = None if replace_ids is None else {int(i) for i in replace_ids}
         self.before_write = before_write
-        self._buf: Dict[str, Tuple[Sequence, Dict[int, object]]] = {}
+        self._buf: Dict[str, Tuple[SampleSequence, Dict[int, object]]] = {}
         self._n = 0
         self.frames_written = 0
         self.calls = 0
@@ -274,7 +274,7 @@ class FrameLabelWriter:
         """Frames buffered and not yet written."""
         return self._n
 
-    def add(self, seq: Sequence, frame_number: int, label):
+    def add(self, seq: SampleSequence, frame_number: int, label):
         self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = label
         self._n += 1
         if self._n >= self.batch_frames:
@@ -370,7 +370,7 @@ class BackgroundWriter:
         if self._error is not None:
             raise self._error
 
-    def add(self, seq: Sequence, frame_number: int, label):
+    def add(self, seq: SampleSequence, frame_number: int, label):
         self._raise()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sampd-label-writer", daemon=True)
