@@ -1,9 +1,9 @@
-"""``browse_tracking_failures``: opens the failure views saved by a J&F evaluation (``sampd_plugin.views``)."""
+"""``browse_tracking_failures``: opens the failure views saved by a J&F evaluation (``sampd_plugin.fo.views``)."""
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-import sampd_plugin as sp
+from sampd_plugin.fo import ui
 
 from . import forms
 
@@ -25,7 +25,7 @@ class BrowseTrackingFailures(foo.Operator):
             return types.Property(inputs)
         keys, key = forms.eval_key_input(inputs, ctx)
         choices = types.RadioGroup()
-        for name, description in sp.VIEWS.items():
+        for name, description in ui.VIEWS.items():
             choices.add_choice(name, label=name.replace("_", " "), description=description)
         inputs.enum("view", choices.values(), default="failures", label="Show", view=choices)
         if not keys:
@@ -38,7 +38,7 @@ class BrowseTrackingFailures(foo.Operator):
         return types.Property(inputs, view=types.View(label="SAM-PD: browse tracking failures"))
 
     def execute(self, ctx):
-        key = ctx.params.get("eval_key") or (sp.jf_eval_keys(ctx.dataset) or [None])[0]
+        key = ctx.params.get("eval_key") or (ui.jf_eval_keys(ctx.dataset) or [None])[0]
         name = _view_name(ctx.params, key)
         view = ctx.dataset.load_saved_view(name)
         ctx.ops.set_view(name=name)
@@ -53,4 +53,4 @@ class BrowseTrackingFailures(foo.Operator):
 
 
 def _view_name(params, default_key):
-    return sp.view_name(params.get("eval_key") or default_key, params.get("view") or "failures")
+    return ui.view_name(params.get("eval_key") or default_key, params.get("view") or "failures")

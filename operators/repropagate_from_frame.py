@@ -5,6 +5,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import sampd_plugin as sp
+from sampd_plugin.fo import ui
 
 from . import forms
 
@@ -93,7 +94,7 @@ class RepropagateFromFrame(foo.Operator):
             message += (f"; {len(summary['misfits'])} frame(s) have a box that no longer fits its mask (moved in the "
                         f"App without its mask): {where}: re-propagate those objects or fix the boxes")
         field = summary["label_field"].split("frames.")[-1]
-        outdated = [k for k in sp.jf_eval_keys(ctx.dataset) if forms.eval_fields(ctx.dataset, k)[0].split("frames.")[-1]
+        outdated = [k for k in ui.jf_eval_keys(ctx.dataset) if forms.eval_fields(ctx.dataset, k)[0].split("frames.")[-1]
                     == field]
         if outdated:
             message += (f"; evaluation(s) {', '.join(outdated)} are out of date for this sequence: run "
@@ -111,14 +112,14 @@ class RepropagateFromFrame(foo.Operator):
 
 def _default_frame(ctx, sample_id, label_field):
     """The corrected frame to propose: the frame of a selected label, else the frame edited last since SAM-PD wrote
-    the field (``sp.edited_frames``: the App's Annotate tab saves each edit), else 1."""
+    the field (``ui.edited_frames``: the App's Annotate tab saves each edit), else 1."""
     selected = (ctx.selected_labels or [{}])[0]
     if selected.get("frame_number"):
         return int(selected["frame_number"])
     if sample_id is None or not label_field:
         return 1
     try:
-        edited = sp.edited_frames(ctx.dataset.select(sample_id), label_field)
+        edited = ui.edited_frames(ctx.dataset.select(sample_id), label_field)
     except ValueError:  # not a SAM-PD field, several samples: the form says why elsewhere
         return 1
     return edited[0] if edited else 1

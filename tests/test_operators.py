@@ -13,7 +13,10 @@ from fiftyone.operators.executor import ExecutionContext, ExecutionError, Execut
 from fiftyone.operators.executor import ValidationContext  # noqa: E402
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin.labels import paste_mask  # noqa: E402
+from sampd_plugin.fo import ui  # noqa: E402
+from sampd_plugin.fo.app import object_color  # noqa: E402
+from sampd_plugin.fo.jobs import finish_job  # noqa: E402
+from sampd_plugin.fo.labels import paste_mask  # noqa: E402
 from tests.test_sdk import check_written_fields, gt_snapshot  # noqa: E402
 
 PLUGIN = "@sampd/sampd"
@@ -51,7 +54,7 @@ def test_track_objects_immediate_with_evaluation(plugin, make_synthetic):
     assert "objects" in r["message"] and "J&F" in r["message"]
     requests = {q["operator_uri"]: q["params"] for q in result.executor.to_json()["requests"]}
     assert "reload_dataset" in requests  # the App shows the new fields, and the colours at once:
-    assert requests["set_color_scheme"] == sp.session_color_scheme(ds) and requests["set_color_scheme"]["fields"]
+    assert requests["set_color_scheme"] == ui.session_color_scheme(ds) and requests["set_color_scheme"]["fields"]
     check_written_fields(ds, "sampd", min_mean_j=0.8)
     assert gt_snapshot(ds) == gt
 
@@ -139,7 +142,7 @@ def test_evaluate_and_browse_failures(plugin, make_synthetic):
     triggers = {q["operator_uri"]: q["params"] for q in result.executor.to_json()["requests"]}
     assert triggers["set_view"]["name"] == "jf_worst"  # with its labels ticked and coloured
     assert {"frames.sampd", "sampd", "frames.ground_truth"} <= set(triggers["set_active_fields"]["fields"])
-    assert triggers["set_color_scheme"] == sp.session_color_scheme(ds)
+    assert triggers["set_color_scheme"] == ui.session_color_scheme(ds)
     foo.execute_operator(uri("evaluate_tracking"), request_delegation=True,
                          ctx=dict(dataset=ds, params=dict(pred_field="sampd", gt_field="ground_truth",
                                                           eval_key="jf2")))
@@ -203,7 +206,7 @@ def test_browse_without_evaluation_is_refused(plugin, make_synthetic):
 
 
 def test_forms_serialize_with_defaults_drawn_from_the_dataset(plugin, make_synthetic):
-    from sampd_plugin.config import PRESETS
+    from sampd_plugin.core.config import PRESETS
 
     ds = make_synthetic(num_videos=2, num_frames=3, num_objects=1)
     sp.track(ds, model="synthetic", progress=False)
@@ -255,7 +258,7 @@ def test_split_job_is_evaluated_by_its_last_operation(plugin, make_synthetic):
     assert ds.list_evaluations() == ["sampd_jf"] and ds.has_saved_view("sampd_jf_failures")
     direct = sp.evaluate_jf(ds, "sampd", eval_key=None)
     assert evaluated[0]["jf"] == pytest.approx(direct.summary["J&F-Mean"], abs=5e-4)
-    assert sp.finish_job(ds, parent["job_id"]) is None  # claimed once: a re-run operation does not evaluate again
+    assert finish_job(ds, parent["job_id"]) is None  # claimed once: a re-run operation does not evaluate again
 
 
 def test_evaluation_output_is_a_compact_table_and_plots(plugin, make_synthetic):
@@ -282,7 +285,7 @@ def test_plot_tracking_shows_plots_and_opens_a_failure_frame(plugin, make_synthe
     sp.track(ds, model="synthetic", config="point", progress=False)
     results = sp.evaluate_jf(ds, "sampd", eval_key="jf")
     worst = min((x for x in results.per_object() if x["first_failure"]), key=lambda x: x["JF"])
-    name = sp.object_name(worst)
+    name = ui.object_name(worst)
     form = foo.get_operator(uri("plot_tracking")).resolve_type(
         ExecutionContext(request_params=dict(dataset_name=ds.name, params={})), "inputs").to_json()
     assert name in form["type"]["properties"]["open"]["type"]["values"]
@@ -308,7 +311,7 @@ def test_forms_warn_about_sam_without_checkpoint_or_gpu(plugin, make_synthetic):
     ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
     ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params={}))
     props = foo.get_operator(uri("track_objects")).resolve_type(ctx, "inputs").to_json()["type"]["properties"]
-    if sp.resolve_device(None) == "cpu" and "is not on this machine" in str(props.get("checkpoint_status")):
+    if ui.resolve_device(None) == "cpu" and "is not on this machine" in str(props.get("checkpoint_status")):
         warning = props["model_warning"]["view"]
         assert "no GPU" in warning["description"] and "fiftyone delegated launch" in warning["description"]
     else:  # a machine with a GPU or the checkpoint: nothing to warn about
@@ -323,7 +326,7 @@ def test_evaluation_choice_newest_first_unknown_refused_outdated_warned(plugin, 
     sp.track(ds, model="synthetic", progress=False)
     sp.evaluate_jf(ds, "sampd", eval_key="zz_old")
     sp.evaluate_jf(ds, "sampd", eval_key="aa_new")
-    assert sp.jf_eval_keys(ds) == ["aa_new", "zz_old"]  # by time, not by name
+    assert ui.jf_eval_keys(ds) == ["aa_new", "zz_old"]  # by time, not by name
     for name in ("plot_tracking", "browse_tracking_failures"):
         props = foo.get_operator(uri(name)).resolve_type(
             ExecutionContext(request_params=dict(dataset_name=ds.name, params={})), "inputs").to_json()
@@ -335,20 +338,20 @@ def test_evaluation_choice_newest_first_unknown_refused_outdated_warned(plugin, 
         foo.execute_operator(uri("plot_tracking"), ctx=dict(dataset=ds, params=dict(eval_key="nope")))
     # a re-propagation makes both evaluations out of date, which the forms say
     sp.repropagate(ds.first(), "sampd", from_frame=2, progress=False)
-    outdated = sp.outdated_sequences(ds, "aa_new")
-    assert len(outdated) == 1 and outdated == sp.outdated_sequences(ds, "zz_old")
+    outdated = ui.outdated_sequences(ds, "aa_new")
+    assert len(outdated) == 1 and outdated == ui.outdated_sequences(ds, "zz_old")
     props = foo.get_operator(uri("plot_tracking")).resolve_type(
         ExecutionContext(request_params=dict(dataset_name=ds.name, params={})), "inputs").to_json()
     assert "out of date" in props["type"]["properties"]["outdated"]["view"]["description"]
     sp.evaluate_jf(ds, "sampd", eval_key="aa_new", overwrite=True)
-    assert sp.outdated_sequences(ds, "aa_new") == [] and len(sp.outdated_sequences(ds, "zz_old")) == 1
+    assert ui.outdated_sequences(ds, "aa_new") == [] and len(ui.outdated_sequences(ds, "zz_old")) == 1
 
 
 def test_execute_is_the_default_until_a_worker_is_seen_and_colours_show_on_dataset_open(plugin, make_synthetic):
     ds = make_synthetic(num_videos=1, num_frames=3, num_objects=1)
     ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params=dict(model="synthetic")))
     op = foo.get_operator(uri("track_objects"))
-    seen = sp.worker_seen()
+    seen = ui.worker_seen()
     assert op.resolve_execution_options(ctx).default_choice_to_delegated is seen
     props = op.resolve_input(ctx).type.properties
     assert ("Schedule is the default" if seen else "Execute is the default") in props["where"].view.label
@@ -356,14 +359,14 @@ def test_execute_is_the_default_until_a_worker_is_seen_and_colours_show_on_datas
     foo.execute_operator(uri("track_objects"), request_delegation=True, ctx=dict(dataset=ds, params=dict(
         model="synthetic", evaluate=False)))
     run_queue(ds)
-    assert sp.worker_seen() and not sp.worker_seen(hours=0)
+    assert ui.worker_seen() and not ui.worker_seen(hours=0)
     assert op.resolve_execution_options(ctx).default_choice_to_delegated is True
     # the App opening the dataset (a page load included) gets its saved colour scheme
     opened = foo.execute_operator(uri("show_tracking_colors"), ctx=dict(dataset=ds))
     (request,) = opened.executor.to_json()["requests"]
-    assert request["operator_uri"] == "set_color_scheme" and request["params"] == sp.session_color_scheme(ds)
+    assert request["operator_uri"] == "set_color_scheme" and request["params"] == ui.session_color_scheme(ds)
     assert {"path": "frames.sampd", "colorByAttribute": "index", "valueColors": [
-        {"value": "1", "color": sp.object_color(1)}]} in request["params"]["fields"]
+        {"value": "1", "color": object_color(1)}]} in request["params"]["fields"]
     bare = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
     assert foo.execute_operator(uri("show_tracking_colors"), ctx=dict(dataset=bare)).executor.to_json()[
         "requests"] == []

@@ -4,7 +4,7 @@
 
 What it does, offline, in about a minute:
 
-1. starts a private MongoDB (:mod:`sampd_plugin.isolated_db`; an existing ``FIFTYONE_DATABASE_URI`` is used as is),
+1. starts a private MongoDB (:mod:`tests.isolated_db`; an existing ``FIFTYONE_DATABASE_URI`` is used as is),
    builds a generated video dataset (:func:`sampd_plugin.synthetic.make_dataset`), tracks it with the synthetic
    segmenter (the ``point`` preset, so that some frames fail) and evaluates it (eval key ``jf``);
 2. launches the App server of the installed FiftyOne on a free local port, with this checkout as the plugin;
@@ -89,7 +89,7 @@ def prepare_environment(tmp):
     os.environ["FIFTYONE_PLUGINS_DIR"] = str(plugins)
     os.environ["SAMPD_FRAMES_DIR"] = str(tmp / "frames")
     if not os.environ.get("FIFTYONE_DATABASE_URI"):
-        from sampd_plugin import isolated_db
+        from tests import isolated_db
 
         isolated_db.start()
 
@@ -194,7 +194,7 @@ def overlay_contrast(shown, raw, dets, hw, rect):
     (eroded) and outside their boxes (grown): an overlay of those masks makes the first much larger."""
     import cv2
 
-    from sampd_plugin.labels import paste_mask
+    from sampd_plugin.fo.labels import paste_mask
 
     masks = np.any([paste_mask(d, hw) for d in dets], axis=0) if dets else np.zeros(hw, bool)
     inside = cv2.erode(to_screen(masks.astype(np.uint8), rect, cv2.INTER_NEAREST), np.ones((5, 5))) > 0
@@ -343,7 +343,7 @@ class Check:
     def check_masks(self):
         """The first video's thumbnail (its frame 1) shows frames.sampd's masks: with only that field shown, the
         screenshot differs from the raw frame inside the predicted masks, and matches it outside the boxes."""
-        from sampd_plugin.frames import iter_frames
+        from sampd_plugin.core.frames import iter_frames
 
         self.set_field_shown("frames.ground_truth", False)
         self.set_field_shown("frames.sampd", True)
@@ -366,8 +366,8 @@ class Check:
         """``{index: [overlay colour of the object on each video's first thumbnail]}`` of the frame field
         ``field``: per channel, the line fit of screenshot = a * colour + (1 - a) * frame over the object's own mask
         pixels (eroded, others' masks excluded)."""
-        from sampd_plugin.frames import iter_frames
-        from sampd_plugin.labels import paste_mask
+        from sampd_plugin.core.frames import iter_frames
+        from sampd_plugin.fo.labels import paste_mask
 
         import cv2
 
@@ -396,13 +396,13 @@ class Check:
 
     def check_colours(self):
         """Each tracked object has its own colour, the same on every video: its palette colour
-        (``sampd_plugin.app.object_color``), whatever the App's colour seed."""
+        (``sampd_plugin.fo.app.object_color``), whatever the App's colour seed."""
         colours = self.object_colours(self.ds, "sampd")
         return self.assert_palette(colours)
 
     @staticmethod
     def assert_palette(colours):
-        from sampd_plugin.app import object_color
+        from sampd_plugin.fo.app import object_color
 
         assert len(colours) >= 2, f"too few objects to compare: {sorted(colours)}"
         want = {i: np.array([int(object_color(i)[k:k + 2], 16) for k in (1, 3, 5)]) for i in colours}
@@ -445,9 +445,9 @@ class Check:
         assert "2 sequence(s) to track" in text, "the form's plan notice is missing"
         assert "If scheduled: 1 operation that, when a worker runs it, queues 2 operations" in text, \
             "the form does not say what scheduling queues"
-        import sampd_plugin as sp
+        from sampd_plugin.fo import ui
 
-        if sp.model_warning("vit_h"):  # no GPU and no checkpoint here: the form must say so before scheduling
+        if ui.model_warning("vit_h"):  # no GPU and no checkpoint here: the form must say so before scheduling
             assert "needs a GPU worker" in text and "no GPU" in text, "no vit_h warning in the form"
             note = self.xpath("//*[contains(text(), 'needs a GPU worker')]")
             self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", note[0])
@@ -462,7 +462,7 @@ class Check:
         differs from the video's first frame it is the frame (the App's "dynamic" frames showed frame 1 under frame
         N's labels). Thumbnails are taken in grid order until one whose frame can be told apart from frame 1 (at most
         ``max_thumbnails``)."""
-        from sampd_plugin.views import view_name
+        from sampd_plugin.fo.views import view_name
 
         name = view_name(EVAL_KEY, suffix)
         view = self.ds.load_saved_view(name)
@@ -497,7 +497,7 @@ class Check:
     def compare_thumbnail(self, name, i, img, frame):
         """Asserts that thumbnail ``i`` (screenshot ``img``) shows ``frame`` (a frame sample of a failure view) with
         its predicted masks; returns ``(whether its frame could be told apart from frame 1, a note)``."""
-        from sampd_plugin.frames import iter_frames
+        from sampd_plugin.core.frames import iter_frames
 
         import cv2
 
@@ -609,7 +609,7 @@ class Check:
         plots = self.wait(lambda: (lambda p: p if len(p) >= 2 else None)(self.css(".js-plotly-plot .main-svg")),
                           what="two plotly figures")
         worst = min(self.ds.load_evaluation_results(EVAL_KEY).per_object(), key=lambda r: r["JF"])
-        from sampd_plugin.metrics import object_name
+        from sampd_plugin.core.metrics import object_name
 
         text = self.body_text()
         assert object_name(worst) in text and str(round(worst["JF"], 3)) in text, "the per-object table is missing"
@@ -628,7 +628,7 @@ class Check:
     def check_doubtful(self):
         """While a video plays, a frame the tracker doubts shows the red "doubtful" flag in its top left corner and
         a frame it does not doubt does not."""
-        from sampd_plugin.app import DOUBTFUL_COLOR
+        from sampd_plugin.fo.app import DOUBTFUL_COLOR
 
         sample = self.ds.first()
         doubtful = [fn for fn, fr in sample.frames.items() if fr["sampd_doubtful"] is not None]
@@ -674,14 +674,14 @@ class Check:
         """``plot_tracking``'s "open the first failure" from the ``jf_worst`` view (videos, their ``frames.*`` fields
         ticked as a user would): no error page; the failures view opens with its prediction, ground truth and doubtful
         flag shown and the frame selected; clicked, the frame opens in the sample modal with its masks drawn."""
-        import sampd_plugin as sp
-        from sampd_plugin.views import view_name
+        from sampd_plugin.fo import ui
+        from sampd_plugin.fo.views import view_name
 
         row = self.worst_object(self.ds)
-        name = sp.object_name(row)
+        name = ui.object_name(row)
         failures = view_name(EVAL_KEY, "failures")
         view = self.ds.load_saved_view(failures)
-        _, frame_id = sp.failure_frame(self.ds, EVAL_KEY, row["sample_id"], row["first_failure"])
+        _, frame_id = ui.failure_frame(self.ds, EVAL_KEY, row["sample_id"], row["first_failure"])
         self.open(f"/datasets/{self.ds.name}?view={self.slug(view_name(EVAL_KEY, 'worst'))}")
         self.set_field_shown("frames.ground_truth", True)
         self.set_field_shown("frames.sampd", True)
@@ -729,12 +729,12 @@ class Check:
         """Image sequences (DAVIS zoo schema, ``frame_number`` "00000" for the first image): the per-object table
         and the "open" choices of ``plot_tracking`` and the re-propagation form name frames by the dataset's
         ``frame_number``, and that form counts the whole sequence."""
-        import sampd_plugin as sp
-        from sampd_plugin.sources import layout_of
+        from sampd_plugin.fo import ui
+        from sampd_plugin.fo.sources import layout_of
 
         img = self.images
         row = self.worst_object(img)
-        name = sp.object_name(row)
+        name = ui.object_name(row)
         seq = next(s for s in layout_of(img).sequences() if s.head_id == row["sample_id"])
         image = img[seq.sample_ids[row["first_failure"] - 1]]
         own = int(image.frame_number)
@@ -830,11 +830,11 @@ class Check:
         (eraser): the edit is saved. ``re-propagate`` opened from the same modal proposes that frame, keeps it (the
         painted mask, now the prompt) and replaces the object on the later frames, which then fit the ground truth
         better; the modal reopens on the new labels, still one track per object."""
-        from sampd_plugin.labels import paste_mask
-        from sampd_plugin.metrics import region_similarity as jaccard
+        from sampd_plugin.fo.labels import paste_mask
+        from sampd_plugin.core.metrics import region_similarity as jaccard
 
         import cv2
-        import sampd_plugin as sp
+        from sampd_plugin.fo import ui
 
         row = self.worst_object(self.ds)
         sample, n, index = self.ds[row["sample_id"]], row["first_failure"], row["index"]
@@ -913,7 +913,7 @@ class Check:
         self.next_frame(min(n + 4, len(sample.frames)) - 1, fps)  # a later frame, re-propagated
         self.shot("annotate-after")
         self.close_modal()
-        return (f"{sp.object_name(row)}: frame {n} painted (J {j_before:.2f} -> {jaccard(painted, gt[index]):.2f}), "
+        return (f"{ui.object_name(row)}: frame {n} painted (J {j_before:.2f} -> {jaccard(painted, gt[index]):.2f}), "
                 f"proposed and kept as the prompt; {len(changed)} of {len(later)} later frames changed (mean J "
                 f"{j_later:.2f} -> {j_after:.2f}); one timeline track per object before and after ({tracks_after}); "
                 f"phases {np.diff(marks + [time.time()]).round(0).tolist()} s")
