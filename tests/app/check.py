@@ -208,6 +208,34 @@ def mean_diff(a, b, where):
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean(axis=2)[where].mean())
 
 
+def overlay_colours(img, raw, dets):
+    """``{index: RGB}``: the overlay colour of each detection's mask in the screenshot ``img`` of the frame ``raw``
+    (drawn centred, aspect kept): per channel, the line fit of screenshot = a * colour + (1 - a) * frame over the
+    object's own mask pixels (eroded, others' masks excluded); objects with too few such pixels are left out."""
+    import cv2
+
+    from sampd_plugin.fo.labels import paste_mask
+
+    hw = raw.shape[:2]
+    rect = fitted_rect(hw, img.shape[:2])
+    y0, x0, h, w = rect
+    shown = img[y0:y0 + h, x0:x0 + w].astype(np.float64)
+    raw = to_screen(raw, rect).astype(np.float64)
+    masks = {d.index: to_screen(paste_mask(d, hw).astype(np.uint8), rect, cv2.INTER_NEAREST) > 0 for d in dets}
+    colours = {}
+    for i, m in masks.items():
+        own = cv2.erode(m.astype(np.uint8), np.ones((5, 5))) > 0
+        own &= ~np.any([o for j, o in masks.items() if j != i] or [np.zeros_like(m)], axis=0)
+        if own.sum() < 30:
+            continue
+        colour = []
+        for c in range(3):  # shown = (1 - a) * raw + a * colour: a line fit over the mask's pixels
+            slope, icpt = np.polyfit(raw[..., c][own], shown[..., c][own], 1)
+            colour.append(icpt / max(1 - slope, 0.05))
+        colours[i] = np.clip(colour, 0, 255)
+    return colours
+
+
 # --- the browser session ----------------------------------------------------------------------------------------
 class Check:
     def __init__(self, dataset, server, chrome, driver, out):
@@ -233,10 +261,12 @@ class Check:
 
     # helpers
     def wait(self, condition, timeout=90, what="element"):
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        try:
-            return WebDriverWait(self.d, timeout, poll_frequency=0.25).until(lambda _: condition())
+        try:  # an element the App re-rendered meanwhile: looked up again at the next poll
+            return WebDriverWait(self.d, timeout, poll_frequency=0.25,
+                                 ignored_exceptions=(StaleElementReferenceException,)).until(lambda _: condition())
         except Exception as e:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}") from e
 
@@ -298,7 +328,8 @@ class Check:
 
     def open(self, path, thumbnails=1):
         self.d.get(self.server.url + path)
-        self.thumbnails(thumbnails)
+        if thumbnails:
+            self.thumbnails(thumbnails)
         self.wait(lambda: self.css("[data-cy=saved-views-selection]"), what="the view selector")
         self.dismiss_popups()
 
@@ -362,36 +393,21 @@ class Check:
                                                 f"inside the masks vs {d_out:.1f} outside the boxes")
         return f"{len(dets)} masks: difference to the raw frame {d_in:.1f} inside vs {d_out:.1f} outside"
 
-    def object_colours(self, dataset, field):
-        """``{index: [overlay colour of the object on each video's first thumbnail]}`` of the frame field
-        ``field``: per channel, the line fit of screenshot = a * colour + (1 - a) * frame over the object's own mask
-        pixels (eroded, others' masks excluded)."""
-        from sampd_plugin.core.frames import iter_frames
-        from sampd_plugin.fo.labels import paste_mask
-
-        import cv2
+    def object_colours(self, samples, field, count=None):
+        """``{index: [overlay colour of the object on each thumbnail]}`` of the label field ``field`` on the first
+        ``count`` thumbnails of the grid showing ``samples``: videos (their first frame, ``frames.<field>``) or images
+        (frame samples of a failure view, image sequences)."""
+        from sampd_plugin.core.frames import iter_frames, read_image
 
         colours = {}
-        for sample, thumb in zip(dataset.select_fields([f"frames.{field}", "metadata"]),
-                                 self.thumbnails(len(dataset))):
-            img = self.settle(thumb)
-            hw = (sample.metadata.frame_height, sample.metadata.frame_width)
-            rect = fitted_rect(hw, img.shape[:2])
-            y0, x0, h, w = rect
-            shown = img[y0:y0 + h, x0:x0 + w].astype(np.float64)
-            raw = to_screen(next(iter_frames(sample.filepath))[1], rect).astype(np.float64)
-            masks = {d.index: to_screen(paste_mask(d, hw).astype(np.uint8), rect, cv2.INTER_NEAREST) > 0
-                     for d in sample.frames[1][field].detections}
-            for i, m in masks.items():
-                own = cv2.erode(m.astype(np.uint8), np.ones((5, 5))) > 0
-                own &= ~np.any([o for j, o in masks.items() if j != i] or [np.zeros_like(m)], axis=0)
-                if own.sum() < 30:
-                    continue
-                colour = []
-                for c in range(3):  # shown = (1 - a) * raw + a * colour: a line fit over the mask's pixels
-                    slope, icpt = np.polyfit(raw[..., c][own], shown[..., c][own], 1)
-                    colour.append(icpt / max(1 - slope, 0.05))
-                colours.setdefault(i, []).append(np.clip(colour, 0, 255))
+        samples = samples.limit(count) if count else samples
+        for sample, thumb in zip(samples, self.thumbnails(len(samples))):
+            if sample.media_type == "video":
+                raw, label = next(iter_frames(sample.filepath))[1], sample.frames[1][field]
+            else:
+                raw, label = read_image(sample.filepath), sample[field]
+            for i, colour in overlay_colours(self.settle(thumb), raw, label.detections if label else []).items():
+                colours.setdefault(i, []).append(colour)
         return colours
 
     def check_colours(self):
@@ -418,7 +434,7 @@ class Check:
         from fiftyone.operators.registry import OperatorRegistry
 
         ours = sorted(op.config.label for op in OperatorRegistry().list_operators()
-                      if op.plugin_name == PLUGIN)
+                      if op.plugin_name == PLUGIN and not op.config.unlisted)
         self.click(self.wait(lambda: self.css("[data-cy=action-browse-operations]"), what="the operator button")[0])
         box = self.wait(lambda: self.css("input[placeholder^='Search operations']"), what="the operator browser")[0]
         box.send_keys("SAM-PD")
@@ -524,21 +540,23 @@ class Check:
                       f"{d_own:.1f}, to frame 1 {d_first:.1f}; its {len(dets)} predicted masks drawn "
                       f"(difference inside {d_in:.1f})")
 
-    def open_operator(self, label):
-        """Opens the operator browser (the one of the sample modal when it is open) and the form of ``label``."""
+    def open_operator(self, label, ready=True):
+        """Opens the operator browser (the one of the sample modal when it is open) and the form of ``label``; waits
+        until its main button is enabled (``ready``; else until it shows)."""
         buttons = self.wait(lambda: [b for b in self.css("[data-cy=action-browse-operations]") if b.is_displayed()],
                             what="the operator button")
         self.click(buttons[-1])
         box = self.wait(lambda: self.css("input[placeholder^='Search operations']"), what="the operator browser")[0]
         box.send_keys("SAM-PD")
         self.click_again(lambda: self.xpath(f"//*[normalize-space(text())='{label}']"), label)
-        self.wait(lambda: self.primary_button() in ("Execute", "Schedule"), what=f"the form of {label}")
+        self.wait(lambda: self.primary_button(enabled=ready) in ("Execute", "Schedule"), what=f"the form of {label}")
         time.sleep(1)
 
-    def primary_button(self):
-        """The label of the form's main button (Execute / Schedule), or None."""
+    def primary_button(self, enabled=False):
+        """The label of the form's main button (Execute / Schedule), or None (also while it is disabled, if
+        ``enabled``: the form is still being resolved)."""
         found = self.xpath("//button[normalize-space(.)='Execute' or normalize-space(.)='Schedule']")
-        return found[0].text.strip() if found else None
+        return found[0].text.strip() if found and (found[0].is_enabled() or not enabled) else None
 
     def run_operator(self, label):
         """Opens the operator browser, picks ``label``, executes its form with the defaults."""
@@ -546,8 +564,9 @@ class Check:
         self.open_operator(label)
         self.click_again(lambda: self.xpath("//button[normalize-space(.)='Execute']"), "the Execute button")
 
-    def choose(self, current, option):
-        """Picks the option whose text contains ``option`` in the form's dropdown whose value is ``current``."""
+    def choose(self, current, option, exact=False):
+        """Picks the option whose text contains (``exact``: is) ``option`` in the form's dropdown whose value is
+        ``current``."""
         from selenium.webdriver.common.action_chains import ActionChains
 
         box = self.wait(lambda: [i.find_element("xpath", "preceding-sibling::div[@role='combobox']")
@@ -556,7 +575,8 @@ class Check:
         self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
         time.sleep(0.3)
         ActionChains(self.d).move_to_element(box).click().perform()
-        item = self.wait(lambda: [o for o in self.css("li[role=option]") if option in o.text], what=option)[0]
+        item = self.wait(lambda: [o for o in self.css("li[role=option]")
+                                  if (o.text.strip() == option if exact else option in o.text)], what=option)[0]
         ActionChains(self.d).move_to_element(item).click().perform()
         time.sleep(1.5)
 
@@ -721,9 +741,13 @@ class Check:
         d_in, d_out, _ = overlay_contrast(img[y0:y0 + h, x0:x0 + w], to_screen(raw, rect), dets, raw.shape[:2], rect)
         assert d_in > 20 and d_in > 3 * d_out, f"the modal draws no masks ({d_in:.1f} inside vs {d_out:.1f})"
         self.close_modal()
+        for field in ("ground_truth", "sampd_doubtful"):  # the predictions alone: their colours
+            self.set_field_shown(field, False)
+        self.park_mouse()
+        palette = self.assert_palette(self.object_colours(view, "sampd", count=4))
         return (f"{name}: from {view_name(EVAL_KEY, 'worst')}, '{failures}' opened ({len(view)} frames, labels "
                 f"shown, frame {row['first_failure']} selected); clicked, the frame opened in the modal with its "
-                f"masks (difference to the raw frame {d_in:.1f} inside vs {d_out:.1f} outside)")
+                f"masks (difference to the raw frame {d_in:.1f} inside vs {d_out:.1f} outside); frames: {palette}")
 
     def check_image_frames(self):
         """Image sequences (DAVIS zoo schema, ``frame_number`` "00000" for the first image): the per-object table
@@ -740,6 +764,12 @@ class Check:
         own = int(image.frame_number)
         assert own == row["first_failure"] - 1  # the zoo counts from 0, positions from 1
         self.open(f"/datasets/{img.name}", thumbnails=1)
+        for field in ("ground_truth", "sampd_doubtful"):
+            self.set_field_shown(field, False)
+        self.set_field_shown("sampd", True)
+        self.park_mouse()
+        palette = self.assert_palette(self.object_colours(img, "sampd", count=4))
+        self.shot("image-colours")
         self.open_operator("SAM-PD: plot tracking results (J&F)")
         self.choose("", f"{name} (")
         assert f"{name} ({row['label']}): J&F {row['JF']:.3f}, first failure on frame {own}" in self.body_text()
@@ -764,7 +794,8 @@ class Check:
         assert "(1 images)" not in text, "the form counts one image"
         self.key("\ue00c")
         return (f"{name}: first failure shown as frame {own} (its image's frame_number '{image.frame_number}', "
-                f"position {row['first_failure']}) in the choices and the table; re-propagation form: '{want}'")
+                f"position {row['first_failure']}) in the choices and the table; re-propagation form: '{want}'; "
+                f"images: {palette}")
 
     # --- the Annotate loop: correct a frame in the App, re-propagate from the same modal ---------------------------
     def annotate_tab(self, sample):
@@ -825,30 +856,39 @@ class Check:
 
     def check_annotate_loop(self):
         """Correct in the App, then re-propagate, as an annotator does: the Annotate tab edits ``frames.sampd`` at
-        once (its label schema), its timeline shows one track per object; on the frame where the worst object first
+        once (its label schema), its timeline shows one track per object; on the frame N where the worst object first
         fails, the object is selected and its mask painted over its true extent (brush) and erased elsewhere
-        (eraser): the edit is saved. ``re-propagate`` opened from the same modal proposes that frame, keeps it (the
-        painted mask, now the prompt) and replaces the object on the later frames, which then fit the ground truth
-        better; the modal reopens on the new labels, still one track per object."""
-        from sampd_plugin.fo.labels import paste_mask
+        (eraser): the edit is saved. ``re-propagate`` opened from the same modal proposes frame N, keeps it (the
+        painted mask, now the prompt), replaces the object on the later frames, which then fit the ground truth
+        better, and says the evaluation is out of date. The modal reopens on the new labels (a later frame draws the
+        object where it now is), still one track per object, and the page sends no stale edit afterwards (the labels
+        stay as the run wrote them)."""
+        from sampd_plugin.core.frames import iter_frames
         from sampd_plugin.core.metrics import region_similarity as jaccard
+        from sampd_plugin.fo import ui
+        from sampd_plugin.fo.labels import paste_mask
 
         import cv2
-        from sampd_plugin.fo import ui
 
         row = self.worst_object(self.ds)
         sample, n, index = self.ds[row["sample_id"]], row["first_failure"], row["index"]
         hw = (sample.metadata.frame_height, sample.metadata.frame_width)
-        fps = sample.metadata.frame_rate
+        fps, last = sample.metadata.frame_rate, len(sample.frames)
 
         def masks(fn, field="sampd"):
             sample.reload()
             return {d.index: paste_mask(d, hw) for d in sample.frames[fn][field].detections}
 
+        def labels():
+            sample.reload()
+            return {fn: [(d.index, d.bounding_box, d.mask.tobytes() if d.mask is not None else None, d.is_prompt)
+                         for d in frame["sampd"].detections] for fn, frame in sample.frames.items()}
+
         marks = [time.time()]
         tracks = self.annotate_tab(sample)
         assert set(tracks.values()) == {1}, f"timeline rows per object: {tracks}"
         self.next_frame(n - 1, fps)
+        self.shot("annotate-failure")
         pred, gt = masks(n), masks(n, "ground_truth")
         own = pred[index] & ~np.any([m for i, m in pred.items() if i != index] or [np.zeros(hw, bool)], axis=0)
         if not own.any():
@@ -870,18 +910,18 @@ class Check:
         self.paint(pred[index] & ~(cv2.dilate(gt[index].astype(np.uint8), np.ones((13, 13))) > 0), screen, step=6)
         self.click(self.css("[data-cy=select]")[0])
         painted, since = None, time.time()
-        for _ in range(60):  # the Annotate tab saves each stroke: until the saved mask is the same for 3 s
+        for _ in range(90):  # the Annotate tab saves each stroke: until the saved mask is the same for 5 s
             now = masks(n)[index]
             if painted is None or not np.array_equal(now, painted):
                 painted, since = now, time.time()
-            elif time.time() - since > 3 and jaccard(painted, gt[index]) > j_before + 0.1:
+            elif time.time() - since > 5 and jaccard(painted, gt[index]) > j_before + 0.1:
                 break
             time.sleep(1)
         else:
             raise AssertionError(f"the painted mask of object {index} was not saved (J {jaccard(painted, gt[index])})")
         marks.append(time.time())
         self.shot("annotate-brush")
-        later = {fn: masks(fn).get(index) for fn in range(n + 1, len(sample.frames) + 1)}
+        later = {fn: masks(fn).get(index) for fn in range(n + 1, last + 1)}
         j_later = np.mean([jaccard(m, masks(fn, "ground_truth")[index]) for fn, m in later.items() if m is not None])
 
         self.open_operator("SAM-PD: re-propagate from a corrected frame")
@@ -889,14 +929,16 @@ class Check:
             "//*[normalize-space(text())='Corrected frame']/following::input[@type='number'][1]"), what="the frame")[0]
         assert frame_input.get_attribute("value") == str(n), f"proposed frame {frame_input.get_attribute('value')}"
         self.shot("annotate-repropagate-form")
+        painted = masks(n)[index]  # what the run reads (a stroke may have been saved since)
         self.click_again(lambda: self.xpath("//button[normalize-space(.)='Execute']"), "the Execute button")
-        self.result("re-propagated", timeout=300)
-        marks.append(time.time())
+        text = self.result("re-propagated", timeout=300)
+        written, t_written = labels(), time.time()
+        marks.append(t_written)
+        assert f"evaluation(s) {EVAL_KEY} are out of date" in text, f"no out-of-date note: {text[-500:]}"
         self.shot("annotate-repropagate-result")
         self.close_output()
 
         kept = masks(n)[index]
-        sample.reload()
         prompt = next(d for d in sample.frames[n]["sampd"].detections if d.index == index)
         assert np.array_equal(kept, painted) and prompt.is_prompt, "the corrected frame was not kept as the prompt"
         changed = [fn for fn, m in later.items() if m is None or not np.array_equal(masks(fn)[index], m)]
@@ -910,38 +952,144 @@ class Check:
         self.wait(lambda: f"id={sample.id}" in self.d.current_url, what="the modal reopened")
         tracks_after = self.annotate_timeline(sample)
         assert set(tracks_after.values()) == {1}, f"timeline rows per object after: {tracks_after}"
-        self.next_frame(min(n + 4, len(sample.frames)) - 1, fps)  # a later frame, re-propagated
+        m = max(changed, key=lambda fn: (masks(fn)[index] & ~later[fn]).sum() if later[fn] is not None else 0)
+        self.next_frame(m - 1, fps)  # a re-propagated frame: the object is drawn where it now is
+        self.park_mouse()
+        new = masks(m)
+        moved = new[index] & ~np.any([later[m] if later[m] is not None else np.zeros(hw, bool)]
+                                     + [v for i, v in new.items() if i != index], axis=0)
+        canvas = self.settle(self.annotate_canvas(), seconds=8)
+        raw = next(iter_frames(sample.filepath, start=m))[1]
+        rect = fitted_rect(hw, canvas.shape[:2])
+        y0, x0, h, w = rect
+        region = cv2.erode(to_screen(moved.astype(np.uint8), rect, cv2.INTER_NEAREST), np.ones((5, 5))) > 0
+        d_moved = mean_diff(canvas[y0:y0 + h, x0:x0 + w], to_screen(raw, rect), region) if region.any() else None
         self.shot("annotate-after")
+        assert d_moved is None or d_moved > 20, (f"frame {m}: the modal does not draw object {index} where the run "
+                                                 f"put it (difference to the raw frame {d_moved:.1f})")
+        time.sleep(max(0.0, 10 - (time.time() - t_written)))  # a stale page re-sent its edits within seconds
+        assert labels() == written, "the labels changed after the run (a stale page re-sent edits)"
         self.close_modal()
         return (f"{ui.object_name(row)}: frame {n} painted (J {j_before:.2f} -> {jaccard(painted, gt[index]):.2f}), "
                 f"proposed and kept as the prompt; {len(changed)} of {len(later)} later frames changed (mean J "
-                f"{j_later:.2f} -> {j_after:.2f}); one timeline track per object before and after ({tracks_after}); "
-                f"phases {np.diff(marks + [time.time()]).round(0).tolist()} s")
+                f"{j_later:.2f} -> {j_after:.2f}); evaluation flagged out of date; one timeline track per object "
+                f"before and after ({tracks_after}); frame {m} drawn with the new mask (difference to the raw frame "
+                f"{d_moved if d_moved is None else round(d_moved, 1)}); labels unchanged "
+                f"{time.time() - t_written:.0f} s after the run; phases {np.diff(marks + [time.time()]).round(0).tolist()} s")
 
     def check_track_in_app(self):
         """``track_objects`` from its form in the open App: Execute is the default (no delegated worker has run on
-        this database) and the form says so; right after the run, without a restart or reload, the new field's
-        objects show in their palette colours on every video."""
+        this database) and the form says what Execute and Schedule show; right after the run, without a restart or
+        reload, the new field's objects show in their palette colours on every video. A field written meanwhile from
+        Python (as a delegated worker does) shows in its colours after a page reload (the App server keeps the scheme
+        it read first: the plugin's ``show_tracking_colors`` hands it over when the App opens the dataset)."""
+        import sampd_plugin as sp
+
         self.open(f"/datasets/{self.ds.name}", thumbnails=len(self.ds))
         self.open_operator("SAM-PD: track objects")
         default = self.primary_button()
         assert default == "Execute", f"the form's default is {default}"
-        assert "Execute is the default" in self.body_text(), "the form does not say where the job runs"
+        text = self.body_text()
+        for said in ("Execute is the default", "'Executing...' until it ends", "Schedule only shows 'Operation "
+                     "successfully scheduled'"):
+            assert said in text, f"the form does not say {said!r}"
         self.choose("vit_h", "synthetic")
+        field = next(i.get_attribute("value") for i in self.css("input") if (i.get_attribute("value") or "")
+                     .startswith("sampd_"))
         note = self.xpath("//*[contains(text(), 'Execute is the default')]")
         self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", note[0])
         self.shot("track-form-execute")
         self.click_again(lambda: self.xpath("//button[normalize-space(.)='Execute']"), "the Execute button")
-        self.result("sequence(s) tracked into sampd_2", timeout=300)
+        self.result(f"sequence(s) tracked into {field}", timeout=300)
         self.shot("track-result")
         self.close_output()
         self.ds.reload()
-        for field, shown in (("frames.ground_truth", False), ("frames.sampd", False), ("frames.sampd_2", True)):
-            self.set_field_shown(field, shown)
+        for path, shown in (("frames.ground_truth", False), ("frames.sampd", False), (f"frames.{field}", True)):
+            self.set_field_shown(path, shown)
         self.park_mouse()
-        colours = self.object_colours(self.ds, "sampd_2")
+        at_once = self.assert_palette(self.object_colours(self.ds, field))
         self.shot("colours-after-run")
-        return "Execute by default; " + self.assert_palette(colours)
+        sp.track(self.ds, label_field="sampd_python", model="synthetic", progress=False)
+        self.d.refresh()
+        self.thumbnails(len(self.ds))
+        for path, shown in ((f"frames.{field}", False), ("frames.sampd_python", True)):
+            self.set_field_shown(path, shown)
+        self.park_mouse()
+        reloaded = self.assert_palette(self.object_colours(self.ds, "sampd_python"))
+        return f"Execute by default; '{field}' at once: {at_once}; 'sampd_python' after a page reload: {reloaded}"
+
+    def check_schedule(self):
+        """Scheduling from the ``track_objects`` form: before, the form says what scheduling queues and that the App
+        then only shows FiftyOne's "Operation successfully scheduled" (FiftyOne 1.22 shows no output of an operator
+        whose run was scheduled); after, the App says so and one operation is queued (no worker runs here: it is
+        deleted)."""
+        from fiftyone.operators.delegated import DelegatedOperationService
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        service = DelegatedOperationService()
+        before = {str(op.id) for op in service.list_operations(dataset_name=self.ds.name)}
+        self.open(f"/datasets/{self.ds.name}", thumbnails=len(self.ds))
+        self.open_operator("SAM-PD: track objects")
+        self.choose("vit_h", "synthetic")
+        text = self.body_text()
+        assert "If scheduled: 1 operation that, when a worker runs it, queues 2 operations" in text
+        assert "Schedule only shows 'Operation successfully scheduled'" in text
+        arrow = self.xpath("//button[normalize-space(.)='Execute']/following-sibling::button[1]")[0]
+        self.click(arrow)
+        item = self.wait(lambda: [i for i in self.css("[role=menu] li") if i.text.startswith("Schedule")],
+                         what="the Schedule choice")[0]
+        ActionChains(self.d).move_to_element(item).click().perform()
+        self.wait(lambda: self.primary_button(enabled=True) == "Schedule", what="the Schedule button")
+        self.shot("schedule-form")
+        self.click_again(lambda: self.xpath("//button[normalize-space(.)='Schedule']"), "the Schedule button")
+        self.wait(lambda: "Operation successfully scheduled" in self.body_text(), what="the scheduled notice")
+        self.shot("schedule-done")
+        queued = [op for op in service.list_operations(dataset_name=self.ds.name) if str(op.id) not in before]
+        assert len(queued) == 1 and queued[0].operator.endswith("/track_objects"), f"queued: {queued}"
+        service.delete_operation(queued[0].id)
+        return f"the form says what scheduling queues and shows; scheduled: 1 queued {queued[0].operator} operation"
+
+    def check_evaluations(self):
+        """``plot_tracking``'s "Evaluation" proposes the newest J&F evaluation (a run made now, under a key that
+        sorts first), and chosen, an evaluation older than a re-propagation of its sequence is flagged out of
+        date."""
+        import sampd_plugin as sp
+        from sampd_plugin.fo import ui
+
+        if not ui.outdated_sequences(self.ds, EVAL_KEY):  # run alone: re-propagate one video from Python
+            sp.repropagate(self.ds.first(), "sampd", from_frame=2, progress=False)
+        sp.evaluate_jf(self.ds, "sampd", eval_key="aa_newest")
+        self.open(f"/datasets/{self.ds.name}", thumbnails=len(self.ds))
+        self.open_operator("SAM-PD: plot tracking results (J&F)")
+        shown = [i.get_attribute("value") for i in self.css("input.MuiSelect-nativeInput")]
+        assert shown and shown[0] == "aa_newest", f"the form proposes {shown}"
+        self.choose("aa_newest", EVAL_KEY, exact=True)
+        self.wait(lambda: "Out of date" in self.body_text(), timeout=30, what="the out-of-date warning")
+        self.shot("evaluation-outdated")
+        self.key("\ue00c")
+        return (f"'aa_newest' proposed among {ui.jf_eval_keys(self.ds)}; '{EVAL_KEY}' flagged out of date on "
+                f"{ui.outdated_sequences(self.ds, EVAL_KEY)}")
+
+    def check_empty_target(self):
+        """``track_objects`` on an empty view is refused in the form (nothing to track), before anything is
+        written."""
+        from fiftyone import ViewField as F
+
+        name = "sampd_check_empty"
+        self.ds.save_view(name, self.ds.match(F("filepath") == ""), overwrite=True)
+        fields = set(self.ds.get_frame_field_schema())
+        try:
+            self.open(f"/datasets/{self.ds.name}?view={self.slug(name)}", thumbnails=0)
+            self.open_operator("SAM-PD: track objects", ready=False)
+            self.wait(lambda: "nothing to track" in self.body_text(), timeout=30, what="the refusal")
+            self.shot("empty-target")
+            assert self.primary_button(enabled=True) is None, "the form lets an empty target run"
+            self.key("\ue00c")
+        finally:
+            self.ds.delete_saved_view(name)
+        self.ds.reload()
+        assert set(self.ds.get_frame_field_schema()) == fields, "fields were written"
+        return "refused in the form: 'nothing to track'; no field written"
 
     def check_http(self):
         self.collect_logs()
@@ -955,7 +1103,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(ROOT / "build" / "app-check"), help="screenshots and report folder")
     p.add_argument("--port", type=int, default=0, help="App port (0: a free one)")
-    p.add_argument("--only", nargs="*", help="run only these checks (and http), e.g. --only worst_view")
+    p.add_argument("--only", nargs="*", help="run only these checks (and dataset, http), e.g. --only worst_view")
     args = p.parse_args(argv)
 
     chrome, driver, reason = browser_paths()
@@ -985,9 +1133,10 @@ def main(argv=None):
                    for suffix in ("failures", "first_failures")]
         checks += [("worst_view", check.check_worst_view), ("image_frames", check.check_image_frames),
                    ("annotate_loop", check.check_annotate_loop), ("track_in_app", check.check_track_in_app),
-                   ("http", check.check_http)]
+                   ("schedule", check.check_schedule), ("evaluations", check.check_evaluations),
+                   ("empty_target", check.check_empty_target), ("http", check.check_http)]
         for name, fn in checks:
-            if not args.only or name in args.only or name == "http":
+            if not args.only or name in args.only or name in ("dataset", "http"):  # the page the others start on
                 check.run(name, fn)
     finally:
         if check is not None:
