@@ -121,7 +121,12 @@ class TrackRequest:
     def of(cls, request: Optional["TrackRequest"] = None, **settings) -> "TrackRequest":
         """``request`` with ``settings`` replaced, or a new request of ``settings`` (how the SDK functions build
         theirs: ``sp.track(dataset, request)``, ``sp.track(dataset, model="vit_b")``)."""
-        return cls(**settings) if request is None else dataclasses.replace(request, **settings)
+        if request is None:
+            return cls(**settings)
+        if not isinstance(request, cls):
+            raise TypeError(f"request must be a TrackRequest, got {type(request).__name__} {request!r}: settings are "
+                            "keyword arguments (sp.track(dataset, prompt_field='ground_truth', label_field='sampd'))")
+        return dataclasses.replace(request, **settings)
 
     # --- operator parameters -----------------------------------------------------------------------------------------
     def to_params(self) -> dict:
