@@ -83,7 +83,7 @@ class RepropagateFromFrame(foo.Operator):
         summary = sp.repropagate(ctx.dataset.select(sample_id), device=_device(ctx.params),
                                  progress=forms.progress(ctx), **kwargs)
         forms.finish(ctx)
-        if False and ctx.current_sample and not ctx.delegated:  # the sample modal reopens on the new labels (it keeps the
+        if ctx.current_sample and not ctx.delegated:  # the sample modal reopens on the new labels (it keeps the
             ctx.ops.close_sample()  # ones it loaded, and an Annotate tab would save edits made on them)
             ctx.trigger("open_sample", dict(id=ctx.current_sample, mode="annotate"))
         frames = sum(summary["frames"].values())

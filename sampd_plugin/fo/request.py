@@ -14,7 +14,7 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 from sampd_plugin.backends import registry
-from sampd_plugin.core.config import ConfigLike, as_config
+from sampd_plugin.core.config import ConfigLike, SamPDConfig, as_config
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo.store import DEFAULT_BATCH_FRAMES
 from sampd_plugin.ops.ownership import DEFAULT_STALE_SECONDS
@@ -23,6 +23,9 @@ from sampd_plugin.ops.ownership import DEFAULT_STALE_SECONDS
 MODES = ("track", "auto")
 #: the default output field of each mode
 DEFAULT_LABEL_FIELDS = {"track": "sampd", "auto": "sampd_auto"}
+#: sequences per delegated operation when a job is split for several workers (:func:`sampd_plugin.queue_track`,
+#: the operators' forms)
+SAMPLES_PER_OPERATION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,21 +95,11 @@ class TrackRequest:
         put("label_field", self.label_field or DEFAULT_LABEL_FIELDS[self.mode])
         put("max_objects", _integer(self.max_objects, "max_objects"))
         put("batch_frames", _integer(self.batch_frames, "batch_frames"))
-        try:
-            put("config", as_config(self.config))
-        except (ValueError, TypeError) as e:
-            raise SampdInputError(str(e), field="config") from None
-        try:
-            registry.check_model(self.model, self.checkpoint)
-        except ValueError as e:
-            raise SampdInputError(str(e), field="checkpoint" if self.checkpoint and "checkpoint" in str(e)
-                                  else "model") from None
+        put("config", parse_config(self.config))
+        registry.check_model(self.model, self.checkpoint)  # SampdInputError, field "model" / "checkpoint"
         if self.device is not None and self.device.strip().lower() == "auto":
             put("device", None)
-        try:
-            registry.check_device_name(self.device)
-        except ValueError as e:
-            raise SampdInputError(str(e), field="device") from None
+        registry.check_device_name(self.device)  # SampdInputError, field "device"
         for name in ("overwrite", "allow_overwrite_ground_truth"):
             put(name, bool(getattr(self, name)))
         if not float(self.stale_seconds) > 0:
@@ -128,7 +121,12 @@ class TrackRequest:
     def of(cls, request: Optional["TrackRequest"] = None, **settings) -> "TrackRequest":
         """``request`` with ``settings`` replaced, or a new request of ``settings`` (how the SDK functions build
         theirs: ``sp.track(dataset, request)``, ``sp.track(dataset, model="vit_b")``)."""
-        return cls(**settings) if request is None else dataclasses.replace(request, **settings)
+        if request is None:
+            return cls(**settings)
+        if not isinstance(request, cls):
+            raise TypeError(f"request must be a TrackRequest, got {type(request).__name__} {request!r}: settings are "
+                            "keyword arguments (sp.track(dataset, prompt_field='ground_truth', label_field='sampd'))")
+        return dataclasses.replace(request, **settings)
 
     # --- operator parameters -----------------------------------------------------------------------------------------
     def to_params(self) -> dict:
@@ -163,6 +161,15 @@ class TrackRequest:
         return {k: v for k, v in (("sequence_field", self.sequence_field), ("order_field", self.order_field)) if v}
 
 
+def parse_config(config: ConfigLike) -> SamPDConfig:
+    """:func:`~sampd_plugin.core.config.as_config` of a request's config (a tracking job's, a repropagation's);
+    :class:`SampdInputError` with ``field="config"`` for an unknown preset or setting."""
+    try:
+        return as_config(config)
+    except (ValueError, TypeError) as e:
+        raise SampdInputError(str(e), field="config") from None
+
+
 def _integer(value, name: str) -> int:
     try:
         n = int(value)
@@ -173,4 +180,4 @@ def _integer(value, name: str) -> int:
     return n
 
 
-__all__ = ["TrackRequest", "MODES", "DEFAULT_LABEL_FIELDS"]
+__all__ = ["TrackRequest", "MODES", "DEFAULT_LABEL_FIELDS", "SAMPLES_PER_OPERATION", "parse_config"]
