@@ -434,7 +434,7 @@ class Check:
         dist = min(np.linalg.norm(first[a] - first[b]) for a in first for b in first if a < b)
         assert dist > 40, f"objects share a colour: {first}"
         return (f"{len(first)} object colours, each within {max(off.values()):.0f} of its palette colour on every "
-                f"video; closest pair {dist:.0f} apart")
+                f"thumbnail; closest pair {dist:.0f} apart")
 
     def check_operators(self):
         from fiftyone.operators.registry import OperatorRegistry
@@ -746,15 +746,10 @@ class Check:
         dets = [d for d in frame["sampd"].detections if d.has_mask]
         d_in, d_out, _ = overlay_contrast(img[y0:y0 + h, x0:x0 + w], to_screen(raw, rect), dets, raw.shape[:2], rect)
         assert d_in > 20 and d_in > 3 * d_out, f"the modal draws no masks ({d_in:.1f} inside vs {d_out:.1f})"
-        self.close_modal()
-        self.open(f"/datasets/{self.ds.name}?view={self.slug(failures)}", thumbnails=8)  # the grid from its top
-        for field in ("ground_truth", "sampd_doubtful"):  # the predictions alone: their colours
-            self.set_field_shown(field, False)
-        self.park_mouse()
-        palette = self.assert_palette(self.object_colours(view, "sampd", count=8))
+        self.close_modal()  # (no colour fit here: on failure frames the masks are small or overlap, by construction)
         return (f"{name}: from {view_name(EVAL_KEY, 'worst')}, '{failures}' opened ({len(view)} frames, labels "
                 f"shown, frame {row['first_failure']} selected); clicked, the frame opened in the modal with its "
-                f"masks (difference to the raw frame {d_in:.1f} inside vs {d_out:.1f} outside); frames: {palette}")
+                f"masks (difference to the raw frame {d_in:.1f} inside vs {d_out:.1f} outside)")
 
     def check_image_frames(self):
         """Image sequences (DAVIS zoo schema, ``frame_number`` "00000" for the first image): the per-object table
