@@ -63,7 +63,7 @@ def _kwargs(ctx):
     params = ctx.params
     kw = forms.common_kwargs(params)
     kw.update(label_field=params.get("label_field") or forms.free_frame_field(ctx.dataset, "sampd_auto"),
-              overwrite=bool(params.get("overwrite", False)), max_objects=int(params.get("max_objects") or 100))
+              overwrite=bool(params.get("overwrite", False)), max_objects=forms.param(params, "max_objects", 100))
     return kw
 
 
@@ -74,7 +74,7 @@ def _validate(inputs, ctx, target, label_prop):
                              kw["overwrite"], mode="auto", max_objects=kw["max_objects"],
                              **forms.sequence_kwargs(ctx.params))
     except ValueError as e:  # SampdInputError included
-        forms.refuse(label_prop, e)
+        forms.refuse_error(inputs, e, label_prop)
         return
     if plan.errors:
         forms.error(inputs, "\n".join(plan.errors[:5]), label="Invalid input: nothing will be written")

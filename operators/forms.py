@@ -13,7 +13,8 @@ import fiftyone.operators.types as types
 
 import sampd_plugin as sp
 
-DEVICES = ("auto", "cuda", "cpu")
+#: form inputs of SDK arguments that have another name in the form (``SampdInputError.argument``)
+FORM_INPUTS = {"config": "preset"}
 #: the forms read and check every prompt (masks, boxes) of targets of at most this many sequences
 DEEP_CHECK_SEQUENCES = 50
 
@@ -75,6 +76,16 @@ def refuse(prop, message):
     prop.invalid = True
     prop.error_message = str(message)
     return prop
+
+
+def refuse_error(inputs, e, default=None):
+    """Marks the input an SDK refusal concerns invalid with its message: the input named by
+    ``SampdInputError.argument`` (``"model"``, ``"config"`` -> ``preset``, ``"label_field"``, ...) when the form has
+    it, else ``default``, else an error box."""
+    name = getattr(e, "argument", None)
+    prop = inputs.properties.get(FORM_INPUTS.get(name, name)) if name else None
+    prop = prop if prop is not None else default
+    return refuse(prop, e) if prop is not None else error(inputs, e)
 
 
 def error(inputs, message, name="sampd_error", label="Cannot run"):
@@ -177,35 +188,56 @@ def model_inputs(inputs, ctx, with_preset=True):
     for m in sp.MODELS:
         models.add_choice(m, label=sp.MODEL_LABELS[m])
     model = ctx.params.get("model") or "vit_h"
-    inputs.enum("model", models.values(), default="vit_h", view=models,
-                description="SAM image encoder; 'tiny' and 'synthetic' are for tests and demos")
+    model_prop = inputs.enum("model", models.values(), default="vit_h", view=models,
+                             description="SAM image encoder; 'tiny' and 'synthetic' are for tests and demos")
     ckpt = inputs.str("checkpoint", label="Checkpoint (optional)", required=False,
                       description="path to a SAM .pth; default: $SAMPD_CHECKPOINT_DIR, the FiftyOne zoo cache, "
                                   "or a download on first use")
+    checkpoint = ctx.params.get("checkpoint") or None
     try:
-        status = sp.checkpoint_status(model, ctx.params.get("checkpoint") or None)
-        if status:
-            notice(inputs, status, "checkpoint_status")
-        sp.check_model(model, ctx.params.get("checkpoint") or None)
-    except (FileNotFoundError, ValueError) as e:
-        refuse(ckpt, e)
+        sp.check_model(model)
+    except ValueError as e:
+        refuse(model_prop, e)
     else:
-        device = ctx.params.get("device")
-        advice = sp.model_warning(model, ctx.params.get("checkpoint") or None, None if device == "auto" else device)
-        if advice:
-            warning(inputs, advice, "model_warning", label=f"'{model}' needs a GPU worker with its checkpoint")
+        try:
+            sp.check_model(model, checkpoint)
+            status = sp.checkpoint_status(model, checkpoint)
+            if status:
+                notice(inputs, status, "checkpoint_status")
+        except (FileNotFoundError, ValueError) as e:
+            refuse(ckpt, e)
+        else:
+            device = ctx.params.get("device")
+            advice = sp.model_warning(model, checkpoint, None if device == "auto" else device)
+            if advice:
+                warning(inputs, advice, "model_warning", label=f"'{model}' needs a GPU worker with its checkpoint")
     if with_preset:
         presets = types.Dropdown(label="Method (paper ablation row)")
         for name in sp.PRESETS:
             presets.add_choice(name, label=sp.PRESET_LABELS.get(name, name))
         inputs.enum("preset", presets.values(), default="full", view=presets)
-    devices = types.RadioGroup(orientation="horizontal")
-    for d in DEVICES:
-        devices.add_choice(d, label=d)
-    inputs.enum("device", devices.values(), default="auto", label="Device", view=devices,
-                description="auto = cuda when the machine running the operation has a GPU")
+    device_input(inputs, ctx)
     inputs.int("batch_frames", default=128, min=1, label="Frames per bulk write")
     return model
+
+
+def device_input(inputs, ctx):
+    """The ``device`` choice: ``auto``, ``cuda``, ``cpu``, this machine's ``cuda:N``, and the requested device
+    when it names another machine's GPU (a queued ``cuda:7`` runs on the worker that has it)."""
+    current = ctx.params.get("device")
+    try:
+        choices = sp.device_choices(current)
+        problem = None
+    except ValueError as e:
+        choices, problem = sp.device_choices(), e
+    devices = types.RadioGroup(orientation="horizontal")
+    for d in choices:
+        devices.add_choice(d, label=d)
+    prop = inputs.enum("device", devices.values(), default="auto", label="Device", view=devices,
+                       description="auto = cuda when the machine running the operation has a GPU")
+    if problem is not None:
+        refuse(prop, problem)
+    return prop
 
 
 def delegation_inputs(inputs, ctx, num_sequences=None, evaluate=False):
@@ -252,7 +284,7 @@ def config_from_params(params):
 def common_kwargs(params):
     kw = dict(model=params.get("model") or "vit_h", checkpoint=params.get("checkpoint") or None,
               device=None if params.get("device") in (None, "auto") else params.get("device"),
-              batch_frames=int(params.get("batch_frames") or 128), config=config_from_params(params),
+              batch_frames=param(params, "batch_frames", 128), config=config_from_params(params),
               job_id=params.get("job_id") or None, **sequence_kwargs(params))
     if params.get("allow_overwrite_ground_truth"):  # only set by sp.queue_track (never shown in a form)
         kw["allow_overwrite_ground_truth"] = True

@@ -102,9 +102,8 @@ def _validate(inputs, ctx, target, prompt_prop, label_prop, num_sequences):
         plan = sp.plan_track(target, kw["label_field"], kw["prompt_field"], kw["config"], kw["model"],
                              kw["checkpoint"], kw["overwrite"], **forms.sequence_kwargs(ctx.params),
                              check_prompts=num_sequences <= forms.DEEP_CHECK_SEQUENCES)
-    except ValueError as e:  # SampdInputError: names the field / sequence / frame
-        prop = label_prop if "output field" in str(e) else prompt_prop
-        forms.refuse(prop, e)
+    except ValueError as e:  # SampdInputError: names the argument, field / sequence / frame
+        forms.refuse_error(inputs, e, prompt_prop)
         return
     if plan.errors:
         forms.error(inputs, "\n".join(plan.errors[:5]), label="Invalid input: nothing will be written")

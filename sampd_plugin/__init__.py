@@ -62,6 +62,7 @@ _LAZY = {
     "checkpoint_status": "sampd_plugin.backends.registry",
     "model_warning": "sampd_plugin.backends.registry",
     "resolve_device": "sampd_plugin.backends.registry",
+    "device_choices": "sampd_plugin.backends.registry",
     "DEFAULT_BATCH_FRAMES": "sampd_plugin.store",
     "layout_of": "sampd_plugin.sources",
     # names the operators' forms need

@@ -28,7 +28,7 @@ import time
 import uuid
 from typing import List, Optional
 
-from sampd_plugin import ownership, runs, store, threads
+from sampd_plugin import checks, ownership, runs, store, threads
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.runs import ConfigLike, make_config, plan_track
 from sampd_plugin.sources import as_collection, layout_of
@@ -71,10 +71,8 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
             "rebuild models by name. Track in this process with sampd_plugin.track(..., model=instance), or use a "
             "built-in model name"
         )
-    k = int(samples_per_operation)
-    if k < 1:
-        raise SampdInputError(f"samples_per_operation must be >= 1, got {samples_per_operation!r}")
-    _check_device_name(device)
+    k = checks.integer("samples_per_operation", samples_per_operation, 1)
+    batch_frames, device = runs.check_run_arguments(batch_frames, device)
     job_id = job_id or uuid.uuid4().hex
     plan = plan_track(samples, label_field, prompt_field if mode == "track" else None, config, model, checkpoint,
                       overwrite, mode, max_objects if mode == "auto" else None, job_id, sequence_field, order_field,
@@ -84,7 +82,7 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
     layout = plan.layout
     store.ensure_output_field(layout, plan.label_field)  # declared once, before workers write
     params = dict(label_field=plan.label_field, model=model, checkpoint=checkpoint or None, job_id=job_id,
-                  device=device or "auto", batch_frames=int(batch_frames), overwrite=bool(overwrite),
+                  device=device or "auto", batch_frames=batch_frames, overwrite=bool(overwrite),
                   samples_per_operation=0, config=cfg.to_dict(), view_target="CURRENT_VIEW", evaluate=False)
     if allow_overwrite_ground_truth:  # an SDK decision carried to the workers (the forms never set it)
         params["allow_overwrite_ground_truth"] = True
@@ -150,18 +148,6 @@ def finish_job(samples, job_id: Optional[str]):
                           overwrite=True, sequence_field=job.get("sequence_field"), order_field=job.get("order_field"))
     jobs.set(job_id, dict(job, evaluated_at=runs.now(), summary=results.get_meta()))
     return results
-
-
-def _check_device_name(device: Optional[str]):
-    """Refuses a device string torch cannot parse (whether this machine has it is checked on the workers)."""
-    if device in (None, "", "auto"):
-        return
-    import torch
-
-    try:
-        torch.device(device)
-    except (RuntimeError, TypeError):
-        raise SampdInputError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
 
 
 def list_runs(samples, label_field: Optional[str] = None, sequence_field: Optional[str] = None,

@@ -9,7 +9,16 @@
 
 
 class SampdInputError(ValueError):
-    """Invalid input (sample, frame, field named in the message); nothing was written."""
+    """Invalid input (sample, frame, field named in the message); nothing was written.
+
+    Attributes:
+        argument: the name of the argument (setting) that is wrong, when one is (``"model"``, ``"config"``,
+            ``"label_field"``, ``"batch_frames"``, ...), so that a form marks that input
+    """
+
+    def __init__(self, message, argument=None):
+        super().__init__(message)
+        self.argument = argument
 
 
 class SampdRunError(RuntimeError):

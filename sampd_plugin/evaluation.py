@@ -56,7 +56,8 @@ import fiftyone.core.labels as fol
 import fiftyone.core.odm as foo
 import fiftyone.core.utils as fou
 
-from sampd_plugin import metrics, views
+from sampd_plugin import checks, metrics, views
+from sampd_plugin.errors import SampdInputError
 from sampd_plugin.labels import field_name, marker_field, paste_mask
 from sampd_plugin.sources import layout_of
 
@@ -118,8 +119,8 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
         ValueError: invalid fields or key, an unfinished SAM-PD prediction field, or an evaluation whose fields
             would overwrite fields it does not own (nothing is registered or written).
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    bound_th, failure_th, void_value = check_arguments(protocol, eval_key, bound_th, failure_th, void_value,
+                                                       exclude_last, overwrite, allow_incomplete)
     if protocol != "objects":
         exclude_last = protocol == "davis"
     if protocol == "youtube_vos" and seen_categories is None:
@@ -154,6 +155,22 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
         method.save_run_results(samples, eval_key, results)
         views.save_views(layout.samples, eval_key, failure_th, layout.sequence_field, layout.order_field)
     return results
+
+
+def check_arguments(protocol, eval_key, bound_th, failure_th, void_value, exclude_last, overwrite,
+                    allow_incomplete):
+    """``(bound_th, failure_th, void_value)`` of :func:`evaluate_jf` after checking every argument by type and range
+    (:mod:`sampd_plugin.checks`): a threshold that is NaN, negative or a string would score nonsense."""
+    checks.choice("protocol", protocol, PROTOCOLS)
+    if eval_key is not None and (not isinstance(eval_key, str) or not eval_key.isidentifier()):
+        raise SampdInputError(f"eval_key must be a name made of letters, digits and '_', got {eval_key!r}")
+    bound_th = checks.number("bound_th", bound_th, 0, low_open=True)
+    failure_th = checks.number("failure_th", failure_th, 0, 1)
+    void_value = checks.integer("void_value", void_value, 0, 255, allow_none=True)
+    for name, value in (("exclude_last", exclude_last), ("overwrite", overwrite),
+                        ("allow_incomplete", allow_incomplete)):
+        checks.flag(name, value)
+    return bound_th, failure_th, void_value
 
 
 def _label_field(layout, field):
@@ -213,7 +230,10 @@ def _frame_objects(label, label_type, hw, void_value=None, where=""):
             if len(box) != 4 or not all(np.isfinite(v) for v in box):
                 raise ValueError(f"{where}: the detection of object {idx} has a mask but its bounding box {box} is "
                                  "not four finite numbers (relative [x, y, w, h]): fix or delete it")
-            m = paste_mask(det, hw)
+            try:
+                m = paste_mask(det, hw)
+            except ValueError as e:
+                raise ValueError(f"{where}: the detection of object {idx}: {e}") from None
         masks[idx] = masks[idx] | m if idx in masks else m
     return masks, dets, cats, None, hw
 

@@ -24,7 +24,7 @@ import json
 import socket
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
-from sampd_plugin import labels, ownership, store
+from sampd_plugin import checks, labels, ownership, store
 from sampd_plugin.backends import registry
 from sampd_plugin.config import SamPDConfig
 from sampd_plugin.errors import SampdInputError
@@ -32,6 +32,17 @@ from sampd_plugin.sources import Layout, Sequence, as_collection, layout_of
 from sampd_plugin.tracker import ObjectPrompt
 
 DIRECTIONS = ("forward", "backward", "both")
+#: most objects automatic mode (``max_objects``) tracks per sequence (the paper's VIS setting is 100)
+MAX_AUTO_OBJECTS = 1000
+#: most frames per bulk write (``batch_frames``)
+MAX_BATCH_FRAMES = 100_000
+
+
+def check_run_arguments(batch_frames, device) -> Tuple[int, Optional[str]]:
+    """``(batch_frames, device)`` of a tracking call after checking them by type and range
+    (:mod:`sampd_plugin.checks`); before anything is built or written."""
+    return (checks.integer("batch_frames", batch_frames, 1, MAX_BATCH_FRAMES),
+            checks.device(device))
 
 ConfigLike = Union[None, str, dict, SamPDConfig]
 
@@ -48,7 +59,7 @@ def make_config(config: ConfigLike = None) -> SamPDConfig:
         return SamPDConfig.preset(config)
     if isinstance(config, dict):
         return SamPDConfig.from_dict(config)
-    raise TypeError(f"config must be None, a preset name, a dict or a SamPDConfig, got {type(config).__name__}")
+    raise SampdInputError(f"config must be None, a preset name, a dict or a SamPDConfig, got {config!r}", "config")
 
 
 def run_settings(mode: str, prompt_field: Optional[str], model: str, checkpoint: Optional[str], config: SamPDConfig,
@@ -72,9 +83,12 @@ def checked_settings(config, model, checkpoint):
     recorded as ``custom:<module>.<Class>``) or :class:`SampdInputError` for an unknown preset / setting / model."""
     try:
         cfg = make_config(config)
+    except (ValueError, TypeError) as e:
+        raise SampdInputError(str(e), "config") from None
+    try:
         registry.check_model(model, checkpoint)
     except (ValueError, TypeError) as e:
-        raise SampdInputError(str(e)) from e
+        raise SampdInputError(str(e), "checkpoint" if "checkpoint" in str(e) else "model") from None
     return cfg, registry.model_name(model)
 
 
@@ -236,9 +250,10 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
         prompt_field = store.check_label_field(layout, prompt_field, "prompt field")
     else:
         prompt_field = None
-        if max_objects is None or int(max_objects) < 1:
-            raise SampdInputError(f"max_objects must be >= 1, got {max_objects!r}")
-    label_field = store.check_output_field(layout, label_field, prompt_field, allow_overwrite_ground_truth)
+        max_objects = checks.integer("max_objects", max_objects, 1, MAX_AUTO_OBJECTS)
+    stale_seconds = checks.number("stale_seconds", stale_seconds, 0, low_open=True)
+    checks.flag("overwrite", overwrite)
+    label_field = _output_field(layout, label_field, prompt_field, allow_overwrite_ground_truth)
     cfg, name = checked_settings(config, model, checkpoint)
     settings = run_settings(mode, prompt_field, name, checkpoint, cfg, max_objects, layout)
     plan = TrackPlan(layout, label_field, prompt_field, settings, run_key(settings), bool(overwrite), job_id,
@@ -276,6 +291,16 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
     n = [by_key[k].num_frames for k in plan.todo]
     plan.total_frames = sum(n) if all(n) else None
     return plan
+
+
+def _output_field(layout: Layout, label_field: str, prompt_field: Optional[str] = None,
+                  allow_overwrite_ground_truth: bool = False) -> str:
+    """:func:`sampd_plugin.store.check_output_field`, its refusals marked as concerning ``label_field``."""
+    try:
+        return store.check_output_field(layout, label_field, prompt_field, allow_overwrite_ground_truth)
+    except SampdInputError as e:
+        e.argument = e.argument or "label_field"
+        raise
 
 
 def _sequence_problem(plan: TrackPlan, seq: Sequence, model: str, scenes: dict, check_prompts: bool
@@ -334,14 +359,18 @@ def plan_repropagate(samples, label_field: str, from_frame: Optional[int] = None
     naming the sequence, frame and field. Arguments as :func:`sampd_plugin.repropagate`."""
     layout = _one_sequence_layout(samples, sequence_field, order_field)
     seq = layout.sequences()[0]
-    if direction not in DIRECTIONS:
-        raise SampdInputError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    checks.choice("direction", direction, DIRECTIONS)
+    checks.integer("from_frame", from_frame, 1, allow_none=True)
+    if object_ids is not None:
+        if isinstance(object_ids, (str, bytes)) or not hasattr(object_ids, "__iter__"):
+            raise SampdInputError(f"object_ids must be a list of object ids (Detection.index), got {object_ids!r}")
+        object_ids = [checks.integer("object_ids[]", i, 0) for i in object_ids]
     if from_frame is None:
         picked = as_collection(samples)
         if seq.is_video or len(picked) != 1:
             raise SampdInputError(f"{seq.name}: from_frame is required (the 1-based frame number of the correction)")
         from_frame = seq.frame_of(picked.first().id)
-    label_field = store.check_output_field(layout, label_field)
+    label_field = _output_field(layout, label_field)
     path = layout.path(label_field)
     if not layout.has_field(label_field):
         raise SampdInputError(f"{seq.name}: '{path}' does not exist")

@@ -165,8 +165,7 @@ def auto_track(samples, label_field: str = "sampd_auto", max_objects: int = 100,
 def _run(samples, mode, label_field, prompt_field, config, model, checkpoint, device, batch_frames, overwrite,
          progress, max_objects=None, job_id=None, sequence_field=None, order_field=None,
          allow_overwrite_ground_truth=False, stale_seconds=ownership.DEFAULT_STALE_SECONDS, operation=None) -> dict:
-    if int(batch_frames) < 1:
-        raise SampdInputError(f"batch_frames must be >= 1, got {batch_frames!r}")
+    batch_frames, device = runs.check_run_arguments(batch_frames, device)
     plan = plan_track(samples, label_field, prompt_field, config, model, checkpoint, overwrite, mode, max_objects,
                       job_id, sequence_field, order_field, allow_overwrite_ground_truth=allow_overwrite_ground_truth,
                       stale_seconds=stale_seconds)
@@ -189,7 +188,7 @@ def _run(samples, mode, label_field, prompt_field, config, model, checkpoint, de
         for i, key in enumerate(plan.todo):
             seq = seqs[key]
             try:
-                stats = _track_sequence(plan, seq, cfg, backends, int(batch_frames), pb,
+                stats = _track_sequence(plan, seq, cfg, backends, batch_frames, pb,
                                         f"sequence {i + 1}/{len(plan.todo)}", max_objects, owner, operation)
             except Exception as e:
                 if getattr(plan.layout.dataset, "deleted", False):
@@ -401,10 +400,9 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
     Raises:
         SampdInputError: invalid input (named sequence / frame / field); nothing was written
     """
+    batch_frames, device = runs.check_run_arguments(batch_frames, device)
     plan = plan_repropagate(samples, label_field, from_frame, direction, object_ids, config, model, checkpoint,
                             sequence_field, order_field)
-    if int(batch_frames) < 1:
-        raise SampdInputError(f"batch_frames must be >= 1, got {batch_frames!r}")
     backends = _checked_backends(plan.model, plan.checkpoint, device)
     seq, k, total = plan.sequence, plan.from_frame, plan.sequence.num_frames
     marker = dict(plan.marker, owner=ownership.new_owner(), worker=ownership.this_worker(), done=False)

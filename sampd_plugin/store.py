@@ -40,7 +40,8 @@ __all__ = ["DEFAULT_BATCH_FRAMES", "check_label_field", "check_output_field", "p
            "BackgroundWriter"]
 
 
-def check_label_field(layout: Layout, field: str, role: str = "prompt field", types=(fo.Detections,)) -> str:
+def check_label_field(layout: Layout, field: str, role: str = "prompt field", types=(fo.Detections,),
+                      argument: str = "prompt_field") -> str:
     """Returns the name of a label field (``"x"`` or ``"frames.x"``) after checking that it is a frame label field
     of one of ``types`` on the layout's collection (``frames.x`` of a video collection, ``x`` of an image
     collection); raises :class:`SampdInputError` naming it."""
@@ -48,11 +49,11 @@ def check_label_field(layout: Layout, field: str, role: str = "prompt field", ty
     path = layout.path(name)
     f = layout.samples.get_field(path)
     if f is None:
-        raise SampdInputError(f"the {role} '{path}' does not exist on {layout.where}")
+        raise SampdInputError(f"the {role} '{path}' does not exist on {layout.where}", argument)
     doc_type = getattr(f, "document_type", None)
     if doc_type is None or not issubclass(doc_type, tuple(types)):
         want = " or ".join(t.__name__ for t in types)
-        raise SampdInputError(f"the {role} '{path}' is a {type(f).__name__}, not a {want} field")
+        raise SampdInputError(f"the {role} '{path}' is a {type(f).__name__}, not a {want} field", argument)
     return name
 
 
@@ -163,7 +164,10 @@ def detection_to_prompt(det, hw: Tuple[int, int], frame_number: int, object_id: 
         raise SampdInputError(f"{at}: the detection's bounding box {bbox} is not four finite numbers "
                               "(relative [x, y, w, h])")
     if det.has_mask:
-        mask = paste_mask(det, hw)
+        try:
+            mask = paste_mask(det, hw)
+        except ValueError as e:
+            raise SampdInputError(f"{at}: {e}") from None
         if mask.any():
             return ObjectPrompt(object_id=int(object_id), frame_number=int(frame_number), mask=mask,
                                 label=det.label)

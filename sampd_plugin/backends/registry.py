@@ -44,6 +44,26 @@ def resolve_device(device: Optional[str] = None) -> str:
     return str(_resolve(device))
 
 
+def device_choices(current: Optional[str] = None) -> list:
+    """The device choices of a form: ``auto``, ``cuda``, ``cpu``, ``cuda:N`` for each GPU of this machine, and
+    ``current`` when it is a valid device string that names another machine's device (a queued operation's
+    ``cuda:7``: the worker that runs it checks that it has it). Raises
+    :class:`~sampd_plugin.errors.SampdInputError` for a ``current`` that is not a device string."""
+    from sampd_plugin import checks
+
+    choices = ["auto", "cuda", "cpu"]
+    try:
+        import torch
+
+        choices += [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+    except Exception:  # no usable torch here: the workers resolve the device
+        pass
+    current = checks.device(current)
+    if current and current not in choices:
+        choices.append(current)
+    return choices
+
+
 def is_segmenter(model) -> bool:
     """Whether ``model`` is a segmenter instance (bring your own) rather than a model name."""
     return not isinstance(model, str) and hasattr(model, "encode") and hasattr(model, "decode")
