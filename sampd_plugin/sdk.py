@@ -276,7 +276,8 @@ def _track_sequence(plan: TrackPlan, seq: Sequence, cfg: SamPDConfig, backends, 
         if prompts:
             count = _stream(tracker, _checked(frames, hw, seq.name), prompts, hw, writer, seq, pb, prefix,
                             on_frame=on_frame)
-        _check_complete(layout, seq, plan.label_field, start if prompts else None, progress["last_frame"])
+        _check_complete(layout, seq, plan.label_field, start if prompts else None, progress["last_frame"],
+                        max(plan.prompt_tables.get(seq.key) or [0]))
         claim.finish(frames=count, last_frame=progress["last_frame"], objects=len(prompts),
                      seconds=round(time.time() - t0, 3), finished_at=runs.now())
     except OwnershipLostError:
@@ -287,12 +288,21 @@ def _track_sequence(plan: TrackPlan, seq: Sequence, cfg: SamPDConfig, backends, 
     return dict(frames=count, objects=len(prompts))
 
 
-def _check_complete(layout: Layout, seq: Sequence, label_field: str, start: Optional[int], last: Optional[int]):
+def _check_complete(layout: Layout, seq: Sequence, label_field: str, start: Optional[int], last: Optional[int],
+                    labeled_until: int = 0):
     """Raises :class:`SampdRunError` unless every frame from ``start`` to the sequence's last frame has a label in
-    the database (``start=None``: nothing to track)."""
+    the database (``start=None``: nothing to track). The last frame is the container's frame count when it knows
+    it, else the last frame that decoded (``last``: the count measured by decoding); it may not be before ``start``
+    (an empty range is never complete) nor before ``labeled_until``, the last frame the dataset holds prompt labels
+    for (a video that decodes to fewer frames than its labelled frames is truncated, whatever its container says)."""
     if start is None:
         return
-    end = seq.num_frames or last or start
+    end = seq.num_frames or last
+    if end is None or end < max(start, labeled_until):
+        decoded = "no frame decoded" if last is None else f"decoding stopped after frame {last}"
+        raise SampdRunError(
+            f"{seq.name}: {decoded} but the sequence has labels up to frame {max(start, labeled_until)} (truncated "
+            "or corrupt video): not marked finished")
     written = set(layout.labeled_frames(seq, label_field))
     missing = [fn for fn in range(start, end + 1) if fn not in written]
     if missing:

@@ -174,6 +174,35 @@ def test_a_truncated_video_is_reported_and_never_marked_done(make_synthetic):
     assert ds.first()["out_track"]["done"] is True
 
 
+def _streamed_mkv(sample, keep=1.0):
+    """Re-muxes a sample's video as a streamed MKV (no duration, no index: eta reports ``total_frame_count`` =
+    ``-fps``), keeping the first ``keep`` of its bytes, and points the sample at it with fresh metadata."""
+    path = os.path.splitext(sample.filepath)[0] + f"-streamed-{int(keep * 100)}.mkv"
+    data = subprocess.run(["ffmpeg", "-v", "error", "-i", sample.filepath, "-c", "copy", "-f", "matroska", "-"],
+                          check=True, capture_output=True).stdout
+    with open(path, "wb") as f:
+        f.write(data[: int(len(data) * keep)])
+    sample.filepath = path
+    sample.compute_metadata(overwrite=True)
+    sample.save()
+    return sample.metadata.total_frame_count
+
+
+def test_a_frame_count_the_container_does_not_know_is_measured_by_decoding(make_synthetic):
+    ds = make_synthetic(num_videos=2, num_frames=20, num_objects=1)
+    whole, truncated = ds.select(ds.values("id")[0]).first(), ds.select(ds.values("id")[1]).first()
+    assert _streamed_mkv(whole) < 0 and _streamed_mkv(truncated, keep=0.45) < 0  # e.g. -24: "duration -1 x fps"
+    with pytest.raises(SampdRunError, match=rf"sample {truncated.id} .*: decoding stopped after frame \d+ but the "
+                                            r"sequence has labels up to frame 20 \(truncated"):
+        sp.track(ds, model="synthetic", label_field="out", progress=False)
+    ds.reload()
+    assert ds[whole.id]["out_track"]["done"] is True and ds[whole.id]["out_track"]["frames"] == 20  # decoded: 20
+    assert ds[truncated.id]["out_track"]["done"] is False  # never marked done with the frames that decoded
+    with pytest.raises(ValueError, match="has not finished on 1 sequence"):
+        sp.evaluate_jf(ds, "out", eval_key="e")  # so never scored as if it were complete
+    assert ds.list_evaluations() == []
+
+
 # --- protection -----------------------------------------------------------------------------------------------------
 def test_ground_truth_and_user_fields_are_untouched_under_every_overwrite(plugin, make_synthetic):
     ds = make_synthetic(num_videos=1, num_frames=4, num_objects=2)
