@@ -80,7 +80,8 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
     plan.raise_if_invalid()
     cfg = make_config(config)
     layout = plan.layout
-    store.ensure_output_field(layout, plan.label_field)  # declared once, before workers write
+    if plan.todo:  # declared once, before workers write (an empty view declares nothing)
+        store.ensure_output_field(layout, plan.label_field)
     params = dict(label_field=plan.label_field, model=model, checkpoint=checkpoint or None, job_id=job_id,
                   device=device or "auto", batch_frames=batch_frames, overwrite=bool(overwrite),
                   samples_per_operation=0, config=cfg.to_dict(), view_target="CURRENT_VIEW", evaluate=False)
@@ -108,7 +109,7 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
                                                    delegation_target=delegation_target),
                                 request_delegation=True)
         ops.append(str(res.result["id"]))
-    if evaluate is not None and not ops:  # nothing left to track: evaluate now
+    if evaluate is not None and not ops and plan.done:  # nothing left to track: evaluate now
         finish_job(layout.dataset, job_id)
     return dict(operations=ops, samples=len(plan.todo), skipped=list(plan.done), busy=dict(plan.busy),
                 label_field=plan.label_field, job_id=job_id, evaluate=evaluate)

@@ -149,12 +149,25 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
             if taken:
                 raise ValueError(f"evaluation key '{eval_key}' would write fields that already exist and are not "
                                  f"its own ({', '.join(taken[:5])}): choose another eval_key")
-        method.register_run(samples, eval_key, overwrite=overwrite)
-    results = method.evaluate_samples(samples, eval_key=eval_key, progress=progress)
+    results, writes = method.score(samples, eval_key, progress)  # every sequence scored before anything is written
     if eval_key is not None:
-        method.save_run_results(samples, eval_key, results)
-        views.save_views(layout.samples, eval_key, failure_th, layout.sequence_field, layout.order_field)
+        _store_run(samples, method, eval_key, overwrite, results, writes, layout)
     return results
+
+
+def _store_run(samples, method, eval_key, overwrite, results, writes, layout):
+    """Registers the run and writes its fields, results and views, all or nothing: if any step fails, the run is
+    deleted with what it wrote (``delete_evaluation``) before the error is raised, so no half-written run stays
+    registered."""
+    method.register_run(samples, eval_key, overwrite=overwrite)
+    try:
+        writes.save(method.config, eval_key)
+        method.save_run_results(samples, eval_key, results)
+        views.save_views(layout.samples, eval_key, method.config.failure_th, layout.sequence_field,
+                         layout.order_field)
+    except BaseException:
+        samples._root_dataset.delete_evaluation(eval_key)
+        raise
 
 
 def check_arguments(protocol, eval_key, bound_th, failure_th, void_value, exclude_last, overwrite,
@@ -322,8 +335,9 @@ class JFEvaluation(foe.EvaluationMethod):
         views.delete_views(root, eval_key)
         views.prune_frames(root, [k for k in jf_eval_keys(root) if k != eval_key])
 
-    def evaluate_samples(self, samples, eval_key=None, progress=None):
-        """Scores every sequence; writes the fields (if ``eval_key``) in bulk; returns ``JFResults``."""
+    def score(self, samples, eval_key=None, progress=None):
+        """Scores every sequence, writing nothing: ``(JFResults, _Writes)``, the fields' values to write in bulk
+        (:meth:`_Writes.save`)."""
         c = self.config
         layout = layout_of(samples, c.sequence_field, c.order_field)
         if c.gt_type == "Detections" or c.pred_type == "Detections":
@@ -342,9 +356,7 @@ class JFEvaluation(foe.EvaluationMethod):
                             backend=self)
         if c.seen_categories is not None:
             summary["youtube_vos"] = results.youtube_vos(c.seen_categories)
-        if eval_key is not None:
-            writes.save(self.config, eval_key)
-        return results
+        return results, writes
 
     def _sequence_frames(self, layout):
         """Yields ``(Sequence, [_Frame])`` per sequence: its frames whose ground truth is set, in frame order."""

@@ -172,7 +172,8 @@ def _run(samples, mode, label_field, prompt_field, config, model, checkpoint, de
     plan.raise_if_invalid()
     backends = _checked_backends(model, checkpoint, device, load=bool(plan.todo))
     cfg = make_config(config)
-    store.ensure_output_field(plan.layout, plan.label_field)
+    if plan.todo:  # declared only when something will be written (an empty view declares nothing)
+        store.ensure_output_field(plan.layout, plan.label_field)
     t0 = time.time()
     summary = dict(label_field=plan.label_field, samples=len(plan.todo) + len(plan.done) + len(plan.busy),
                    tracked=[], skipped=list(plan.done), busy=dict(plan.busy), failed={}, frames=0, objects=0,

@@ -151,3 +151,24 @@ def test_cuda_n_devices_are_accepted_everywhere_and_checked_where_the_model_runs
     # and the SDK on this machine says which devices exist
     with pytest.raises(SampdInputError, match="'cuda:7'"):
         sp.track(ds, model="synthetic", device="cuda:7")
+
+
+def test_an_empty_view_declares_nothing(video):
+    before = schema(video)
+    summary = sp.track(video.limit(0), model="synthetic", progress=False)
+    assert summary["samples"] == 0 and summary["tracked"] == [] and schema(video) == before
+    assert sp.auto_track(video.limit(0), model="synthetic", progress=False)["samples"] == 0
+    assert sp.queue_track(video.limit(0), model="synthetic")["operations"] == []
+    assert schema(video) == before  # no output field, no quality fields, no marker
+
+
+def test_an_evaluation_that_fails_part_way_leaves_no_run(make_synthetic):
+    ds = make_synthetic(num_videos=2, num_frames=3, num_objects=1)
+    sp.track(ds, model="synthetic", label_field="out", progress=False)
+    second = ds.select(ds.values("id")[1]).first()  # the first sequence scores fine, the second cannot
+    second.frames[2].out.detections[0].bounding_box = [math.nan, 0.1, 0.2, 0.2]
+    second.save()
+    before = schema(ds)
+    with pytest.raises(ValueError, match=rf"sample {second.id} .*, frame 2, 'out': the detection of object"):
+        sp.evaluate_jf(ds, "out", eval_key="e")
+    assert ds.list_evaluations() == [] and not ds.list_saved_views() and schema(ds) == before
