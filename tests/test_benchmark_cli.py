@@ -215,9 +215,10 @@ def test_every_user_error_is_one_line_naming_the_argument_exit_2(trees, tmp_path
         pytest.skip("this machine has a cuda:3")
     (tmp_path / "a-file").write_text("not a folder")
     fmt = dict(tmp=str(tmp_path), davis=trees["small"])
-    err = cli_error(capsys, "davis", *[a.format(**fmt) for a in args])
+    out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+    err = cli_error(capsys, "davis", *[a.format(**fmt) for a in args], *out)
     assert named.format(**fmt) in err, err
-    assert not os.path.exists(tmp_path / "results.json")
+    assert not os.path.exists(tmp_path / "out")  # nothing written
 
 
 def test_corrupt_uvo_ground_truth_is_refused_not_scored(trees, tmp_path, capsys):

@@ -275,8 +275,7 @@ def run(args, log: Callable[[str], None]) -> dict:
     from sampd_plugin.datasets.base import read_sidecar
 
     dataset = args.dataset
-    out = os.path.abspath(args.out or os.path.join("sampd-benchmark", dataset))
-    os.makedirs(out, exist_ok=True)
+    out = os.path.abspath(args.out or os.path.join("sampd-benchmark", dataset))  # created when written to
     root = args.root
     if dataset == "synthetic":
         from sampd_plugin.synthetic.layouts import write_davis
@@ -371,6 +370,7 @@ def run(args, log: Callable[[str], None]) -> dict:
         results["tables"]["oracle"] = res
         printed.append(format_oracle(res, f"Oracle experiment (supplement Fig. 7), model {model_name}{title_note}"))
     results["report"] = "\n\n".join(printed)
+    os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.json")
     with open(path, "w") as f:
         json.dump(_json_safe(results), f, indent=1)
