@@ -12,13 +12,13 @@ class SampdInputError(ValueError):
     """Invalid input (sample, frame, field named in the message); nothing was written.
 
     Attributes:
-        argument: the name of the argument (setting) that is wrong, when one is (``"model"``, ``"config"``,
-            ``"label_field"``, ``"batch_frames"``, ...), so that a form marks that input
+        field: the setting at fault (a :class:`~sampd_plugin.fo.request.TrackRequest` attribute such as
+            ``"label_field"`` or ``"model"``, the name of the form input a form flags), or ``None``
     """
 
-    def __init__(self, message, argument=None):
+    def __init__(self, message, field=None):
         super().__init__(message)
-        self.argument = argument
+        self.field = field
 
 
 class SampdRunError(RuntimeError):

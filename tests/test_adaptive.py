@@ -1,14 +1,14 @@
 """Adaptive denoising (``SamPDConfig.adaptive``, preset ``adaptive``; our extension, not in the paper): the vanilla
-candidate first, the one-to-many grid only when it looks doubtful."""
+candidate first, the one-to-many grid only when it looks suspect."""
 
 import numpy as np
 import pytest
 
 from sampd_plugin.backends.synthetic import SyntheticSegmenter
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.prompts import box_prompt_grid
+from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker, vanilla_index
 from sampd_plugin.synthetic import SyntheticScene
-from sampd_plugin.tracker import ObjectPrompt, SamPDTracker, vanilla_index
-from sampd_plugin.prompts import box_prompt_grid
 from tests.toy_backend import ToyBackend, frames_of, moving_squares
 
 import torch
@@ -46,9 +46,9 @@ def test_vanilla_index_is_the_unshifted_unscaled_box():
         assert g[0, vanilla_index(cfg)].tolist() == boxes[0].tolist(), (grid, scales)
 
 
-def test_adaptive_off_is_full_and_always_doubtful_is_full_too():
+def test_adaptive_off_is_full_and_always_suspect_is_full_too():
     """On the synthetic segmenter (masks degrade with prompt noise, so the pick matters): ``adaptive=False`` is
-    ``full`` whatever its thresholds, and an adaptive run that finds every frame doubtful (``adaptive_interval=1``)
+    ``full`` whatever its thresholds, and an adaptive run that finds every frame suspect (``adaptive_interval=1``)
     picks exactly ``full``'s masks from the grid it completes around the vanilla candidate, with the same number of
     prompts decoded (the vanilla box is decoded once, not twice)."""
     full = _synthetic_run(SamPDConfig.preset("full"))
@@ -119,7 +119,7 @@ def test_invalid_adaptive_settings_are_refused(settings):
 
 
 def test_adaptive_is_a_preset_and_off_in_every_paper_preset():
-    from sampd_plugin.config import EXTENSION_PRESETS, PRESET_LABELS, PRESETS
+    from sampd_plugin.core.config import EXTENSION_PRESETS, PRESET_LABELS, PRESETS
 
     assert SamPDConfig.preset("adaptive") == SamPDConfig(adaptive=True)
     assert "adaptive" in PRESET_LABELS and "adaptive" in EXTENSION_PRESETS

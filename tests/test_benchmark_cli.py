@@ -5,6 +5,7 @@ to the paper."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sampd_plugin import metrics
 from sampd_plugin.benchmark.cli import main
+from sampd_plugin.core import metrics
 from sampd_plugin.datasets.davis import read_davis
-from sampd_plugin.synthetic import layouts
+from sampd_plugin.synthetic.trees import write_davis, write_uvo, write_youtube_vos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,11 +26,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    return dict(davis=layouts.write_davis(str(root / "davis"), num_sequences=2, num_frames=5),
-                small=layouts.write_davis(str(root / "small"), num_sequences=1, num_frames=3, height=48, width=64,
+    return dict(davis=write_davis(str(root / "davis"), num_sequences=2, num_frames=5),
+                small=write_davis(str(root / "small"), num_sequences=1, num_frames=3, height=48, width=64,
                                            seed=4),
-                ytvos=layouts.write_youtube_vos(str(root / "ytvos"), num_videos=2, num_frames=12),
-                uvo=layouts.write_uvo(str(root / "uvo"), num_videos=1, num_frames=4))
+                ytvos=write_youtube_vos(str(root / "ytvos"), num_videos=2, num_frames=12),
+                uvo=write_uvo(str(root / "uvo"), num_videos=1, num_frames=4))
 
 
 def run_cli(*args):
@@ -100,7 +101,7 @@ def test_youtube_vos_submission_has_the_server_layout(trees, tmp_path):
 
 
 def test_uvo_row_scores_the_written_results(trees, tmp_path):
-    from sampd_plugin.vis_metrics import evaluate_vis
+    from sampd_plugin.core.vis_metrics import evaluate_vis
 
     res = run_cli("uvo", "--root", trees["uvo"], "--out", str(tmp_path))
     row = res["tables"]["main"]["full"]
@@ -152,8 +153,8 @@ def test_adaptive_flag_compares_decoder_passes(trees, tmp_path, capsys):
 
 def test_custom_segmenter_through_the_cli(trees, tmp_path):
     from sampd_plugin.benchmark.vos import frame_label_map, sequence_prompts
-    from sampd_plugin.config import SamPDConfig
-    from sampd_plugin.tracker import SamPDTracker
+    from sampd_plugin.core.config import SamPDConfig
+    from sampd_plugin.core.tracker import SamPDTracker
     from .test_byo_segmenter import BoxContrastSegmenter
 
     module = BoxContrastSegmenter.__module__  # e.g. tests.test_byo_segmenter, as pytest imported it
@@ -186,8 +187,8 @@ def test_cli_errors_name_the_problem(trees, tmp_path, capsys):
     for sub in ("JPEGImages", "Annotations", "ImageSets"):
         os.symlink(os.path.join(trees["small"], sub), os.path.join(plain, sub))
     out = str(tmp_path / "out")
-    assert "only segments trees written by" in cli_error(capsys, "davis", "--root", plain, "--out", out, "--model",
-                                                         "synthetic")
+    assert re.search("sequence synthetic-.*only segments sequences made by",
+                     cli_error(capsys, "davis", "--root", plain, "--out", out, "--model", "synthetic"))
     assert "has no 'Nope'" in cli_error(capsys, "davis", "--root", plain, "--out", out, "--model",
                                         "sampd_plugin.backends.base:Nope")
     assert "no_such_module" in cli_error(capsys, "davis", "--root", plain, "--out", out, "--model",

@@ -64,7 +64,7 @@ def test_settings_that_failed_mid_run_are_refused_before_any_field_is_declared(v
     before = schema(video)
     with pytest.raises(SampdInputError, match=argument) as err:
         call(video)
-    assert err.value.argument in (argument, "config"), err.value
+    assert err.value.field in (argument, "config"), err.value
     assert schema(video) == before  # nothing declared, nothing written, nothing queued
     assert not DelegatedOperationService().list_operations(dataset_name=video.name)
 

@@ -1,6 +1,6 @@
 """Reliability, second round (issue 21): the dataset importers are all-or-nothing and check every annotation against
 its frame and every JSON against its schema, with errors naming the file, the sequence and the frame; the exporters
-never mix a new export with an older one. Miniature trees in the official layouts (sampd_plugin.synthetic.layouts).
+never mix a new export with an older one. Miniature trees in the official layouts (sampd_plugin.synthetic.trees).
 Each test is cited by a row of docs/reliability.md."""
 
 import json
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from sampd_plugin.datasets.labelmaps import read_label_map, write_label_map
-from sampd_plugin.synthetic import layouts
+from sampd_plugin.synthetic.trees import write_davis, write_uvo, write_youtube_vos
 
 fo = pytest.importorskip("fiftyone")
 
@@ -21,10 +21,9 @@ fo = pytest.importorskip("fiftyone")
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
     root = tmp_path_factory.mktemp("io-trees")
-    return dict(davis=layouts.write_davis(str(root / "davis"), num_sequences=2, num_frames=5, height=48, width=64),
-                ytvos=layouts.write_youtube_vos(str(root / "ytvos"), num_videos=2, num_frames=11, height=48,
-                                                width=64),
-                uvo=layouts.write_uvo(str(root / "uvo"), num_videos=2, num_frames=3, height=48, width=64))
+    return dict(davis=write_davis(str(root / "davis"), num_sequences=2, num_frames=5, height=48, width=64),
+                ytvos=write_youtube_vos(str(root / "ytvos"), num_videos=2, num_frames=11, height=48, width=64),
+                uvo=write_uvo(str(root / "uvo"), num_videos=2, num_frames=3, height=48, width=64))
 
 
 @pytest.fixture

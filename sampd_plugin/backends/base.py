@@ -7,8 +7,8 @@ encoder is the expensive part, the prompt encoder and mask decoder are light (pa
 Coordinate conventions (fixed for the whole library):
 
 - prompts (boxes ``xyxy``, points ``xy``) are given in **original image pixels**, floats; boxes with exclusive
-  right/bottom ends (``[x0, x1) x [y0, y1)``, :func:`sampd_plugin.prompts.mask_to_box`), points as pixel indices;
-  a SAM backend hands boxes to SAM in SAM's own convention (:func:`sampd_plugin.prompts.sam_box`);
+  right/bottom ends (``[x0, x1) x [y0, y1)``, :func:`sampd_plugin.core.prompts.mask_to_box`), points as pixel indices;
+  a SAM backend hands boxes to SAM in SAM's own convention (:func:`sampd_plugin.core.prompts.sam_box`);
 - the backend maps them into its *input frame*: the image resized so that it occupies the top-left
   ``input_size = (h_in, w_in)`` region of a padded square (SAM: longest side 1024);
 - the image embedding is a ``(C, h_e, w_e)`` grid over the padded input frame, one cell per ``embed_stride``
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -194,11 +194,22 @@ class PromptableSegmenter(abc.ABC):
     def reset_counters(self):
         self.decode_calls = self.decoded_prompts = self.encode_calls = 0
 
+    def for_sequence(self, meta: Mapping[str, Any]) -> "PromptableSegmenter":
+        """The segmenter for one sequence; the SDK and the benchmark CLI call it before tracking each sequence.
+
+        ``meta``: what is known of the sequence: ``"name"`` (how messages name it) and its sequence-level values by
+        name (FiftyOne: the fields of its head sample, read on access; an official tree: what its reader found, e.g.
+        the scene of a generated tree). The default returns ``self``: a model segments every sequence alike. A
+        segmenter that needs per-sequence context (the synthetic segmenter: the scene a generated sequence was
+        rendered from) returns one made for the sequence, or raises ``ValueError`` saying why it cannot segment it.
+        """
+        return self
+
     # --- encoding -------------------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> "PreparedImage":
         """The CPU-side preprocessing of one ``(H, W, 3)`` uint8 RGB image (SAM: resize, to a tensor, normalise,
         pad), split from :meth:`encode` so that it can run ahead of the model on another thread
-        (:func:`sampd_plugin.frames.prefetch_frames`). Pure: no counters, no state; safe to call from any thread.
+        (:func:`sampd_plugin.core.frames.prefetch_frames`). Pure: no counters, no state; safe to call from any thread.
 
         Raises:
             ValueError: ``image`` is not an ``(H, W, 3)`` uint8 RGB image
@@ -251,7 +262,7 @@ class PromptableSegmenter(abc.ABC):
             points: optional ``(B, P, 2)`` float ``xy`` points, image pixels
             point_labels: ``(B, P)`` int labels: 1 positive, 0 negative, -1 SAM's "not a point" token (it is *not*
                 a no-op for SAM: it changes the masks; the tracker never sends it, see
-                :func:`sampd_plugin.prompts.group_by_point_count`)
+                :func:`sampd_plugin.core.prompts.group_by_point_count`)
             multimask: return 3 masks per prompt (SAM's ambiguity-aware output) instead of 1
 
         Returns:

@@ -14,7 +14,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from sampd_plugin.synthetic.scene import SyntheticScene
+from sampd_plugin.synthetic.scene import SCENE_FIELD, SyntheticScene
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def make_dataset(
     """
     import fiftyone as fo
 
-    from sampd_plugin.labels import xyxy_to_relative
+    from sampd_plugin.fo.labels import xyxy_to_relative
 
     start_frames = {int(k): int(v) for k, v in (start_frames or {}).items()}
     dataset = _new_dataset(name, overwrite, persistent, dict(num_videos=num_videos, seed=seed))
@@ -143,7 +143,7 @@ def make_dataset(
     for scene in scenes:
         path = write_video(scene, os.path.join(output_dir, f"synthetic-{scene.seed}{'-rgb' if lossless else ''}.mp4"),
                            fps=fps, lossless=lossless)
-        samples.append(fo.Sample(filepath=os.path.abspath(path), tags=["synthetic"], synthetic=scene.params))
+        samples.append(fo.Sample(filepath=os.path.abspath(path), tags=["synthetic"], **{SCENE_FIELD: scene.params}))
     ids = dataset.add_samples(samples)
     dataset.compute_metadata()
 
@@ -169,33 +169,6 @@ def make_dataset(
     return dataset
 
 
-def zoo_detections(masks: Dict[int, np.ndarray], sequence: str) -> "object":
-    """``fo.Detections`` of one frame exactly as FiftyOne's DAVIS 2017 zoo loader (``voxel51/davis-2017``,
-    ``format="image"``) writes them from a label map: for each object id ``1..max id on the frame`` a detection with
-    ``index = id - 1`` (from 0), ``label = sequence + str(index)``, the box of ``cv2.boundingRect`` (relative
-    ``[x, y, w, h]``) and the mask cropped to it; an object absent from the frame but below the frame's max id gets
-    a detection with no mask and the box ``[0, 0, 0, 0]``.
-
-    Args:
-        masks: ``{object id >= 1: (H, W) bool mask}`` of the visible objects
-        sequence: the sequence name
-    """
-    import cv2
-    import fiftyone as fo
-
-    dets = []
-    if masks:
-        h, w = next(iter(masks.values())).shape
-        for cc in range(max(masks)):
-            m = masks.get(cc + 1)
-            m = np.zeros((h, w), np.uint8) if m is None else m.astype(np.uint8)
-            x, y, bw, bh = cv2.boundingRect(m)
-            crop = m[y:y + bh, x:x + bw] if m.any() else None
-            dets.append(fo.Detection(bounding_box=[x / w, y / h, bw / w, bh / h], mask=crop, label=sequence + str(cc),
-                                     index=cc))
-    return fo.Detections(detections=dets)
-
-
 def make_image_dataset(
     name: Optional[str] = None,
     num_sequences: int = 2,
@@ -214,15 +187,18 @@ def make_image_dataset(
     (``voxel51/davis-2017``, ``format="image"``): one image sample per frame with ``filepath`` =
     ``<output_dir>/<sequence>/<frame:05d>.<image_format>``, ``sequence_id`` = the sequence name (also in ``tags``,
     with ``"synthetic"``), ``frame_number`` = the file stem as a string (``"00000"`` for the first frame),
-    ``ground_truth`` = :func:`zoo_detections` (``index`` from 0), plus ``synthetic`` = the scene parameters (so the
-    synthetic segmenter can segment it). Sequence ``i`` is ``SyntheticScene(seed + i, ...)`` named
-    ``synthetic-<seed + i>``; scene frame ``t`` (1-based) is ``frame_number = f"{t - 1:05d}"``.
+    ``ground_truth`` = :func:`~sampd_plugin.datasets.fiftyone_io.zoo_detections` (``index`` from 0), plus
+    ``synthetic`` = the scene parameters (so the synthetic segmenter can segment it). Sequence ``i`` is
+    ``SyntheticScene(seed + i, ...)`` named ``synthetic-<seed + i>``; scene frame ``t`` (1-based) is
+    ``frame_number = f"{t - 1:05d}"``.
 
     ``image_format`` ``"jpg"`` (OpenCV's default quality 95, as DAVIS ships JPEGs) or ``"png"`` (lossless: the files
     hold exactly the rendered pixels).
     """
     import cv2
     import fiftyone as fo
+
+    from sampd_plugin.datasets.fiftyone_io import zoo_detections
 
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
@@ -247,7 +223,7 @@ def make_image_dataset(
             os.replace(tmp, path)
             samples.append(fo.Sample(filepath=path, tags=["synthetic", seq], sequence_id=seq, frame_number=stem,
                                      ground_truth=zoo_detections(scene.visible_masks(t), seq),
-                                     synthetic=scene.params))
+                                     **{SCENE_FIELD: scene.params}))
     dataset.add_samples(samples)
     dataset.compute_metadata()
     return dataset
@@ -256,7 +232,7 @@ def make_image_dataset(
 def dataset_scene(sample) -> SyntheticScene:
     """The :class:`SyntheticScene` of a sample made by :func:`make_dataset` (from its ``synthetic`` field)."""
     try:
-        params = sample["synthetic"]
+        params = sample[SCENE_FIELD]
     except KeyError:
         params = None
     if not params:

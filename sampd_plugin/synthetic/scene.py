@@ -32,7 +32,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from sampd_plugin.prompts import mask_to_box
+from sampd_plugin.core.prompts import mask_to_box
 
 SHAPES = ("ellipse", "blob", "polygon", "star")
 TEXTURES = ("stripes", "checker", "dots", "rings", "diagonal", "grid")
@@ -41,6 +41,10 @@ TEXTURES = ("stripes", "checker", "dots", "rings", "diagonal", "grid")
 MAX_SPEED = 0.10
 #: the scene-parameter keys stored on dataset samples (see :meth:`SyntheticScene.params`)
 PARAM_KEYS = ("seed", "num_frames", "num_objects", "height", "width", "start_frames")
+#: where a generated sequence keeps its scene's :attr:`SyntheticScene.params`: the sample field of the FiftyOne
+#: datasets of :mod:`sampd_plugin.synthetic.dataset` (on every sample), the value a segmenter finds under this name
+#: (:meth:`sampd_plugin.backends.base.PromptableSegmenter.for_sequence`)
+SCENE_FIELD = "synthetic"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +101,7 @@ class ObjectState:
 def mask_box(mask: np.ndarray) -> Optional[np.ndarray]:
     """Tight ``(4,)`` ``xyxy`` pixel box ``(x0, y0, x1 + 1, y1 + 1)`` of a bool mask (``None`` if empty).
 
-    The one box convention of the library (:func:`sampd_plugin.prompts.mask_to_box`), re-exported here.
+    The one box convention of the library (:func:`sampd_plugin.core.prompts.mask_to_box`), re-exported here.
     """
     return mask_to_box(mask)
 

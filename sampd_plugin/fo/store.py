@@ -1,0 +1,392 @@
+"""FiftyOne storage of a tracking run: field checks, prompt reading, and the bulk label writer, for any
+:class:`~sampd_plugin.fo.sources.Layout` (video samples or image sequences).
+
+Bulk writes: labels go through one ``set_values`` call per ``batch_frames`` frames (:class:`FrameLabelWriter`):
+``frames.<field>`` keyed by video sample id and frame number, or ``<field>`` keyed by image sample id; nothing calls
+``save()`` per frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+
+import fiftyone as fo
+import fiftyone.core.fields as fof
+from fiftyone import ViewField as F
+
+from sampd_plugin.core.tracker import ObjectPrompt
+from sampd_plugin.errors import SampdInputError
+from sampd_plugin.fo import app
+from sampd_plugin.fo.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, is_absent, marker_field,
+                                 paste_mask, quality_fields, relative_to_xyxy)
+from sampd_plugin.fo.sources import Layout, SampleSequence
+
+logger = logging.getLogger(__name__)
+
+#: frames per bulk write
+DEFAULT_BATCH_FRAMES = 128
+
+#: reserved names an output field may not take
+_RESERVED = {"id", "frame_number", "created_at", "last_modified_at", "filepath", "metadata", "tags", "frames"}
+
+__all__ = ["DEFAULT_BATCH_FRAMES", "check_label_field", "check_output_field", "prompt_plan",
+           "detection_to_prompt", "read_prompts", "read_frame_prompts", "ensure_output_field", "FrameLabelWriter",
+           "BackgroundWriter"]
+
+
+def check_label_field(layout: Layout, field: str, role: str = "prompt field", types=(fo.Detections,),
+                      argument: str = "prompt_field") -> str:
+    """Returns the name of a label field (``"x"`` or ``"frames.x"``) after checking that it is a frame label field
+    of one of ``types`` on the layout's collection (``frames.x`` of a video collection, ``x`` of an image
+    collection); raises :class:`SampdInputError` naming it (``error.field``: ``role`` as a setting name)."""
+    name = field_name(field)
+    path = layout.path(name)
+    param = role.replace(" ", "_")
+    f = layout.samples.get_field(path)
+    if f is None:
+        raise SampdInputError(f"the {role} '{path}' does not exist on {layout.where}", field=param)
+    doc_type = getattr(f, "document_type", None)
+    if doc_type is None or not issubclass(doc_type, tuple(types)):
+        want = " or ".join(t.__name__ for t in types)
+        raise SampdInputError(f"the {role} '{path}' is a {type(f).__name__}, not a {want} field", field=param)
+    return name
+
+
+def check_output_field(layout: Layout, label_field: str, prompt_field: Optional[str] = None,
+                       allow_overwrite_ground_truth: bool = False) -> str:
+    """Validates an output field before anything is written; returns its name.
+
+    Never an output, whatever ``overwrite`` says: the prompt field, the sequence / order fields, a non-Detections
+    field, and one whose run marker field (``<label_field>_track``) holds values SAM-PD did not write. Unless
+    ``allow_overwrite_ground_truth`` (never set by the operators' forms), neither a field an evaluation of the
+    dataset uses as ground truth nor an existing field SAM-PD did not write (one without our run marker field).
+    Each refusal is a :class:`SampdInputError` naming the field.
+    """
+    name = field_name(label_field)
+    path = layout.path(name)
+    if not name or not name.isidentifier() or name.startswith("_") or name in _RESERVED:
+        raise _output_error(f"'{label_field}' is not a valid output field name (use letters, digits and '_')")
+    if prompt_field is not None and name == field_name(prompt_field):
+        raise _output_error(f"the output field '{path}' is the prompt field: prompts / ground truth are never "
+                              "overwritten; choose another output field")
+    if name in (layout.sequence_field, layout.order_field):
+        raise _output_error(f"the output field '{path}' is the sequence / order field of the image sequences")
+    f = layout.samples.get_field(path)
+    if f is not None and not issubclass(getattr(f, "document_type", None) or type, fo.Detections):
+        raise _output_error(f"'{path}' exists and is a {type(f).__name__}, not a Detections field")
+    mf = marker_field(name)
+    marker = layout.dataset.get_field(mf)
+    if marker is not None:  # ours if every value is one of our markers (declared first: see ensure_output_field)
+        foreign = not isinstance(marker, fof.DictField) or len(
+            layout.dataset.match((F(mf) != None) & (F(f"{mf}.run") == None)).limit(1))  # noqa: E711
+        if foreign:
+            raise _output_error(f"'{mf}' exists and was not written by SAM-PD: it would be overwritten by the run "
+                                  f"marker of the output field '{path}'; choose another output field")
+    for qname, (ftype, kwargs) in quality_fields(name).items():
+        q = layout.get_field(qname)
+        want = kwargs.get("embedded_doc_type")
+        if q is not None and not (isinstance(q, ftype) and (want is None or issubclass(q.document_type, want))):
+            raise _output_error(f"'{layout.path(qname)}' (a frame quality field of '{path}') exists and is a "
+                                  f"{type(q).__name__}, not a {(want or ftype).__name__}: choose another output field")
+    if allow_overwrite_ground_truth:
+        return name
+    gt = ground_truth_fields(layout.dataset)
+    if name in gt:
+        raise _output_error(f"'{path}' is the ground truth of evaluation(s) {gt[name]}: ground truth is never "
+                              "overwritten; choose another output field")
+    if f is not None and marker is None:
+        raise _output_error(f"'{path}' exists and was not written by SAM-PD (it has no '{mf}' run marker): it is "
+                              "never overwritten; choose another output field")
+    return name
+
+
+def _output_error(message: str) -> SampdInputError:
+    return SampdInputError(message, field="label_field")
+
+
+def ground_truth_fields(dataset) -> Dict[str, List[str]]:
+    """``{field name: [evaluation keys]}`` of the fields the dataset's evaluations (ours and FiftyOne's) use as
+    ground truth."""
+    out: Dict[str, List[str]] = {}
+    for key in dataset.list_evaluations():
+        try:
+            gt = getattr(dataset.get_evaluation_info(key).config, "gt_field", None)
+        except Exception:  # an evaluation method that cannot be loaded here
+            continue
+        if gt:
+            out.setdefault(field_name(gt), []).append(key)
+    return out
+
+
+def prompt_plan(frames: Dict[int, List[Optional[int]]], prompt_field: str, where: str
+                ) -> Dict[int, Tuple[int, Optional[int]]]:
+    """Which detection prompts which object: ``{object_id: (frame_number, position in that frame's detections or
+    None)}``, the frame where each ``index`` first appears (``index`` 0 is a valid object id).
+
+    If no detection of the sequence has an ``index``, the detections of its first annotated frame become objects
+    ``1..n`` in list order (then ``position`` is the list position). Raises :class:`SampdInputError` naming the
+    sequence (``where``), frame and field for: no detections at all, a mix of detections with and without
+    ``index``, an index repeated on one frame.
+    """
+    if not frames:
+        raise SampdInputError(f"{where}: no prompts: '{prompt_field}' has no detections on any frame")
+    anyindex = any(i is not None for v in frames.values() for i in v)
+    if not anyindex:
+        first = min(frames)
+        return {k + 1: (first, k) for k in range(len(frames[first]))}
+    plan = {}
+    for fn in sorted(frames):
+        v = frames[fn]
+        if any(i is None for i in v):
+            raise SampdInputError(
+                f"{where}, frame {fn}: a detection of '{prompt_field}' has no index (object id) while others have "
+                "one: set Detection.index on every prompt"
+            )
+        if len(set(v)) != len(v):
+            dup = sorted({i for i in v if v.count(i) > 1})
+            raise SampdInputError(f"{where}, frame {fn}: index {dup} repeated in '{prompt_field}'")
+        for i in v:
+            plan.setdefault(int(i), (fn, None))
+    return plan
+
+
+def detection_to_prompt(det, hw: Tuple[int, int], frame_number: int, object_id: int, where: str) -> ObjectPrompt:
+    """One ``fo.Detection`` -> :class:`ObjectPrompt` in pixels: its pasted full-frame mask when it has a non-empty
+    mask, else its box (the tracker then asks the backend for the mask).
+
+    Raises :class:`SampdInputError` naming the frame and object for a box that is missing, not finite (NaN), empty
+    or outside the frame when the mask does not give the object.
+    """
+    at = f"{where}, frame {frame_number}, object {object_id}"
+    bbox = list(det.bounding_box or [])
+    if len(bbox) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox):
+        raise SampdInputError(f"{at}: the detection's bounding box {bbox} is not four finite numbers "
+                              "(relative [x, y, w, h])")
+    if det.has_mask:
+        try:
+            mask = paste_mask(det, hw)
+        except ValueError as e:
+            raise SampdInputError(f"{at}: {e}") from None
+        if mask.any():
+            return ObjectPrompt(object_id=int(object_id), frame_number=int(frame_number), mask=mask,
+                                label=det.label)
+    h, w = hw
+    box = np.clip(relative_to_xyxy(bbox, hw), 0, [w, h, w, h]).astype(np.float32)
+    if not (box[2] > box[0] and box[3] > box[1]):
+        what = "an empty mask" if det.has_mask else "no mask"
+        raise SampdInputError(f"{at}: the prompt has {what} and its box {bbox} (relative [x, y, w, h]) is empty or "
+                              "outside the frame")
+    return ObjectPrompt(object_id=int(object_id), frame_number=int(frame_number), box=box, label=det.label)
+
+
+def read_prompts(layout: Layout, seq: SampleSequence, prompt_field: str, hw: Tuple[int, int],
+                 frames: Optional[Dict[int, List[Optional[int]]]] = None) -> List[ObjectPrompt]:
+    """The prompts of one sequence: each object's detection on the frame where its ``index`` first appears
+    (:func:`prompt_plan`), as :class:`ObjectPrompt` in pixels. Only those frames' labels are loaded; ``frames`` is
+    the sequence's row of :meth:`Layout.index_table` when already known."""
+    if frames is None:
+        frames = layout.index_table(prompt_field)[seq.key]
+    plan = prompt_plan(frames, layout.path(prompt_field), seq.name)
+    labels = layout.read_labels(seq, prompt_field, sorted({fn for fn, _ in plan.values()}))
+    prompts = []
+    for oid, (fn, pos) in sorted(plan.items()):
+        dets = [d for d in labels[fn].detections if not is_absent(d)]
+        det = dets[pos] if pos is not None else next(d for d in dets if d.index == oid)
+        prompts.append(detection_to_prompt(det, hw, fn, oid, seq.name))
+    return prompts
+
+
+def read_frame_prompts(layout: Layout, seq: SampleSequence, label_field: str, frame_number: int, hw: Tuple[int, int],
+                       object_ids: Optional[Iterable[int]] = None) -> List[ObjectPrompt]:
+    """Prompts from one frame of a (corrected) output field: every detection with an ``index`` that is not
+    ``lost`` (optionally only ``object_ids``), for :func:`sampd_plugin.repropagate`."""
+    label = layout.read_labels(seq, label_field, [frame_number]).get(int(frame_number))
+    path = layout.path(label_field)
+    wanted = None if object_ids is None else {int(i) for i in object_ids}
+    prompts, seen = [], set()
+    for det in (label.detections if label is not None else []):
+        if det.index is None or bool(det.get_field("lost") if det.has_field("lost") else False):
+            continue
+        if wanted is not None and det.index not in wanted:
+            continue
+        if det.index in seen:
+            raise SampdInputError(f"{seq.name}, frame {frame_number}: index {det.index} repeated in '{path}'")
+        seen.add(det.index)
+        prompts.append(detection_to_prompt(det, hw, frame_number, det.index, seq.name))
+    if not prompts:
+        which = "" if wanted is None else f" with index in {sorted(wanted)}"
+        raise SampdInputError(f"{seq.name}, frame {frame_number}: '{path}' has no detection{which} (with an index "
+                              "and not lost) to propagate from")
+    return prompts
+
+
+def ensure_output_field(layout: Layout, label_field: str):
+    """Declares the sample-level marker field, then the output field as ``fo.Detections`` with the label attributes
+    (``frames.<f>`` for videos, ``<f>`` for images) and its frame quality fields, and colours its objects by
+    ``index`` in the App (:func:`sampd_plugin.fo.app.color_by_object`); idempotent, done before anything is written.
+    The marker field comes first so that another process never sees the output field without it (which would make
+    it look like a field SAM-PD did not write, :func:`check_output_field`)."""
+    if not layout.dataset.has_sample_field(marker_field(label_field)):
+        layout.dataset.add_sample_field(marker_field(label_field), fof.DictField)
+    layout.add_field(label_field, fof.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
+    for attr, ftype in LABEL_ATTRIBUTES.items():
+        layout.add_field(f"{label_field}.detections.{attr}", ftype)
+    for qname, (ftype, kwargs) in quality_fields(label_field).items():
+        layout.add_field(qname, ftype, **kwargs)
+    app.color_by_object(layout.dataset, label_field)
+
+
+class FrameLabelWriter:
+    """Buffers frame labels of one output field and writes them, with the frame quality fields computed from the
+    final labels (:func:`sampd_plugin.fo.labels.frame_quality`), with one ``set_values`` call per field every
+    ``batch_frames`` frames (memory stays flat in the sequence's length).
+
+    Args:
+        layout: the collection's :class:`~sampd_plugin.fo.sources.Layout`
+        label_field: the output field
+        batch_frames: frames per ``set_values`` call
+        replace_ids: if given, the object ids whose *new* detections replace their old ones: the old detections
+            of every other object on the written frames are kept (repropagation); ``None`` replaces whole frames
+        before_write: called before every bulk write (the run's ownership check and heartbeat: if it raises,
+            nothing is written)
+    """
+
+    def __init__(self, layout: Layout, label_field: str, batch_frames: int = DEFAULT_BATCH_FRAMES,
+                 replace_ids: Optional[Iterable[int]] = None, before_write: Optional[Callable[[], None]] = None):
+        if batch_frames < 1:
+            raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
+        self.layout = layout
+        self.label_field = label_field
+        self.batch_frames = int(batch_frames)
+        self.replace_ids = None if replace_ids is None else {int(i) for i in replace_ids}
+        self.before_write = before_write
+        self._buf: Dict[str, Tuple[SampleSequence, Dict[int, object]]] = {}
+        self._n = 0
+        self.frames_written = 0
+        self.calls = 0
+        for qname, (ftype, kwargs) in quality_fields(label_field).items():  # e.g. an output field copied by hand
+            layout.add_field(qname, ftype, **kwargs)
+
+    @property
+    def pending(self) -> int:
+        """Frames buffered and not yet written."""
+        return self._n
+
+    def add(self, seq: SampleSequence, frame_number: int, label):
+        self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = label
+        self._n += 1
+        if self._n >= self.batch_frames:
+            self.flush()
+
+    def flush(self):
+        if not self._n:
+            return
+        if self.before_write is not None:
+            self.before_write()
+        if self.replace_ids is not None:
+            for seq, frames in self._buf.values():
+                for fn, label in self.layout.read_labels(seq, self.label_field, sorted(frames)).items():
+                    if label is None or fn not in frames:
+                        continue
+                    kept = [d for d in label.detections if d.index not in self.replace_ids]
+                    frames[fn] = fo.Detections(detections=kept + list(frames[fn].detections))
+        self.layout.write_labels(self.label_field, self._buf)
+        quality = {k: (seq, {fn: frame_quality(label) for fn, label in frames.items()})
+                   for k, (seq, frames) in self._buf.items()}
+        for n, qname in enumerate(quality_fields(self.label_field)):  # (confidence, doubtful) of each frame
+            self.layout.write_labels(qname, {k: (seq, {fn: q[n] for fn, q in qs.items()})
+                                             for k, (seq, qs) in quality.items()})
+        self.frames_written += self._n
+        self.calls += 1
+        self._buf, self._n = {}, 0
+
+
+_FLUSH = object()
+
+
+class BackgroundWriter:
+    """Runs a writer's ``add`` / ``flush`` (e.g. :class:`FrameLabelWriter`) on a background thread, so that the
+    database writes (mask serialisation, ``set_values``) of one chunk overlap the tracking of the next frames.
+
+    Same interface as the wrapped writer: ``add(seq, frame_number, label)`` queues the label and returns at once
+    (it blocks while ``max_pending`` labels wait: memory stays bounded); ``flush()`` returns when everything added
+    before it is written, so call it before writing the run's marker. An exception raised on the thread is re-raised
+    in the caller by the next ``add`` or ``flush`` (and by every later call: nothing more is written after an
+    error). The thread starts with the first ``add`` after a ``flush`` and ends with the ``flush``, so no thread is
+    left behind without a ``close``. One producer thread (``add`` and ``flush`` from the same thread).
+
+    When the queue runs empty (the model is slower than the database) and the wrapped writer holds at least
+    ``idle_flush_frames`` frames (its ``pending``), they are written at once rather than at the writer's next
+    ``batch_frames`` boundary, so the final ``flush`` finds little left to write.
+
+    Args:
+        writer: the writer to run in the background (its own batching applies: :class:`FrameLabelWriter` still
+            writes every ``batch_frames`` frames)
+        max_pending: labels that may wait in the queue (default: the writer's ``batch_frames``, else 128): with
+            :class:`FrameLabelWriter`, one chunk being written and at most one more chunk queued
+        idle_flush_frames: write early when idle with at least this many frames buffered (0: never)
+    """
+
+    def __init__(self, writer, max_pending: Optional[int] = None, idle_flush_frames: int = 8):
+        self.writer = writer
+        self.idle_flush_frames = int(idle_flush_frames)
+        size = max_pending or getattr(writer, "batch_frames", None) or DEFAULT_BATCH_FRAMES
+        if size < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self._queue: "queue.Queue" = queue.Queue(maxsize=int(size))
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+
+    @property
+    def frames_written(self) -> int:
+        return self.writer.frames_written
+
+    @property
+    def calls(self) -> int:
+        return self.writer.calls
+
+    def _run(self):
+        while True:
+            item = self._queue.get()
+            try:
+                if self._error is None:  # after an error the queue is drained without writing
+                    if item is _FLUSH:
+                        self.writer.flush()
+                    else:
+                        self.writer.add(*item)
+                        if (self._queue.qsize() == 0 and self.idle_flush_frames > 0
+                                and getattr(self.writer, "pending", 0) >= self.idle_flush_frames):
+                            self.writer.flush()
+            except BaseException as e:  # noqa: B902 - re-raised in the producer
+                self._error = e
+            finally:
+                self._queue.task_done()
+            if item is _FLUSH:
+                return
+
+    def _raise(self):
+        if self._error is not None:
+            raise self._error
+
+    def add(self, seq: SampleSequence, frame_number: int, label):
+        self._raise()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sampd-label-writer", daemon=True)
+            self._thread.start()
+        self._queue.put((seq, frame_number, label))
+
+    def flush(self):
+        """Writes everything added so far (waits for the background thread); raises the thread's error if any."""
+        if self._thread is not None:
+            self._queue.put(_FLUSH)
+            self._thread.join()
+            self._thread = None
+        elif self._error is None:
+            self.writer.flush()
+        self._raise()
