@@ -35,7 +35,7 @@ def frame_label_fields(dataset, types_=(fo.Detections,)):
 
 
 def sampd_fields(dataset):
-    """Frame label Detections fields written by SAM-PD (:func:`sampd_plugin.fo.labels.output_fields`)."""
+    """Frame label Detections fields written by SAM-PD (:func:`sampd_plugin.fo.identity.output_fields`)."""
     ours = set(ui.output_fields(dataset)) if dataset is not None else set()
     return [f for f in frame_label_fields(dataset) if f in ours]
 
@@ -51,19 +51,22 @@ def is_ground_truth(samples, field, sequence_kwargs=None):
 
 
 def free_name(taken, base):
-    """``base``, or ``base_2``, ``base_3``, ... : the first name not in ``taken``."""
+    """``base``, or ``base_2``, ``base_3``, ... : the first name not ``taken`` (a collection of names, or a
+    predicate)."""
+    is_taken = taken if callable(taken) else taken.__contains__
     name, i = base, 1
-    while name in taken:
+    while is_taken(name):
         i += 1
         name = f"{base}_{i}"
     return name
 
 
 def free_frame_field(dataset, base):
-    """A default output field name that does not exist yet (its marker neither)."""
+    """A default output field name that is free: no field has it, and its run marker and quality fields do not
+    exist (or are the stale leftovers of a deleted SAM-PD output: :func:`sampd_plugin.fo.identity.output_identity`)."""
     frame_schema = dataset.get_frame_field_schema() if dataset.media_type == "video" else {}
-    taken = set(frame_schema or {}) | set(dataset.get_field_schema()) | set(ui.output_fields(dataset))
-    return free_name(taken, base)
+    schema = set(frame_schema or {}) | set(dataset.get_field_schema())
+    return free_name(lambda n: n in schema or ui.output_identity(dataset, n).state != "free", base)
 
 
 def choice(default, values):

@@ -256,7 +256,7 @@ def test_evaluation_fields_colliding_with_user_fields_are_refused_before_registe
     sp.track(ds, model="synthetic", label_field="sampd", progress=False)
     ds.add_sample_field("k_JF", fo.FloatField)
     ds.set_values("k_JF", [0.123])
-    with pytest.raises(ValueError, match="would write fields that already exist .*k_JF"):
+    with pytest.raises(ValueError, match="would write fields or views that exist and are not its own .*k_JF"):
         sp.evaluate_jf(ds, "sampd", eval_key="k")
     assert "k" not in ds.list_evaluations() and ds.values("k_JF") == [0.123]
 

@@ -58,7 +58,7 @@ import fiftyone.core.utils as fou
 
 from sampd_plugin.core import checks, metrics
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.fo import views
+from sampd_plugin.fo import identity, views
 from sampd_plugin.fo.labels import field_name, marker_field, paste_mask
 from sampd_plugin.fo.sources import layout_of
 
@@ -140,20 +140,35 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
                                 protocol=protocol)
     method = config.build()
     if eval_key is not None:
-        exists = eval_key in samples.list_evaluations()
-        if exists and not overwrite:
-            raise ValueError(f"Evaluation '{eval_key}' already exists on dataset "
-                             f"'{samples._root_dataset.name}'; pass overwrite=True to replace it (its fields "
-                             "are deleted first) or use another eval_key")
-        if not exists:
-            taken = [f for f in method.get_fields(samples, eval_key) if layout.dataset.get_field(f) is not None]
-            if taken:
-                raise ValueError(f"evaluation key '{eval_key}' would write fields that already exist and are not "
-                                 f"its own ({', '.join(taken[:5])}): choose another eval_key")
+        _check_key(samples, method, eval_key, overwrite)
     results, writes = method.score(samples, eval_key, progress)  # every sequence scored before anything is written
     if eval_key is not None:
         _store_run(samples, method, eval_key, overwrite, results, writes, layout)
     return results
+
+
+def _check_key(samples, method, eval_key, overwrite):
+    """Refuses (``SampdInputError`` naming ``eval_key``) a key whose run exists (without ``overwrite``) or whose
+    fields or saved views exist and are not provably the replaced run's own (a field or view of a person's, or of
+    another run: :mod:`sampd_plugin.fo.identity`); then records the fields and views the run will own in its config,
+    with a new run id. Nothing is registered or written yet."""
+    dataset = samples._root_dataset
+    exists = eval_key in samples.list_evaluations()
+    if exists and not overwrite:
+        raise SampdInputError(f"Evaluation '{eval_key}' already exists on dataset '{dataset.name}'; pass "
+                              "overwrite=True to replace it (its fields are deleted first) or use another eval_key",
+                              field="eval_key")
+    old = getattr(samples.get_evaluation_info(eval_key).config, "run_id", None) if exists else None
+    c = method.config
+    fields, names = method.field_names(eval_key), views.view_names(eval_key)
+    taken = [f for f in fields if dataset.get_field(f) is not None and not identity.is_run_field(dataset, f, old)]
+    taken += [f"saved view '{v}'" for v in names if dataset.has_saved_view(v) and not identity.is_run_view(
+        dataset, v, old)]
+    if taken:
+        raise SampdInputError(f"evaluation key '{eval_key}' would write fields or views that exist and are not "
+                              f"its own ({', '.join(taken[:5])}): they are never overwritten; choose another "
+                              "eval_key", field="eval_key")
+    c.run_id, c.fields, c.views = identity.new_id(), fields, names
 
 
 def _store_run(samples, method, eval_key, overwrite, results, writes, layout):
@@ -165,7 +180,7 @@ def _store_run(samples, method, eval_key, overwrite, results, writes, layout):
         writes.save(method.config, eval_key)
         method.save_run_results(samples, eval_key, results)
         views.save_views(layout.samples, eval_key, method.config.failure_th, layout.sequence_field,
-                         layout.order_field)
+                         layout.order_field, describe=method.describe)
     except BaseException:
         samples._root_dataset.delete_evaluation(eval_key)
         raise
@@ -200,7 +215,10 @@ def _label_field(layout, field):
 
 
 def _check_finished(layout, field):
-    """Refuses a SAM-PD output field (it has run markers) whose run has not finished on some sequence."""
+    """Refuses a SAM-PD output field (:func:`sampd_plugin.fo.identity.is_output`) whose run has not finished on some
+    sequence."""
+    if not identity.is_output(layout.dataset, field):
+        return
     markers = layout.head_values(marker_field(field))
     unfinished = [s.name for s in layout.sequences() if markers.get(s.key) and not markers[s.key].get("done")]
     if unfinished:
@@ -269,11 +287,13 @@ def _stats(rows, name):
 
 class JFEvaluationConfig(foe.EvaluationMethodConfig):
     """Configuration of a J&F evaluation run (arguments of ``evaluate_jf``); ``sequence_field`` /
-    ``order_field`` are set for image sequences (``None`` for videos)."""
+    ``order_field`` are set for image sequences (``None`` for videos). ``run_id`` identifies the run (its fields'
+    stamps, its views' descriptions: :mod:`sampd_plugin.fo.identity`), ``fields`` and ``views`` record what it
+    owns (set by ``evaluate_jf``, moved by ``rename_evaluation``)."""
 
     def __init__(self, pred_field, gt_field, pred_type="Detections", gt_type="Detections", bound_th=0.008,
                  exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None, sequence_field=None,
-                 order_field=None, protocol="objects", **kwargs):
+                 order_field=None, protocol="objects", run_id=None, fields=None, views=None, **kwargs):
         super().__init__(**kwargs)
         self.pred_field, self.gt_field = pred_field, gt_field
         self.pred_type, self.gt_type = pred_type, gt_type
@@ -282,6 +302,7 @@ class JFEvaluationConfig(foe.EvaluationMethodConfig):
         self.seen_categories = None if seen_categories is None else sorted(seen_categories)
         self.sequence_field, self.order_field = sequence_field, order_field
         self.protocol = protocol
+        self.run_id, self.fields, self.views = run_id, fields, views
 
     @property
     def method(self):
@@ -307,7 +328,8 @@ class _Frame(NamedTuple):
 class JFEvaluation(foe.EvaluationMethod):
     """The J&F evaluation run: computes the scores and owns the fields and views it writes."""
 
-    def get_fields(self, samples, eval_key):
+    def field_names(self, eval_key):
+        """The paths of the fields a run of this config writes under ``eval_key``."""
         c, fp = self.config, self.config.frame_prefix
         fields = [f"{eval_key}_{s}" for s in (*SAMPLE_FIELDS, "objects")]
         fields += [f"{fp}{eval_key}_{s}" for s in (*FRAME_FIELDS, "first_failures")]
@@ -316,24 +338,58 @@ class JFEvaluation(foe.EvaluationMethod):
                 fields += [f"{fp}{field}.detections.{eval_key}_{a}" for a in LABEL_ATTRS]
         return list(dict.fromkeys(fields))
 
+    def get_fields(self, samples, eval_key):
+        """The fields the run records as its own (:meth:`field_names` of the key it was stored under)."""
+        return list(self.config.fields) if self.config.fields is not None else self.field_names(eval_key)
+
+    def describe(self, what):
+        """The description of one of the run's saved views (:func:`sampd_plugin.fo.identity.view_description`)."""
+        return identity.view_description(what, self.config.run_id)
+
+    def _owned(self, samples, eval_key):
+        """``(fields, views)`` the run records and that are provably its own (stamped with its run id)."""
+        dataset, run_id = samples._root_dataset, self.config.run_id
+        names = self.config.views if self.config.views is not None else views.view_names(eval_key)
+        return ([f for f in self.get_fields(dataset, eval_key) if identity.is_run_field(dataset, f, run_id)],
+                [v for v in names if identity.is_run_view(dataset, v, run_id)])
+
     def rename(self, samples, eval_key, new_eval_key):
-        dataset = samples._dataset
+        """Moves exactly the run's own fields and views to the names of ``new_eval_key`` and records them; if any
+        of those names is taken, moves nothing and raises (FiftyOne then logs the error and renames the key only:
+        the run keeps its fields and views under their names, and deleting it deletes them, never the others)."""
+        dataset, root, c = samples._dataset, samples._root_dataset, self.config
+        old_fields = self.get_fields(dataset, eval_key)
+        new_fields, new_views = self.field_names(new_eval_key), views.view_names(new_eval_key)
+        taken = [f for f in new_fields if dataset.get_field(f) is not None]
+        taken += [f"saved view '{v}'" for v in new_views if root.has_saved_view(v)]
+        if taken:
+            raise ValueError(f"cannot move the fields and views of evaluation '{eval_key}' to '{new_eval_key}': "
+                             f"{', '.join(taken[:5])} exist; they stay under their names")
+        own_fields, own_views = self._owned(samples, eval_key)
+        moves = {a: b for a, b in zip(old_fields, new_fields) if a in own_fields}
+        old_s, old_f = fou.split_frame_fields(list(moves))
+        new_s, new_f = fou.split_frame_fields(list(moves.values()))
         run_view = self.load_run_view(samples, eval_key)
-        old_s, old_f = fou.split_frame_fields(self.get_fields(dataset, eval_key))
-        new_s, new_f = fou.split_frame_fields(self.get_fields(dataset, new_eval_key))
-        dataset.rename_sample_fields({a: b for a, b in zip(old_s, new_s) if dataset.has_sample_field(a)})
-        dataset.rename_frame_fields({a: b for a, b in zip(old_f, new_f) if dataset.has_frame_field(a)})
-        views.delete_views(samples._root_dataset, eval_key)
-        views.save_views(run_view, new_eval_key, self.config.failure_th, self.config.sequence_field,
-                         self.config.order_field)
+        dataset.rename_sample_fields(dict(zip(old_s, new_s)))
+        dataset.rename_frame_fields(dict(zip(old_f, new_f)))
+        for name in own_views:
+            root.delete_saved_view(name)
+        if own_views:
+            views.save_views(run_view, new_eval_key, c.failure_th, c.sequence_field, c.order_field,
+                             describe=self.describe)
+        c.fields, c.views = new_fields, new_views
+        self.update_run_config(samples, eval_key, c)
 
     def cleanup(self, samples, eval_key):
-        dataset = samples._dataset
-        sample_fields, frame_fields = fou.split_frame_fields(self.get_fields(dataset, eval_key))
+        """Deletes exactly the run's own fields and views (:meth:`_owned`), and the frame images no other
+        evaluation's views show."""
+        dataset, root = samples._dataset, samples._root_dataset
+        own_fields, own_views = self._owned(samples, eval_key)
+        sample_fields, frame_fields = fou.split_frame_fields(own_fields)
         dataset.delete_frame_fields(frame_fields, error_level=1)
         dataset.delete_sample_fields(sample_fields, error_level=1)
-        root = samples._root_dataset
-        views.delete_views(root, eval_key)
+        for name in own_views:
+            root.delete_saved_view(name)
         views.prune_frames(root, [k for k in jf_eval_keys(root) if k != eval_key])
 
     def score(self, samples, eval_key=None, progress=None):
@@ -506,13 +562,21 @@ class _Writes:
         self.sequences = {}  # sequence key -> (Sequence, {suffix: value})
 
     def save(self, config, k):
+        """Declares the run's fields, stamped with its run id (:mod:`sampd_plugin.fo.identity`), then writes them."""
         layout, dataset = self.layout, self.layout.dataset
         frame_key = "frames.id" if layout.is_video else "id"
+        info = identity.stamped_info(None, config.run_id, identity.EVALUATION)
         for s, ftype in SAMPLE_FIELDS.items():
-            dataset.add_sample_field(f"{k}_{s}", ftype)
+            dataset.add_sample_field(f"{k}_{s}", ftype, info=info)
+        dataset.add_sample_field(f"{k}_objects", fof.ListField, subfield=fof.EmbeddedDocumentField,
+                                 embedded_doc_type=foo.DynamicEmbeddedDocument, info=info)
         for s, ftype in FRAME_FIELDS.items():
-            layout.add_field(f"{k}_{s}", ftype)
-        layout.add_field(f"{k}_first_failures", fof.ListField, subfield=fof.IntField)
+            layout.add_field(f"{k}_{s}", ftype, info=info)
+        layout.add_field(f"{k}_first_failures", fof.ListField, subfield=fof.IntField, info=info)
+        for field, typ in ((config.pred_field, config.pred_type), (config.gt_field, config.gt_type)):
+            if typ == "Detections":
+                for a in LABEL_ATTRS:
+                    layout.add_field(f"{field}.detections.{k}_{a}", fof.FloatField, info=info)
         for s in SAMPLE_FIELDS:
             vals = {sid: _py(v[s]) for seq, v in self.sequences.values() for sid in seq.sample_ids}
             if vals:

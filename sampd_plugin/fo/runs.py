@@ -30,7 +30,7 @@ from sampd_plugin.core import checks
 from sampd_plugin.core.config import ConfigLike, SamPDConfig, as_config
 from sampd_plugin.core.tracker import ObjectPrompt
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.fo import labels, store
+from sampd_plugin.fo import identity, labels, store
 from sampd_plugin.fo.request import TrackRequest
 from sampd_plugin.fo.sources import Layout, SampleSequence, as_collection, layout_of
 from sampd_plugin.ops import ownership
@@ -57,7 +57,11 @@ def run_key(settings: dict) -> str:
 
 # --- markers ---------------------------------------------------------------------------------------------------------
 def read_markers(layout: Layout, label_field: str) -> Dict[str, Optional[dict]]:
-    """``{sequence key: marker dict or None}`` of the layout's sequences (markers live on the head samples)."""
+    """``{sequence key: marker dict or None}`` of the layout's sequences (markers live on the head samples); all
+    ``None`` unless ``label_field`` is provably a SAM-PD output (:func:`sampd_plugin.fo.identity.output_identity`):
+    a stale marker (its output field was deleted or renamed) or a field a person named like a marker says nothing."""
+    if not identity.is_output(layout.dataset, label_field):
+        return {seq.key: None for seq in layout.sequences()}
     return layout.head_values(labels.marker_field(label_field))
 
 
@@ -93,7 +97,7 @@ def run_states(samples, label_field: Optional[str] = None, sequence_field: Optio
     ``worker, operation, frames, last_frame, error, run``. Output fields are those with a run marker field (all of
     them, or only ``label_field``)."""
     layout = layout_of(samples, sequence_field, order_field)
-    fields = [label_field] if label_field else [f for f in labels.output_fields(layout.dataset) if layout.has_field(f)]
+    fields = [label_field] if label_field else identity.output_fields(layout.dataset)
     rows = []
     now_ = ownership.utcnow()
     for field in fields:

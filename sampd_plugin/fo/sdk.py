@@ -166,7 +166,7 @@ def _run(samples, request: TrackRequest, progress, operation) -> dict:
     backends = _checked_backends(request.model, request.checkpoint, request.device, load=bool(plan.todo))
     _check_segmenter(backends, plan)
     if plan.todo:  # declared only when something will be written (an empty view declares nothing)
-        store.ensure_output_field(plan.layout, plan.label_field)
+        store.ensure_output_field(plan.layout, plan.label_field, adopt=request.allow_overwrite_ground_truth)
     t0 = time.time()
     summary = dict(label_field=plan.label_field, samples=len(plan.todo) + len(plan.done) + len(plan.busy),
                    tracked=[], skipped=list(plan.done), busy=dict(plan.busy), failed={}, frames=0, objects=0,

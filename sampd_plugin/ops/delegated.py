@@ -73,7 +73,7 @@ def queue_track(samples, request: Optional[TrackRequest] = None, *, samples_per_
     plan.raise_if_invalid()
     request, layout = plan.request, plan.layout
     if plan.todo:  # declared once, before workers write (an empty view declares nothing)
-        store.ensure_output_field(layout, plan.label_field)
+        store.ensure_output_field(layout, plan.label_field, adopt=request.allow_overwrite_ground_truth)
     evaluate = None
     if request.evaluate and (plan.todo or plan.done):
         evaluate = dict(gt_field=request.gt_field, eval_key=request.eval_key)
