@@ -64,7 +64,7 @@ class RepropagateFromFrame(foo.Operator):
                 forms.notice(inputs, f"objects {plan.object_ids} of frame {plan.from_frame} are re-propagated "
                                      f"{plan.direction} with {plan.model}", "plan")
             except ValueError as e:  # SampdInputError included
-                forms.refuse_error(inputs, e)
+                forms.refuse_input(inputs, e)
         return types.Property(inputs, view=types.View(label="SAM-PD: re-propagate from a corrected frame"))
 
     def execute(self, ctx):

@@ -84,9 +84,9 @@ def model_name(model) -> str:
 
 
 def check_model(model, checkpoint: Optional[str] = None):
-    """Raises :class:`~sampd_plugin.errors.SampdInputError` (a ``ValueError``; ``error.field``: ``"model"`` or
-    ``"checkpoint"``) for an unknown model name, a checkpoint given for a model that takes none, or an object that
-    is neither a name nor a :class:`~sampd_plugin.backends.base.PromptableSegmenter`."""
+    """Raises :class:`~sampd_plugin.errors.SampdInputError` (a ``ValueError``) for an unknown model name or an
+    object that is neither a name nor a :class:`~sampd_plugin.backends.base.PromptableSegmenter` (``field="model"``),
+    and for a checkpoint given to a model that takes none (``field="checkpoint"``)."""
     if is_segmenter(model):
         from sampd_plugin.backends.base import PromptableSegmenter
 

@@ -232,6 +232,8 @@ PRESETS = {
 }
 #: presets that are not paper rows (listed after them)
 EXTENSION_PRESETS = ("adaptive",)
+#: the config of a job that names none (``config=None``): the paper's full method
+DEFAULT_PRESET = "full"
 
 #: a short description of each preset with its paper table row (DAVIS 2017 val J&F, ViT-H), for forms and tables
 PRESET_LABELS = {
@@ -258,7 +260,7 @@ def as_config(config: ConfigLike = None) -> SamPDConfig:
     :class:`~sampd_plugin.errors.SampdInputError` naming the problem (``error.field``: ``"config"``)."""
     try:
         if config is None:
-            return SamPDConfig()
+            return SamPDConfig.preset(DEFAULT_PRESET)
         if isinstance(config, SamPDConfig):
             config.validate()
             return config

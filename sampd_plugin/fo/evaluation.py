@@ -60,7 +60,7 @@ from sampd_plugin.core import checks, metrics
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo import identity, views
 from sampd_plugin.fo.labels import field_name, marker_field, paste_mask
-from sampd_plugin.fo.sources import layout_of
+from sampd_plugin.fo.sources import dataset_of, layout_of, root_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def jf_eval_keys(samples):
 
 
 def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bound_th=0.008,
-                exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None,
+                exclude_last=True, failure_th=views.FAILURE_TH, void_value=255, seen_categories=None,
                 overwrite=False, progress=None, sequence_field=None, order_field=None, allow_incomplete=False,
                 protocol="objects"):
     """Evaluates tracked objects with DAVIS 2017 J&F and stores the run under ``eval_key``.
@@ -125,7 +125,7 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
     if protocol != "objects":
         exclude_last = protocol == "davis"
     if protocol == "youtube_vos" and seen_categories is None:
-        seen_categories = samples._root_dataset.info.get("seen_categories")
+        seen_categories = root_dataset(samples).info.get("seen_categories")
     layout = layout_of(samples, sequence_field, order_field)
     pred_field, pred_type = _label_field(layout, pred_field)
     gt_field, gt_type = _label_field(layout, gt_field)
@@ -152,7 +152,7 @@ def _check_key(samples, method, eval_key, overwrite):
     fields or saved views exist and are not provably the replaced run's own (a field or view of a person's, or of
     another run: :mod:`sampd_plugin.fo.identity`); then records the fields and views the run will own in its config,
     with a new run id. Nothing is registered or written yet."""
-    dataset = samples._root_dataset
+    dataset = root_dataset(samples)
     exists = eval_key in samples.list_evaluations()
     if exists and not overwrite:
         raise SampdInputError(f"Evaluation '{eval_key}' already exists on dataset '{dataset.name}'; pass "
@@ -182,7 +182,7 @@ def _store_run(samples, method, eval_key, overwrite, results, writes, layout):
         views.save_views(layout.samples, eval_key, method.config.failure_th, layout.sequence_field,
                          layout.order_field, describe=method.describe)
     except BaseException:
-        samples._root_dataset.delete_evaluation(eval_key)
+        root_dataset(samples).delete_evaluation(eval_key)
         raise
 
 
@@ -292,8 +292,9 @@ class JFEvaluationConfig(foe.EvaluationMethodConfig):
     owns (set by ``evaluate_jf``, moved by ``rename_evaluation``)."""
 
     def __init__(self, pred_field, gt_field, pred_type="Detections", gt_type="Detections", bound_th=0.008,
-                 exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None, sequence_field=None,
-                 order_field=None, protocol="objects", run_id=None, fields=None, views=None, **kwargs):
+                 exclude_last=True, failure_th=views.FAILURE_TH, void_value=255, seen_categories=None,
+                 sequence_field=None, order_field=None, protocol="objects", run_id=None, fields=None, views=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.pred_field, self.gt_field = pred_field, gt_field
         self.pred_type, self.gt_type = pred_type, gt_type
@@ -348,7 +349,7 @@ class JFEvaluation(foe.EvaluationMethod):
 
     def _owned(self, samples, eval_key):
         """``(fields, views)`` the run records and that are provably its own (stamped with its run id)."""
-        dataset, run_id = samples._root_dataset, self.config.run_id
+        dataset, run_id = root_dataset(samples), self.config.run_id
         names = self.config.views if self.config.views is not None else views.view_names(eval_key)
         return ([f for f in self.get_fields(dataset, eval_key) if identity.is_run_field(dataset, f, run_id)],
                 [v for v in names if identity.is_run_view(dataset, v, run_id)])
@@ -357,7 +358,7 @@ class JFEvaluation(foe.EvaluationMethod):
         """Moves exactly the run's own fields and views to the names of ``new_eval_key`` and records them; if any
         of those names is taken, moves nothing and raises (FiftyOne then logs the error and renames the key only:
         the run keeps its fields and views under their names, and deleting it deletes them, never the others)."""
-        dataset, root, c = samples._dataset, samples._root_dataset, self.config
+        dataset, root, c = dataset_of(samples), root_dataset(samples), self.config
         old_fields = self.get_fields(dataset, eval_key)
         new_fields, new_views = self.field_names(new_eval_key), views.view_names(new_eval_key)
         taken = [f for f in new_fields if dataset.get_field(f) is not None]
@@ -383,7 +384,7 @@ class JFEvaluation(foe.EvaluationMethod):
     def cleanup(self, samples, eval_key):
         """Deletes exactly the run's own fields and views (:meth:`_owned`), and the frame images no other
         evaluation's views show."""
-        dataset, root = samples._dataset, samples._root_dataset
+        dataset, root = dataset_of(samples), root_dataset(samples)
         own_fields, own_views = self._owned(samples, eval_key)
         sample_fields, frame_fields = fou.split_frame_fields(own_fields)
         dataset.delete_frame_fields(frame_fields, error_level=1)

@@ -30,6 +30,7 @@ import fiftyone.core.fields as fof
 
 from sampd_plugin.errors import SampdRunError
 from sampd_plugin.fo.labels import field_name, marker_field, quality_fields
+from sampd_plugin.fo.sources import dataset_id
 from sampd_plugin.ops import ownership
 
 #: the key of a stamp in a field's ``info``
@@ -164,7 +165,7 @@ def declaring(dataset, label_field: str):
     :data:`DECLARE_STALE_SECONDS` ago is taken over."""
     from fiftyone.operators.store import ExecutionStore
 
-    locks = ExecutionStore.create(LOCKS_STORE, dataset_id=dataset._doc.id)
+    locks = ExecutionStore.create(LOCKS_STORE, dataset_id=dataset_id(dataset))
     key = f"declare.{field_name(label_field)}"
     mine = dict(owner=ownership.new_owner(), worker=ownership.this_worker(), heartbeat=ownership.utcnow())
     deadline = time.time() + 4 * DECLARE_STALE_SECONDS

@@ -28,6 +28,9 @@ DEFAULT_LABEL_FIELDS = {"track": "sampd", "auto": "sampd_auto"}
 MAX_AUTO_OBJECTS = 1000
 #: most frames per bulk write (``batch_frames``)
 MAX_BATCH_FRAMES = 100_000
+#: sequences per delegated operation when a job is split for several workers (:func:`sampd_plugin.queue_track`,
+#: the operators' forms)
+SAMPLES_PER_OPERATION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +123,12 @@ class TrackRequest:
     def of(cls, request: Optional["TrackRequest"] = None, **settings) -> "TrackRequest":
         """``request`` with ``settings`` replaced, or a new request of ``settings`` (how the SDK functions build
         theirs: ``sp.track(dataset, request)``, ``sp.track(dataset, model="vit_b")``)."""
-        return cls(**settings) if request is None else dataclasses.replace(request, **settings)
+        if request is None:
+            return cls(**settings)
+        if not isinstance(request, cls):
+            raise TypeError(f"request must be a TrackRequest, got {type(request).__name__} {request!r}: settings are "
+                            "keyword arguments (sp.track(dataset, prompt_field='ground_truth', label_field='sampd'))")
+        return dataclasses.replace(request, **settings)
 
     # --- operator parameters -----------------------------------------------------------------------------------------
     def to_params(self) -> dict:
@@ -155,4 +163,4 @@ class TrackRequest:
         return {k: v for k, v in (("sequence_field", self.sequence_field), ("order_field", self.order_field)) if v}
 
 
-__all__ = ["TrackRequest", "MODES", "DEFAULT_LABEL_FIELDS"]
+__all__ = ["TrackRequest", "MODES", "DEFAULT_LABEL_FIELDS", "SAMPLES_PER_OPERATION"]

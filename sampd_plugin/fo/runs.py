@@ -332,7 +332,7 @@ def plan_repropagate(samples, label_field: str, from_frame: Optional[int] = None
     settings = marker.get("settings") or {}
     if label_field == settings.get("prompt_field"):
         raise SampdInputError(f"{seq.name}: '{path}' is the prompt field of its run; it is never written")
-    model = model or settings.get("model", "vit_h")
+    model = model or settings.get("model") or TrackRequest.model
     checkpoint = checkpoint if checkpoint is not None else settings.get("checkpoint")
     registry.check_model(model, checkpoint)
     cfg = as_config(config if config is not None else settings.get("config"))
