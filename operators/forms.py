@@ -347,10 +347,19 @@ def progress(ctx, dt=1.0):
 
 
 def finish(ctx):
-    """After a run in the App: the App reloads the dataset (new fields) and shows its colour scheme at once."""
+    """After a run in the App: the output fields get the Annotate tab's label schema, the App reloads the dataset (new
+    fields) and shows its colour scheme at once."""
     if not ctx.delegated:
+        annotation_schemas(ctx.dataset)
         ctx.ops.reload_dataset()
         show_colors(ctx)
+
+
+def annotation_schemas(dataset):
+    """Gives each SAM-PD output field of ``dataset`` without one the Annotate tab's label schema
+    (``ui.annotation_schema``: corrected in the App at once)."""
+    for field in sampd_fields(dataset):
+        ui.annotation_schema(dataset, field)
 
 
 def show_labels(ctx, label_fields):

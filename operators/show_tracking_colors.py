@@ -1,5 +1,6 @@
 """``show_tracking_colors``: when the App opens a dataset (a page load included), the dataset's saved colour scheme,
-which holds the SAM-PD output fields' object colours and red doubtful flag, is handed to the App.
+which holds the SAM-PD output fields' object colours and red doubtful flag, is handed to the App, and the output
+fields get the Annotate tab's label schema (``forms.annotation_schemas``).
 
 The App server keeps the scheme it read when it first opened the dataset, even across page reloads: the colours of an
 output field written meanwhile by a delegated worker or from Python would otherwise only show after the user
@@ -24,4 +25,5 @@ class ShowTrackingColors(foo.Operator):
 
     def execute(self, ctx):
         if forms.sampd_fields(ctx.dataset):
+            forms.annotation_schemas(ctx.dataset)
             forms.show_colors(ctx)

@@ -393,9 +393,14 @@ def test_execute_is_the_default_until_a_worker_is_seen_and_colours_show_on_datas
     assert request["operator_uri"] == "set_color_scheme" and request["params"] == ui.session_color_scheme(ds)
     assert {"path": "frames.sampd", "colorByAttribute": "index", "valueColors": [
         {"value": "1", "color": object_color(1)}]} in request["params"]["fields"]
+    ds.reload()  # and its output fields the Annotate tab's label schema: corrected in the App at once
+    attrs = {a["name"]: a for a in ds.label_schemas["frames.sampd"]["attributes"]}
+    assert "frames.sampd" in ds.active_label_schemas and "range" not in attrs["index"]
+    assert all(attrs[a].get("read_only") for a in ("confidence", "score", "iou", "lost", "is_prompt"))
+    assert not attrs["index"].get("read_only")
     bare = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
     assert foo.execute_operator(uri("show_tracking_colors"), ctx=dict(dataset=bare)).executor.to_json()[
-        "requests"] == []
+        "requests"] == [] and bare.label_schemas == {}
 
 
 def test_an_empty_target_is_refused_before_anything_is_written(plugin, make_synthetic):

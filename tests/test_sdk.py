@@ -273,17 +273,12 @@ BULK_GAP = 2.5  # seconds between two edits, more than sampd_plugin.fo.runs.BULK
 
 
 def test_correction_loop_numbers_new_objects_keeps_instances_flags_misfit_boxes(make_synthetic):
-    """What an annotator does in the App's Annotate tab, done from Python: the field is ready for annotation (label
-    schema), an object drawn without ``index`` is numbered and tracked as one track, a box moved without its mask
-    is reported."""
+    """What an annotator does in the App's Annotate tab, done from Python: an object drawn without ``index`` is
+    numbered and tracked as one track, a box moved without its mask is reported."""
     ds = make_synthetic(num_videos=1, num_frames=6, num_objects=2, height=96, width=128, seed=1)
     sp.track(ds, model="synthetic", progress=False)
-    schema = ds.label_schemas["frames.sampd"]  # the App's Annotate tab edits the field at once
-    attrs = {a["name"]: a for a in schema["attributes"]}
-    assert "frames.sampd" in ds.active_label_schemas and "range" not in attrs["index"]
-    assert all(attrs[a].get("read_only") for a in ("confidence", "score", "iou", "lost", "is_prompt"))
-    assert not attrs["index"].get("read_only")
-    sample = ds.first()
+    assert "frames.sampd" not in ds.label_schemas  # the App's operators give it (FiftyOne 1.22 cannot delete a frame
+    sample = ds.first()  # field with a label schema: a field written from Python stays deletable)
     k = 3
     drawn = sample.frames[k].ground_truth.detections[1].copy()  # object 2, drawn again as a new object
     drawn.index = None

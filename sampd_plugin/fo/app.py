@@ -16,7 +16,10 @@ operator hands to the App's ``set_color_scheme`` operator to show new settings a
 
 :func:`annotation_schema` gives an output field the label schema of the App's Annotate tab (sample modal), so that a
 person can correct masks there at once (without setting the field up and scanning it in the schema manager, whose
-scanned range of ``index`` would refuse a new object's id).
+scanned range of ``index`` would refuse a new object's id). The plugin's operators give it when the App opens the
+dataset and after a run in the App, not when the field is created: FiftyOne 1.22's ``delete_frame_field`` fails on a
+frame field that has a label schema (it looks the schema up without the ``frames.`` prefix), so a field only ever
+written from Python stays deletable as is.
 """
 import logging
 

@@ -246,8 +246,8 @@ def ensure_output_field(layout: Layout, label_field: str, adopt: bool = False) -
     """Declares the output field as ``fo.Detections`` with the label attributes (``frames.<f>`` for videos, ``<f>``
     for images), its sample-level run marker and its frame quality fields, all stamped with one output id
     (:mod:`sampd_plugin.fo.identity`), and colours its objects by ``index`` in the App
-    (:func:`sampd_plugin.fo.app.color_by_object`) and gives it the App's annotation schema
-    (:func:`sampd_plugin.fo.app.annotation_schema`); idempotent, done before anything is written. Returns the id.
+    (:func:`sampd_plugin.fo.app.color_by_object`); idempotent, done before anything is written. Returns the id.
+    (The App's annotation schema is given by the App's operators: :func:`sampd_plugin.fo.app.annotation_schema`.)
 
     A new output field (none, or only a stale marker of a deleted / renamed one) gets a new id; the stale marker
     and its quality fields are deleted first. ``adopt`` (``allow_overwrite_ground_truth``) stamps an existing field
@@ -280,7 +280,6 @@ def ensure_output_field(layout: Layout, label_field: str, adopt: bool = False) -
             layout.add_field(qname, ftype, info=identity.stamped_info(None, id_, identity.role_of(qname, name)),
                              **kwargs)
     app.color_by_object(dataset, name)
-    app.annotation_schema(dataset, name)
     return id_
 
 
