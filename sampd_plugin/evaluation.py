@@ -120,6 +120,7 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    metrics.bound_pixels(bound_th, (1, 1))  # a fractional tolerance in pixels is refused before anything is written
     if protocol != "objects":
         exclude_last = protocol == "davis"
     if protocol == "youtube_vos" and seen_categories is None:
