@@ -1,5 +1,5 @@
 """DAVIS-like (ground truth, prediction) mask pairs at any resolution, for ``tests/test_metrics.py`` and
-``benchmarks/metrics_speed.py``: two kinds, because what F costs depends on the boundaries' extent.
+``perf/metrics_speed.py``: two kinds, because what F costs depends on the boundaries' extent.
 
 - ``smooth``: a blob (union of 3 ellipses, ~5-30 % of the frame); the prediction is shifted by a few pixels and
   has a spurious disk, so both boundaries are non-trivial but compact;

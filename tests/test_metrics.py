@@ -1,10 +1,10 @@
-"""Hand-computed cases for sampd_plugin.metrics (DAVIS 2017 J, F and statistics)."""
+"""Hand-computed cases for sampd_plugin.core.metrics (DAVIS 2017 J, F and statistics)."""
 import math
 
 import numpy as np
 import pytest
 
-from sampd_plugin.metrics import (aggregate, boundary_f_measure, boundary_map, bound_pixels, disk,
+from sampd_plugin.core.metrics import (aggregate, boundary_f_measure, boundary_map, bound_pixels, disk,
                                   protocol_frames, region_similarity, statistics, youtube_vos_summary)
 
 
@@ -239,7 +239,7 @@ def test_packed_disk_dilation_equals_cv2_dilate():
     """The word-wise dilation equals cv2.dilate with disk(r) on every pixel of each row, for radii past a word."""
     import cv2
 
-    from sampd_plugin.metrics import _dilate_disk, _pack_rows
+    from sampd_plugin.core.metrics import _dilate_disk, _pack_rows
 
     rng = np.random.default_rng(2)
     for r in [0, 1, 2, 3, 5, 8, 13, 18, 31, 63, 64, 70]:

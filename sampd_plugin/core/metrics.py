@@ -5,7 +5,7 @@ numpy + OpenCV only (no FiftyOne). Semantics follow the public DAVIS 2017 evalua
 ``evaluation.py``); the code is our own. J is vectorised over ``(T, H, W)`` stacks; F packs the boundary maps 64
 pixels per machine word, on the objects' common bounding region, and matches them with an exact word-wise disk
 dilation (the same values as the toolkit's whole-frame ``cv2.dilate``, at a cost that follows the region's area
-/ 64 rather than area x disk size; ``benchmarks/metrics_speed.py``).
+/ 64 rather than area x disk size; ``perf/metrics_speed.py``).
 
 Conventions: masks are boolean-like arrays ``(H, W)`` or stacks ``(T, H, W)``; ``void`` has the ground
 truth's shape (``(H, W)`` is broadcast over a stack). Where ``pred`` has another resolution than ``gt``
@@ -245,7 +245,7 @@ def boundary_f_measure(pred, gt, void=None, bound_th=0.008, threads=1):
         void: optional ``(H, W)`` or ``(T, H, W)`` mask at ``gt``'s resolution.
         bound_th: tolerance as a fraction of the image diagonal (< 1) or in whole pixels (>= 1).
         threads: chunks of frames of a stack are scored on this many threads (numpy releases the GIL; values
-            are the same for any number); ``None``: :func:`sampd_plugin.threads.num_threads`.
+            are the same for any number; a worker passes :func:`sampd_plugin.ops.threads.num_threads`).
     Returns:
         float for ``(H, W)`` inputs, else ``(T,)`` float array.
     """
@@ -259,10 +259,6 @@ def boundary_f_measure(pred, gt, void=None, bound_th=0.008, threads=1):
         keep = ~_as_bool(void)
         gt = gt & keep
         pred = pred & (keep if pred.shape[-2:] == gt.shape[-2:] else _resize_nearest(keep, pred.shape[-2:]))
-    if threads is None:
-        from sampd_plugin.threads import num_threads
-
-        threads = num_threads()
     chunks = [slice(k, k + _F_CHUNK) for k in range(0, len(gt), _F_CHUNK)]
     threads = max(1, min(int(threads), len(chunks)))
     score = lambda c: _f_frames(pred[c], gt[c], radius)  # noqa: E731

@@ -1,6 +1,6 @@
-"""Speed of J and F (sampd_plugin.metrics) over 480p mask pairs against the official DAVIS toolkit; prints ratios.
+"""Speed of J and F (sampd_plugin.core.metrics) over 480p mask pairs against the official DAVIS toolkit; prints ratios.
 
-    python benchmarks/metrics_speed.py [--frames 1000] [--height 480] [--width 854] [--chunk 100] [--reference]
+    python perf/metrics_speed.py [--frames 1000] [--height 480] [--width 854] [--chunk 100] [--reference]
         [--threads 2] [--kinds smooth hard]
 
 Pairs are DAVIS-like (``tests/mask_pairs.py``), of two kinds: ``smooth`` (a compact blob and a shifted prediction
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from sampd_plugin.metrics import boundary_f_measure, region_similarity  # noqa: E402
+from sampd_plugin.core.metrics import boundary_f_measure, region_similarity  # noqa: E402
 from tests.davis_toolkit import db_eval_boundary, db_eval_iou  # noqa: E402
 from tests.mask_pairs import KINDS, make_pairs  # noqa: E402
 
