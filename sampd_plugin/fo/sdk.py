@@ -317,7 +317,7 @@ def _stream(tracker, frames, prompts, hw, writer, seq: Sequence, pb, prefix, ski
         for res in tracker.track(frames, prompts):
             last = res.frame_number
             if res.frame_number != skip_frame:
-                writer.add(seq, res.frame_number, labels.frame_detections(res, hw))
+                writer.add(seq, res.frame_number, labels.frame_labels(res, hw))  # crops only: the rest on the writer's thread
                 count += 1
             pb.step(f"{prefix} · frame {res.frame_number}/{total}")
             if on_frame is not None:
