@@ -65,9 +65,10 @@ def template_similarity(template: torch.Tensor, embedding: torch.Tensor, masks: 
     score 0 (and tie). So each candidate's score depends on its own mask only, whatever the other candidates are.
 
     Computed on the union box of the candidates' masks without a ``C``-deep convolution per shift: with
-    ``D(p, q) = <T(p), E(q)>`` (one matrix product), ``h_i(s) = sum_q m_i(q) D(q - s, q)``, i.e. a second matrix
-    product of the candidates' masks with ``D`` re-indexed by shift; the support overlap is a one-channel correlation
-    of indicators.
+    ``D(p, q) = <T(p), E(q)>`` (one matrix product), ``h_i(s) = sum_p m_i(s + p) D(p, s + p)``: the products
+    ``m_i(q) D(p, q)`` summed over the template cells ``p`` into the shift ``s = q - p`` (``F.fold``, whose kernel
+    offsets are the flipped template cells), at a cost of ``B x P x Q`` (template cells x union cells); the support
+    overlap is a one-channel correlation of indicators.
 
     Args:
         template: ``(C, th, tw)`` from :func:`masked_template`
@@ -90,21 +91,9 @@ def template_similarity(template: torch.Tensor, embedding: torch.Tensor, masks: 
     d = flat_t.T @ emb  # (P, Q): D(p, q)
     support = (flat_t != 0).any(0).float()  # (P,) the template's support
 
-    # shift index of each (p, q) pair: s = q - p, offset so that every shift is >= 0
-    dev = masks.device
-    py, px = torch.meshgrid(torch.arange(th, device=dev), torch.arange(tw, device=dev), indexing="ij")
-    qy, qx = torch.meshgrid(torch.arange(uh, device=dev), torch.arange(uw, device=dev), indexing="ij")
-    sy = qy.reshape(1, -1) - py.reshape(-1, 1) + th - 1  # (P, Q)
-    sx = qx.reshape(1, -1) - px.reshape(-1, 1) + tw - 1
-    n_sx = uw + tw - 1
-    s_idx = sy * n_sx + sx
-    q_idx = torch.arange(uh * uw, device=dev).expand_as(s_idx)
-    n_s = (uh + th - 1) * n_sx
-    g = torch.zeros((n_s, uh * uw), dtype=d.dtype, device=d.device)  # (S, Q)
-    g[s_idx, q_idx] = d  # each (s, q) has exactly one p = q - s
-
     w = masks[:, y0:y1, x0:x1].reshape(b, -1).float()  # (B, Q)
-    heat = w @ g.T  # (B, S)
+    shifts = (uh + th - 1, uw + tw - 1)  # s + (th - 1, tw - 1) >= 0
+    heat = F.fold(d.flip(0)[None] * w[:, None], shifts, (th, tw)).view(b, -1)  # (B, S)
     # cells where both supports meet, per shift: the same full correlation on indicators (same shift indexing)
     overlap = F.conv2d(
         (w > 0).float().view(b, 1, uh, uw), support.view(1, 1, th, tw), padding=(th - 1, tw - 1)
