@@ -185,18 +185,21 @@ def group_by_point_count(
         the prompts of the group in input order; ``points`` ``(b, P, 2)`` float and ``labels`` ``(b, P)`` long
         (1 positive, 0 negative), both ``None`` for ``P = 0``
     """
-    rows = []
-    for pos, neg in zip(positives, negatives):
-        pts = ([(pos, 1)] if pos is not None else []) + [(p, 0) for p in neg]
-        rows.append(pts)
+    has_pos = np.array([pos is not None for pos in positives], dtype=bool)
+    counts = has_pos + np.array([len(neg) for neg in negatives], dtype=np.int64)
     groups = []
-    for p in sorted({len(r) for r in rows}):
-        idx = [i for i, r in enumerate(rows) if len(r) == p]
+    for p in np.unique(counts).tolist():
+        idx = np.flatnonzero(counts == p)
         coords = labels = None
-        if p:
-            coords = torch.as_tensor(
-                np.array([[pt for pt, _ in rows[i]] for i in idx], dtype=np.float32), device=device
-            ).reshape(len(idx), p, 2)
-            labels = torch.as_tensor([[lab for _, lab in rows[i]] for i in idx], dtype=torch.int64, device=device)
+        if p:  # each prompt's points: its positive (if any) first, then its negatives, as arrays (no per-point work)
+            coords = np.stack([np.concatenate([np.reshape(positives[i], (-1, 2)) if has_pos[i] else _NONE,
+                                               np.reshape(negatives[i], (-1, 2))]) for i in idx]).astype(np.float32)
+            labels = np.zeros((len(idx), p), dtype=np.int64)
+            labels[has_pos[idx], 0] = 1
+            coords = torch.as_tensor(coords, device=device)
+            labels = torch.as_tensor(labels, device=device)
         groups.append((torch.as_tensor(idx, dtype=torch.long), coords, labels))
     return groups
+
+
+_NONE = np.zeros((0, 2), dtype=np.float32)
