@@ -12,6 +12,7 @@ from sampd_plugin.core.prompts import (
     clip_boxes,
     group_by_point_count,
     mask_points,
+    masks_points,
     mask_to_box,
     negative_points,
     refinement_point,
@@ -365,11 +366,12 @@ def test_invalid_config_is_refused_by_name(kwargs, needle):
 
 
 def _mask_points_whole_frame(mask, k):
-    """The definition of :func:`mask_points` on the whole (zero-padded) frame: the reference for the cropped one."""
+    """The definition of :func:`mask_points` on the whole (zero-padded) frame: the reference for the cropped one
+    (squared distances as integers: OpenCV's float distances vary by one ulp from call to call)."""
     m = np.pad(mask.astype(np.uint8), 1)
     points = []
     for _ in range(k):
-        dist = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        dist = np.rint(cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64) ** 2)
         y, x = divmod(int(np.argmax(dist)), dist.shape[1])
         if dist[y, x] <= 0:
             break
@@ -399,3 +401,23 @@ def test_mask_points_on_the_box_equal_the_whole_frame_transform():
     for m in masks:
         for k in (1, 3):
             assert mask_points(m, k).tolist() == _mask_points_whole_frame(m, k).tolist()
+    # all masks at once (issue 22: one transform per point for all objects), empty masks included: the same points
+    frames = np.zeros((len(masks) + 1, 60, 60), bool)
+    for i, m in enumerate(masks):
+        frames[i, :m.shape[0], :m.shape[1]] = m
+    for k in (1, 3):
+        assert [p.tolist() for p in masks_points(frames, k)] == [mask_points(f, k).tolist() for f in frames]
+
+
+def test_mask_points_break_ties_the_same_way_every_call():
+    """OpenCV's exact transform returns float distances that differ by one ulp between calls on the same input;
+    compared as such, pixels at the same distance would win at random. Squared integer distances: the first pixel
+    in row-major order, every time."""
+    rng = np.random.default_rng(11)
+    m = rng.random((37, 44)) > 0.3
+    first = mask_points(m, 3).tolist()
+    for _ in range(50):
+        assert mask_points(m, 3).tolist() == first
+    sq = np.zeros((9, 9), bool)
+    sq[2:6, 2:6] = True  # four pixels at distance 2 from the boundary: (2, 2)... the first is (3, 3)
+    assert mask_points(sq, 1).tolist() == [[3, 3]]

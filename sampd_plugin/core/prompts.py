@@ -112,29 +112,61 @@ def mask_points(mask: np.ndarray, k: int = 1) -> np.ndarray:
         mask: ``(H, W)`` bool
         k: number of points
 
-    The transform runs on the mask's bounding box with a one-pixel ring of background (the image border, or pixels
-    outside the box): exact, because for a pixel inside the box any background pixel outside the ring is no closer
-    than its projection onto the ring, and row-major order within the box is row-major order in the frame. Its cost
-    is proportional to the object's box, not to the frame (many small objects on a large frame).
+    Returns:
+        ``(min(k, area), 2)`` int ``(x, y)`` pixel indices (empty for an empty mask); :func:`masks_points` computes it
+    """
+    return masks_points([mask], k)[0]
+
+
+def masks_points(masks: Sequence[np.ndarray], k: int = 1) -> List[np.ndarray]:
+    """:func:`mask_points` of several masks, from one distance transform per point for all of them.
+
+    Each mask's bounding box, with a one-pixel ring of background around it, is placed on one canvas (shelves of
+    boxes, a row / column of background between neighbours): the transform of a box with its ring is exact, because
+    for a pixel inside the box any background pixel outside the ring is no closer than its projection onto the ring,
+    and row-major order within the box is row-major order in the frame; so the canvas' transform holds every mask's,
+    and the cost follows the boxes' area, not the frame's (many small objects on a large frame). Distances are
+    compared as squared integers (OpenCV's exact transform returns their float square roots, which it rounds
+    differently from call to call, by one ulp: compared as floats, ties between equally distant pixels would break
+    at random).
+
+    Args:
+        masks: ``N`` ``(H, W)`` bool masks (or an ``(N, H, W)`` array)
+        k: points per mask
 
     Returns:
-        ``(min(k, area), 2)`` int ``(x, y)`` pixel indices (empty for an empty mask)
+        ``N`` arrays ``(min(k, area), 2)`` of int ``(x, y)`` pixel indices (empty for an empty mask)
     """
-    box = mask_to_box(mask)
-    if box is None:
-        return np.zeros((0, 2), dtype=np.int64)
-    x0, y0, x1, y1 = (int(v) for v in box)
-    m = np.pad(mask[y0:y1, x0:x1].astype(np.uint8), 1)
-    points = []
-    for _ in range(k):
-        dist = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        idx = int(np.argmax(dist))
-        y, x = divmod(idx, dist.shape[1])
-        if dist[y, x] <= 0:
-            break
-        points.append((x0 + x - 1, y0 + y - 1))
-        m[y, x] = 0
-    return np.array(points, dtype=np.int64).reshape(-1, 2)
+    out = [np.zeros((0, 2), dtype=np.int64) for _ in range(len(masks))]
+    boxes = [cv2.boundingRect(np.ascontiguousarray(m, dtype=bool).view(np.uint8)) for m in masks]  # = mask_to_box
+    todo = sorted((i for i, b in enumerate(boxes) if b[2] > 0), key=lambda i: -boxes[i][3])
+    if not todo or k < 1:
+        return out
+    width = max(max(boxes[i][2] for i in todo), int(np.sqrt(sum(boxes[i][2] * boxes[i][3] for i in todo)))) + 2
+    at, x, y, shelf = {}, 1, 1, 0  # top-left of each box on the canvas: shelves, tallest boxes first
+    for i in todo:
+        w, h = boxes[i][2:]
+        if x + w + 1 > width:
+            x, y, shelf = 1, y + shelf + 1, 0
+        at[i], x, shelf = (y, x), x + w + 1, max(shelf, h)
+    canvas = np.zeros((y + shelf + 1, width), np.uint8)
+    for i, (cy, cx) in at.items():
+        bx, by, w, h = boxes[i]
+        canvas[cy:cy + h, cx:cx + w] = masks[i][by:by + h, bx:bx + w]
+    points = {i: [] for i in at}
+    for j in range(k):
+        dist2 = np.rint(np.square(cv2.distanceTransform(canvas, cv2.DIST_L2, cv2.DIST_MASK_PRECISE),
+                                  dtype=np.float64))
+        for i, (cy, cx) in at.items():
+            bx, by, w, h = boxes[i]
+            crop = dist2[cy:cy + h, cx:cx + w]
+            y, x = divmod(int(np.argmax(crop)), w)
+            if crop[y, x] > 0 and len(points[i]) == j:  # (a mask with no pixel left stops)
+                points[i].append((bx + x, by + y))
+                canvas[cy + y, cx + x] = 0
+    for i, pts in points.items():
+        out[i] = np.array(pts, dtype=np.int64).reshape(-1, 2)
+    return out
 
 
 def refinement_point(mask: np.ndarray) -> Optional[np.ndarray]:
