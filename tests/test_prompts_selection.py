@@ -236,6 +236,36 @@ def test_refinement_point_is_farthest_from_the_boundary():
     assert refinement_point(np.zeros((5, 5), bool)) is None
 
 
+def test_eq2_of_many_objects_at_once_equals_each_alone():
+    """template_similarities (issue 22: all objects' candidates in groups of padded, batched products) gives each
+    object's template_similarity: objects of very different sizes, an empty candidate, an object with no
+    candidates at all, and a missing template."""
+    from sampd_plugin.core.selection import template_similarities
+
+    g = torch.Generator().manual_seed(5)
+    emb = torch.randn(16, 40, 48, generator=g)
+    templates, masks = [], torch.zeros(7, 4, 40, 48)
+    for i, (th, tw, y, x, hh, ww) in enumerate([(2, 3, 1, 1, 3, 4), (9, 12, 5, 6, 20, 30), (3, 3, 30, 40, 6, 5),
+                                                 (1, 1, 0, 0, 40, 48), (5, 4, 10, 10, 8, 8), (4, 4, 2, 2, 5, 5),
+                                                 (2, 2, 3, 3, 4, 4)]):
+        templates.append(emb[:, 2:2 + th, 3:3 + tw] * (torch.rand(th, tw, generator=g) > 0.3))
+        masks[i, :, y:y + hh, x:x + ww] = torch.rand(4, hh, ww, generator=g) * (torch.rand(4, hh, ww, generator=g) > 0.4)
+    masks[1, 2] = 0  # an empty candidate
+    masks[5] = 0  # no candidate at all
+    templates[6] = None  # no template (empty on the grid)
+    got = template_similarities(templates, emb, masks)
+    assert got.shape == (7, 4)
+    for i in range(7):
+        alone = (torch.full((4,), float("-inf")) if templates[i] is None
+                 else template_similarity(templates[i], emb, masks[i]))
+        assert torch.equal(torch.isinf(got[i]), torch.isinf(alone)), i
+        fin = torch.isfinite(alone)
+        assert torch.allclose(got[i][fin], alone[fin], rtol=1e-5, atol=1e-5), i
+    assert torch.isinf(got[1, 2]) and torch.isinf(got[5]).all() and torch.isinf(got[6]).all()
+    # groups are bounded by the work, not by the number of objects: tiny bounds give the same values
+    assert torch.allclose(template_similarities(templates, emb, masks, max_elements=1), got, rtol=1e-5, atol=1e-5)
+
+
 def test_mask_points_spreads_further_points():
     m = np.zeros((10, 40), bool)
     m[2:8, 2:38] = True

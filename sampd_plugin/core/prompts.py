@@ -25,11 +25,10 @@ def mask_to_box(mask: np.ndarray) -> Optional[np.ndarray]:
     Sec. III-B: the box of the previous frame's mask is the (noisy) prompt for the next frame. This is the library's
     box convention (tracker state, FiftyOne boxes); SAM receives it through :func:`sam_box`.
     """
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
+    if w == 0:
         return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
+    return np.array([x, y, x + w, y + h], dtype=np.float32)
 
 
 def sam_box(boxes: torch.Tensor) -> torch.Tensor:
@@ -138,7 +137,7 @@ def masks_points(masks: Sequence[np.ndarray], k: int = 1) -> List[np.ndarray]:
         ``N`` arrays ``(min(k, area), 2)`` of int ``(x, y)`` pixel indices (empty for an empty mask)
     """
     out = [np.zeros((0, 2), dtype=np.int64) for _ in range(len(masks))]
-    boxes = [cv2.boundingRect(np.ascontiguousarray(m, dtype=bool).view(np.uint8)) for m in masks]  # = mask_to_box
+    boxes = [cv2.boundingRect(np.ascontiguousarray(m, dtype=bool).view(np.uint8)) for m in masks]  # (mask_to_box)
     todo = sorted((i for i, b in enumerate(boxes) if b[2] > 0), key=lambda i: -boxes[i][3])
     if not todo or k < 1:
         return out
