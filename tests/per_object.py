@@ -46,22 +46,28 @@ def box_of(mask):
     return None if rows.size == 0 else np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
 
 
+def points_whole_frame(mask, k):
+    """The definition of :func:`mask_points` on the whole (zero-padded) frame (squared distances as integers:
+    OpenCV's float distances vary by one ulp from call to call)."""
+    m = np.pad(mask.astype(np.uint8), 1)
+    points = []
+    for _ in range(k):
+        dist = np.rint(cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64) ** 2)
+        y, x = divmod(int(np.argmax(dist)), dist.shape[1])
+        if dist[y, x] <= 0:
+            break
+        points.append((x - 1, y - 1))
+        m[y, x] = 0
+    return np.array(points, dtype=np.int64).reshape(-1, 2)
+
+
 def points_of(mask, k):
-    """Farthest-from-boundary points of one mask: a distance transform of its box with a ring of background."""
+    """Farthest-from-boundary points of one mask, by :func:`points_whole_frame` of its box (the per-object way)."""
     box = box_of(mask)
     if box is None:
         return np.zeros((0, 2), np.int64)
     x0, y0, x1, y1 = (int(v) for v in box)
-    m = np.pad(mask[y0:y1, x0:x1].astype(np.uint8), 1)
-    pts = []
-    for _ in range(k):
-        d2 = np.rint(cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64) ** 2)
-        y, x = divmod(int(np.argmax(d2)), d2.shape[1])
-        if d2[y, x] <= 0:
-            break
-        pts.append((x0 + x - 1, y0 + y - 1))
-        m[y, x] = 0
-    return np.array(pts, np.int64).reshape(-1, 2)
+    return points_whole_frame(mask[y0:y1, x0:x1], k) + np.array([x0, y0])
 
 
 def use_per_object_references(monkeypatch):

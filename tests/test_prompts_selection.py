@@ -1,7 +1,6 @@
 """Each paper concept pinned exactly: the prompt grid (Sec. III-C), Eq. 2, the refinement points and the multimask
 pick (Sec. III-D)."""
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -26,6 +25,7 @@ from sampd_plugin.core.selection import (
     similarity_features,
     template_similarity,
 )
+from tests.per_object import points_whole_frame
 
 
 # --- Sec. III-C one-to-many grid ----------------------------------------------------------------------------------
@@ -395,21 +395,6 @@ def test_invalid_config_is_refused_by_name(kwargs, needle):
         SamPDConfig.preset("nope")
 
 
-def _mask_points_whole_frame(mask, k):
-    """The definition of :func:`mask_points` on the whole (zero-padded) frame: the reference for the cropped one
-    (squared distances as integers: OpenCV's float distances vary by one ulp from call to call)."""
-    m = np.pad(mask.astype(np.uint8), 1)
-    points = []
-    for _ in range(k):
-        dist = np.rint(cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64) ** 2)
-        y, x = divmod(int(np.argmax(dist)), dist.shape[1])
-        if dist[y, x] <= 0:
-            break
-        points.append((x - 1, y - 1))
-        m[y, x] = 0
-    return np.array(points, dtype=np.int64).reshape(-1, 2)
-
-
 def test_mask_points_on_the_box_equal_the_whole_frame_transform():
     """Cropping to the mask's box is exact: random blobs, several components, masks touching the image border,
     thin lines, single pixels and ties (squares), for several k."""
@@ -430,7 +415,7 @@ def test_mask_points_on_the_box_equal_the_whole_frame_transform():
     masks += [sq, line, np.ones((6, 9), bool), np.eye(12, dtype=bool)]
     for m in masks:
         for k in (1, 3):
-            assert mask_points(m, k).tolist() == _mask_points_whole_frame(m, k).tolist()
+            assert mask_points(m, k).tolist() == points_whole_frame(m, k).tolist()
     # all masks at once (issue 22: one transform per point for all objects), empty masks included: the same points
     frames = np.zeros((len(masks) + 1, 60, 60), bool)
     for i, m in enumerate(masks):
