@@ -188,10 +188,12 @@ def start_masks(scene, objects):
 def writeback_ms(results, hw, clock):
     """ms per frame of the write-back's own work, without the database: cropping the masks on the tracking thread
     (``labels.frame_labels``) and building the stored documents on the writer's (``labels.detections_document``);
-    ``None`` without FiftyOne."""
+    ``None`` without FiftyOne (or on a revision before the label crop: ``perf/before_after.py``)."""
     try:
         from sampd_plugin.fo import labels
     except ImportError:
+        return None
+    if not hasattr(labels, "detections_document"):
         return None
     t = clock()
     for r in results:
