@@ -15,7 +15,9 @@ Rows (each printed as it is measured; ``--json`` writes them all):
 
 - ``encoder``: ms per frame of each ``--encoders`` model's image encoder (480x854 frame); on the CPU in process CPU
   time with ``--threads`` threads (fair on a shared machine), on CUDA in wall time after synchronisation;
-- ``overhead``: for ``--model`` (default ``vit_b`` on the CPU, ``vit_h`` on CUDA), SAM-PD's per-frame work beyond the
+- ``overhead``: for ``--model`` (default ``vit_b`` on the CPU, ``vit_h`` on CUDA; ``synthetic``: the synthetic
+  segmenter of the generated video, no model: its masks follow the objects, so host work and write-back are those
+  of realistic masks, and its "decoder" is its own rendering), SAM-PD's per-frame work beyond the
   encoder (prompt grid, decoder calls, Eq. 2 selection, refinement, upsampling) for ``--presets`` (default ``full``
   ``box``) and ``--objects`` (default 1 3 on the CPU, 1 3 10 on CUDA), divided by that model's encoder time and by
   the same preset's 1-object row, split into the time inside the decoder, in upsampling the chosen masks to full
@@ -171,12 +173,18 @@ class CachedEncoder:
 
 def scene_and_states(backend, frames, objects, seed=0):
     """A generated video with at least ``objects`` visible objects (smaller and spread over the frame when there are
-    many, as automatic mode's masks: ``object_size = min(1, sqrt(5 / objects))``) and its frames' encodings."""
+    many, as automatic mode's masks: ``object_size = min(1, sqrt(5 / objects))``) and its frames' encodings by
+    ``backend`` (``None``: the synthetic segmenter of that video, whose masks follow its objects) ->
+    ``(backend, scene, images, states)``."""
     scene = SyntheticScene(seed=seed, num_frames=frames, num_objects=objects, height=H, width=W,
                            object_size=min(1.0, (5 / objects) ** 0.5))
+    if backend is None:
+        from sampd_plugin.backends.synthetic import SyntheticSegmenter
+
+        backend = SyntheticSegmenter(scene)
     images = list(scene.iter_frames())
     states = {fn: backend.encode(im, fn) for fn, im in images}
-    return scene, images, states
+    return backend, scene, images, states
 
 
 def start_masks(scene, objects):
@@ -202,9 +210,10 @@ def writeback_ms(results, hw, clock):
 
 
 def overhead_ms(backend, states, scene, images, preset, objects, clock, batch_size=None):
-    """Median per-frame ms (frames 2..) of the tracker on cached encodings, with the decoder calls and prompts of
-    frame 2 and the median per-frame ms inside the decoder and in upsampling (what is left is host work), and the
-    write-back's ms per frame (:func:`writeback_ms`, timed apart)."""
+    """Mean per-frame ms (frames 2..: with ``adaptive`` the frames differ, and the mean is what a video costs) of the
+    tracker on cached encodings, with the mean decoder calls and prompts per frame, the mean ms inside the decoder
+    and in upsampling (what is left is host work), and the write-back's ms per frame (:func:`writeback_ms`, timed
+    apart)."""
     cached = CachedEncoder(backend, states, clock)
     prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m) for i, m in start_masks(scene, objects).items()]
     config = SamPDConfig.preset(preset, decode_batch_size=batch_size)
@@ -217,10 +226,9 @@ def overhead_ms(backend, states, scene, images, preset, objects, clock, batch_si
             results.append(r)
         cached.decode_ms = cached.upsample_ms = 0.0
         t = clock()
-    med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
-    return dict(ms=med(0), calls=rows[0][1], prompts=rows[0][2], decoder_ms=med(3), upsample_ms=med(4),
-                host_ms=statistics.median(r[0] - r[3] - r[4] for r in rows), objects=len(prompts),
-                writeback_ms=writeback_ms(results, (H, W), clock))
+    ms, calls, prompts_, decoder, upsample = (statistics.fmean(col) for col in zip(*rows))
+    return dict(ms=ms, calls=calls, prompts=prompts_, decoder_ms=decoder, upsample_ms=upsample,
+                host_ms=ms - decoder - upsample, objects=len(prompts), writeback_ms=writeback_ms(results, (H, W), clock))
 
 
 # --- a plain paper-style implementation (the comparison baseline) ----------------------------------------------------
@@ -352,7 +360,8 @@ def precision_rows(name, device, images, checkpoint, compile_):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--model", default=None, help="model of the overhead rows (default: vit_b on CPU, vit_h on CUDA)")
+    p.add_argument("--model", default=None, help="model of the overhead rows (default: vit_b on CPU, vit_h on CUDA; "
+                   "synthetic: the synthetic segmenter, no model)")
     p.add_argument("--checkpoint", default=None, help="checkpoint of --model (default: random weights)")
     p.add_argument("--encoders", nargs="+", default=None,
                    help="models whose encoder is timed (default: tiny mobile_sam vit_b vit_h)")
@@ -389,6 +398,8 @@ def main(argv=None):
     images = list(SyntheticScene(seed=0, num_frames=2, num_objects=1, height=H, width=W).iter_frames())
     out["encoder_ms"] = {}
     for name in encoders:
+        if name == "synthetic":  # (no model, no encoder worth timing)
+            continue
         try:
             b = build(name, device, args.checkpoint if name == model else None)
         except ImportError as e:
@@ -402,16 +413,17 @@ def main(argv=None):
         if "vit_h" in out["encoder_ms"]:
             print(f"  {name} encoder / ViT-H encoder: {ms / out['encoder_ms']['vit_h']:.3f}")
 
-    # overhead vs encoder
-    backend = build(model, device, args.checkpoint)
-    enc = out["encoder_ms"].get(model) or encoder_ms(backend, [im for _, im in images], clock)
+    # overhead vs encoder; the scene is encoded once, for every row
+    synthetic = model == "synthetic"  # no model: the host work and write-back of realistic masks
+    backend, scene, imgs, states = scene_and_states(None if synthetic else build(model, device, args.checkpoint),
+                                                    frames, max(objects))
+    enc = out["encoder_ms"].get(model) or encoder_ms(backend, [im for _, im in imgs[:2]], clock)
     out["overhead"] = []
     print(f"\nSAM-PD overhead on {model} (encoder {enc:.1f} ms/frame; decoder batch "
           f"{backend.preferred_batch_size or 'unlimited'}); host = ms/frame - decoder - upsampling; write-back = "
           "masks cropped + documents built, no database (timed apart):")
     print(f"  {'preset':<8} {'objects':>7} {'ms/frame':>10} {'/ encoder':>10} {'calls':>6} {'prompts':>8} "
           f"{'decoder ms':>11} {'upsample ms':>12} {'host ms':>9} {'host/obj':>9} {'write-back':>11} {'/ 1 obj':>8}")
-    scene, imgs, states = scene_and_states(backend, frames, max(objects))  # encoded once, for every row
     for n in objects:
         for preset in args.presets:
             r = overhead_ms(backend, states, scene, imgs, preset, n, clock)
@@ -419,11 +431,11 @@ def main(argv=None):
             row = dict(preset=preset, **r, ratio=r["ms"] / enc, ratio_to_one=None if one is None else r["ms"] / one)
             out["overhead"].append(row)
             wb = "n/a" if r["writeback_ms"] is None else f"{r['writeback_ms']:.1f}"
-            print(f"  {preset:<8} {r['objects']:>7} {r['ms']:10.1f} {row['ratio']:10.3f} {r['calls']:>6} "
-                  f"{r['prompts']:>8} {r['decoder_ms']:11.1f} {r['upsample_ms']:12.1f} {r['host_ms']:9.1f} "
+            print(f"  {preset:<8} {r['objects']:>7} {r['ms']:10.1f} {row['ratio']:10.3f} {r['calls']:>6.3g} "
+                  f"{r['prompts']:>8.4g} {r['decoder_ms']:11.1f} {r['upsample_ms']:12.1f} {r['host_ms']:9.1f} "
                   f"{r['host_ms'] / r['objects']:9.2f} {wb:>11} "
                   f"{'' if row['ratio_to_one'] is None else format(row['ratio_to_one'], '.2f') + 'x':>8}", flush=True)
-        if n == 1 and not args.no_baselines:
+        if n == 1 and not (args.no_baselines or synthetic):
             naive = naive_full_ms(backend, states, scene, imgs, clock)
             full = next(r["ms"] for r in out["overhead"] if r["preset"] == "full" and r["objects"] == 1)
             out["naive"] = dict(ms=naive, ratio=naive / enc, ours_over_naive=full / naive)
@@ -444,7 +456,7 @@ def main(argv=None):
     if ("full", 1) in by and ("full", max(objects)) in by:
         out["objects_ratio"] = by[("full", max(objects))] / by[("full", 1)]
         print(f"  full: {max(objects)} objects / 1 object overhead = {out['objects_ratio']:.2f}")
-    if args.no_e2e:
+    if args.no_e2e or synthetic:
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=2))
         return out
