@@ -2,10 +2,10 @@
 the same results.
 
 The tracker computes, for all objects at once, Eq. 2 of every candidate (``selection.template_similarities``), the
-refinement and next-frame points (``prompts.masks_points``) and the masks' boxes. Here each is computed object by
-object, the way the tracker did before: Eq. 2 as a dense correlation on each object's union box (the ``(S x Q)``
-re-indexed product), the points by a distance transform of each mask's box, the box from the mask's rows and
-columns. :func:`assert_same_tracking` runs the tracker with these and with its own and compares every output.
+refinement and next-frame points (``prompts.masks_points``), the negative points (``prompts.negative_points``) and
+the masks' boxes. Here each is computed object by object, the way the tracker did before: Eq. 2 as a dense
+correlation on each object's union box (the ``(S x Q)`` re-indexed product), the points by a distance transform of
+each mask's box, the negatives by concatenating the others' points, the box from the mask's rows and columns. :func:`assert_same_tracking` runs the tracker with these and with its own and compares every output.
 """
 import cv2
 import numpy as np
@@ -70,12 +70,25 @@ def points_of(mask, k):
     return points_whole_frame(mask[y0:y1, x0:x1], k) + np.array([x0, y0])
 
 
+def negatives_of(object_points, own_masks=None, objects=None):
+    """Each object's negative points built on their own: the others' points concatenated, those inside its mask
+    dropped."""
+    objects = range(len(object_points)) if objects is None else objects
+    out = []
+    for n, i in enumerate(objects):
+        pts = [p for j, p in enumerate(object_points) if j != i and len(p)]
+        pts = np.concatenate(pts).astype(np.int64) if pts else np.zeros((0, 2), np.int64)
+        out.append(pts if own_masks is None else pts[~own_masks[n][pts[:, 1], pts[:, 0]]])
+    return out
+
+
 def use_per_object_references(monkeypatch):
     """Makes the tracker module compute its host work object by object with the references above."""
     monkeypatch.setattr(tr, "template_similarities", lambda templates, emb, masks: torch.stack(
         [eq2_dense(t, emb, m) for t, m in zip(templates, masks)]))
     monkeypatch.setattr(tr, "masks_points", lambda masks, k=1: [points_of(m, k) for m in masks])
     monkeypatch.setattr(tr, "mask_to_box", box_of)
+    monkeypatch.setattr(tr, "negative_points", negatives_of)
 
 
 def assert_same_tracking(run, monkeypatch, rtol=1e-5):

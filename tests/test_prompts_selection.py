@@ -280,10 +280,15 @@ def test_mask_points_spreads_further_points():
 def test_negative_points_come_from_other_objects_and_skip_own_mask():
     own = np.zeros((10, 10), bool)
     own[0:5, 0:5] = True
-    others = [np.array([[7, 7]]), np.array([[2, 2], [8, 1]]), np.zeros((0, 2), np.int64)]
-    neg = negative_points(others, own_mask=own)
-    assert neg.tolist() == [[7, 7], [8, 1]]
-    assert negative_points([]).shape == (0, 2)
+    corner = np.zeros((10, 10), bool)
+    corner[7:, 7:] = True
+    points = [np.array([[1, 1]]), np.array([[7, 7]]), np.array([[2, 2], [8, 1]]), np.zeros((0, 2), np.int64)]
+    first, second = negative_points(points, [own, corner], objects=[0, 2])  # (object 3: no points of its own)
+    assert first.tolist() == [[7, 7], [8, 1]]  # not its own point, nor [2, 2] inside its mask
+    assert second.tolist() == [[1, 1]]  # not its own points, nor [7, 7] inside its mask
+    assert [n.tolist() for n in negative_points(points)] == [[[7, 7], [2, 2], [8, 1]], [[1, 1], [2, 2], [8, 1]],
+                                                             [[1, 1], [7, 7]], [[1, 1], [7, 7], [2, 2], [8, 1]]]
+    assert negative_points([]) == [] and negative_points([np.zeros((0, 2))])[0].shape == (0, 2)
 
 
 def test_points_are_grouped_by_count_never_padded():
@@ -397,7 +402,7 @@ def test_invalid_config_is_refused_by_name(kwargs, needle):
 
 def test_mask_points_on_the_box_equal_the_whole_frame_transform():
     """Cropping to the mask's box is exact: random blobs, several components, masks touching the image border,
-    thin lines, single pixels and ties (squares), for several k."""
+    thin lines, single pixels and ties (squares), large masks (distances in the hundreds), for several k."""
     rng = np.random.default_rng(3)
     masks = []
     for _ in range(60):
@@ -413,7 +418,10 @@ def test_mask_points_on_the_box_equal_the_whole_frame_transform():
     line = np.zeros((15, 15), bool)
     line[7, 2:13] = True
     masks += [sq, line, np.ones((6, 9), bool), np.eye(12, dtype=bool)]
-    for m in masks:
+    yy, xx = np.mgrid[:700, :1300]
+    big = [np.pad(np.ones((401, 1201), bool), 3),  # distances up to 200, tied along the middle row
+           ((yy - 350) ** 2 / 340 ** 2 + (xx - 640) ** 2 / 600 ** 2 < 1) & ~((yy - 300) ** 2 + (xx - 500) ** 2 < 900)]
+    for m in masks + big:
         for k in (1, 3):
             assert mask_points(m, k).tolist() == points_whole_frame(m, k).tolist()
     # all masks at once (issue 22: one transform per point for all objects), empty masks included: the same points

@@ -224,6 +224,7 @@ def test_logits_to_embedding_grid_is_the_cells_foreground_fraction(ratio, size):
     exactly, for SAM's 4 low-resolution cells per embedding cell and other ratios, sizes not multiples of it."""
     state = dataclasses.replace(sam_state(H, W), embed_stride=4 * ratio, mask_stride=4)
     logits = torch.randn(5, *size, generator=torch.Generator().manual_seed(ratio)) - 0.3
+    logits[0] = 1.0  # all foreground: full cells (k * k = 256 pixels for 16)
     fg = (logits > 0).float()[:, None]
     ref = torch.nn.functional.avg_pool2d(fg, ratio, ratio)[:, 0] if ratio > 1 else fg[:, 0]
     assert torch.equal(state.logits_to_embedding_grid(logits), ref)

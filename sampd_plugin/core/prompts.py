@@ -154,18 +154,34 @@ def masks_points(masks: Sequence[np.ndarray], k: int = 1) -> List[np.ndarray]:
         canvas[cy:cy + h, cx:cx + w] = masks[i][by:by + h, bx:bx + w]
     points = {i: [] for i in at}
     for j in range(k):
-        dist2 = np.rint(np.square(cv2.distanceTransform(canvas, cv2.DIST_L2, cv2.DIST_MASK_PRECISE),
-                                  dtype=np.float64))
+        dist = cv2.distanceTransform(canvas, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         for i, (cy, cx) in at.items():
             bx, by, w, h = boxes[i]
-            crop = dist2[cy:cy + h, cx:cx + w]
-            y, x = divmod(int(np.argmax(crop)), w)
-            if crop[y, x] > 0 and len(points[i]) == j:  # (a mask with no pixel left stops)
-                points[i].append((bx + x, by + y))
-                canvas[cy + y, cx + x] = 0
+            if len(points[i]) == j:  # (a mask with no pixel left stops)
+                at_max = _first_farthest(dist[cy:cy + h, cx:cx + w])
+                if at_max is not None:
+                    y, x = divmod(at_max, w)
+                    points[i].append((bx + x, by + y))
+                    canvas[cy + y, cx + x] = 0
     for i, pts in points.items():
         out[i] = np.array(pts, dtype=np.int64).reshape(-1, 2)
     return out
+
+
+def _first_farthest(dist: np.ndarray) -> Optional[int]:
+    """Row-major index of the first pixel of the largest squared distance in an exact Euclidean distance transform
+    ``dist`` (float32 square roots of integers, each within an ulp), or ``None`` if all are 0.
+
+    The squared distances are compared as integers, but only for the pixels that can hold the largest: those not
+    below ``sqrt(M - 1)`` (``M`` the largest squared distance), a few pixels rather than the whole transform in
+    float64 (two distinct squared distances below 4e6 lie further apart than an ulp of their roots)."""
+    top = float(dist.max())
+    if top <= 0:
+        return None
+    m = round(top * top)
+    near = np.flatnonzero(dist >= np.float32(np.sqrt(m - 1)))  # every pixel at sqrt(m) (and some at sqrt(m - 1))
+    squares = np.rint(np.square(dist[np.divmod(near, dist.shape[1])], dtype=np.float64))
+    return int(near[np.argmax(squares == m)])
 
 
 def refinement_point(mask: np.ndarray) -> Optional[np.ndarray]:
@@ -176,25 +192,34 @@ def refinement_point(mask: np.ndarray) -> Optional[np.ndarray]:
 
 
 def negative_points(
-    object_points: Sequence[np.ndarray], own_mask: Optional[np.ndarray] = None
-) -> np.ndarray:
-    """Negative prompts of one object (Sec. III-D, Table V): the points sampled from the *other* objects.
+    object_points: Sequence[np.ndarray],
+    own_masks: Optional[Sequence[np.ndarray]] = None,
+    objects: Optional[Sequence[int]] = None,
+) -> List[np.ndarray]:
+    """Negative prompts (Sec. III-D, Table V) of several objects at once: each object's are the points sampled from
+    the *other* objects.
 
     Args:
-        object_points: for each other object, a ``(k, 2)`` array of its points (from :func:`mask_points`)
-        own_mask: optional ``(H, W)`` bool mask of the object itself; points falling inside it are dropped (masks
-            of different objects may overlap, and a negative point on the object would erase it)
+        object_points: per object ``j``, a ``(k_j, 2)`` array of its points (from :func:`mask_points`)
+        own_masks: optional, per object of ``objects``, its ``(H, W)`` bool mask; points falling inside it are
+            dropped (masks of different objects may overlap, and a negative point on the object would erase it)
+        objects: the indices into ``object_points`` of the objects whose negatives are wanted (default: all; the
+            others only give negatives)
 
     Returns:
-        ``(M, 2)`` int ``(x, y)`` points
+        per object of ``objects``, ``(M, 2)`` int ``(x, y)`` points: the other objects' in their order
     """
-    pts = [p for p in object_points if len(p)]
-    if not pts:
-        return np.zeros((0, 2), dtype=np.int64)
-    pts = np.concatenate(pts, axis=0)
-    if own_mask is not None:
-        pts = pts[~own_mask[pts[:, 1], pts[:, 0]]]
-    return pts
+    objects = range(len(object_points)) if objects is None else objects
+    pts = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in object_points]
+    every = np.concatenate(pts) if pts else np.zeros((0, 2), dtype=np.int64)  # (P, 2) all points, once
+    owner = np.repeat(np.arange(len(pts)), [len(p) for p in pts])
+    out = []
+    for n, i in enumerate(objects):
+        keep = owner != i
+        if own_masks is not None:
+            keep &= ~own_masks[n][every[:, 1], every[:, 0]]
+        out.append(every[keep])
+    return out
 
 
 def group_by_point_count(
@@ -222,15 +247,21 @@ def group_by_point_count(
     for p in np.unique(counts).tolist():
         idx = np.flatnonzero(counts == p)
         coords = labels = None
-        if p:  # each prompt's points: its positive (if any) first, then its negatives, as arrays (no per-point work)
-            coords = np.stack([np.concatenate([np.reshape(positives[i], (-1, 2)) if has_pos[i] else _NONE,
-                                               np.reshape(negatives[i], (-1, 2))]) for i in idx]).astype(np.float32)
+        if p:  # each prompt's points: its positive (if any) first, then its negatives (one copy per kind of prompt)
+            coords = np.empty((len(idx), p, 2), dtype=np.float32)
+            pos = has_pos[idx]
+            for rows, first in ((pos, 1), (~pos, 0)):
+                if not rows.any():
+                    continue
+                if first:
+                    coords[rows, 0] = np.stack([np.reshape(positives[i], 2) for i in idx[rows]])
+                if p > first:
+                    coords[rows, first:] = np.concatenate([np.reshape(negatives[i], (-1, 2)) for i in idx[rows]]
+                                                          ).reshape(-1, p - first, 2)
             labels = np.zeros((len(idx), p), dtype=np.int64)
-            labels[has_pos[idx], 0] = 1
+            labels[pos, 0] = 1
             coords = torch.as_tensor(coords, device=device)
             labels = torch.as_tensor(labels, device=device)
         groups.append((torch.as_tensor(idx, dtype=torch.long), coords, labels))
     return groups
 
-
-_NONE = np.zeros((0, 2), dtype=np.float32)

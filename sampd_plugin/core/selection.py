@@ -207,7 +207,7 @@ def pick_multimask(
         ``(N,)`` indices into ``K``
     """
     if rule == "largest":
-        return (logits > 0).flatten(2).sum(-1).argmax(dim=1)
+        return (logits > 0).flatten(2).sum(-1, dtype=torch.int32).argmax(dim=1)
     if rule == "max_iou_prev":
         if previous is None:
             raise ValueError("rule 'max_iou_prev' needs the previous masks")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -254,10 +255,8 @@ class SamPDTracker:
 
         # Stage 1, one-to-many (Sec. III-B/C) from the previous frame's prompts, then the many-to-one pick.
         use_neg = k > 0 and cfg.negatives_in_first_stage
-        negs = [
-            negative_points([o.points[:k] for o in tracks + new if o is not t], own_mask=t.mask) if use_neg else _NO_POINTS
-            for t in tracks
-        ]
+        negs = (negative_points([o.points[:k] for o in tracks + new], [t.mask for t in tracks], range(n)) if use_neg
+                else [_NO_POINTS] * n)
         if cfg.adaptive:
             chosen, chosen_iou, scores = self._adaptive_first_stage(state, feats, tracks, negs)
         else:
@@ -271,11 +270,8 @@ class SamPDTracker:
             todo = [i for i in range(n) if len(pts[i])]
             if todo:
                 use_neg = k > 0 and cfg.negatives_in_refinement
-                others = [pts[j][:k] for j in range(n)] + [o.points[:k] for o in new]
-                negs = [
-                    negative_points(others[:i] + others[i + 1 :], own_mask=masks[i]) if use_neg else _NO_POINTS
-                    for i in todo
-                ]
+                negs = (negative_points([p[:k] for p in pts] + [o.points[:k] for o in new], masks[todo], todo)
+                        if use_neg else [_NO_POINTS] * len(todo))
                 dec = self._decode(state, positives=[pts[i][0] for i in todo], negatives=negs, multimask=True)
                 prev = torch.stack([tracks[i].grid_mask for i in todo])
                 pick = pick_multimask(dec.low_res_logits, cfg.multimask_pick, prev)
@@ -288,7 +284,7 @@ class SamPDTracker:
                 masks = self.backend.upsample(state, chosen).cpu().numpy()
 
         # every object's area, box and next-frame points at once, then the lost / re-acquire policy per object
-        areas = masks.reshape(n, -1).sum(1)
+        areas = [cv2.countNonZero(m.view(np.uint8)) for m in masks]
         boxes = [mask_to_box(m) for m in masks]
         points = masks_points(masks, max(1, k)) if _uses_track_points(cfg) else [_NO_POINTS] * n
         ious, scores = chosen_iou.tolist(), scores.tolist()
