@@ -5,6 +5,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import sampd_plugin as sp
+from sampd_plugin.fo import ui
 
 from . import forms
 
@@ -61,9 +62,9 @@ class EvaluateTracking(foo.Operator):
                                  overwrite=bool(p.get("overwrite")), failure_th=float(p.get("failure_th") or 0.5),
                                  **forms.sequence_kwargs(p))
         forms.finish(ctx)
-        res = forms.jf_summary(results, key)
+        res = results.scores()
         res.update(forms.jf_report(results))
-        res["views"] = sp.view_names(key)
+        res["views"] = ui.view_names(key)
         res["message"] = (f"J&F {res['jf']:.3f} (J {res['j']:.3f}, F {res['f']:.3f}) over {res['num_objects']} "
                           f"objects of {res['num_sequences']} sequences; browse the failures with "
                           "'browse_tracking_failures'"

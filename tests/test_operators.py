@@ -13,6 +13,8 @@ from fiftyone.operators.executor import ExecutionContext, ExecutionError, Execut
 from fiftyone.operators.executor import ValidationContext  # noqa: E402
 
 import sampd_plugin as sp  # noqa: E402
+from sampd_plugin.fo import ui  # noqa: E402
+from sampd_plugin.fo.jobs import finish_job  # noqa: E402
 from sampd_plugin.fo.labels import paste_mask  # noqa: E402
 from tests.test_sdk import check_written_fields, gt_snapshot  # noqa: E402
 
@@ -259,7 +261,7 @@ def test_split_job_is_evaluated_by_its_last_operation(plugin, make_synthetic):
     assert ds.list_evaluations() == ["sampd_jf"] and ds.has_saved_view("sampd_jf_failures")
     direct = sp.evaluate_jf(ds, "sampd", eval_key=None)
     assert evaluated[0]["jf"] == pytest.approx(direct.summary["J&F-Mean"], abs=5e-4)
-    assert sp.finish_job(ds, parent["job_id"]) is None  # claimed once: a re-run operation does not evaluate again
+    assert finish_job(ds, parent["job_id"]) is None  # claimed once: a re-run operation does not evaluate again
 
 
 def test_evaluation_output_is_a_compact_table_and_plots(plugin, make_synthetic):
@@ -286,7 +288,7 @@ def test_plot_tracking_shows_plots_and_opens_a_failure_frame(plugin, make_synthe
     sp.track(ds, model="synthetic", config="point", progress=False)
     results = sp.evaluate_jf(ds, "sampd", eval_key="jf")
     worst = min((x for x in results.per_object() if x["first_failure"]), key=lambda x: x["JF"])
-    name = sp.object_name(worst)
+    name = ui.object_name(worst)
     form = foo.get_operator(uri("plot_tracking")).resolve_type(
         ExecutionContext(request_params=dict(dataset_name=ds.name, params={})), "inputs").to_json()
     assert name in form["type"]["properties"]["open"]["type"]["values"]
@@ -304,7 +306,7 @@ def test_forms_warn_about_sam_without_checkpoint_or_gpu(plugin, make_synthetic):
     ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
     ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params={}))
     props = foo.get_operator(uri("track_objects")).resolve_type(ctx, "inputs").to_json()["type"]["properties"]
-    if sp.resolve_device(None) == "cpu" and "is not on this machine" in str(props.get("checkpoint_status")):
+    if ui.resolve_device(None) == "cpu" and "is not on this machine" in str(props.get("checkpoint_status")):
         warning = props["model_warning"]["view"]
         assert "no GPU" in warning["description"] and "fiftyone delegated launch" in warning["description"]
     else:  # a machine with a GPU or the checkpoint: nothing to warn about

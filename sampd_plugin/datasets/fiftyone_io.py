@@ -13,7 +13,7 @@ one image sample per frame with
   YouTube-VOS: only the objects of the frame's PNG (first appearances in ``valid``), ``label`` = the category of
   ``meta.json``; UVO: one detection per track visible on the frame, ``label = "object"``, attribute ``track_id``.
 
-Trees written by :mod:`sampd_plugin.synthetic.layouts` also give every sample a ``synthetic`` field (its scene's
+Trees written by :mod:`sampd_plugin.synthetic.trees` also give every sample a ``synthetic`` field (its scene's
 parameters), so ``sampd_plugin.track(..., model="synthetic")`` works on them. YouTube-VOS samples also have
 ``submission_frame`` (bool: the frame is listed in ``meta.json``, its prediction goes
 into the submission); the dataset's ``info`` records the split and, when the tree has ``train/meta.json``, the

@@ -528,6 +528,14 @@ class JFResults(foe.EvaluationResults):
     def get_meta(self):
         return {k: v for k, v in self.summary.items() if not isinstance(v, dict)}
 
+    def scores(self) -> dict:
+        """The headline of the run, JSON: ``eval_key``, ``jf``, ``j``, ``f`` (3 decimals; ``None`` without scored
+        objects), ``num_objects``, ``num_sequences``."""
+        s = self.summary
+        r3 = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
+        return dict(eval_key=self.key, jf=r3(s.get("J&F-Mean")), j=r3(s.get("J-Mean")), f=r3(s.get("F-Mean")),
+                    num_objects=s.get("num_objects"), num_sequences=s.get("num_sequences"))
+
     def per_object(self):
         """Per-object rows: ``sample_id, sequence, index, label, first_frame, first_failure, num_frames``
         (scored), ``lost_frames, JF, J_mean, J_recall, J_decay, F_mean, F_recall, F_decay``."""

@@ -56,6 +56,12 @@ def marker_field(label_field: str) -> str:
     return field_name(label_field) + MARKER_SUFFIX
 
 
+def output_fields(dataset) -> List[str]:
+    """The SAM-PD output fields of a dataset, sorted: the names ``f`` that have a sample-level run marker field
+    ``f + MARKER_SUFFIX`` (whether the label field ``f`` itself exists is the caller's question)."""
+    return sorted(f[: -len(MARKER_SUFFIX)] for f in dataset.get_field_schema() if f.endswith(MARKER_SUFFIX))
+
+
 def quality_fields(label_field: str) -> Dict[str, Tuple[type, dict]]:
     """The frame-level quality fields of an output field, ``{name: (field type, add_field kwargs)}``:
     ``<f>_confidence`` (float: the lowest object confidence of the frame) and ``<f>_doubtful`` (a ``Classification``

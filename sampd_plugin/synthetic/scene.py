@@ -41,6 +41,10 @@ TEXTURES = ("stripes", "checker", "dots", "rings", "diagonal", "grid")
 MAX_SPEED = 0.10
 #: the scene-parameter keys stored on dataset samples (see :meth:`SyntheticScene.params`)
 PARAM_KEYS = ("seed", "num_frames", "num_objects", "height", "width", "start_frames", "object_size")
+#: where a generated sequence keeps its scene's :attr:`SyntheticScene.params`: the sample field of the FiftyOne
+#: datasets of :mod:`sampd_plugin.synthetic.dataset` (on every sample), the value a segmenter finds under this name
+#: (:meth:`sampd_plugin.backends.base.PromptableSegmenter.for_sequence`)
+SCENE_FIELD = "synthetic"
 
 
 @dataclasses.dataclass(frozen=True)
