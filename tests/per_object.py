@@ -86,7 +86,7 @@ def use_per_object_references(monkeypatch):
     """Makes the tracker module compute its host work object by object with the references above."""
     monkeypatch.setattr(tr, "template_similarities", lambda templates, emb, masks: torch.stack(
         [eq2_dense(t, emb, m) for t, m in zip(templates, masks)]))
-    monkeypatch.setattr(tr, "masks_points", lambda masks, k=1: [points_of(m, k) for m in masks])
+    monkeypatch.setattr(tr, "masks_points", lambda masks, k=1, boxes=None: [points_of(m, k) for m in masks])
     monkeypatch.setattr(tr, "mask_to_box", box_of)
     monkeypatch.setattr(tr, "negative_points", negatives_of)
 

@@ -430,6 +430,8 @@ def test_mask_points_on_the_box_equal_the_whole_frame_transform():
         frames[i, :m.shape[0], :m.shape[1]] = m
     for k in (1, 3):
         assert [p.tolist() for p in masks_points(frames, k)] == [mask_points(f, k).tolist() for f in frames]
+        boxes = [mask_to_box(f) for f in frames]  # (given by the caller: the same points)
+        assert [p.tolist() for p in masks_points(frames, k, boxes)] == [mask_points(f, k).tolist() for f in frames]
 
 
 def test_mask_points_break_ties_the_same_way_every_call():

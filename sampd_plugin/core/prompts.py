@@ -117,7 +117,8 @@ def mask_points(mask: np.ndarray, k: int = 1) -> np.ndarray:
     return masks_points([mask], k)[0]
 
 
-def masks_points(masks: Sequence[np.ndarray], k: int = 1) -> List[np.ndarray]:
+def masks_points(masks: Sequence[np.ndarray], k: int = 1,
+                 boxes: Optional[Sequence[Optional[np.ndarray]]] = None) -> List[np.ndarray]:
     """:func:`mask_points` of several masks, from one distance transform per point for all of them.
 
     Each mask's bounding box, with a one-pixel ring of background around it, is placed on one canvas (shelves of
@@ -132,12 +133,17 @@ def masks_points(masks: Sequence[np.ndarray], k: int = 1) -> List[np.ndarray]:
     Args:
         masks: ``N`` ``(H, W)`` bool masks (or an ``(N, H, W)`` array)
         k: points per mask
+        boxes: the masks' :func:`mask_to_box` when the caller has them (else they are computed)
 
     Returns:
         ``N`` arrays ``(min(k, area), 2)`` of int ``(x, y)`` pixel indices (empty for an empty mask)
     """
     out = [np.zeros((0, 2), dtype=np.int64) for _ in range(len(masks))]
-    boxes = [cv2.boundingRect(np.ascontiguousarray(m, dtype=bool).view(np.uint8)) for m in masks]  # (mask_to_box)
+    if boxes is None:
+        boxes = [cv2.boundingRect(np.ascontiguousarray(m, dtype=bool).view(np.uint8)) for m in masks]
+    else:  # (x, y, w, h) as cv2.boundingRect gives them
+        boxes = [(0, 0, 0, 0) if b is None else (int(b[0]), int(b[1]), int(b[2] - b[0]), int(b[3] - b[1]))
+                 for b in boxes]
     todo = sorted((i for i, b in enumerate(boxes) if b[2] > 0), key=lambda i: -boxes[i][3])
     if not todo or k < 1:
         return out

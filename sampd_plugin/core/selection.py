@@ -101,28 +101,32 @@ def template_similarities(templates: Sequence[torch.Tensor], embedding: torch.Te
     n, g, h, w = masks.shape
     out = torch.full((n, g), float("-inf"), dtype=torch.float32, device=masks.device)
     c = embedding.shape[0]
-    sizes = {}  # object -> (th, tw, union box)
+    sizes = {}  # object -> (th, tw, uh, uw), and the top-left of its union box
+    corner = {}
     for i, box in enumerate(_union_boxes(masks)):
         if box is not None and templates[i] is not None:
-            sizes[i] = (*templates[i].shape[1:], box)
-    work = lambda i: g * sizes[i][0] * sizes[i][1] * (sizes[i][2][2] - sizes[i][2][0]) * (sizes[i][2][3] - sizes[i][2][1])  # noqa: E731
-    todo = sorted(sizes, key=work, reverse=True)
+            sizes[i] = (*templates[i].shape[1:], box[2] - box[0], box[3] - box[1])
+            corner[i] = box[:2]
+    work = {i: g * th * tw * uh * uw for i, (th, tw, uh, uw) in sizes.items()}
+    todo = sorted(sizes, key=work.get, reverse=True)
     while todo:
-        group = [todo.pop(0)]
-        while todo:
-            cand = group + [todo[0]]
-            th, tw, uh, uw = _padded(sizes, cand)
-            padded = len(cand) * g * th * tw * uh * uw
-            if padded > 2 * sum(work(i) for i in cand) or padded > max_elements:
+        group, own = [todo[0]], work[todo[0]]
+        th, tw, uh, uw = sizes[todo[0]]
+        for i in todo[1:]:  # the next largest objects join while the padded work stays within bounds
+            grown = [max(a, b) for a, b in zip((th, tw, uh, uw), sizes[i])]
+            padded = (len(group) + 1) * g * grown[0] * grown[1] * grown[2] * grown[3]
+            if padded > 2 * (own + work[i]) or padded > max_elements:
                 break
-            group.append(todo.pop(0))
-        th, tw, uh, uw = _padded(sizes, group)
+            group.append(i)
+            own += work[i]
+            th, tw, uh, uw = grown
+        todo = todo[len(group):]
         b = len(group)
         t = embedding.new_zeros((b, c, th, tw), dtype=torch.float32)
         e = embedding.new_zeros((b, c, uh, uw), dtype=torch.float32)
         m = masks.new_zeros((b, g, uh, uw), dtype=torch.float32)
         for k, i in enumerate(group):
-            y0, x0 = (min(v, size - u) for v, size, u in zip(sizes[i][2][:2], (h, w), (uh, uw)))
+            y0, x0 = min(corner[i][0], h - uh), min(corner[i][1], w - uw)
             t[k, :, :sizes[i][0], :sizes[i][1]] = templates[i]
             e[k] = embedding[:, y0:y0 + uh, x0:x0 + uw]
             m[k] = masks[i, :, y0:y0 + uh, x0:x0 + uw]
@@ -150,12 +154,6 @@ def _union_boxes(masks: torch.Tensor):
     last = lambda a: a.shape[-1] - first(a.flip(-1))  # noqa: E731
     boxes = torch.stack([first(rows), first(cols), last(rows), last(cols), rows.any(-1).int()], 1).tolist()
     return [tuple(b[:4]) if b[4] else None for b in boxes]
-
-
-def _padded(sizes, group):
-    """``(th, tw, uh, uw)``: the largest template and union box of a group of objects."""
-    return (max(sizes[i][0] for i in group), max(sizes[i][1] for i in group),
-            max(sizes[i][2][2] - sizes[i][2][0] for i in group), max(sizes[i][2][3] - sizes[i][2][1] for i in group))
 
 
 def iou_with_previous(logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:

@@ -286,7 +286,7 @@ class SamPDTracker:
         # every object's area, box and next-frame points at once, then the lost / re-acquire policy per object
         areas = [cv2.countNonZero(m.view(np.uint8)) for m in masks]
         boxes = [mask_to_box(m) for m in masks]
-        points = masks_points(masks, max(1, k)) if _uses_track_points(cfg) else [_NO_POINTS] * n
+        points = masks_points(masks, max(1, k), boxes) if _uses_track_points(cfg) else [_NO_POINTS] * n
         ious, scores = chosen_iou.tolist(), scores.tolist()
         return {t.object_id: self._update(state, feats, t, masks[i], chosen[i], ious[i], scores[i], int(areas[i]),
                                           boxes[i], points[i])
