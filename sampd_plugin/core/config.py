@@ -183,6 +183,11 @@ class SamPDConfig:
             raise ValueError(f"unknown SamPDConfig settings: {sorted(unknown)}")
         return cls(**d)
 
+    @property
+    def preset_name(self) -> Optional[str]:
+        """The name of the preset (:data:`PRESETS`) that this configuration is, or ``None`` (settings of its own)."""
+        return next((name for name in PRESETS if SamPDConfig.preset(name) == self), None)
+
     @classmethod
     def preset(cls, name: str, **overrides) -> "SamPDConfig":
         """A named paper ablation row (Tables III and V); see :data:`PRESETS`."""

@@ -21,6 +21,12 @@ from sampd_plugin.ops.ownership import DEFAULT_STALE_SECONDS
 
 #: ``"track"``: prompted tracking (VOS); ``"auto"``: automatic masks on the first frame, then tracking (VIS)
 MODES = ("track", "auto")
+#: the method (preset) of each mode when the request names none: the paper's full method for prompted tracking;
+#: adaptive denoising (our extension, not a paper preset) in automatic mode, where tens to 100 objects per frame make
+#: 18 boxes per object the bulk of the work: about a quarter of ``full``'s decoder passes at 10 / 30 / 100 objects
+#: on the synthetic benchmark, J&F within about a point of it (docs/performance.md, "Many objects"). The paper's
+#: VIS setting is ``config="full"``.
+DEFAULT_PRESETS = {"track": "full", "auto": "adaptive"}
 #: the default output field of each mode
 DEFAULT_LABEL_FIELDS = {"track": "sampd", "auto": "sampd_auto"}
 
@@ -36,7 +42,8 @@ class TrackRequest:
         label_field: output field (default: :data:`DEFAULT_LABEL_FIELDS` of the mode)
         max_objects: ``"auto"``: automatic masks tracked per sequence, best first
         config: a :class:`~sampd_plugin.core.config.SamPDConfig`; given as a preset name, a dict or ``None`` (the
-            paper's full method), it is parsed here, once
+            mode's :data:`DEFAULT_PRESETS`: ``"full"``, the paper's method, for ``"track"``; ``"adaptive"`` for
+            ``"auto"``), it is parsed here, once
         model: ``"vit_h"``, ``"vit_l"``, ``"vit_b"``, ``"mobile_sam"``, ``"tiny"``, ``"synthetic"``
             (:mod:`sampd_plugin.backends.registry`) or a segmenter instance (not for delegated operations)
         checkpoint: optional checkpoint path
@@ -93,7 +100,7 @@ class TrackRequest:
         put("max_objects", _integer(self.max_objects, "max_objects"))
         put("batch_frames", _integer(self.batch_frames, "batch_frames"))
         try:
-            put("config", as_config(self.config))
+            put("config", as_config(DEFAULT_PRESETS[self.mode] if self.config is None else self.config))
         except (ValueError, TypeError) as e:
             raise SampdInputError(str(e), field="config") from None
         try:

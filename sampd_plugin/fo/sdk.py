@@ -169,7 +169,7 @@ def _run(samples, request: TrackRequest, progress, operation) -> dict:
     summary = dict(label_field=plan.label_field, samples=len(plan.todo) + len(plan.done) + len(plan.busy),
                    tracked=[], skipped=list(plan.done), busy=dict(plan.busy), failed={}, frames=0, objects=0,
                    seconds=0.0, frames_per_second=None, device=backends.device, model=backends.model, run=plan.key,
-                   mode=request.mode)
+                   mode=request.mode, method=request.config.preset_name or "custom")
     for key, message in plan.busy.items():
         logger.warning("skipped (another run is writing it): %s", message)
     for message in plan.stale.values():

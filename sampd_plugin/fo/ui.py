@@ -12,7 +12,8 @@ registers the plugin) imports neither torch nor the tracking code.
 ``run_states``           the state of every run on every sequence (done, running, stale, failed, ...)
 ``MODELS`` ...           model choices and checks: ``MODEL_LABELS``, ``check_model``, ``checkpoint_status``,
                          ``model_warning``, ``resolve_device``
-``PRESETS`` ...          the config presets (paper table rows, then extensions) and ``PRESET_LABELS``
+``PRESETS`` ...          the config presets (paper table rows, then extensions) and ``PRESET_LABELS``;
+                         ``DEFAULT_PRESETS``: each mode's default (``sampd_plugin.fo.request``)
 ``jf_eval_keys``         the J&F evaluations of a dataset
 ``VIEWS`` ...            the saved failure views: ``view_name``, ``view_names``, ``failure_frame``
 ``figure_json``          a plotly figure as the App's plot view takes it; ``object_name`` names an object's row
@@ -29,6 +30,7 @@ _MODULES = {
     "sampd_plugin.backends.registry": ("MODELS", "MODEL_LABELS", "check_model", "checkpoint_status", "model_warning",
                                        "resolve_device"),
     "sampd_plugin.core.config": ("PRESETS", "PRESET_LABELS"),
+    "sampd_plugin.fo.request": ("DEFAULT_PRESETS",),
     "sampd_plugin.fo.evaluation": ("jf_eval_keys",),
     "sampd_plugin.fo.views": ("VIEWS", "view_name", "view_names", "failure_frame"),
     "sampd_plugin.fo.plots": ("figure_json",),
