@@ -56,8 +56,8 @@ class AutoTrackObjects(foo.Operator):
 def _validate(inputs, ctx, target, label_prop):
     try:
         plan = sp.plan_track(target, forms.track_request(ctx, "auto"))
-    except ValueError as e:  # SampdInputError included
-        forms.refuse(label_prop, e)
+    except ValueError as e:  # SampdInputError: its .field is the input at fault
+        forms.refuse_input(inputs, e, fallback=label_prop)
         return
     if plan.errors:
         forms.error(inputs, "\n".join(plan.errors[:5]), label="Invalid input: nothing will be written")

@@ -77,6 +77,20 @@ def refuse(prop, message):
     return prop
 
 
+#: form inputs named otherwise than the request setting they give
+INPUT_OF = {"config": "preset"}
+
+
+def refuse_input(inputs, e, fallback=None):
+    """Shows a refused input at the form input that ``e.field`` names (:class:`sampd_plugin.SampdInputError`: the
+    request setting at fault; :data:`INPUT_OF`), else at ``fallback``, else in an error box."""
+    field = getattr(e, "field", None)
+    prop = inputs.get_property(INPUT_OF.get(field, field)) if field else None
+    if prop is None and fallback is None:
+        return error(inputs, e)
+    return refuse(prop if prop is not None else fallback, e)
+
+
 def error(inputs, message, name="sampd_error", label="Cannot run"):
     """An error box in the form that also invalidates it."""
     prop = inputs.view(name, types.Error(label=label, description=str(message)))
@@ -140,7 +154,7 @@ def sequence_inputs(inputs, ctx, target):
         layout = ui.layout_of(target, **sequence_kwargs(ctx.params, seq_default, order_default))
         n = len(layout.sequences())
     except ValueError as e:  # SampdInputError: its .field is the input at fault
-        refuse(order if getattr(e, "field", None) == "order_field" else seq, e)
+        refuse_input(inputs, e, fallback=seq)
         return None
     notice(inputs, f"{n} image sequence(s) ({len(layout.samples)} images) in the target", "sequences")
     return layout
@@ -189,8 +203,8 @@ def model_inputs(inputs, ctx, with_preset=True, mode="track"):
         if status:
             notice(inputs, status, "checkpoint_status")
         ui.check_model(model, ctx.params.get("checkpoint") or None)
-    except (FileNotFoundError, ValueError) as e:
-        refuse(ckpt, e)
+    except (FileNotFoundError, ValueError) as e:  # SampdInputError: its .field is the input at fault
+        refuse_input(inputs, e, fallback=ckpt)
     else:
         device = ctx.params.get("device")
         advice = ui.model_warning(model, ctx.params.get("checkpoint") or None, None if device == "auto" else device)
@@ -213,12 +227,17 @@ def model_inputs(inputs, ctx, with_preset=True, mode="track"):
 
 def delegation_inputs(inputs, ctx, num_sequences=None, evaluate=False):
     """``samples_per_operation``, and a note of what scheduling the job queues (``num_sequences`` known)."""
-    inputs.int("samples_per_operation", default=1, min=0, label="Samples per delegated operation", required=False,
+    inputs.int("samples_per_operation", default=ui.SAMPLES_PER_OPERATION, min=0, required=False,
+               label="Samples per delegated operation",
                description="when delegated, the job is split into one queued operation per this many samples so that "
                            "several `fiftyone delegated launch` workers share it (0 = one operation)")
     if num_sequences:
-        notice(inputs, scheduling_note(num_sequences, int(param(ctx.params, "samples_per_operation", 1)), evaluate),
-               "scheduling")
+        notice(inputs, scheduling_note(num_sequences, samples_per_operation(ctx.params), evaluate), "scheduling")
+
+
+def samples_per_operation(params):
+    """The form's ``samples_per_operation`` (its default when absent)."""
+    return int(param(params, "samples_per_operation", ui.SAMPLES_PER_OPERATION))
 
 
 def operations_for(num_sequences, per_op):
@@ -247,6 +266,12 @@ def param(params, name, default):
     return default if value is None else value
 
 
+def default_prompt_field(dataset):
+    """The default prompt field of a tracking form: the request's default when the dataset has it, else its first
+    Detections field."""
+    return choice(sp.TrackRequest.prompt_field, frame_label_fields(dataset))
+
+
 def default_label_field(ctx, mode):
     """The default output field of a tracking form: the mode's default name, made free on the dataset."""
     return free_frame_field(ctx.dataset, sp.TrackRequest(mode=mode).label_field)
@@ -260,7 +285,7 @@ def track_request(ctx, mode):
     params = ctx.params
     defaults = dict(mode=mode, label_field=default_label_field(ctx, mode))
     if mode == "track":
-        defaults["prompt_field"] = params.get("prompt_field") or choice("ground_truth", frame_label_fields(ctx.dataset))
+        defaults["prompt_field"] = params.get("prompt_field") or default_prompt_field(ctx.dataset)
         if params.get("evaluate") is None:
             defaults["evaluate"] = is_ground_truth(ctx.target_view(), defaults["prompt_field"], sequence_kwargs(params))
     return sp.TrackRequest.from_params(params, **defaults)
@@ -269,13 +294,15 @@ def track_request(ctx, mode):
 def run_options(ctx):
     """How an operation runs its request (:func:`sampd_plugin.run_request`): split into delegated operations of
     ``samples_per_operation`` sequences when it is delegated, progress through ``ctx.set_progress``."""
-    per_op = int(param(ctx.params, "samples_per_operation", 1)) if ctx.delegated else 0
+    per_op = samples_per_operation(ctx.params) if ctx.delegated else 0
     return dict(samples_per_operation=per_op, delegation_target=ctx.delegation_target, progress=progress(ctx),
                 operation=operation_id(ctx))
 
 
 def operation_id(ctx):
-    """The id of the delegated operation being executed (``None`` when run immediately)."""
+    """The id of the delegated operation being executed (``None`` when run immediately). FiftyOne 1.22's
+    ``ExecutionContext`` keeps it private (``_delegated_operation_id``, no public accessor): the one private read of
+    the operators."""
     op = getattr(ctx, "_delegated_operation_id", None) if ctx.delegated else None
     return str(op) if op else None
 
@@ -327,7 +354,7 @@ def summary_outputs(ctx, title, evaluate=None, splits=True):
             evaluate = param(ctx.params, "evaluate", None)
             if evaluate is None:
                 evaluate = is_ground_truth(target, ctx.params.get("prompt_field"), sequence_kwargs(ctx.params))
-        per_op = int(param(ctx.params, "samples_per_operation", 1)) if splits else 0
+        per_op = samples_per_operation(ctx.params) if splits else 0
         note = scheduling_note(n, per_op, bool(evaluate), scheduled=True)
         outputs.view("scheduled", types.Notice(label=note))
         return types.Property(outputs, view=types.View(label=f"{title}: scheduled"))

@@ -32,19 +32,19 @@ class TrackObjects(foo.Operator):
             target = forms.target_input(inputs, ctx, "Track objects in")
             layout = forms.sequence_inputs(inputs, ctx, target)
             fields = forms.frame_label_fields(ctx.dataset)
-            prompt = inputs.enum("prompt_field", fields, default=forms.choice("ground_truth", fields),
+            prompt = inputs.enum("prompt_field", fields, default=forms.default_prompt_field(ctx.dataset),
                                  label="Prompt field", view=types.Dropdown(label="Prompt field"),
                                  description="Detections (with or without masks) on the frames; each object (index) "
                                              "is prompted on the frame where it first appears; never written")
             if not fields:
                 forms.refuse(prompt, "The dataset has no Detections field on its frames to take prompts from")
-            label = inputs.str("label_field", default=forms.default_label_field(ctx, "track"),
-                               label="Output field", description="Detections field to write on the frames; an "
-                               "existing SAM-PD field resumes its run (same settings) or needs 'overwrite'")
+            inputs.str("label_field", default=forms.default_label_field(ctx, "track"), label="Output field",
+                       description="Detections field to write on the frames; an existing SAM-PD field resumes its "
+                                   "run (same settings) or needs 'overwrite'")
             inputs.bool("overwrite", default=False, label="Overwrite",
                         description="replace labels in the output field that an identical run did not write")
             forms.model_inputs(inputs, ctx)
-            pf = ctx.params.get("prompt_field") or forms.choice("ground_truth", fields)
+            pf = ctx.params.get("prompt_field") or prompt.default
             ev = inputs.bool("evaluate", default=forms.is_ground_truth(target, pf, forms.sequence_kwargs(ctx.params)),
                              label="Evaluate J&F against the prompt field",
                              description="when the prompt field is ground truth (annotated on every frame); a job "
@@ -52,7 +52,7 @@ class TrackObjects(foo.Operator):
             forms.delegation_inputs(inputs, ctx, len(layout.sequences()) if layout is not None else None,
                                     bool(forms.param(ctx.params, "evaluate", ev.default)))
             if fields and layout is not None:
-                _validate(inputs, ctx, target, prompt, label, len(layout.sequences()))
+                _validate(inputs, ctx, target, prompt, len(layout.sequences()))
         return types.Property(inputs, view=types.View(label="SAM-PD: track objects"))
 
     def execute(self, ctx):
@@ -64,14 +64,14 @@ class TrackObjects(foo.Operator):
         return forms.summary_outputs(ctx, "SAM-PD tracking")
 
 
-def _validate(inputs, ctx, target, prompt_prop, label_prop, num_sequences):
+def _validate(inputs, ctx, target, prompt_prop, num_sequences):
     """Dry-runs the job (``sp.plan_track``) and shows its refusals and notes in the form (prompt geometry is read
     only for targets of at most ``forms.DEEP_CHECK_SEQUENCES`` sequences, to keep the form responsive)."""
     try:
         plan = sp.plan_track(target, forms.track_request(ctx, "track"),
                              check_prompts=num_sequences <= forms.DEEP_CHECK_SEQUENCES)
     except ValueError as e:  # SampdInputError: names the field / sequence / frame; its .field: the input at fault
-        forms.refuse(label_prop if getattr(e, "field", None) == "label_field" else prompt_prop, e)
+        forms.refuse_input(inputs, e, fallback=prompt_prop)
         return
     if plan.errors:
         forms.error(inputs, "\n".join(plan.errors[:5]), label="Invalid input: nothing will be written")

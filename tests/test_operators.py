@@ -2,6 +2,8 @@
 operation run by a worker (FiftyOne's ``DelegatedOperationService``, the engine of ``fiftyone delegated launch``),
 and the forms' refusals (``resolve_input`` + FiftyOne's validation)."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -193,6 +195,24 @@ def test_forms_refuse_invalid_input_with_messages_and_write_nothing(plugin, make
         images.delete()
 
 
+def invalid_inputs(name, dataset, params):
+    """The names of the inputs an operator's form marks invalid for ``params``."""
+    ctx = ExecutionContext(request_params=dict(dataset_name=dataset.name, params=dict(params)))
+    return sorted(k for k, p in foo.get_operator(uri(name)).resolve_input(ctx).type.properties.items() if p.invalid)
+
+
+def test_forms_flag_the_input_the_error_names(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
+    ok = dict(model="synthetic", prompt_field="ground_truth", label_field="out")
+    assert invalid_inputs("track_objects", ds, ok) == []
+    assert invalid_inputs("track_objects", ds, dict(ok, model="tiny", checkpoint="/x.pth")) == ["checkpoint"]
+    assert invalid_inputs("track_objects", ds, dict(ok, model="vit_x")) == ["model"]
+    assert invalid_inputs("track_objects", ds, dict(ok, preset="nope")) == ["preset"]
+    assert invalid_inputs("track_objects", ds, dict(ok, label_field="ground_truth", overwrite=True)) == ["label_field"]
+    assert invalid_inputs("track_objects", ds, dict(ok, prompt_field="nope")) == ["prompt_field"]
+    assert invalid_inputs("auto_track_objects", ds, dict(model="synthetic", device="banana")) == ["device"]
+
+
 def test_browse_without_evaluation_is_refused(plugin, make_synthetic):
     ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
     errs = form_errors("browse_tracking_failures", ds, {})
@@ -229,6 +249,12 @@ def test_forms_serialize_with_defaults_drawn_from_the_dataset(plugin, make_synth
     assert track["prompt_field"] == "ground_truth" and track["label_field"] == "sampd_2"  # 'sampd' exists
     assert (track["model"], track["preset"], track["device"], track["evaluate"]) == ("vit_h", "full", "auto", True)
     assert defaults["auto_track_objects"]["preset"] == "adaptive"  # automatic mode's default method (issue 22)
+    # a form left at its defaults asks for the job the SDK runs without settings: one set of defaults
+    assert sp.TrackRequest.from_params(track) == sp.TrackRequest(label_field="sampd_2", evaluate=True)
+    assert (sp.TrackRequest.from_params(defaults["auto_track_objects"], mode="auto")
+            == sp.TrackRequest(mode="auto"))
+    queue_default = inspect.signature(sp.queue_track).parameters["samples_per_operation"].default
+    assert track["samples_per_operation"] == queue_default
     assert defaults["repropagate_from_frame"]["label_field"] == "sampd"
     assert defaults["evaluate_tracking"]["pred_field"] == "sampd"
     assert defaults["evaluate_tracking"]["gt_field"] == "ground_truth"

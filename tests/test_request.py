@@ -93,6 +93,11 @@ def test_a_segmenter_instance_cannot_become_operator_parameters():
     assert err.value.field == "model"
 
 
+def test_settings_given_positionally_are_refused_with_a_hint():
+    with pytest.raises(TypeError, match="settings are keyword arguments"):
+        TrackRequest.of("ground_truth", label_field="out")
+
+
 def test_the_sdk_builds_the_same_request_from_its_arguments(make_synthetic):
     ds = make_synthetic(num_videos=1, num_frames=3, num_objects=1)
     request = TrackRequest(model="synthetic", config="box", label_field="out")

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from sampd_plugin.errors import SampdInputError
+
 SAM_MODELS = ("vit_h", "vit_l", "vit_b")
 #: models whose weights are a checkpoint file (:mod:`sampd_plugin.backends.checkpoints`)
 CHECKPOINT_MODELS = SAM_MODELS + ("mobile_sam",)
@@ -53,8 +55,9 @@ def resolve_device(device: Optional[str] = None) -> str:
 
 
 def check_device_name(device: Optional[str]):
-    """Refuses (``ValueError``) a device string torch cannot parse; whether this machine has the device is checked
-    when the model is built (:func:`resolve_device`), on the machine that runs the job."""
+    """Refuses (:class:`~sampd_plugin.errors.SampdInputError`, ``field="device"``) a device string torch cannot
+    parse; whether this machine has the device is checked when the model is built (:func:`resolve_device`), on the
+    machine that runs the job."""
     if device in (None, "", "auto"):
         return
     import torch
@@ -62,7 +65,8 @@ def check_device_name(device: Optional[str]):
     try:
         torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+        raise SampdInputError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'",
+                              field="device") from None
 
 
 def is_segmenter(model) -> bool:
@@ -76,23 +80,25 @@ def model_name(model) -> str:
 
 
 def check_model(model, checkpoint: Optional[str] = None):
-    """Raises ``ValueError`` for an unknown model name, a checkpoint given for a model that takes none, or an object
-    that is neither a name nor a :class:`~sampd_plugin.backends.base.PromptableSegmenter`."""
+    """Raises :class:`~sampd_plugin.errors.SampdInputError` (a ``ValueError``) for an unknown model name or an
+    object that is neither a name nor a :class:`~sampd_plugin.backends.base.PromptableSegmenter` (``field="model"``),
+    and for a checkpoint given to a model that takes none (``field="checkpoint"``)."""
     if is_segmenter(model):
         from sampd_plugin.backends.base import PromptableSegmenter
 
         if not isinstance(model, PromptableSegmenter):
-            raise ValueError(f"model must be a model name or a PromptableSegmenter, got a {type(model).__name__}")
+            raise SampdInputError(f"model must be a model name or a PromptableSegmenter, got a "
+                                  f"{type(model).__name__}", field="model")
         if checkpoint:
-            raise ValueError(f"a segmenter instance takes no checkpoint (got {checkpoint!r})")
+            raise SampdInputError(f"a segmenter instance takes no checkpoint (got {checkpoint!r})", field="checkpoint")
         return
     if isinstance(model, str) and model.startswith("custom:"):
-        raise ValueError(f"model {model!r} is a segmenter instance recorded by name: pass the instance itself "
-                         "(model=<your PromptableSegmenter>)")
+        raise SampdInputError(f"model {model!r} is a segmenter instance recorded by name: pass the instance itself "
+                              "(model=<your PromptableSegmenter>)", field="model")
     if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose one of {list(MODELS)}")
+        raise SampdInputError(f"unknown model {model!r}; choose one of {list(MODELS)}", field="model")
     if checkpoint and model not in CHECKPOINT_MODELS:
-        raise ValueError(f"model {model!r} takes no checkpoint (got {checkpoint!r})")
+        raise SampdInputError(f"model {model!r} takes no checkpoint (got {checkpoint!r})", field="checkpoint")
 
 
 def checkpoint_status(model: str, checkpoint: Optional[str] = None) -> Optional[str]:

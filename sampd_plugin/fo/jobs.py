@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Optional
 
 from sampd_plugin.fo import runs
-from sampd_plugin.fo.sources import Layout, as_collection, layout_of
+from sampd_plugin.fo.sources import Layout, as_collection, dataset_id, layout_of, root_dataset
 
 #: the dataset-scoped execution store holding split jobs that evaluate when their last operation finishes
 JOBS_STORE = "sampd_jobs"
@@ -22,7 +22,7 @@ JOBS_STORE = "sampd_jobs"
 def _jobs(dataset):
     from fiftyone.operators.store import ExecutionStore
 
-    return ExecutionStore.create(JOBS_STORE, dataset_id=dataset._doc.id)
+    return ExecutionStore.create(JOBS_STORE, dataset_id=dataset_id(dataset))
 
 
 def register_job(layout: Layout, job_id: str, label_field: str, run: str, gt_field: str, eval_key: str):
@@ -43,7 +43,7 @@ def finish_job(samples, job_id: Optional[str]):
     """
     if not job_id:
         return None
-    dataset = as_collection(samples)._root_dataset
+    dataset = root_dataset(as_collection(samples))
     jobs = _jobs(dataset)
     job = jobs.get(job_id)
     if not job:

@@ -14,21 +14,18 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 from sampd_plugin.backends import registry
-from sampd_plugin.core.config import ConfigLike, as_config
+from sampd_plugin.core.config import ConfigLike, SamPDConfig, as_config
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo.store import DEFAULT_BATCH_FRAMES
 from sampd_plugin.ops.ownership import DEFAULT_STALE_SECONDS
 
 #: ``"track"``: prompted tracking (VOS); ``"auto"``: automatic masks on the first frame, then tracking (VIS)
 MODES = ("track", "auto")
-#: the method (preset) of each mode when the request names none: the paper's full method for prompted tracking;
-#: adaptive denoising (our extension, not a paper preset) in automatic mode, where tens to 100 objects per frame make
-#: 18 boxes per object the bulk of the work: about a quarter of ``full``'s decoder passes at 10 / 30 / 100 objects
-#: on the synthetic benchmark, J&F within about a point of it (docs/performance.md, "Many objects"). The paper's
-#: VIS setting is ``config="full"``.
-DEFAULT_PRESETS = {"track": "full", "auto": "adaptive"}
 #: the default output field of each mode
 DEFAULT_LABEL_FIELDS = {"track": "sampd", "auto": "sampd_auto"}
+#: sequences per delegated operation when a job is split for several workers (:func:`sampd_plugin.queue_track`,
+#: the operators' forms)
+SAMPLES_PER_OPERATION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +39,8 @@ class TrackRequest:
         label_field: output field (default: :data:`DEFAULT_LABEL_FIELDS` of the mode)
         max_objects: ``"auto"``: automatic masks tracked per sequence, best first
         config: a :class:`~sampd_plugin.core.config.SamPDConfig`; given as a preset name, a dict or ``None`` (the
-            mode's :data:`DEFAULT_PRESETS`: ``"full"``, the paper's method, for ``"track"``; ``"adaptive"`` for
-            ``"auto"``), it is parsed here, once
+            mode's :data:`~sampd_plugin.core.config.DEFAULT_PRESETS`: ``"full"``, the paper's method, for
+            ``"track"``; ``"adaptive"`` for ``"auto"``), it is parsed here, once
         model: ``"vit_h"``, ``"vit_l"``, ``"vit_b"``, ``"mobile_sam"``, ``"tiny"``, ``"synthetic"``
             (:mod:`sampd_plugin.backends.registry`) or a segmenter instance (not for delegated operations)
         checkpoint: optional checkpoint path
@@ -99,21 +96,11 @@ class TrackRequest:
         put("label_field", self.label_field or DEFAULT_LABEL_FIELDS[self.mode])
         put("max_objects", _integer(self.max_objects, "max_objects"))
         put("batch_frames", _integer(self.batch_frames, "batch_frames"))
-        try:
-            put("config", as_config(DEFAULT_PRESETS[self.mode] if self.config is None else self.config))
-        except (ValueError, TypeError) as e:
-            raise SampdInputError(str(e), field="config") from None
-        try:
-            registry.check_model(self.model, self.checkpoint)
-        except ValueError as e:
-            raise SampdInputError(str(e), field="checkpoint" if self.checkpoint and "checkpoint" in str(e)
-                                  else "model") from None
+        put("config", parse_config(self.config, self.mode))
+        registry.check_model(self.model, self.checkpoint)  # SampdInputError, field "model" / "checkpoint"
         if self.device is not None and self.device.strip().lower() == "auto":
             put("device", None)
-        try:
-            registry.check_device_name(self.device)
-        except ValueError as e:
-            raise SampdInputError(str(e), field="device") from None
+        registry.check_device_name(self.device)  # SampdInputError, field "device"
         for name in ("overwrite", "allow_overwrite_ground_truth"):
             put(name, bool(getattr(self, name)))
         if not float(self.stale_seconds) > 0:
@@ -135,7 +122,12 @@ class TrackRequest:
     def of(cls, request: Optional["TrackRequest"] = None, **settings) -> "TrackRequest":
         """``request`` with ``settings`` replaced, or a new request of ``settings`` (how the SDK functions build
         theirs: ``sp.track(dataset, request)``, ``sp.track(dataset, model="vit_b")``)."""
-        return cls(**settings) if request is None else dataclasses.replace(request, **settings)
+        if request is None:
+            return cls(**settings)
+        if not isinstance(request, cls):
+            raise TypeError(f"request must be a TrackRequest, got {type(request).__name__} {request!r}: settings are "
+                            "keyword arguments (sp.track(dataset, prompt_field='ground_truth', label_field='sampd'))")
+        return dataclasses.replace(request, **settings)
 
     # --- operator parameters -----------------------------------------------------------------------------------------
     def to_params(self) -> dict:
@@ -170,6 +162,15 @@ class TrackRequest:
         return {k: v for k, v in (("sequence_field", self.sequence_field), ("order_field", self.order_field)) if v}
 
 
+def parse_config(config: ConfigLike, mode: str = "track") -> SamPDConfig:
+    """:func:`~sampd_plugin.core.config.as_config` of a request's config (a tracking job's, a repropagation's);
+    :class:`SampdInputError` with ``field="config"`` for an unknown preset or setting."""
+    try:
+        return as_config(config, mode)
+    except (ValueError, TypeError) as e:
+        raise SampdInputError(str(e), field="config") from None
+
+
 def _integer(value, name: str) -> int:
     try:
         n = int(value)
@@ -180,4 +181,4 @@ def _integer(value, name: str) -> int:
     return n
 
 
-__all__ = ["TrackRequest", "MODES", "DEFAULT_LABEL_FIELDS"]
+__all__ = ["TrackRequest", "MODES", "DEFAULT_LABEL_FIELDS", "SAMPLES_PER_OPERATION", "parse_config"]

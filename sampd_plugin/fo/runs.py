@@ -26,11 +26,11 @@ import socket
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from sampd_plugin.backends import registry
-from sampd_plugin.core.config import ConfigLike, SamPDConfig, as_config
+from sampd_plugin.core.config import ConfigLike, SamPDConfig
 from sampd_plugin.core.tracker import ObjectPrompt
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo import labels, store
-from sampd_plugin.fo.request import TrackRequest
+from sampd_plugin.fo.request import TrackRequest, parse_config
 from sampd_plugin.fo.sources import Layout, SampleSequence, as_collection, layout_of
 from sampd_plugin.ops import ownership
 
@@ -52,19 +52,6 @@ def run_settings(mode: str, prompt_field: Optional[str], model: str, checkpoint:
 
 def run_key(settings: dict) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _checked_settings(config, model, checkpoint) -> SamPDConfig:
-    """The config of a repropagation (a run's stored settings, or overrides), or :class:`SampdInputError` for an
-    unknown preset / setting / model."""
-    try:
-        registry.check_model(model, checkpoint)
-    except ValueError as e:
-        raise SampdInputError(str(e), field="model") from None
-    try:
-        return as_config(config)
-    except (ValueError, TypeError) as e:
-        raise SampdInputError(str(e), field="config") from None
 
 
 # --- markers ---------------------------------------------------------------------------------------------------------
@@ -335,9 +322,10 @@ def plan_repropagate(samples, label_field: str, from_frame: Optional[int] = None
     settings = marker.get("settings") or {}
     if label_field == settings.get("prompt_field"):
         raise SampdInputError(f"{seq.name}: '{path}' is the prompt field of its run; it is never written")
-    model = model or settings.get("model", "vit_h")
+    model = model or settings.get("model") or TrackRequest.model
     checkpoint = checkpoint if checkpoint is not None else settings.get("checkpoint")
-    cfg = _checked_settings(config if config is not None else settings.get("config"), model, checkpoint)
+    registry.check_model(model, checkpoint)
+    cfg = parse_config(config if config is not None else settings.get("config"))
     hw = layout.frame_size(seq)
     total = seq.num_frames
     k = int(from_frame)

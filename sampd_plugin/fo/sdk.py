@@ -217,7 +217,7 @@ def _checked_backends(model, checkpoint, device, load=True) -> BackendCache:
         if load:
             backends.get()
     except (ValueError, OSError, RuntimeError) as e:  # device, checkpoint not found / not loadable
-        raise SampdInputError(f"model {model!r}: {e}") from None
+        raise SampdInputError(f"model {model!r}: {e}", field=getattr(e, "field", None) or "model") from None
     return backends
 
 

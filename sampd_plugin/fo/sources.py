@@ -18,6 +18,11 @@ integer-like strings sort numerically, others as strings. A dynamic grouped view
 
 Run markers (:mod:`sampd_plugin.fo.runs`) live on each sequence's *head* sample: the video sample, or the first image
 of an image sequence.
+
+FiftyOne's private attributes: the glue reads them here only, where FiftyOne 1.22 has no public equivalent, each
+helper saying why: :func:`dataset_of`, :func:`root_dataset`, :func:`dataset_id`, :func:`group_fields` /
+:func:`layout_of` (a grouped view's stages) and :meth:`Layout.read_head` / :meth:`Layout.update_head` (a conditional
+atomic update of one sample document).
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ class Layout(abc.ABC):
 
     def __init__(self, samples):
         self.samples = samples
-        self.dataset = samples._dataset
+        self.dataset = dataset_of(samples)
         self._sequences: Optional[List[SampleSequence]] = None
 
     # --- fields ------------------------------------------------------------------------------------------------------
@@ -451,8 +456,28 @@ def as_collection(samples):
     if isinstance(samples, fo.Sample):
         if not samples.in_dataset:
             raise SampdInputError("the sample is not in a dataset: add it to one first")
-        return samples._dataset.select(samples.id)
+        return samples.dataset.select(samples.id)
     return samples
+
+
+def dataset_of(samples) -> fo.Dataset:
+    """The dataset holding the samples of a collection: a dataset itself, a view's dataset (of a generated view: its
+    patches / frames / clips dataset). Private ``_dataset``: FiftyOne 1.22 names a view's dataset only
+    (``view.dataset_name``, the root's)."""
+    return samples._dataset
+
+
+def root_dataset(samples) -> fo.Dataset:
+    """The dataset a collection comes from (of a generated view: the source dataset), where evaluations and saved
+    views live. Private ``_root_dataset``: FiftyOne 1.22 gives only its name (``view.dataset_name``), and
+    ``fo.load_dataset(name)`` would record a load on every call."""
+    return samples._root_dataset
+
+
+def dataset_id(dataset: fo.Dataset) -> ObjectId:
+    """The database id of a dataset (execution stores, cache folders). Private ``_doc.id``: FiftyOne 1.22 has no
+    public accessor (operators get it as ``ctx.dataset_id``)."""
+    return dataset._doc.id
 
 
 def layout_of(samples, sequence_field: Optional[str] = None, order_field: Optional[str] = None) -> Layout:
@@ -474,16 +499,16 @@ def layout_of(samples, sequence_field: Optional[str] = None, order_field: Option
         _, _, samples, _ = samples._parse_dynamic_groups()  # the samples before the grouping (no public API)
     if samples.media_type == "video":
         if sequence_field or order_field:
-            raise SampdInputError(f"dataset '{samples._root_dataset.name}' holds videos: sequence_field / "
+            raise SampdInputError(f"dataset '{root_dataset(samples).name}' holds videos: sequence_field / "
                                   "order_field apply to image sequences only",
                                   field="sequence_field" if sequence_field else "order_field")
         return VideoLayout(samples)
     if samples.media_type != "image":
-        raise SampdInputError(f"dataset '{samples._root_dataset.name}' holds {samples.media_type} samples: SAM-PD "
+        raise SampdInputError(f"dataset '{root_dataset(samples).name}' holds {samples.media_type} samples: SAM-PD "
                               "tracks videos or image sequences")
     sequence_field = sequence_field or group_field
     order_field = order_field or group_order
-    name = samples._root_dataset.name
+    name = root_dataset(samples).name
     for role, value, default, what in (("sequence_field", sequence_field, DEFAULT_SEQUENCE_FIELD,
                                         "the field whose value names each image's sequence"),
                                        ("order_field", order_field, DEFAULT_ORDER_FIELD,

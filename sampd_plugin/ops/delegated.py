@@ -29,10 +29,10 @@ from typing import List, Optional
 
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo import jobs, runs, store
-from sampd_plugin.fo.request import TrackRequest
+from sampd_plugin.fo.request import SAMPLES_PER_OPERATION, TrackRequest
 from sampd_plugin.fo.runs import plan_track
 from sampd_plugin.fo.sdk import track
-from sampd_plugin.fo.sources import as_collection, layout_of
+from sampd_plugin.fo.sources import as_collection, layout_of, root_dataset
 from sampd_plugin.ops import ownership, threads
 
 PLUGIN_NAME = "@sampd/sampd"
@@ -40,7 +40,8 @@ PLUGIN_NAME = "@sampd/sampd"
 OPERATORS = {"track": "track_objects", "auto": "auto_track_objects"}
 
 
-def queue_track(samples, request: Optional[TrackRequest] = None, *, samples_per_operation: int = 1,
+def queue_track(samples, request: Optional[TrackRequest] = None, *,
+                samples_per_operation: int = SAMPLES_PER_OPERATION,
                 delegation_target: Optional[str] = None, **settings) -> dict:
     """Queues a tracking job as delegated operations of the plugin's ``track_objects`` (``mode="track"``) or
     ``auto_track_objects`` (``mode="auto"``) operator, one per ``samples_per_operation`` unfinished sequences
@@ -148,7 +149,7 @@ def recover_stale(samples, stale_seconds: float = ownership.DEFAULT_STALE_SECOND
     service = DelegatedOperationService()
     cutoff = ownership.utcnow().timestamp() - stale_seconds
     out = dict(failed=[], requeued=[], sequences=rows)
-    for op in service.list_operations(dataset_name=samples._root_dataset.name, run_state=ExecutionRunState.RUNNING):
+    for op in service.list_operations(dataset_name=root_dataset(samples).name, run_state=ExecutionRunState.RUNNING):
         op_id = str(op.id)
         if not str(op.operator).startswith(PLUGIN_NAME + "/") or op_id in live:
             continue
