@@ -260,13 +260,6 @@ def main(argv=None):
         ds.add_sample(sample)
         layout = layout_of(ds)  # (a layout lists its sequences once)
         seq = next(s for s in layout.sequences() if s.head_id == sample.id)
-        store.ensure_output_field(layout, "saved")
-        t = time.process_time()
-        for r in pre:
-            frame = sample.frames[r.frame_number]
-            frame["saved"] = labels.frame_detections(r, hw)
-            frame.save()
-        per_frame = len(pre) / (time.process_time() - t)
         store.ensure_output_field(layout, "bulk")
         t = time.process_time()
         w = store.FrameLabelWriter(layout, "bulk", batch_frames=args.batch_frames)
@@ -274,6 +267,14 @@ def main(argv=None):
             w.add(seq, r.frame_number, labels.frame_labels(r, hw))
         w.flush()
         bulk = len(pre) / (time.process_time() - t)
+        store.ensure_output_field(layout, "saved")
+        sample.reload()  # (the frames exist now: frame.save() writes only existing frames)
+        t = time.process_time()
+        for r in pre:
+            frame = sample.frames[r.frame_number]
+            frame["saved"] = labels.frame_detections(r, hw)
+            frame.save()
+        per_frame = len(pre) / (time.process_time() - t)
         out["save"] = dict(objects=n, per_frame_save=per_frame, bulk=bulk, ratio=bulk / per_frame)
         print(f"  {n} objects, {len(pre)} frames: per-frame save() {per_frame:.1f} vs bulk writer {bulk:.1f} frame "
               f"labels per CPU second: {bulk / per_frame:.2f}x", flush=True)
