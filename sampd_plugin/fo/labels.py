@@ -56,12 +56,6 @@ def marker_field(label_field: str) -> str:
     return field_name(label_field) + MARKER_SUFFIX
 
 
-def output_fields(dataset) -> List[str]:
-    """The SAM-PD output fields of a dataset, sorted: the names ``f`` that have a sample-level run marker field
-    ``f + MARKER_SUFFIX`` (whether the label field ``f`` itself exists is the caller's question)."""
-    return sorted(f[: -len(MARKER_SUFFIX)] for f in dataset.get_field_schema() if f.endswith(MARKER_SUFFIX))
-
-
 def quality_fields(label_field: str) -> Dict[str, Tuple[type, dict]]:
     """The frame-level quality fields of an output field, ``{name: (field type, add_field kwargs)}``:
     ``<f>_confidence`` (float: the lowest object confidence of the frame) and ``<f>_doubtful`` (a ``Classification``
@@ -109,11 +103,9 @@ def paste_mask(detection, hw: Tuple[int, int]) -> np.ndarray:
     resamples the crop bilinearly, dropping a row or column of ~1 in 5 masks, which breaks exact J.)
     """
     out = np.zeros(hw, bool)
-    m = detection.get_mask()
+    m = mask_array(detection.get_mask())
     if m is None:
         return out
-    m = np.asarray(m)
-    m = (m[..., 0] if m.ndim == 3 else m) != 0
     x, y, w, h = detection.bounding_box
     x0, y0 = int(np.floor(x * hw[1] + 0.5)), int(np.floor(y * hw[0] + 0.5))
     x1, y1 = int(np.floor((x + w) * hw[1] + 0.5)), int(np.floor((y + h) * hw[0] + 0.5))
@@ -124,6 +116,27 @@ def paste_mask(detection, hw: Tuple[int, int]) -> np.ndarray:
     if yb > ya and xb > xa:
         out[ya:yb, xa:xb] = m[ya - y0:yb - y0, xa - x0:xb - x0]
     return out
+
+
+def mask_array(mask) -> Optional[np.ndarray]:
+    """A ``fo.Detection.mask`` (its crop) as a bool ``(h, w)`` array, after checking it: 2-D (or one channel of a
+    3-D array), not empty, of a boolean / integer / float type, finite (non-zero pixels are the object);
+    ``None`` stays ``None``.
+
+    Raises:
+        ValueError: a mask that is empty (0 pixels), not numeric, or holds NaN / inf values
+    """
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    m = m[..., 0] if m.ndim == 3 else m
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"its mask has shape {np.shape(mask)}: a mask is a non-empty (h, w) array")
+    if m.dtype.kind not in "biuf":
+        raise ValueError(f"its mask holds {m.dtype} values: a mask holds booleans or numbers")
+    if m.dtype.kind == "f" and not np.isfinite(m).all():
+        raise ValueError(f"its mask holds {int((~np.isfinite(m)).sum())} NaN / inf value(s)")
+    return m != 0
 
 
 class ObjectLabel(NamedTuple):

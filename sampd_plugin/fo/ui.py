@@ -8,10 +8,11 @@ registers the plugin) imports neither torch nor the tracking code.
 =========================  ==========================================================================================
 ``layout_of``              the sequences of a target (videos, or image sequences): :mod:`sampd_plugin.fo.sources`
 ``group_fields``           ``(group field, order field)`` of a dynamic grouped view (the App's "group by")
-``output_fields``          the SAM-PD output fields of a dataset (those with a run marker)
+``output_fields``          the SAM-PD output fields of a dataset (provably ours: stamped with their marker's id);
+                           ``output_identity``: whose a field name is (free, ours, or someone else's)
 ``run_states``             the state of every run on every sequence (done, running, stale, failed, ...)
 ``MODELS`` ...             model choices and checks: ``MODEL_LABELS``, ``check_model``, ``checkpoint_status``,
-                           ``model_warning``, ``resolve_device``
+                           ``model_warning``, ``resolve_device``, ``device_choices``
 ``PRESETS`` ...            the config presets (paper table rows, then extensions), ``PRESET_LABELS`` and
                            ``DEFAULT_PRESETS`` (a job's config when it names none, per mode)
 ``SAMPLES_PER_OPERATION``  sequences per delegated operation of a split job, by default
@@ -27,10 +28,10 @@ from sampd_plugin.lazy import lazy_attributes
 #: the facade's names by the module that defines them
 _MODULES = {
     "sampd_plugin.fo.sources": ("layout_of", "group_fields"),  # targets
-    "sampd_plugin.fo.labels": ("output_fields",),  # field discovery
+    "sampd_plugin.fo.identity": ("output_fields", "output_identity"),  # field discovery, ownership
     "sampd_plugin.fo.runs": ("run_states",),
     "sampd_plugin.backends.registry": ("MODELS", "MODEL_LABELS", "check_model", "checkpoint_status", "model_warning",
-                                       "resolve_device"),
+                                       "resolve_device", "device_choices"),
     "sampd_plugin.core.config": ("PRESETS", "PRESET_LABELS", "DEFAULT_PRESETS"),
     "sampd_plugin.fo.request": ("SAMPLES_PER_OPERATION",),
     "sampd_plugin.fo.evaluation": ("jf_eval_keys",),
