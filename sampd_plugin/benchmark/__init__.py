@@ -96,10 +96,12 @@ def run_synthetic_ablation(
     width: int = 320,
     seed: int = 0,
     realism: Optional[dict] = None,
+    object_size: float = 1.0,
 ) -> Dict[str, Dict[str, float]]:
     """Runs each row (a preset name or ``preset:setting=value,...`` (:func:`row_config`), or ``{row name:
     SamPDConfig}``) on the same generated videos with the synthetic segmenter, whose degradation knobs are
-    ``Realism(**realism)`` (default: :class:`~sampd_plugin.backends.synthetic.Realism`'s); returns ``{row name:
+    ``Realism(**realism)`` (default: :class:`~sampd_plugin.backends.synthetic.Realism`'s), objects scaled by
+    ``object_size`` (:class:`~sampd_plugin.synthetic.SyntheticScene`: many objects want smaller ones); returns ``{row name:
     {"J&F-Mean": ..., "J-Mean": ..., ..., "decoded_prompts": ..., "decode_calls": ...}}``: the scores of
     :func:`sampd_plugin.core.metrics.aggregate` and the row's decoder work over all videos (prompts decoded, i.e. decoder
     passes per prompt, first stage and refinement; decoder calls), counted by the tracker's :class:`FrameResult`."""
@@ -114,7 +116,8 @@ def run_synthetic_ablation(
     for v in range(num_videos):
         # one video at a time, every row on it: frames, ground truth and encodings are computed once
         scene = SyntheticScene(
-            seed=seed + v, num_frames=num_frames, num_objects=num_objects, height=height, width=width
+            seed=seed + v, num_frames=num_frames, num_objects=num_objects, height=height, width=width,
+            object_size=object_size,
         )
         frames = list(scene.iter_frames())
         gt = {f: scene.visible_masks(f) for f, _ in frames}
@@ -190,6 +193,8 @@ def main(argv=None):
     p.add_argument("--objects", type=int, default=3)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--width", type=int, default=320)
+    p.add_argument("--object-size", type=float, default=1.0,
+                   help="scales the objects (1: 10-15 %% of the frame's side; many objects: e.g. sqrt(5 / objects))")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--realism", nargs="*", default=[], metavar="KNOB=VALUE",
                    help="synthetic segmenter degradation knobs (sampd_plugin.backends.synthetic.Realism), e.g. "
@@ -199,7 +204,8 @@ def main(argv=None):
     p.add_argument("--json", help="also write the table (scores, prompts decoded, pass ratios, settings) here")
     args = p.parse_args(argv)
     table = run_synthetic_ablation(args.presets, args.videos, args.frames, args.objects, height=args.height,
-                                   width=args.width, seed=args.seed, realism=_settings(args.realism))
+                                   width=args.width, seed=args.seed, realism=_settings(args.realism),
+                                   object_size=args.object_size)
     print(format_table(table, "SAM-PD ablation on generated videos, synthetic segmenter (not paper numbers)",
                        args.reference))
     if args.json:

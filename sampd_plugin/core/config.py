@@ -200,6 +200,11 @@ class SamPDConfig:
             raise SampdInputError(f"unknown SamPDConfig settings: {sorted(map(str, unknown))}")
         return cls(**d)
 
+    @property
+    def preset_name(self) -> Optional[str]:
+        """The name of the preset (:data:`PRESETS`) that this configuration is, or ``None`` (settings of its own)."""
+        return next((name for name in PRESETS if SamPDConfig.preset(name) == self), None)
+
     @classmethod
     def preset(cls, name: str, **overrides) -> "SamPDConfig":
         """A named paper ablation row (Tables III and V); see :data:`PRESETS`."""
@@ -232,8 +237,12 @@ PRESETS = {
 }
 #: presets that are not paper rows (listed after them)
 EXTENSION_PRESETS = ("adaptive",)
-#: the config of a job that names none (``config=None``): the paper's full method
-DEFAULT_PRESET = "full"
+#: the config of a job that names none (``config=None``), per mode: the paper's full method for prompted tracking
+#: (``"track"``); adaptive denoising (our extension, not a paper row) in automatic mode (``"auto"``), where tens to 100
+#: objects per frame make 18 boxes per object the bulk of the work: about a quarter of ``full``'s decoder passes at
+#: 10 / 30 / 100 objects on the synthetic benchmark, J&F within about a point of it (docs/performance.md, "Many
+#: objects"). The paper's VIS setting is ``config="full"``.
+DEFAULT_PRESETS = {"track": "full", "auto": "adaptive"}
 
 #: a short description of each preset with its paper table row (DAVIS 2017 val J&F, ViT-H), for forms and tables
 PRESET_LABELS = {
@@ -250,17 +259,18 @@ PRESET_LABELS = {
 }
 
 
-#: what a config may be given as: ``None`` (the paper's full method), a preset name, a dict of settings, or a config
+#: what a config may be given as: ``None`` (the mode's :data:`DEFAULT_PRESETS`), a preset name, a dict of settings,
+#: or a config
 ConfigLike = Union[None, str, dict, SamPDConfig]
 
 
-def as_config(config: ConfigLike = None) -> SamPDConfig:
-    """The one parser of :data:`ConfigLike` values: ``None`` -> the paper's full method, a preset name
-    (:data:`PRESETS`), a dict of settings, or a config (validated). Raises
+def as_config(config: ConfigLike = None, mode: str = "track") -> SamPDConfig:
+    """The one parser of :data:`ConfigLike` values: ``None`` -> the mode's :data:`DEFAULT_PRESETS` (``"track"``: the
+    paper's full method), a preset name (:data:`PRESETS`), a dict of settings, or a config (validated). Raises
     :class:`~sampd_plugin.errors.SampdInputError` naming the problem (``error.field``: ``"config"``)."""
     try:
         if config is None:
-            return SamPDConfig.preset(DEFAULT_PRESET)
+            return SamPDConfig.preset(DEFAULT_PRESETS[mode])
         if isinstance(config, SamPDConfig):
             config.validate()
             return config

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,7 @@ from sampd_plugin.core.prompts import (
     group_by_point_count,
     mask_points,
     mask_to_box,
+    masks_points,
     negative_points,
 )
 from sampd_plugin.core.selection import (
@@ -29,6 +31,7 @@ from sampd_plugin.core.selection import (
     pick_multimask,
     select_candidates,
     similarity_features,
+    template_similarities,
     template_similarity,
 )
 
@@ -252,10 +255,8 @@ class SamPDTracker:
 
         # Stage 1, one-to-many (Sec. III-B/C) from the previous frame's prompts, then the many-to-one pick.
         use_neg = k > 0 and cfg.negatives_in_first_stage
-        negs = [
-            negative_points([o.points[:k] for o in tracks + new if o is not t], own_mask=t.mask) if use_neg else _NO_POINTS
-            for t in tracks
-        ]
+        negs = (negative_points([o.points[:k] for o in tracks + new], [t.mask for t in tracks], range(n)) if use_neg
+                else [_NO_POINTS] * n)
         if cfg.adaptive:
             chosen, chosen_iou, scores = self._adaptive_first_stage(state, feats, tracks, negs)
         else:
@@ -265,15 +266,12 @@ class SamPDTracker:
 
         # Stage 2, point-based refinement (Sec. III-D).
         if cfg.refine:
-            pts = [mask_points(m, max(1, k)) for m in masks]
+            pts = masks_points(masks, max(1, k))  # every object's refinement point from one distance transform
             todo = [i for i in range(n) if len(pts[i])]
             if todo:
                 use_neg = k > 0 and cfg.negatives_in_refinement
-                others = [pts[j][:k] for j in range(n)] + [o.points[:k] for o in new]
-                negs = [
-                    negative_points(others[:i] + others[i + 1 :], own_mask=masks[i]) if use_neg else _NO_POINTS
-                    for i in todo
-                ]
+                negs = (negative_points([p[:k] for p in pts] + [o.points[:k] for o in new], masks[todo], todo)
+                        if use_neg else [_NO_POINTS] * len(todo))
                 dec = self._decode(state, positives=[pts[i][0] for i in todo], negatives=negs, multimask=True)
                 prev = torch.stack([tracks[i].grid_mask for i in todo])
                 pick = pick_multimask(dec.low_res_logits, cfg.multimask_pick, prev)
@@ -285,12 +283,14 @@ class SamPDTracker:
                 chosen_iou[todo_t] = dec.iou[sel, pick].to(chosen_iou.dtype)
                 masks = self.backend.upsample(state, chosen).cpu().numpy()
 
-        results = {}
-        for i, t in enumerate(tracks):
-            results[t.object_id] = self._update(
-                state, feats, t, masks[i], chosen[i], float(chosen_iou[i]), float(scores[i])
-            )
-        return results
+        # every object's area, box and next-frame points at once, then the lost / re-acquire policy per object
+        areas = [cv2.countNonZero(m.view(np.uint8)) for m in masks]
+        boxes = [mask_to_box(m) for m in masks]
+        points = masks_points(masks, max(1, k), boxes) if _uses_track_points(cfg) else [_NO_POINTS] * n
+        ious, scores = chosen_iou.tolist(), scores.tolist()
+        return {t.object_id: self._update(state, feats, t, masks[i], chosen[i], ious[i], scores[i], int(areas[i]),
+                                          boxes[i], points[i])
+                for i, t in enumerate(tracks)}
 
     def _first_stage(
         self, state: ImageState, tracks: List[_Track], negs: List[np.ndarray], candidates: Optional[List[int]] = None
@@ -364,13 +364,11 @@ class SamPDTracker:
         self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor
     ) -> torch.Tensor:
         """Eq. 2 similarity of each candidate to its object's template, relative to the template's own:
-        ``(N, G, h_m, w_m)`` logits -> ``(N, G)``."""
-        return torch.stack(
-            [
-                template_similarity(t.template, feats, state.logits_to_embedding_grid(logits[i])) / t.self_score
-                for i, t in enumerate(tracks)
-            ]
-        )
+        ``(N, G, h_m, w_m)`` logits -> ``(N, G)``, all objects' candidates at once (:func:`template_similarities`)."""
+        n, g = logits.shape[:2]
+        grids = state.logits_to_embedding_grid(logits.reshape(n * g, *logits.shape[2:]))
+        sims = template_similarities([t.template for t in tracks], feats, grids.view(n, g, *grids.shape[1:]))
+        return sims / torch.tensor([t.self_score for t in tracks], dtype=sims.dtype, device=sims.device)[:, None]
 
     # --- adaptive denoising (our extension) ---------------------------------------------------------------------
     def _adaptive_first_stage(
@@ -417,10 +415,15 @@ class SamPDTracker:
         logits: torch.Tensor,
         iou: float,
         score: float,
+        area: int,
+        box: Optional[np.ndarray],
+        points: np.ndarray,
     ) -> ObjectResult:
-        """Applies the lost / re-acquire policy and advances the object's state."""
+        """Applies the lost / re-acquire policy and advances the object's state; ``area``, ``box`` and ``points``
+        are the mask's pixel count, :func:`mask_to_box` and :func:`mask_points` (computed for all objects at
+        once)."""
         cfg = self.config
-        lost = int(mask.sum()) < cfg.min_mask_area or iou < cfg.lost_iou
+        lost = area < cfg.min_mask_area or iou < cfg.lost_iou
         emb_mask = None
         if not lost and (cfg.lost_similarity > 0 or cfg.template == "update"):
             emb_mask = state.mask_to_grid(torch.as_tensor(mask, device=self.backend.device)[None], state.embed_stride)
@@ -436,10 +439,10 @@ class SamPDTracker:
             return ObjectResult(mask=t.mask, box=None, score=score, iou=iou, lost=True, label=t.label)
         t.lost_frames = 0
         t.mask = mask
-        t.box = mask_to_box(mask)
+        t.box = box
         t.grid_mask = (logits > 0).float()
         # the next frame reads these points only as its point prompt or as first-stage negatives of the others
-        t.points = mask_points(mask, max(1, cfg.negative_points)) if _uses_track_points(cfg) else _NO_POINTS
+        t.points = points
         if cfg.template == "update":
             t.template = _blend_template(t.template, masked_template(feats, emb_mask[0]), cfg.template_momentum)
         return ObjectResult(mask=mask, box=t.box, score=score, iou=iou, lost=False, label=t.label)

@@ -1,7 +1,8 @@
 """FiftyOne storage of a tracking run: field checks, prompt reading, and the bulk label writer, for any
 :class:`~sampd_plugin.fo.sources.Layout` (video samples or image sequences).
 
-Bulk writes: labels go through one ``set_values`` call per ``batch_frames`` frames (:class:`FrameLabelWriter`):
+Bulk writes: labels go through one ``set_values`` call per ``batch_frames`` frames (:class:`FrameLabelWriter`, of the
+documents :func:`sampd_plugin.fo.labels.detections_document` builds):
 ``frames.<field>`` keyed by video sample id and frame number, or ``<field>`` keyed by image sample id; nothing calls
 ``save()`` per frame.
 """
@@ -12,7 +13,7 @@ import logging
 import math
 import queue
 import threading
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -22,8 +23,9 @@ import fiftyone.core.fields as fof
 from sampd_plugin.core.tracker import ObjectPrompt
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo import app, identity
-from sampd_plugin.fo.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, is_absent, marker_field,
-                                    object_instance, paste_mask, quality_fields, relative_to_xyxy)
+from sampd_plugin.fo.labels import (LABEL_ATTRIBUTES, ObjectLabel, detection_quality, detections_document,
+                                    field_name, frame_quality, is_absent, marker_field, object_instance, paste_mask,
+                                    quality_fields, relative_to_xyxy)
 from sampd_plugin.fo.sources import Layout, SampleSequence
 
 logger = logging.getLogger(__name__)
@@ -290,14 +292,15 @@ def _delete_field(dataset, path: str):
         dataset.delete_sample_field(path)
 
 
-def replace_objects(old, new, replace_ids) -> "fo.Detections":
-    """``old`` with the detections of objects ``replace_ids`` replaced by those of ``new``, each where the old one
-    was in the list (a client that addresses labels by list position still finds every other object where it was);
-    objects of ``replace_ids`` that ``new`` lacks are dropped, new objects are appended."""
-    fresh = {d.index: d for d in new.detections}
-    out = [fresh.pop(d.index) if d.index in replace_ids and d.index in fresh else d for d in old.detections
+def replace_objects(old: Iterable["fo.Detection"], new: List[dict], replace_ids) -> List[dict]:
+    """The stored detections of a frame: ``old`` (its ``fo.Detection`` s) with those of objects ``replace_ids``
+    replaced by ``new`` (stored detections), each where the old one was in the list (a client that addresses labels
+    by list position still finds every other object where it was); objects of ``replace_ids`` that ``new`` lacks are
+    dropped, new objects are appended."""
+    fresh = {d["index"]: d for d in new}
+    out = [fresh.pop(d.index) if d.index in replace_ids and d.index in fresh else d.to_dict() for d in old
            if d.index not in replace_ids or d.index in fresh]
-    return fo.Detections(detections=out + list(fresh.values()))
+    return out + list(fresh.values())
 
 
 class FrameLabelWriter:
@@ -305,6 +308,10 @@ class FrameLabelWriter:
     final labels (:func:`sampd_plugin.fo.labels.frame_quality`), with one ``set_values`` call per field every
     ``batch_frames`` frames (memory stays flat in the sequence's length); each object index it writes for the first
     time gets its colour in the App (:func:`sampd_plugin.fo.app.color_by_object`).
+
+    A frame's label is the list of its objects' :class:`~sampd_plugin.fo.labels.ObjectLabel` s
+    (:func:`sampd_plugin.fo.labels.frame_labels`); the documents are built when they are written
+    (:func:`~sampd_plugin.fo.labels.detections_document`), on the writer's thread under :class:`BackgroundWriter`.
 
     Args:
         layout: the collection's :class:`~sampd_plugin.fo.sources.Layout`
@@ -329,7 +336,7 @@ class FrameLabelWriter:
         self.replace_ids = None if replace_ids is None else {int(i) for i in replace_ids}
         self.before_write = before_write
         self.instances = dict(instances or {})
-        self._buf: Dict[str, Tuple[SampleSequence, Dict[int, object]]] = {}
+        self._buf: Dict[str, Tuple[SampleSequence, Dict[int, list]]] = {}
         self._n = 0
         self._colored = set()  # object indexes given their App colour (sampd_plugin.fo.app.color_by_object)
         self.frames_written = 0
@@ -342,12 +349,10 @@ class FrameLabelWriter:
         """Frames buffered and not yet written."""
         return self._n
 
-    def add(self, seq: SampleSequence, frame_number: int, label):
-        for det in label.detections if label is not None else []:
-            if det.index is not None and det.instance_id is None:
-                det.instance = self.instances.get(det.index) or object_instance(seq.head_id, self.label_field,
-                                                                                  det.index)
-        self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = label
+    def add(self, seq: SampleSequence, frame_number: int, objects: Iterable[Union[ObjectLabel, "fo.Detection"]]):
+        """Buffers one frame's objects: :class:`~sampd_plugin.fo.labels.ObjectLabel` s (tracked) or stored
+        ``fo.Detection`` s (a corrected frame, written as it is)."""
+        self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = list(objects)
         self._n += 1
         if self._n >= self.batch_frames:
             self.flush()
@@ -357,26 +362,48 @@ class FrameLabelWriter:
             return
         if self.before_write is not None:
             self.before_write()
+        old: Dict[str, Dict[int, list]] = {k: {} for k in self._buf}  # repropagation: the frames' stored detections
         if self.replace_ids is not None:
-            for seq, frames in self._buf.values():
+            for key, (seq, frames) in self._buf.items():
                 for fn, label in self.layout.read_labels(seq, self.label_field, sorted(frames)).items():
-                    if label is None or fn not in frames:
-                        continue
-                    frames[fn] = replace_objects(label, frames[fn], self.replace_ids)
-        self.layout.write_labels(self.label_field, self._buf)
-        quality = {k: (seq, {fn: frame_quality(label) for fn, label in frames.items()})
-                   for k, (seq, frames) in self._buf.items()}
+                    if label is not None and fn in frames:
+                        old[key][fn] = label.detections
+        docs, quality = {}, {}
+        for key, (seq, frames) in self._buf.items():
+            docs[key], quality[key] = (seq, {}), (seq, {})
+            for fn, objects in frames.items():
+                before = old[key].get(fn, [])
+                docs[key][1][fn] = dict(_cls="Detections", detections=replace_objects(
+                    before, self._documents(seq, objects), self.replace_ids or set()))
+                kept = [d for d in before if d.index not in self.replace_ids]
+                stored = [o for o in objects if isinstance(o, fo.Detection)]
+                quality[key][1][fn] = frame_quality({
+                    **detection_quality(kept + stored),
+                    **{o.index: (o.score, o.iou, o.lost) for o in objects if not isinstance(o, fo.Detection)}})
+        self.layout.write_labels(self.label_field, docs)
         for n, qname in enumerate(quality_fields(self.label_field)):  # (confidence, doubtful) of each frame
             self.layout.write_labels(qname, {k: (seq, {fn: q[n] for fn, q in qs.items()})
                                              for k, (seq, qs) in quality.items()})
-        indexes = {d.index for _, frames in self._buf.values() for label in frames.values() if label is not None
-                   for d in label.detections} - self._colored
+        indexes = {o.index for _, frames in self._buf.values() for objects in frames.values()
+                   for o in objects} - self._colored
         if indexes:  # each new object gets its colour in the App
             app.color_by_object(self.layout.dataset, self.label_field, indexes)
             self._colored |= indexes
         self.frames_written += self._n
         self.calls += 1
         self._buf, self._n = {}, 0
+
+    def _documents(self, seq: SampleSequence, objects) -> List[dict]:
+        """The stored detections of one frame's objects (:func:`~sampd_plugin.fo.labels.detections_document`), each
+        with its object's ``Instance`` (the one it has, else :func:`~sampd_plugin.fo.labels.object_instance`)."""
+        docs = []
+        for o in objects:
+            d = o.to_dict() if isinstance(o, fo.Detection) else detections_document([o])["detections"][0]
+            if d.get("instance") is None and d.get("index") is not None:
+                d["instance"] = (self.instances.get(d["index"])
+                                 or object_instance(seq.head_id, self.label_field, d["index"])).to_dict()
+            docs.append(d)
+        return docs
 
 
 _FLUSH = object()
