@@ -194,19 +194,19 @@ class SamPDConfig:
 
 
 _SINGLE = dict(grid_size=1, scales=(1.0,), selection="none")
-#: Table III's rows without the full method "simply propagate": no negative points (Table V studies them only in the
-#: full method)
-_NO_NEG = dict(negatives_in_first_stage=False, negatives_in_refinement=False)
 
 #: Paper rows, in the paper's order (DAVIS 2017 val J&F with ViT-H in the comments): Table III, then Table V (whose
 #: last row, negatives in both stages, is ``"full"``). Every preset reproduces its row as written; the switches
-#: (``negatives_*``, ``selection``, ``similarity``) stay available as overrides.
+#: (``negatives_*``, ``selection``, ``similarity``) stay available as overrides. Negative points are part of the
+#: pipeline in every stage a row runs (Sec. III-D, Fig. 2): Table IV's 1x1 row (68.4 / 65.9 / 71.0), the full method
+#: with one box, is Table III's "Box + Mask Refine" row, so Table III's rows keep them and the two Table V rows are
+#: the only ones that switch them off.
 PRESETS = {
-    "point": dict(prompt_type="point", refine=False, **_SINGLE, **_NO_NEG),  # III row 1: 33.0
-    "point+refine": dict(prompt_type="point", refine=True, **_SINGLE, **_NO_NEG),  # III row 2: 49.5
-    "box": dict(refine=False, **_SINGLE, **_NO_NEG),  # III row 3: 67.2
-    "box+mp": dict(refine=False, **_NO_NEG),  # III row 4: 69.0
-    "box+refine": dict(refine=True, **_SINGLE, **_NO_NEG),  # III row 5: 68.4
+    "point": dict(prompt_type="point", refine=False, **_SINGLE),  # III row 1: 33.0
+    "point+refine": dict(prompt_type="point", refine=True, **_SINGLE),  # III row 2: 49.5
+    "box": dict(refine=False, **_SINGLE),  # III row 3: 67.2
+    "box+mp": dict(refine=False),  # III row 4: 69.0
+    "box+refine": dict(refine=True, **_SINGLE),  # III row 5 = IV row 1 (1x1): 68.4
     "full": dict(),  # III rows 6 and 8 ("semantic-based"), V row 3: 71.3
     "full-iou": dict(selection="iou_prev"),  # III row 7, "IoU-based": 70.2
     "full-no-neg-refine": dict(negatives_in_refinement=False),  # V row 1, negatives in the multi-prompt stage: 70.4
@@ -223,7 +223,7 @@ PRESET_LABELS = {
     "point+refine": "point + refinement (Table III: 49.5)",
     "box": "box, vanilla SAM-PD (Table III: 67.2)",
     "box+mp": "box + multi-prompt (Table III: 69.0)",
-    "box+refine": "box + refinement (Table III: 68.4)",
+    "box+refine": "box + refinement (Table III: 68.4 = Table IV 1x1)",
     "full": "full SAM-PD: box + multi-prompt + refinement, negatives in both stages (Tables III/V: 71.3)",
     "full-iou": "full, IoU-based many-to-one: IoU with the previous mask instead of Eq. 2 (Table III: 70.2)",
     "full-no-neg-refine": "full, negative points in the multi-prompt stage only (Table V: 70.4)",

@@ -144,15 +144,15 @@ def refinement_point(mask: np.ndarray) -> Optional[np.ndarray]:
     return pts[0] if len(pts) else None
 
 
-def negative_points(
-    object_points: Sequence[np.ndarray], own_mask: Optional[np.ndarray] = None
-) -> np.ndarray:
-    """Negative prompts of one object (Sec. III-D, Table V): the points sampled from the *other* objects.
+def negative_points(object_points: Sequence[np.ndarray]) -> np.ndarray:
+    """Negative prompts of one object (Sec. III-D, Fig. 2, Table V): the points sampled from the *other* objects,
+    appended unconditionally behind the object's own prompt.
+
+    None is dropped for falling inside the object's own mask: a point of object B inside A's mask is where A's mask
+    has spread onto B, exactly the confusion between objects the negatives exist to correct.
 
     Args:
         object_points: for each other object, a ``(k, 2)`` array of its points (from :func:`mask_points`)
-        own_mask: optional ``(H, W)`` bool mask of the object itself; points falling inside it are dropped (masks
-            of different objects may overlap, and a negative point on the object would erase it)
 
     Returns:
         ``(M, 2)`` int ``(x, y)`` points
@@ -160,10 +160,7 @@ def negative_points(
     pts = [p for p in object_points if len(p)]
     if not pts:
         return np.zeros((0, 2), dtype=np.int64)
-    pts = np.concatenate(pts, axis=0)
-    if own_mask is not None:
-        pts = pts[~own_mask[pts[:, 1], pts[:, 0]]]
-    return pts
+    return np.concatenate(pts, axis=0)
 
 
 def group_by_point_count(

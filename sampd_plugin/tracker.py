@@ -108,6 +108,7 @@ class _Track:
     sim_mean: Optional[float] = None
     iou_mean: Optional[float] = None
     since_grid: int = 0
+    template_from_box: bool = False  # started lost from a box prompt: the template is the box's, until re-acquired
 
 
 class SamPDTracker:
@@ -207,7 +208,11 @@ class SamPDTracker:
     # --- stages -------------------------------------------------------------------------------------------------
     def _start(self, state: ImageState, feats: torch.Tensor, prompt: ObjectPrompt) -> Tuple[_Track, ObjectResult]:
         """Initialises an object on its prompt frame (a box-only prompt gets its mask from the backend); ``feats``
-        are the frame's Eq. 2 features (:func:`similarity_features`)."""
+        are the frame's Eq. 2 features (:func:`similarity_features`).
+
+        A box prompt whose mask comes back empty starts its object lost: reported lost on its prompt frame and
+        re-acquired with the prompt box like any lost object (``reacquire``); until then its template is the frame's
+        features inside the box, replaced by the masked template (Eq. 1) of the mask that re-acquires it."""
         where = f"object {prompt.object_id} on frame {state.frame_number}"
         h, w = state.image_size
         iou = 1.0
@@ -216,18 +221,26 @@ class SamPDTracker:
             if mask.shape != (h, w):
                 raise ValueError(f"{where}: prompt mask has shape {mask.shape} but the frame is {(h, w)}")
         else:
-            box = torch.as_tensor(np.asarray(prompt.box, dtype=np.float32)).reshape(1, 4)
-            if not (box[0, 2] > box[0, 0] and box[0, 3] > box[0, 1]):
-                raise ValueError(f"{where}: degenerate prompt box {box[0].tolist()} (xyxy pixels)")
-            box = clip_boxes(box, (h, w))
-            dec = self._decode(state, boxes=box.to(self.backend.device), multimask=False)
+            prompt_box = torch.as_tensor(np.asarray(prompt.box, dtype=np.float32)).reshape(1, 4)
+            if not (prompt_box[0, 2] > prompt_box[0, 0] and prompt_box[0, 3] > prompt_box[0, 1]):
+                raise ValueError(f"{where}: degenerate prompt box {prompt_box[0].tolist()} (xyxy pixels)")
+            prompt_box = clip_boxes(prompt_box, (h, w))
+            dec = self._decode(state, boxes=prompt_box.to(self.backend.device), multimask=False)
             mask = self.backend.upsample(state, dec.low_res_logits[:, 0])[0].cpu().numpy()
             iou = float(dec.iou[0, 0])
         box = mask_to_box(mask)
-        if box is None:
+        if box is None and prompt.mask is not None:
             raise ValueError(f"{where}: the prompt mask is empty")
+        lost = box is None
+        region = None
+        if lost:  # the box prompt found nothing: its box stands in for the mask until the object is re-acquired
+            box = prompt_box[0].numpy()
+            x0, y0, x1, y1 = (int(v) for v in np.concatenate([np.floor(box[:2]), np.ceil(box[2:])]))
+            region = np.zeros((h, w), dtype=bool)
+            region[y0:y1, x0:x1] = True
         mask_t = torch.as_tensor(mask, device=self.backend.device)[None]
-        emb_mask = state.mask_to_grid(mask_t, state.embed_stride)[0]
+        region_t = torch.as_tensor(region, device=self.backend.device)[None] if lost else mask_t
+        emb_mask = state.mask_to_grid(region_t, state.embed_stride)[0]
         template = masked_template(feats, emb_mask)
         self_score = float(template_similarity(template, feats, emb_mask[None])[0])
         track = _Track(
@@ -239,7 +252,12 @@ class SamPDTracker:
             mask=mask,
             grid_mask=state.mask_to_grid(mask_t, state.mask_stride)[0],
             points=mask_points(mask, max(1, self.config.negative_points)),
+            template_from_box=lost,
         )
+        if lost:
+            self._lose(track)
+            return track, ObjectResult(mask=mask, box=None, score=0.0, iou=iou, lost=True, label=prompt.label,
+                                       is_prompt=True)
         result = ObjectResult(mask=mask, box=box, score=1.0, iou=iou, lost=False, label=prompt.label, is_prompt=True)
         return track, result
 
@@ -253,7 +271,7 @@ class SamPDTracker:
         # Stage 1, one-to-many (Sec. III-B/C) from the previous frame's prompts, then the many-to-one pick.
         use_neg = k > 0 and cfg.negatives_in_first_stage
         negs = [
-            negative_points([o.points[:k] for o in tracks + new if o is not t], own_mask=t.mask) if use_neg else _NO_POINTS
+            negative_points([o.points[:k] for o in tracks + new if o is not t]) if use_neg else _NO_POINTS
             for t in tracks
         ]
         if cfg.adaptive:
@@ -271,7 +289,7 @@ class SamPDTracker:
                 use_neg = k > 0 and cfg.negatives_in_refinement
                 others = [pts[j][:k] for j in range(n)] + [o.points[:k] for o in new]
                 negs = [
-                    negative_points(others[:i] + others[i + 1 :], own_mask=masks[i]) if use_neg else _NO_POINTS
+                    negative_points(others[:i] + others[i + 1 :]) if use_neg else _NO_POINTS
                     for i in todo
                 ]
                 dec = self._decode(state, positives=[pts[i][0] for i in todo], negatives=negs, multimask=True)
@@ -427,13 +445,14 @@ class SamPDTracker:
             sim = float(template_similarity(t.template, feats, emb_mask)[0]) / t.self_score
             lost = cfg.lost_similarity > 0 and sim < cfg.lost_similarity
         if lost:
-            t.sim_mean = t.iou_mean = None  # adaptive denoising: a re-acquisition starts a new history
-            t.lost_frames += 1
             t.mask = np.zeros_like(mask)
-            t.points = _NO_POINTS
-            if not cfg.reacquire or (cfg.max_lost_frames is not None and t.lost_frames > cfg.max_lost_frames):
-                t.active = False
+            self._lose(t)
             return ObjectResult(mask=t.mask, box=None, score=score, iou=iou, lost=True, label=t.label)
+        if t.template_from_box:  # re-acquired after a box prompt that found nothing: Eq. 1 on this mask
+            emb_mask = state.mask_to_grid(torch.as_tensor(mask, device=self.backend.device)[None], state.embed_stride)
+            t.template = masked_template(feats, emb_mask[0])
+            own = float(template_similarity(t.template, feats, emb_mask)[0])
+            t.self_score, t.template_from_box = (own if own > 0 else 1.0), False
         t.lost_frames = 0
         t.mask = mask
         t.box = mask_to_box(mask)
@@ -443,6 +462,15 @@ class SamPDTracker:
         if cfg.template == "update":
             t.template = _blend_template(t.template, masked_template(feats, emb_mask[0]), cfg.template_momentum)
         return ObjectResult(mask=mask, box=t.box, score=score, iou=iou, lost=False, label=t.label)
+
+    def _lose(self, t: _Track):
+        """Counts a lost frame of ``t`` (its mask already emptied); stops prompting it when the policy says so."""
+        cfg = self.config
+        t.sim_mean = t.iou_mean = None  # adaptive denoising: a re-acquisition starts a new history
+        t.lost_frames += 1
+        t.points = _NO_POINTS
+        if not cfg.reacquire or (cfg.max_lost_frames is not None and t.lost_frames > cfg.max_lost_frames):
+            t.active = False
 
     def _lost_result(self, t: _Track, image_size) -> ObjectResult:
         return ObjectResult(

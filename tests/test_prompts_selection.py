@@ -246,12 +246,9 @@ def test_mask_points_spreads_further_points():
     assert (d >= 3).all()  # later points move away from the first one
 
 
-def test_negative_points_come_from_other_objects_and_skip_own_mask():
-    own = np.zeros((10, 10), bool)
-    own[0:5, 0:5] = True
+def test_negative_points_are_every_other_objects_points():
     others = [np.array([[7, 7]]), np.array([[2, 2], [8, 1]]), np.zeros((0, 2), np.int64)]
-    neg = negative_points(others, own_mask=own)
-    assert neg.tolist() == [[7, 7], [8, 1]]
+    assert negative_points(others).tolist() == [[7, 7], [2, 2], [8, 1]]
     assert negative_points([]).shape == (0, 2)
 
 
@@ -312,17 +309,17 @@ def test_presets_are_the_paper_ablation_rows():
         "point", "point+refine", "box", "box+mp", "box+refine", "full", "full-iou",
         "full-no-neg-refine", "full-no-neg-mp", *EXTENSION_PRESETS,
     ]
-    # Table III's rows without the full method simply propagate: no negative points anywhere
-    for name in ("point", "point+refine", "box", "box+mp", "box+refine"):
+    # negative points wherever a stage runs (Table IV's 1x1 row = Table III's "Box + Mask Refine"): on every Table III row
+    for name in ("point", "point+refine", "box", "box+mp", "box+refine", "full", "full-iou"):
         c = SamPDConfig.preset(name)
-        assert not c.negatives_in_first_stage and not c.negatives_in_refinement, name
+        assert c.negatives_in_first_stage and c.negatives_in_refinement and c.negative_points > 0, name
     # Table V: negatives in one stage each; both = full
     stages = lambda c: (c.negatives_in_first_stage, c.negatives_in_refinement)  # noqa: E731
     assert stages(SamPDConfig.preset("full-no-neg-refine")) == (True, False)
     assert stages(SamPDConfig.preset("full-no-neg-mp")) == (False, True)
     assert stages(SamPDConfig.preset("full")) == stages(SamPDConfig.preset("full-iou")) == (True, True)
     # negatives stay a switch on any row
-    assert stages(SamPDConfig.preset("box", negatives_in_first_stage=True)) == (True, False)
+    assert stages(SamPDConfig.preset("box", negatives_in_first_stage=False)) == (False, True)
     cfg = SamPDConfig.preset("full", negative_points=2, similarity="cosine")
     assert SamPDConfig.from_dict(cfg.to_dict()) == cfg
 

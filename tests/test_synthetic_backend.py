@@ -363,3 +363,20 @@ def test_realism_knobs_change_behaviour(scene, states):
     for oid, m in scene.visible_masks(1).items():
         masks, _ = decode_masks(tolerant, st, boxes=[_scale(mask_box(m), 0.8)])
         assert iou(masks[0, 0], m) > 0.85
+
+
+def test_an_unstable_box_still_segments_something(scene, states):
+    """SAM always segments something: an unstable box whose other objects all carry negative points segments a
+    background segment in the box (wherever its random point falls), or its object, never nothing."""
+    from sampd_plugin.prompts import mask_points
+
+    unstable = SyntheticSegmenter(scene, realism=Realism(box_instability=1.0))
+    checked = 0
+    for st, oid, m in cases(scene, states):
+        others = [mask_points(v, 1)[0].tolist() for k, v in scene.visible_masks(st.frame_number).items() if k != oid]
+        if not others:
+            continue
+        masks, d = decode_masks(unstable, st, boxes=[mask_box(m)], points=[others], labels=[[0] * len(others)])
+        assert masks[0, 0].any()
+        checked += 1
+    assert checked > 10

@@ -441,6 +441,8 @@ class SyntheticSegmenter(PromptableSegmenter):
             has_other = others.gather(1, other[:, None])[:, 0] > 0
             px = torch.stack([x0 + bw * uni[:, 7], y0 + bh * uni[:, 10], x0 + bw * uni[:, 7], y0 + bh * uni[:, 10]], 1)
             region = _stuff_at(truth.stuff, px, side)
+            region = torch.where(region == -2, _stuff_at(truth.stuff, bx, side), region)  # the point is on an object
+            glitch &= has_other | (region >= 0)  # SAM segments *something*: with nothing else in the box, no glitch
             wrong = torch.where(v(has_other), gid == v(other), win.take(truth.stuff) == v(region)) & near_box
             masks = torch.where(v(glitch), wrong, masks)
 
