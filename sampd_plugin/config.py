@@ -75,6 +75,17 @@ class SamPDConfig:
             videos (README, "Method options")
         adaptive_momentum: weight of the newest accepted value in the running means
         adaptive_interval: run the grid at least every this many frames per object (0: only when doubtful)
+        overlap: overlap-aware tracking (our extension, beyond the paper; off in every paper preset, on in preset
+            ``"overlap"``; :mod:`sampd_plugin.overlap`): the many-to-one pick is joint over the objects, the output
+            masks are made mutually exclusive, and an object hidden by others keeps its template and history while
+            its box moves on with its last velocity until it is re-acquired. Not combined with ``adaptive``
+        overlap_penalty: joint pick: a candidate's score loses this times its fraction inside the masks the other
+            objects chose before it
+        overlap_hold: exclusivity: logit bonus of a cell contested by several objects for the object whose previous
+            mask held it
+        occlusion_area: an object whose exclusive mask is below this fraction of its usual area while the others
+            cover more than ``occlusion_overlap`` of its box is occluded
+        occlusion_overlap: ... as is one whose chosen candidate lies more than this fraction inside the others'
     """
 
     prompt_type: str = "box"
@@ -102,6 +113,11 @@ class SamPDConfig:
     adaptive_area: float = 0.4
     adaptive_momentum: float = 0.3
     adaptive_interval: int = 0
+    overlap: bool = False
+    overlap_penalty: float = 1.0
+    overlap_hold: float = 1.0
+    occlusion_area: float = 0.3
+    occlusion_overlap: float = 0.5
 
     def __post_init__(self):
         self.scales = tuple(float(s) for s in self.scales)
@@ -155,6 +171,14 @@ class SamPDConfig:
             raise ValueError(f"adaptive_momentum must be in (0, 1], got {self.adaptive_momentum!r}")
         if not isinstance(self.adaptive_interval, int) or self.adaptive_interval < 0:
             raise ValueError(f"adaptive_interval must be an integer >= 0, got {self.adaptive_interval!r}")
+        if self.overlap and self.adaptive:
+            raise ValueError("overlap=True and adaptive=True cannot be combined (yet): choose one")
+        for name in ("overlap_penalty", "overlap_hold"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("occlusion_area", "occlusion_overlap"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
 
     @property
     def num_prompts(self) -> int:
@@ -213,9 +237,11 @@ PRESETS = {
     "full-no-neg-mp": dict(negatives_in_first_stage=False),  # V row 2, negatives in the refinement: 70.4
     # our extension, not a paper row: the grid only where the vanilla candidate looks doubtful
     "adaptive": dict(adaptive=True),
+    # our extension, not a paper row: objects tracked jointly where they touch, cross and occlude each other
+    "overlap": dict(overlap=True),
 }
 #: presets that are not paper rows (listed after them)
-EXTENSION_PRESETS = ("adaptive",)
+EXTENSION_PRESETS = ("adaptive", "overlap")
 
 #: a short description of each preset with its paper table row (DAVIS 2017 val J&F, ViT-H), for forms and tables
 PRESET_LABELS = {
@@ -229,6 +255,7 @@ PRESET_LABELS = {
     "full-no-neg-refine": "full, negative points in the multi-prompt stage only (Table V: 70.4)",
     "full-no-neg-mp": "full, negative points in the refinement only (Table V: 70.4)",
     "adaptive": "adaptive: full, but the 18-box grid only where the vanilla box looks doubtful (not in the paper)",
+    "overlap": "overlap-aware: full, with objects kept apart where they touch, cross and occlude (not in the paper)",
 }
 
 

@@ -12,8 +12,10 @@ Written labels (:func:`frame_detections`): one ``fo.Detection`` per started obje
 ``bounding_box``, ``mask`` (cropped), ``index``, ``confidence`` (SAM's predicted IoU, clipped to [0, 1]) and the
 attributes ``score`` (the many-to-one selection score of the chosen candidate: its Eq. 2 similarity relative to the
 template's own, its IoU with the object's previous mask, or SAM's predicted IoU, by ``SamPDConfig.selection``),
-``iou`` (SAM's predicted IoU), ``lost`` (the object was not found: no mask, an empty box) and ``is_prompt`` (the
-object's prompt frame); doubtful objects (:func:`sampd_plugin.quality.is_doubtful`) carry the label tag
+``iou`` (SAM's predicted IoU), ``lost`` (the object was not found: no mask, an empty box), ``is_prompt`` (the
+object's prompt frame), ``confusion`` (``"switch"`` / ``"merge"``: identity evidence against the other objects,
+:func:`sampd_plugin.identity.confusions`; ``None`` without) and ``occluded`` (overlap-aware tracking: hidden by
+others); doubtful objects (:func:`sampd_plugin.quality.is_doubtful`) carry the label tag
 ``"doubtful"``. Per frame, :func:`frame_quality` gives the values of the frame-level quality fields
 (:func:`quality_fields`).
 """
@@ -36,7 +38,7 @@ if TYPE_CHECKING:  # the tracker (torch) is not imported at run time
 
 #: label attributes declared on an output field (besides FiftyOne's Detection fields)
 LABEL_ATTRIBUTES = {"score": fof.FloatField, "iou": fof.FloatField, "lost": fof.BooleanField,
-                    "is_prompt": fof.BooleanField}
+                    "is_prompt": fof.BooleanField, "confusion": fof.StringField, "occluded": fof.BooleanField}
 
 
 #: sample-level run marker field of output field ``f``: ``f + MARKER_SUFFIX`` (see :mod:`sampd_plugin.runs`)
@@ -121,14 +123,15 @@ def object_detection(object_id: int, result, hw: Tuple[int, int]) -> "fo.Detecti
     """One tracked object on one frame -> ``fo.Detection`` (see the module docstring for the fields)."""
     conf = float(min(max(result.iou, 0.0), 1.0))
     attrs = dict(index=int(object_id), confidence=conf, score=float(result.score), iou=float(result.iou),
-                 lost=bool(result.lost), is_prompt=bool(result.is_prompt))
+                 lost=bool(result.lost), is_prompt=bool(result.is_prompt),
+                 confusion=getattr(result, "confusion", None), occluded=bool(getattr(result, "occluded", False)))
     mask = None if result.mask is None else np.asarray(result.mask)
     x = y = w = h = 0
     if not result.lost and mask is not None:
         mask = mask if mask.dtype == bool else mask != 0
         x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
     attrs["lost"] = w == 0
-    if quality.is_doubtful(result.score, result.iou, attrs["lost"]):
+    if quality.is_doubtful(result.score, result.iou, attrs["lost"], confusion=attrs["confusion"]):
         attrs["tags"] = [quality.DOUBTFUL_TAG]
     if w == 0:
         return fo.Detection(label=result.label, bounding_box=[0.0, 0.0, 0.0, 0.0], **attrs)
@@ -153,7 +156,7 @@ def frame_quality(label: Optional["fo.Detections"]) -> Tuple[Optional[float], Op
     objects=[doubtful ids])`` when an object is doubtful, else ``None`` (:func:`sampd_plugin.quality.frame_quality`).
     Detections without ``score`` / ``iou`` (e.g. drawn by hand) are left out."""
     attr = lambda d, name: d.get_field(name) if d.has_field(name) else None  # noqa: E731
-    objects = {d.index: (attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost")))
+    objects = {d.index: (attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost")), attr(d, "confusion"))
                for d in (label.detections if label is not None else [])}
     conf, ids = quality.frame_quality({i: o for i, o in objects.items() if None not in o[:2] and i is not None})
     return conf, (fo.Classification(label=quality.DOUBTFUL_TAG, confidence=conf, objects=ids) if ids else None)

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
 from sampd_plugin.config import SamPDConfig
 from sampd_plugin.frames import prefetch_depth, prefetch_frames
+from sampd_plugin.identity import confusions
+from sampd_plugin.overlap import exclusive_masks, extrapolate_box, is_occluded, joint_selection
 from sampd_plugin.prompts import (
     box_prompt_grid,
     clip_boxes,
@@ -65,6 +67,12 @@ class ObjectResult:
         lost: the object was not found on this frame
         label: the prompt's label
         is_prompt: this frame is the object's prompt frame (the given mask, not a prediction)
+        confusion: identity evidence against the other objects (:func:`sampd_plugin.identity.confusions`):
+            ``"switch"`` (the mask lies more on another object's previous mask than on its own), ``"merge"`` (it
+            shares most of itself with another object's mask) or ``None``; such a frame is doubtful
+            (:mod:`sampd_plugin.quality`)
+        occluded: overlap-aware tracking (``SamPDConfig.overlap``): the object is hidden by others on this frame;
+            ``mask`` is what is visible of it (possibly nothing), its box prompt moves on with its last velocity
     """
 
     mask: np.ndarray
@@ -74,6 +82,8 @@ class ObjectResult:
     lost: bool
     label: Optional[str] = None
     is_prompt: bool = False
+    confusion: Optional[str] = None
+    occluded: bool = False
 
 
 @dataclasses.dataclass
@@ -109,6 +119,11 @@ class _Track:
     iou_mean: Optional[float] = None
     since_grid: int = 0
     template_from_box: bool = False  # started lost from a box prompt: the template is the box's, until re-acquired
+    # overlap-aware tracking (SamPDConfig.overlap): frames since the last good box (lost or occluded since), the
+    # box centre's per-frame velocity (pixels) and the running mask area while visible
+    hidden: int = 0
+    velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2, dtype=np.float32))
+    usual_area: Optional[float] = None
 
 
 class SamPDTracker:
@@ -253,6 +268,7 @@ class SamPDTracker:
             grid_mask=state.mask_to_grid(mask_t, state.mask_stride)[0],
             points=mask_points(mask, max(1, self.config.negative_points)),
             template_from_box=lost,
+            usual_area=None if lost else float(mask.sum()),
         )
         if lost:
             self._lose(track)
@@ -274,16 +290,23 @@ class SamPDTracker:
             negative_points([o.points[:k] for o in tracks + new if o is not t]) if use_neg else _NO_POINTS
             for t in tracks
         ]
+        boxes = [self._prompt_box(t, state.image_size) for t in tracks]
+        covered = None
         if cfg.adaptive:
             chosen, chosen_iou, scores = self._adaptive_first_stage(state, feats, tracks, negs)
         else:
             logits, ious = self._first_stage(state, tracks, negs)
-            chosen, chosen_iou, scores = self._many_to_one(state, feats, tracks, logits, ious)
+            if cfg.overlap:
+                chosen, chosen_iou, scores, covered = self._joint_many_to_one(state, feats, tracks, logits, ious)
+            else:
+                chosen, chosen_iou, scores = self._many_to_one(state, feats, tracks, logits, ious)
         masks = self.backend.upsample(state, chosen).cpu().numpy()
 
         # Stage 2, point-based refinement (Sec. III-D).
         if cfg.refine:
             pts = [mask_points(m, max(1, k)) for m in masks]
+            if covered is not None:  # an object whose candidate lies on the others' is neither refined nor a negative
+                pts = [_NO_POINTS if c > cfg.occlusion_overlap else p for p, c in zip(pts, covered.tolist())]
             todo = [i for i in range(n) if len(pts[i])]
             if todo:
                 use_neg = k > 0 and cfg.negatives_in_refinement
@@ -303,11 +326,20 @@ class SamPDTracker:
                 chosen_iou[todo_t] = dec.iou[sel, pick].to(chosen_iou.dtype)
                 masks = self.backend.upsample(state, chosen).cpu().numpy()
 
+        occluded = [False] * n
+        if cfg.overlap:
+            previous = torch.stack([t.grid_mask for t in tracks]).to(chosen.device) > 0.5
+            exclusive = exclusive_masks(chosen, previous, cfg.overlap_hold)
+            chosen = torch.where(exclusive, chosen, -chosen.abs())
+            masks = self.backend.upsample(state, chosen).cpu().numpy()
+            occluded = self._occlusions(tracks, masks, boxes, covered)
+        confusion = self._confusions(tracks, chosen)
         results = {}
         for i, t in enumerate(tracks):
             results[t.object_id] = self._update(
-                state, feats, t, masks[i], chosen[i], float(chosen_iou[i]), float(scores[i])
+                state, feats, t, masks[i], chosen[i], float(chosen_iou[i]), float(scores[i]), occluded[i]
             )
+            results[t.object_id].confusion = confusion.get(t.object_id)
         return results
 
     def _first_stage(
@@ -326,7 +358,7 @@ class SamPDTracker:
         cfg = self.config
         n = len(tracks)
         if cfg.prompt_type == "box":
-            prev_boxes = torch.as_tensor(np.stack([t.box for t in tracks]))
+            prev_boxes = torch.as_tensor(np.stack([self._prompt_box(t, state.image_size) for t in tracks]))
             boxes = box_prompt_grid(prev_boxes, state.image_size, cfg.grid_size, cfg.shift_step, cfg.scales)
             if candidates is not None:
                 boxes = boxes[:, candidates]
@@ -390,6 +422,53 @@ class SamPDTracker:
             ]
         )
 
+    # --- overlap-aware tracking (our extension) -----------------------------------------------------------------
+    def _joint_many_to_one(
+        self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor, ious: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The many-to-one of :meth:`_many_to_one`, made joint over the objects
+        (:func:`~sampd_plugin.overlap.joint_selection`, ``config.overlap_penalty``); also returns ``(N,)`` the
+        fraction of each chosen candidate inside the masks the other objects chose before it."""
+        n, g = ious.shape
+        cand = ious if g == 1 or self.config.selection == "none" else \
+            self._candidate_scores(state, feats, tracks, logits, ious)
+        previous = torch.stack([t.grid_mask for t in tracks]).to(logits.device) > 0.5
+        idx, covered = joint_selection(cand, logits > 0, previous, self.config.overlap_penalty)
+        rows = torch.arange(n, device=idx.device)
+        return logits[rows, idx], ious[rows, idx], cand[rows, idx], covered
+
+    def _occlusions(self, tracks: List[_Track], masks: np.ndarray, boxes: List[np.ndarray],
+                    covered: Optional[torch.Tensor]) -> List[bool]:
+        """Per object, whether it is occluded (:func:`~sampd_plugin.overlap.is_occluded`) given its exclusive
+        ``(H, W)`` mask in ``masks`` ``(N, H, W)``, the box it was prompted with and ``covered`` (joint selection)."""
+        cfg = self.config
+        claims = masks.sum(0)
+        out = []
+        for i, t in enumerate(tracks):
+            x0, y0, x1, y1 = (int(v) for v in np.concatenate([np.floor(boxes[i][:2]), np.ceil(boxes[i][2:])]))
+            others = (claims[y0:y1, x0:x1] - masks[i, y0:y1, x0:x1]) > 0
+            box_covered = float(others.mean()) if others.size else 0.0
+            out.append(t.usual_area is not None and is_occluded(
+                float(covered[i]) if covered is not None else 0.0, float(masks[i].sum()), t.usual_area,
+                box_covered, cfg.occlusion_area, cfg.occlusion_overlap))
+        return out
+
+    def _prompt_box(self, t: _Track, image_size) -> np.ndarray:
+        """The object's box prompt for this frame: its last good box (Sec. III-B), moved on with its velocity while
+        it is hidden (overlap-aware tracking)."""
+        if not t.hidden:
+            return t.box
+        return extrapolate_box(t.box, t.velocity, t.hidden, image_size)
+
+    @staticmethod
+    def _confusions(tracks: List[_Track], chosen: torch.Tensor) -> Dict[int, str]:
+        """Identity evidence of the chosen ``(N, h_m, w_m)`` logits against the objects' previous masks and each
+        other (:func:`~sampd_plugin.identity.confusions`, on the mask grid)."""
+        current = (chosen > 0).cpu().numpy()
+        masks = {t.object_id: current[i] for i, t in enumerate(tracks)}
+        previous = {t.object_id: (t.grid_mask > 0.5).cpu().numpy() for t in tracks if t.mask.any()}
+        return confusions(masks, previous)
+
     # --- adaptive denoising (our extension) ---------------------------------------------------------------------
     def _adaptive_first_stage(
         self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], negs: List[np.ndarray]
@@ -435,8 +514,10 @@ class SamPDTracker:
         logits: torch.Tensor,
         iou: float,
         score: float,
+        occluded: bool = False,
     ) -> ObjectResult:
-        """Applies the lost / re-acquire policy and advances the object's state."""
+        """Applies the lost / re-acquire policy and advances the object's state; an ``occluded`` object
+        (overlap-aware tracking) reports what is visible of it and keeps its box, template and history."""
         cfg = self.config
         lost = int(mask.sum()) < cfg.min_mask_area or iou < cfg.lost_iou
         emb_mask = None
@@ -444,10 +525,19 @@ class SamPDTracker:
             emb_mask = state.mask_to_grid(torch.as_tensor(mask, device=self.backend.device)[None], state.embed_stride)
             sim = float(template_similarity(t.template, feats, emb_mask)[0]) / t.self_score
             lost = cfg.lost_similarity > 0 and sim < cfg.lost_similarity
+        if cfg.overlap and (lost or occluded):
+            t.hidden += 1
         if lost:
             t.mask = np.zeros_like(mask)
             self._lose(t)
-            return ObjectResult(mask=t.mask, box=None, score=score, iou=iou, lost=True, label=t.label)
+            return ObjectResult(mask=t.mask, box=None, score=score, iou=iou, lost=True, label=t.label,
+                                occluded=occluded)
+        if occluded:
+            t.mask = mask
+            t.grid_mask = (logits > 0).float()
+            t.points = mask_points(mask, max(1, cfg.negative_points)) if _uses_track_points(cfg) else _NO_POINTS
+            return ObjectResult(mask=mask, box=mask_to_box(mask), score=score, iou=iou, lost=False, label=t.label,
+                                occluded=True)
         if t.template_from_box:  # re-acquired after a box prompt that found nothing: Eq. 1 on this mask
             emb_mask = state.mask_to_grid(torch.as_tensor(mask, device=self.backend.device)[None], state.embed_stride)
             t.template = masked_template(feats, emb_mask[0])
@@ -455,7 +545,10 @@ class SamPDTracker:
             t.self_score, t.template_from_box = (own if own > 0 else 1.0), False
         t.lost_frames = 0
         t.mask = mask
-        t.box = mask_to_box(mask)
+        box = mask_to_box(mask)
+        if cfg.overlap:
+            _remember_motion(t, box, float(mask.sum()))
+        t.box = box
         t.grid_mask = (logits > 0).float()
         # the next frame reads these points only as its point prompt or as first-stage negatives of the others
         t.points = mask_points(mask, max(1, cfg.negative_points)) if _uses_track_points(cfg) else _NO_POINTS
@@ -589,6 +682,15 @@ def _remember(cfg: SamPDConfig, t: _Track, sim: float, iou: float, grid: bool):
     t.sim_mean = sim if t.sim_mean is None else (1 - a) * t.sim_mean + a * sim
     t.iou_mean = iou if t.iou_mean is None else (1 - a) * t.iou_mean + a * iou
     t.since_grid = 0 if grid else t.since_grid + 1
+
+
+def _remember_motion(t: _Track, box: np.ndarray, area: float, momentum: float = 0.5):
+    """Overlap-aware tracking: updates a visible object's box-centre velocity (running mean of the per-frame step
+    since its last good box, weight ``momentum`` for the newest) and its running area, and ends its hidden spell."""
+    step = ((box[:2] + box[2:]) - (t.box[:2] + t.box[2:])) / 2 / (t.hidden + 1)
+    t.velocity = ((1 - momentum) * t.velocity + momentum * step).astype(np.float32)
+    t.usual_area = area if t.usual_area is None else (1 - momentum) * t.usual_area + momentum * area
+    t.hidden = 0
 
 
 def _box_centre(box: np.ndarray) -> np.ndarray:
