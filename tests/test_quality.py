@@ -1,18 +1,18 @@
-"""The ground-truth-free quality signal (``sampd_plugin.quality``): the doubtful rule, the ``doubtful`` label tags and
+"""The ground-truth-free quality signal (``sampd_plugin.core.quality``): the doubtful rule, the ``doubtful`` label tags and
 the frame-level ``<field>_confidence`` / ``<field>_doubtful`` fields, on videos and image sequences."""
 import math
 
 import numpy as np
 import pytest
 
-from sampd_plugin import quality
+from sampd_plugin.core import quality
 
 fo = pytest.importorskip("fiftyone")
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin import labels, runs, store  # noqa: E402
-from sampd_plugin.sources import layout_of  # noqa: E402
-from sampd_plugin.tracker import FrameResult, ObjectResult  # noqa: E402
+from sampd_plugin.core.tracker import FrameResult, ObjectResult  # noqa: E402
+from sampd_plugin.fo import labels, runs, store  # noqa: E402
+from sampd_plugin.fo.sources import layout_of  # noqa: E402
 from tests import test_labels_store  # noqa: E402
 from tests.test_labels_store import H, T, W, _mask  # noqa: E402
 
@@ -94,6 +94,6 @@ def test_tracking_flags_doubtful_frames_where_the_masks_fail(make_synthetic):
             assert frame.sampd_confidence == conf
             assert (frame.sampd_doubtful and frame.sampd_doubtful.objects) == (doubt and doubt.objects)
     assert doubtful and good
-    # the doubtful detections are the failing ones (synthetic segmenter; the rates are in benchmarks/doubtful.py)
+    # the doubtful detections are the failing ones (synthetic segmenter; the rates are in perf/doubtful.py)
     assert np.mean(doubtful) < 0.5 < np.mean(good)
     assert not any(math.isnan(v) for v in ds.values("frames.sampd_confidence", unwind=True))

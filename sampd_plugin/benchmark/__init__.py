@@ -22,9 +22,9 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, 
 
 import numpy as np
 
-from sampd_plugin import metrics
-from sampd_plugin.config import PRESETS, SamPDConfig
-from sampd_plugin.tracker import FrameResult, ObjectPrompt, SamPDTracker
+from sampd_plugin.core import metrics
+from sampd_plugin.core.config import PRESETS, SamPDConfig
+from sampd_plugin.core.tracker import FrameResult, ObjectPrompt, SamPDTracker
 
 #: the paper's rows in the paper's order: Table III (with its "IoU-based" row), then Table V; then our extensions
 #: (``config.EXTENSION_PRESETS``: ``adaptive``)
@@ -44,7 +44,7 @@ def score_sequence(
         num_frames: the sequence length
 
     Returns:
-        ``(j_stats, f_stats)``, one :class:`sampd_plugin.metrics.Stats` per object
+        ``(j_stats, f_stats)``, one :class:`sampd_plugin.core.metrics.Stats` per object
     """
     js: Dict[int, List[float]] = {}
     fs: Dict[int, List[float]] = {}
@@ -101,7 +101,7 @@ def run_synthetic_ablation(
     SamPDConfig}``) on the same generated videos with the synthetic segmenter, whose degradation knobs are
     ``Realism(**realism)`` (default: :class:`~sampd_plugin.backends.synthetic.Realism`'s); returns ``{row name:
     {"J&F-Mean": ..., "J-Mean": ..., ..., "decoded_prompts": ..., "decode_calls": ...}}``: the scores of
-    :func:`sampd_plugin.metrics.aggregate` and the row's decoder work over all videos (prompts decoded, i.e. decoder
+    :func:`sampd_plugin.core.metrics.aggregate` and the row's decoder work over all videos (prompts decoded, i.e. decoder
     passes per prompt, first stage and refinement; decoder calls), counted by the tracker's :class:`FrameResult`."""
     from sampd_plugin.backends.synthetic import Realism
     from sampd_plugin.synthetic import SyntheticScene

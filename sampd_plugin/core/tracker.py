@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
-from sampd_plugin.config import SamPDConfig
-from sampd_plugin.frames import prefetch_depth, prefetch_frames
-from sampd_plugin.prompts import (
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.frames import prefetch_depth, prefetch_frames
+from sampd_plugin.core.prompts import (
     box_prompt_grid,
     clip_boxes,
     group_by_point_count,
@@ -23,7 +23,7 @@ from sampd_plugin.prompts import (
     mask_to_box,
     negative_points,
 )
-from sampd_plugin.selection import (
+from sampd_plugin.core.selection import (
     iou_with_previous,
     masked_template,
     pick_multimask,
@@ -139,7 +139,7 @@ class SamPDTracker:
     def __init__(self, backend: PromptableSegmenter, config: Optional[SamPDConfig] = None,
                  prefetch: Optional[int] = None):
         """``prefetch``: frames read and prepared ahead on a background thread
-        (:func:`~sampd_plugin.frames.prefetch_frames`; ``None``: ``$SAMPD_PREFETCH``, else 2; ``0``: no thread)."""
+        (:func:`~sampd_plugin.core.frames.prefetch_frames`; ``None``: ``$SAMPD_PREFETCH``, else 2; ``0``: no thread)."""
         self.backend = backend
         self.config = config or SamPDConfig()
         self.config.validate()
@@ -497,7 +497,7 @@ def decode_prompts(
     batch_size: int = 0,
 ) -> Decoded:
     """Decodes ``B`` prompts exactly as if each were decoded alone: prompts are batched only with prompts of the
-    same number of points (:func:`sampd_plugin.prompts.group_by_point_count`; SAM has no neutral padding token),
+    same number of points (:func:`sampd_plugin.core.prompts.group_by_point_count`; SAM has no neutral padding token),
     ``batch_size`` at a time (0 = a whole group per call), and the results are put back in input order.
 
     Decoder calls: ``sum over distinct point counts P of ceil(n_P / batch_size)`` (one per distinct count when
@@ -553,7 +553,7 @@ def _uses_track_points(cfg: SamPDConfig) -> bool:
 
 def vanilla_index(cfg: SamPDConfig) -> int:
     """Index of the vanilla candidate (Sec. III-B: the previous mask's box, unshifted, scale 1) in the box grid of
-    :func:`sampd_plugin.prompts.box_prompt_grid` (``config.scales`` must contain 1.0)."""
+    :func:`sampd_plugin.core.prompts.box_prompt_grid` (``config.scales`` must contain 1.0)."""
     return (cfg.grid_size**2 // 2) * len(cfg.scales) + cfg.scales.index(1.0)
 
 
