@@ -40,7 +40,7 @@ export FIFTYONE_DO_NOT_TRACK := true
 export FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS := true
 export FIFTYONE_PLUGINS_DIR := $(CURDIR)/$(PLUGIN_LINK_DIR)
 # glibc malloc: keep freed blocks up to 32 MiB in the heap and never trim it (SAM's per-frame tensors are reused
-# instead of page-faulted in again: 0.82x CPU time per frame, flat peak RSS; sampd_plugin.threads.MALLOC_ENV)
+# instead of page-faulted in again: 0.82x CPU time per frame, flat peak RSS; sampd_plugin.ops.threads.MALLOC_ENV)
 export MALLOC_MMAP_THRESHOLD_ := 33554432
 export MALLOC_TRIM_THRESHOLD_ := 1099511627776
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

@@ -1,4 +1,4 @@
-"""``browse_tracking_failures``: opens the failure views saved by a J&F evaluation (``sampd_plugin.views``)."""
+"""``browse_tracking_failures``: opens the failure views saved by a J&F evaluation (``sampd_plugin.fo.views``)."""
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types

@@ -1,6 +1,6 @@
 """SAM-PD for FiftyOne: track and segment objects in videos with Segment Anything by prompt denoising.
 
-Public SDK (what the plugin's operators call, and all they import; details in :mod:`sampd_plugin.sdk`)::
+Public SDK (what the plugin's operators call, and all they import; details in :mod:`sampd_plugin.fo.sdk`)::
 
     import sampd_plugin as sp
 
@@ -18,7 +18,7 @@ Public SDK (what the plugin's operators call, and all they import; details in :m
 ``track``          prompted tracking (VOS) of every video of a collection -> ``frames.<label_field>``
 ``auto_track``     automatic-mask tracking (VIS): no prompts
 ``repropagate``    re-run from a corrected frame, replacing only the frames after / before it
-``evaluate_jf``    J&F evaluation run (:mod:`sampd_plugin.evaluation`), failure views
+``evaluate_jf``    J&F evaluation run (:mod:`sampd_plugin.fo.evaluation`), failure views
 ``queue_track``    the same job as delegated operations on FiftyOne's queue (GPU workers)
 ``run_worker``     a ``fiftyone delegated launch`` worker loop that can exit when idle
 ``plan_track``     validation / dry run: which samples a job tracks, skips, or refuses
@@ -27,7 +27,7 @@ Public SDK (what the plugin's operators call, and all they import; details in :m
 =================  ===================================================================================
 
 Importing this package imports neither FiftyOne nor torch: the names above are resolved on first use, so
-``import sampd_plugin.tracker`` works on a GPU machine without FiftyOne.
+``import sampd_plugin.core.tracker`` works on a GPU machine without FiftyOne.
 """
 
 from sampd_plugin.lazy import lazy_attributes
@@ -36,46 +36,46 @@ __version__ = "0.1.0"
 
 _LAZY = {
     # tracking, correction, evaluation (sdk)
-    "track": "sampd_plugin.sdk",
-    "auto_track": "sampd_plugin.sdk",
-    "repropagate": "sampd_plugin.sdk",
-    "evaluate_jf": "sampd_plugin.sdk",
+    "track": "sampd_plugin.fo.sdk",
+    "auto_track": "sampd_plugin.fo.sdk",
+    "repropagate": "sampd_plugin.fo.sdk",
+    "evaluate_jf": "sampd_plugin.fo.sdk",
     # scale-out (delegated)
-    "queue_track": "sampd_plugin.delegated",
-    "run_worker": "sampd_plugin.delegated",
-    "finish_job": "sampd_plugin.delegated",
-    "list_runs": "sampd_plugin.delegated",
-    "recover_stale": "sampd_plugin.delegated",
-    "PLUGIN_NAME": "sampd_plugin.delegated",
+    "queue_track": "sampd_plugin.ops.delegated",
+    "run_worker": "sampd_plugin.ops.delegated",
+    "finish_job": "sampd_plugin.ops.delegated",
+    "list_runs": "sampd_plugin.ops.delegated",
+    "recover_stale": "sampd_plugin.ops.delegated",
+    "PLUGIN_NAME": "sampd_plugin.ops.delegated",
     # planning / validation (runs)
-    "plan_track": "sampd_plugin.runs",
-    "plan_repropagate": "sampd_plugin.runs",
-    "make_config": "sampd_plugin.runs",
-    "DIRECTIONS": "sampd_plugin.runs",
+    "plan_track": "sampd_plugin.fo.runs",
+    "plan_repropagate": "sampd_plugin.fo.runs",
+    "make_config": "sampd_plugin.fo.runs",
+    "DIRECTIONS": "sampd_plugin.fo.runs",
     # settings and models
-    "SamPDConfig": "sampd_plugin.config",
-    "PRESETS": "sampd_plugin.config",
-    "PRESET_LABELS": "sampd_plugin.config",
+    "SamPDConfig": "sampd_plugin.core.config",
+    "PRESETS": "sampd_plugin.core.config",
+    "PRESET_LABELS": "sampd_plugin.core.config",
     "MODELS": "sampd_plugin.backends.registry",
     "MODEL_LABELS": "sampd_plugin.backends.registry",
     "check_model": "sampd_plugin.backends.registry",
     "checkpoint_status": "sampd_plugin.backends.registry",
     "model_warning": "sampd_plugin.backends.registry",
     "resolve_device": "sampd_plugin.backends.registry",
-    "DEFAULT_BATCH_FRAMES": "sampd_plugin.store",
-    "layout_of": "sampd_plugin.sources",
+    "DEFAULT_BATCH_FRAMES": "sampd_plugin.fo.store",
+    "layout_of": "sampd_plugin.fo.sources",
     # names the operators' forms need
     "SampdInputError": "sampd_plugin.errors",
     "SampdRunError": "sampd_plugin.errors",
-    "MARKER_SUFFIX": "sampd_plugin.labels",
-    "marker_field": "sampd_plugin.labels",
-    "VIEWS": "sampd_plugin.views",
-    "view_name": "sampd_plugin.views",
-    "view_names": "sampd_plugin.views",
-    "failure_frame": "sampd_plugin.views",
-    "figure_json": "sampd_plugin.plots",
-    "object_name": "sampd_plugin.metrics",
-    "jf_eval_keys": "sampd_plugin.evaluation",
+    "MARKER_SUFFIX": "sampd_plugin.fo.labels",
+    "marker_field": "sampd_plugin.fo.labels",
+    "VIEWS": "sampd_plugin.fo.views",
+    "view_name": "sampd_plugin.fo.views",
+    "view_names": "sampd_plugin.fo.views",
+    "failure_frame": "sampd_plugin.fo.views",
+    "figure_json": "sampd_plugin.fo.plots",
+    "object_name": "sampd_plugin.core.metrics",
+    "jf_eval_keys": "sampd_plugin.fo.evaluation",
 }
 
 __all__ = sorted(_LAZY)

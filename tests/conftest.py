@@ -5,7 +5,7 @@
 - Plugin discovery works from a clone at any path: unless ``FIFTYONE_PLUGINS_DIR`` already names a directory that
   links to this checkout (``make test``), a temporary plugins directory holding one symlink to the checkout root is
   used (FiftyOne follows links when it walks the plugins directory). Subprocess workers inherit it.
-- Every test session has its own MongoDB (:mod:`sampd_plugin.isolated_db`: the bundled ``mongod`` on a free port,
+- Every test session has its own MongoDB (:mod:`tests.isolated_db`: the bundled ``mongod`` on a free port,
   ``FIFTYONE_DATABASE_URI`` set before FiftyOne is imported, inherited by subprocess workers), so concurrent sessions
   and a user's own FiftyOne never see each other's datasets or delegated operations. ``SAMPD_TEST_DB=shared`` (or
   an explicit ``FIFTYONE_DATABASE_URI``) uses that database instead.
@@ -31,7 +31,7 @@ os.environ["FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS"] = "true"
 os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
 
 if os.environ.get("SAMPD_TEST_DB") != "shared" and not os.environ.get("FIFTYONE_DATABASE_URI"):
-    from sampd_plugin import isolated_db
+    from tests import isolated_db
 
     isolated_db.start()
 
@@ -49,7 +49,7 @@ if not (os.environ.get("FIFTYONE_PLUGINS_DIR") and _links_here(os.environ["FIFTY
     atexit.register(shutil.rmtree, _plugins, True)  # removes the link, never follows it
     os.environ["FIFTYONE_PLUGINS_DIR"] = str(_plugins)
 
-if not os.environ.get("SAMPD_FRAMES_DIR"):  # sampled failure-frame images (sampd_plugin.views), one folder per session
+if not os.environ.get("SAMPD_FRAMES_DIR"):  # sampled failure-frame images (sampd_plugin.fo.views), one folder per session
     _frames = tempfile.mkdtemp(prefix="sampd-test-frames-")
     atexit.register(shutil.rmtree, _frames, True)
     os.environ["SAMPD_FRAMES_DIR"] = _frames

@@ -1,9 +1,9 @@
 """A faithful re-implementation of the official DAVIS 2017 toolkit's J and F (``davis2017/metrics.py``:
-``db_eval_iou``, ``db_eval_boundary``, ``f_measure``, ``_seg2bmap``), for tests and ``benchmarks/metrics_speed.py``.
+``db_eval_iou``, ``db_eval_boundary``, ``f_measure``, ``_seg2bmap``), for tests and ``perf/metrics_speed.py``.
 
 The toolkit is not on PyPI. This follows its code line by line (numpy boundary maps, scikit-image's ``disk``,
 whole-frame ``cv2.dilate``), only with ``np.bool`` spelled ``bool`` and the unused ``_seg2bmap`` rescaling branch
-left out (the toolkit asserts equal shapes). It is the reference our ``sampd_plugin.metrics`` must equal, and the
+left out (the toolkit asserts equal shapes). It is the reference our ``sampd_plugin.core.metrics`` must equal, and the
 baseline of the F speed ratio.
 """
 import cv2

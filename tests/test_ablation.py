@@ -55,7 +55,7 @@ def test_adaptive_denoising_keeps_full_jf_at_a_third_of_the_decoder_passes(rows,
 
 
 def test_rows_can_be_named_configs():
-    from sampd_plugin.config import SamPDConfig
+    from sampd_plugin.core.config import SamPDConfig
 
     small = dict(num_videos=1, num_frames=6, num_objects=2, height=96, width=128, seed=3)
     by_name = run_synthetic_ablation(["box", "full:similarity=cosine"], **small)

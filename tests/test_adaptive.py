@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from sampd_plugin.backends.synthetic import SyntheticSegmenter
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.prompts import box_prompt_grid
+from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker, vanilla_index
 from sampd_plugin.synthetic import SyntheticScene
-from sampd_plugin.tracker import ObjectPrompt, SamPDTracker, vanilla_index
-from sampd_plugin.prompts import box_prompt_grid
 from tests.toy_backend import ToyBackend, frames_of, moving_squares
 
 import torch
@@ -119,7 +119,7 @@ def test_invalid_adaptive_settings_are_refused(settings):
 
 
 def test_adaptive_is_a_preset_and_off_in_every_paper_preset():
-    from sampd_plugin.config import EXTENSION_PRESETS, PRESET_LABELS, PRESETS
+    from sampd_plugin.core.config import EXTENSION_PRESETS, PRESET_LABELS, PRESETS
 
     assert SamPDConfig.preset("adaptive") == SamPDConfig(adaptive=True)
     assert "adaptive" in PRESET_LABELS and "adaptive" in EXTENSION_PRESETS

@@ -1,10 +1,10 @@
-"""App settings of SAM-PD output fields (``sampd_plugin.app``): objects coloured by ``index``, user settings kept."""
+"""App settings of SAM-PD output fields (``sampd_plugin.fo.app``): objects coloured by ``index``, user settings kept."""
 import pytest
 
 fo = pytest.importorskip("fiftyone")
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin import app  # noqa: E402
+from sampd_plugin.fo import app  # noqa: E402
 
 
 def scheme_fields(ds):

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("fiftyone")
 
-from sampd_plugin.store import BackgroundWriter  # noqa: E402
+from sampd_plugin.fo.store import BackgroundWriter  # noqa: E402
 
 
 class Recorder:

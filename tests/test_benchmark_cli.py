@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sampd_plugin import metrics
 from sampd_plugin.benchmark.cli import main
+from sampd_plugin.core import metrics
 from sampd_plugin.datasets.davis import read_davis
 from sampd_plugin.synthetic import layouts
 
@@ -99,7 +99,7 @@ def test_youtube_vos_submission_has_the_server_layout(trees, tmp_path):
 
 
 def test_uvo_row_scores_the_written_results(trees, tmp_path):
-    from sampd_plugin.vis_metrics import evaluate_vis
+    from sampd_plugin.core.vis_metrics import evaluate_vis
 
     res = run_cli("uvo", "--root", trees["uvo"], "--out", str(tmp_path))
     row = res["tables"]["main"]["full"]
@@ -149,8 +149,8 @@ def test_adaptive_flag_compares_decoder_passes(trees, tmp_path):
 
 def test_custom_segmenter_through_the_cli(trees, tmp_path):
     from sampd_plugin.benchmark.vos import frame_label_map, sequence_prompts
-    from sampd_plugin.config import SamPDConfig
-    from sampd_plugin.tracker import SamPDTracker
+    from sampd_plugin.core.config import SamPDConfig
+    from sampd_plugin.core.tracker import SamPDTracker
     from .test_byo_segmenter import BoxContrastSegmenter
 
     module = BoxContrastSegmenter.__module__  # e.g. tests.test_byo_segmenter, as pytest imported it

@@ -112,8 +112,8 @@ def test_padding_points_are_ignored():
 
 
 def test_custom_segmenter_tracks_with_sam_pd():
+    from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker
     from sampd_plugin.synthetic import SyntheticScene
-    from sampd_plugin.tracker import ObjectPrompt, SamPDTracker
 
     scene = SyntheticScene(2, 5, 2, 72, 104)
     seg = BoxContrastSegmenter()

@@ -77,7 +77,7 @@ def test_davis_reader_matches_the_scenes(trees):
     seqs = davis.read_davis(trees["davis"], "val")
     assert [s.name for s in seqs] == ["synthetic-0", "synthetic-1"]
     for i, seq in enumerate(seqs):
-        scene = seq.scene()
+        scene = layouts.sequence_scene(seq)
         assert scene.params == SyntheticScene(i, 5, 2, 64, 96).params
         assert [f.stem for f in seq.frames] == ["00000", "00001", "00002", "00003", "00004"]
         assert [f.number for f in seq.frames] == [1, 2, 3, 4, 5]
@@ -117,7 +117,7 @@ def test_youtube_vos_reader(trees):
     assert not seq.has_full_annotations
     assert youtube_vos.scored_stems(seq, 1) == ["00005", "00010"]
     assert youtube_vos.scored_stems(seq, 3) == []
-    scene = seq.scene()
+    scene = layouts.sequence_scene(seq)
     for oid, stem, mask in seq.prompt_masks():
         assert np.array_equal(mask, scene.render_ids(seq.number(stem)) == oid)
     with open(os.path.join(root, "valid", "meta.json")) as f:
@@ -148,7 +148,7 @@ def test_youtube_vos_reader_names_what_is_missing(trees, tmp_path):
 # --- UVO -----------------------------------------------------------------------------------------------------------
 def test_uvo_reader_decodes_the_tracks(trees, tmp_path):
     seq = uvo.read_uvo(trees["uvo"], "val")[0]
-    scene = seq.scene()
+    scene = layouts.sequence_scene(seq)
     assert seq.video_id == 1 and [f.stem for f in seq.frames] == ["0", "1", "2", "3"]
     assert len(seq.tracks) == 3
     for k, (tid, segs) in enumerate(sorted(seq.tracks.items())):

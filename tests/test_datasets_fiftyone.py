@@ -36,7 +36,7 @@ def datasets(fo):
 
 def _masks(ds, field="ground_truth"):
     """``{(sequence, stem, index): full-frame mask}`` of a field (detections with masks only)."""
-    from sampd_plugin.labels import paste_mask
+    from sampd_plugin.fo.labels import paste_mask
 
     out = {}
     for s in ds.select_fields(["sequence_id", "frame_number", "metadata", field]):

@@ -17,8 +17,8 @@ from fiftyone.operators.delegated import DelegatedOperationService  # noqa: E402
 from fiftyone.operators.executor import ExecutionRunState  # noqa: E402
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin import runs  # noqa: E402
-from sampd_plugin.sources import layout_of  # noqa: E402
+from sampd_plugin.fo import runs  # noqa: E402
+from sampd_plugin.fo.sources import layout_of  # noqa: E402
 
 TERMINAL = (ExecutionRunState.COMPLETED, ExecutionRunState.FAILED)
 CLI = "import sys; from fiftyone.core.cli import main; sys.argv[0] = 'fiftyone'; sys.exit(main())"

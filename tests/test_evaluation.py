@@ -12,8 +12,8 @@ import pytest  # noqa: E402
 
 fo = pytest.importorskip("fiftyone")
 
-from sampd_plugin.evaluation import JFResults, evaluate_jf  # noqa: E402
-from sampd_plugin.labels import paste_mask  # noqa: E402
+from sampd_plugin.fo.evaluation import JFResults, evaluate_jf  # noqa: E402
+from sampd_plugin.fo.labels import paste_mask  # noqa: E402
 
 H, W, T = 48, 64, 10  # r = ceil(0.008 * 80) = 1 px
 

@@ -15,7 +15,7 @@ from sampd_plugin.backends.base import PromptableSegmenter
 from sampd_plugin.backends.fast_decoder import LOGIT_TOLERANCE
 from sampd_plugin.backends.sam import SamBackend
 from sampd_plugin.backends.tiny import build_tiny_sam, tiny_backend
-from sampd_plugin.prompts import sam_box
+from sampd_plugin.core.prompts import sam_box
 
 H, W = 90, 160  # 16:9: input frame 576 x 1024 inside the padded 1024 square
 

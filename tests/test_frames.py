@@ -1,12 +1,12 @@
-"""Frame streaming with eta's ffmpeg reader (sampd_plugin.frames)."""
+"""Frame streaming with eta's ffmpeg reader (sampd_plugin.core.frames)."""
 
 import tracemalloc
 
 import numpy as np
 import pytest
 
+from sampd_plugin.core.frames import frame_count, frame_size, iter_frames
 from sampd_plugin.synthetic import SyntheticScene, write_video
-from sampd_plugin.frames import frame_count, frame_size, iter_frames
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
-"""Identity evidence (sampd_plugin.identity): switches against a reference and merges, on constructed masks."""
+"""Identity evidence (sampd_plugin.core.identity): switches against a reference and merges, on constructed masks."""
 
 import numpy as np
 
-from sampd_plugin.identity import identity_switches, merges, overlap_counts
+from sampd_plugin.core.identity import identity_switches, merges, overlap_counts
 
 
 def _box(y0, y1, x0, x1, shape=(20, 30)):

@@ -11,12 +11,12 @@ fo = pytest.importorskip("fiftyone")
 from fiftyone import ViewField as F  # noqa: E402
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin import runs  # noqa: E402
 from sampd_plugin.backends.synthetic import SyntheticSegmenter  # noqa: E402
+from sampd_plugin.core.frames import ImageFiles, read_image  # noqa: E402
 from sampd_plugin.errors import SampdInputError  # noqa: E402
-from sampd_plugin.frames import ImageFiles, read_image  # noqa: E402
-from sampd_plugin.labels import paste_mask  # noqa: E402
-from sampd_plugin.sources import layout_of  # noqa: E402
+from sampd_plugin.fo import runs  # noqa: E402
+from sampd_plugin.fo.labels import paste_mask  # noqa: E402
+from sampd_plugin.fo.sources import layout_of  # noqa: E402
 
 
 def _masks(layout, field):

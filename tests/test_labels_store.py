@@ -9,11 +9,11 @@ import pytest
 
 fo = pytest.importorskip("fiftyone")
 
-from sampd_plugin import labels, runs, store  # noqa: E402
-from sampd_plugin.labels import paste_mask  # noqa: E402
+from sampd_plugin.core.tracker import FrameResult, ObjectResult  # noqa: E402
 from sampd_plugin.errors import SampdInputError  # noqa: E402
-from sampd_plugin.sources import layout_of  # noqa: E402
-from sampd_plugin.tracker import FrameResult, ObjectResult  # noqa: E402
+from sampd_plugin.fo import labels, runs, store  # noqa: E402
+from sampd_plugin.fo.labels import paste_mask  # noqa: E402
+from sampd_plugin.fo.sources import layout_of  # noqa: E402
 
 H, W, T = 40, 60, 7
 

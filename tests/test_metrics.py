@@ -1,10 +1,10 @@
-"""Hand-computed cases for sampd_plugin.metrics (DAVIS 2017 J, F and statistics)."""
+"""Hand-computed cases for sampd_plugin.core.metrics (DAVIS 2017 J, F and statistics)."""
 import math
 
 import numpy as np
 import pytest
 
-from sampd_plugin.metrics import (aggregate, boundary_f_measure, boundary_map, bound_pixels, disk,
+from sampd_plugin.core.metrics import (aggregate, boundary_f_measure, boundary_map, bound_pixels, disk,
                                   protocol_frames, region_similarity, statistics, youtube_vos_summary)
 
 

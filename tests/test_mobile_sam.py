@@ -7,11 +7,11 @@ pytest.importorskip("mobile_sam")
 
 from segment_anything import SamPredictor  # noqa: E402
 
-from sampd_plugin import checkpoints as ckpt  # noqa: E402
+from sampd_plugin.backends import checkpoints as ckpt  # noqa: E402
 from sampd_plugin.backends.fast_decoder import LOGIT_TOLERANCE  # noqa: E402
 from sampd_plugin.backends.mobile_sam import build_mobile_sam, load_mobile_sam  # noqa: E402
 from sampd_plugin.backends.registry import BackendCache, check_model, checkpoint_status  # noqa: E402
-from sampd_plugin.prompts import sam_box  # noqa: E402
+from sampd_plugin.core.prompts import sam_box  # noqa: E402
 
 H, W = 72, 128
 

@@ -13,7 +13,7 @@ from fiftyone.operators.executor import ExecutionContext, ExecutionError, Execut
 from fiftyone.operators.executor import ValidationContext  # noqa: E402
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin.labels import paste_mask  # noqa: E402
+from sampd_plugin.fo.labels import paste_mask  # noqa: E402
 from tests.test_sdk import check_written_fields, gt_snapshot  # noqa: E402
 
 PLUGIN = "@sampd/sampd"
@@ -207,7 +207,7 @@ def test_execution_options_default_to_delegated_for_several_samples(plugin, make
 
 
 def test_forms_serialize_with_defaults_drawn_from_the_dataset(plugin, make_synthetic):
-    from sampd_plugin.config import PRESETS
+    from sampd_plugin.core.config import PRESETS
 
     ds = make_synthetic(num_videos=2, num_frames=3, num_objects=1)
     sp.track(ds, model="synthetic", progress=False)

@@ -1,4 +1,4 @@
-"""Overlap-aware tracking (sampd_plugin.overlap, preset "overlap"; our extension): joint selection, exclusivity and
+"""Overlap-aware tracking (sampd_plugin.core.overlap, preset "overlap"; our extension): joint selection, exclusivity and
 occlusion on small constructed cases (two objects crossing, one occluding the other, identical-looking objects), the
 extension on generated crossing videos, and the paper presets untouched by it."""
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sampd_plugin.config import EXTENSION_PRESETS, PRESETS, SamPDConfig
-from sampd_plugin.overlap import (
+from sampd_plugin.core.config import EXTENSION_PRESETS, PRESETS, SamPDConfig
+from sampd_plugin.core.overlap import (
     continuity,
     exclusive_masks,
     extrapolate_box,
@@ -95,7 +95,7 @@ def _run(config, seed=0, num_frames=40, scenario="crossing", height=240, width=3
     from sampd_plugin.backends.synthetic import SyntheticSegmenter
     from sampd_plugin.benchmark import score_sequence
     from sampd_plugin.synthetic import SyntheticScene
-    from sampd_plugin.tracker import ObjectPrompt, SamPDTracker
+    from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker
 
     scene = SyntheticScene(seed=seed, num_frames=num_frames, num_objects=3, height=height, width=width,
                            scenario=scenario)
@@ -137,7 +137,7 @@ PAPER = [name for name in PRESETS if name not in EXTENSION_PRESETS]
 def test_paper_presets_never_reach_the_extension(monkeypatch):
     """Every paper preset runs without calling any overlap-aware function, and with them disabled its output is
     the same (masks, scores, IoUs, lost flags)."""
-    import sampd_plugin.tracker as tr
+    import sampd_plugin.core.tracker as tr
 
     def _hash(results):
         h = hashlib.sha256()

@@ -1,4 +1,4 @@
-"""Packaging: layout, manifest, plugin discovery by FiftyOne, import hygiene, pins, CI entry point, demo CLI."""
+"""Packaging: layout, manifest, plugin discovery by FiftyOne, pins, CI entry point, demo CLI."""
 
 from __future__ import annotations
 
@@ -114,17 +114,6 @@ def test_make_plugins_dir_points_at_this_checkout():
     link = Path(plugins_dir) / "sampd"
     assert link.is_symlink() and os.readlink(link) == "..", "the plugin link must be relative (clone moves)"
     assert link.resolve() == ROOT
-
-
-def test_import_sampd_plugin_does_not_import_fiftyone(tmp_path):
-    code = (
-        "import sys, sampd_plugin, sampd_plugin.tracker, sampd_plugin.config\n"
-        "heavy = sorted(m for m in sys.modules if m == 'fiftyone' or m.startswith('fiftyone.'))\n"
-        "assert not heavy, heavy\n"
-    )
-    env = _env(PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
 
 
 def test_sampd_plugin_is_installed_in_the_environment(tmp_path):

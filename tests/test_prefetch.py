@@ -1,4 +1,4 @@
-"""Frame prefetch (sampd_plugin.frames.prefetch_frames) and the backends' split of encoding into prepare + encode:
+"""Frame prefetch (sampd_plugin.core.frames.prefetch_frames) and the backends' split of encoding into prepare + encode:
 order, errors and shutdown of the prefetch thread, and bit-identical encodings and tracks with and without it."""
 
 import threading
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from sampd_plugin import frames as fr
 from sampd_plugin.backends.base import PreparedImage
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.core import frames as fr
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker
 from sampd_plugin.synthetic import SyntheticScene
-from sampd_plugin.tracker import ObjectPrompt, SamPDTracker
 from tests.test_byo_segmenter import BoxContrastSegmenter
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sampd_plugin.config import EXTENSION_PRESETS, PRESET_LABELS, PRESETS, SamPDConfig
-from sampd_plugin.prompts import (
+from sampd_plugin.core.config import EXTENSION_PRESETS, PRESET_LABELS, PRESETS, SamPDConfig
+from sampd_plugin.core.prompts import (
     box_prompt_grid,
     clip_boxes,
     group_by_point_count,
@@ -17,7 +17,7 @@ from sampd_plugin.prompts import (
     refinement_point,
     sam_box,
 )
-from sampd_plugin.selection import (
+from sampd_plugin.core.selection import (
     iou_with_previous,
     masked_template,
     pick_multimask,

@@ -1,18 +1,18 @@
-"""The ground-truth-free quality signal (``sampd_plugin.quality``): the doubtful rule, the ``doubtful`` label tags and
+"""The ground-truth-free quality signal (``sampd_plugin.core.quality``): the doubtful rule, the ``doubtful`` label tags and
 the frame-level ``<field>_confidence`` / ``<field>_doubtful`` fields, on videos and image sequences."""
 import math
 
 import numpy as np
 import pytest
 
-from sampd_plugin import quality
+from sampd_plugin.core import quality
 
 fo = pytest.importorskip("fiftyone")
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin import labels, runs, store  # noqa: E402
-from sampd_plugin.sources import layout_of  # noqa: E402
-from sampd_plugin.tracker import FrameResult, ObjectResult  # noqa: E402
+from sampd_plugin.core.tracker import FrameResult, ObjectResult  # noqa: E402
+from sampd_plugin.fo import labels, runs, store  # noqa: E402
+from sampd_plugin.fo.sources import layout_of  # noqa: E402
 from tests import test_labels_store  # noqa: E402
 from tests.test_labels_store import H, T, W, _mask  # noqa: E402
 
@@ -28,7 +28,7 @@ def test_doubtful_rule_and_confidence_agree():
     assert quality.object_confidence(1.0, 0.9, True) == 0.0
     assert quality.object_confidence(3.0, 1.2, False) == 1.0  # clipped
     assert quality.object_confidence(0.05, 0.9, False) == pytest.approx(0.25)  # score rescaled: 0.1 -> 0.5
-    # an identity switch or a merge (sampd_plugin.identity.confusions) is doubtful however good the mask looks
+    # an identity switch or a merge (sampd_plugin.core.identity.confusions) is doubtful however good the mask looks
     assert quality.is_doubtful(1.0, 0.9, False, confusion="switch") and quality.is_doubtful(1.0, 1.0, False,
                                                                                               confusion="merge")
     assert quality.object_confidence(1.0, 0.9, False, confusion="merge") == quality.CONFUSED
@@ -102,6 +102,6 @@ def test_tracking_flags_doubtful_frames_where_the_masks_fail(make_synthetic):
             assert frame.sampd_confidence == conf
             assert (frame.sampd_doubtful and frame.sampd_doubtful.objects) == (doubt and doubt.objects)
     assert doubtful and good
-    # the doubtful detections are the failing ones (synthetic segmenter; the rates are in benchmarks/doubtful.py)
+    # the doubtful detections are the failing ones (synthetic segmenter; the rates are in perf/doubtful.py)
     assert np.mean(doubtful) < 0.5 < np.mean(good)
     assert not any(math.isnan(v) for v in ds.values("frames.sampd_confidence", unwind=True))

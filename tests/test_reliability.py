@@ -21,9 +21,10 @@ from fiftyone.operators.delegated import DelegatedOperationService  # noqa: E402
 from fiftyone.operators.executor import ExecutionRunState  # noqa: E402
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin import labels, ownership  # noqa: E402
 from sampd_plugin.errors import SampdInputError, SampdRunError  # noqa: E402
-from sampd_plugin.sources import layout_of  # noqa: E402
+from sampd_plugin.fo import labels  # noqa: E402
+from sampd_plugin.fo.sources import layout_of  # noqa: E402
+from sampd_plugin.ops import ownership
 from tests.test_delegated import start_worker, stop, wait_ready  # noqa: E402
 from tests.test_sdk import gt_snapshot  # noqa: E402
 
@@ -53,7 +54,7 @@ def foreign_marker(heartbeat_age=0.0, worker="otherhost:4242", done=False):
 
 def put_marker(ds, field, marker):
     layout = layout_of(ds)
-    from sampd_plugin import store
+    from sampd_plugin.fo import store
 
     store.ensure_output_field(layout, field)
     seq = layout.sequences()[0]

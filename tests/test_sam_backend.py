@@ -13,12 +13,12 @@ from segment_anything import SamPredictor
 from segment_anything.utils.amg import batched_mask_to_box
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from sampd_plugin import checkpoints as ckpt
+from sampd_plugin.backends import checkpoints as ckpt
 from sampd_plugin.backends import sam as sam_mod
-from sampd_plugin.backends.sam import CPU_PREFERRED_BATCH_SIZE, SamBackend
 from sampd_plugin.backends.base import ImageState
+from sampd_plugin.backends.sam import CPU_PREFERRED_BATCH_SIZE, SamBackend
 from sampd_plugin.backends.tiny import build_tiny_sam, tiny_backend
-from sampd_plugin.prompts import mask_to_box, sam_box
+from sampd_plugin.core.prompts import mask_to_box, sam_box
 
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")

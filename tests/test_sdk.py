@@ -1,9 +1,5 @@
 """The SDK on generated videos: fields written vs ground truth (synthetic segmenter), the tiny real-architecture SAM
-code path, resume / overwrite rules, refusals that write nothing, VIS mode, correct-and-repropagate, laziness."""
-
-import os
-import subprocess
-import sys
+code path, resume / overwrite rules, refusals that write nothing, VIS mode, correct-and-repropagate."""
 
 import numpy as np
 import pytest
@@ -11,15 +7,13 @@ import pytest
 fo = pytest.importorskip("fiftyone")
 
 import sampd_plugin as sp  # noqa: E402
-from sampd_plugin import labels, runs  # noqa: E402
 from sampd_plugin.backends import registry  # noqa: E402
-from sampd_plugin.labels import paste_mask  # noqa: E402
+from sampd_plugin.core.metrics import region_similarity  # noqa: E402
 from sampd_plugin.errors import SampdInputError  # noqa: E402
-from sampd_plugin.sources import layout_of  # noqa: E402
-from sampd_plugin.metrics import region_similarity  # noqa: E402
+from sampd_plugin.fo import labels, runs  # noqa: E402
+from sampd_plugin.fo.labels import paste_mask  # noqa: E402
+from sampd_plugin.fo.sources import layout_of  # noqa: E402
 from sampd_plugin.synthetic import dataset_scene  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _is_lost(det):
@@ -256,24 +250,3 @@ def test_device_that_does_not_exist_is_a_clear_error(monkeypatch):
     with pytest.raises(ValueError, match="unknown device 'banana'"):
         registry.resolve_device("banana")
     assert registry.resolve_device("cpu") == "cpu"
-
-
-def test_package_import_is_lazy_without_fiftyone(tmp_path):
-    """`import sampd_plugin.tracker` works where FiftyOne is not installed; the SDK names resolve on use."""
-    code = (
-        "import sys; sys.modules['fiftyone'] = None\n"
-        "import sampd_plugin, sampd_plugin.tracker, sampd_plugin.config\n"
-        "assert 'track' in dir(sampd_plugin)\n"
-        "try:\n"
-        "    sampd_plugin.track\n"
-        "except ImportError:\n"
-        "    print('lazy-ok')\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=ROOT))
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "lazy-ok"
-    code = "import sys, sampd_plugin; assert 'torch' not in sys.modules and 'fiftyone' not in sys.modules"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=ROOT))
-    assert proc.returncode == 0, proc.stderr

@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from sampd_plugin.labels import xyxy_to_relative
+from sampd_plugin.fo.labels import xyxy_to_relative
 from sampd_plugin.synthetic import SHAPES, TEXTURES, SyntheticScene, mask_box, write_video
 
 SMALL = dict(height=120, width=160)
@@ -224,7 +224,7 @@ def test_write_video(tmp_path):
     info = _ffprobe(path)
     assert (int(info["nb_read_frames"]), info["width"], info["height"]) == (15, 160, 120)
     assert info["pix_fmt"] == "yuv420p"
-    from sampd_plugin.frames import iter_frames
+    from sampd_plugin.core.frames import iter_frames
 
     n = 0
     for t, img in iter_frames(path):

@@ -184,7 +184,7 @@ def test_box_over_background_gives_a_low_iou_blob(scene, seg, states):
 
 
 def test_multimask_point_largest_is_the_whole_object(scene, seg, states):
-    from sampd_plugin.prompts import mask_points
+    from sampd_plugin.core.prompts import mask_points
 
     n = 0
     for st, oid, m in cases(scene, states):
@@ -205,7 +205,7 @@ def test_multimask_point_largest_is_the_whole_object(scene, seg, states):
 
 def test_single_point_is_ambiguous(scene, seg, states):
     """multimask=False with one positive point: sometimes the whole object, sometimes a part (SAM's ambiguity)."""
-    from sampd_plugin.prompts import mask_points
+    from sampd_plugin.core.prompts import mask_points
 
     fracs = []
     for st, oid, m in cases(scene, states):
@@ -246,7 +246,7 @@ def _two_object_frame(scene, seg):
 
 
 def test_negative_point_removes_a_neighbour(scene, seg):
-    from sampd_plugin.prompts import mask_points
+    from sampd_plugin.core.prompts import mask_points
 
     t, a, b, vis = _two_object_frame(scene, seg)
     st = seg.encode(scene.render(t)[0], t)
@@ -316,7 +316,7 @@ def test_generate_masks_returns_the_objects(scene, seg):
 
 
 def test_decoding_54_prompts_is_fast(scene, seg, states):
-    from sampd_plugin.prompts import box_prompt_grid
+    from sampd_plugin.core.prompts import box_prompt_grid
 
     st = states[10]
     boxes = torch.as_tensor(np.stack([mask_box(m) for m in scene.visible_masks(10).values()]))
@@ -368,7 +368,7 @@ def test_realism_knobs_change_behaviour(scene, states):
 def test_an_unstable_box_still_segments_something(scene, states):
     """SAM always segments something: an unstable box whose other objects all carry negative points segments a
     background segment in the box (wherever its random point falls), or its object, never nothing."""
-    from sampd_plugin.prompts import mask_points
+    from sampd_plugin.core.prompts import mask_points
 
     unstable = SyntheticSegmenter(scene, realism=Realism(box_instability=1.0))
     checked = 0

@@ -1,4 +1,4 @@
-"""Thread counts of working processes (sampd_plugin.threads): explicit, environment, cores / live workers."""
+"""Thread counts of working processes (sampd_plugin.ops.threads): explicit, environment, cores / live workers."""
 import inspect
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from sampd_plugin import threads
+from sampd_plugin.ops import threads
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
-from sampd_plugin.config import SamPDConfig
-from sampd_plugin.tracker import ObjectPrompt, SamPDTracker
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker
 from tests.toy_backend import ToyBackend, frames_of, moving_squares
 
 
@@ -291,7 +291,7 @@ def test_presets_send_negative_points_only_where_the_tables_put_them(preset, fir
 def test_object_points_are_computed_only_when_read(preset, monkeypatch):
     """mask_points of an object's mask runs per frame only when the next frame reads the points (its point prompt or
     first-stage negatives); the results are the same as when they are always computed."""
-    import sampd_plugin.tracker as tr
+    import sampd_plugin.core.tracker as tr
 
     maps = moving_squares(5)
     cfg = SamPDConfig.preset(preset)

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from sampd_plugin.backends.tiny import tiny_backend
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker, decode_prompts
 from sampd_plugin.synthetic import SyntheticScene
-from sampd_plugin.tracker import ObjectPrompt, SamPDTracker, decode_prompts
 
 
 @pytest.fixture(scope="module")
 def backend():
     # a 256-px input and a narrow decoder keep CI fast on 2 cores; every line of the path is the production one
-    # (benchmarks/speed.py times SAM's real 1024-px input and decoder width)
+    # (perf/speed.py times SAM's real 1024-px input and decoder width)
     return tiny_backend(seed=0, device="cpu", prompt_embed_dim=32, img_size=256, encoder_window_size=4)
 
 

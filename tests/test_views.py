@@ -1,4 +1,4 @@
-"""Failure views of a J&F evaluation (``sampd_plugin.views``): frames shown as their own images, sampled once (only
+"""Failure views of a J&F evaluation (``sampd_plugin.fo.views``): frames shown as their own images, sampled once (only
 the failure frames), shared by evaluations, deleted with the last evaluation that shows them."""
 import os
 
@@ -7,9 +7,9 @@ import pytest
 
 fo = pytest.importorskip("fiftyone")
 
-from sampd_plugin import views  # noqa: E402
-from sampd_plugin.evaluation import evaluate_jf  # noqa: E402
-from sampd_plugin.frames import iter_frames  # noqa: E402
+from sampd_plugin.core.frames import iter_frames  # noqa: E402
+from sampd_plugin.fo import views  # noqa: E402
+from sampd_plugin.fo.evaluation import evaluate_jf  # noqa: E402
 
 FAIL = {0: {3, 6}, 1: {5}}  # video -> frames where object 1's prediction is dropped (J = 0)
 

@@ -4,8 +4,8 @@ answers are worked out in the comments."""
 import numpy as np
 import pytest
 
+from sampd_plugin.core.vis_metrics import evaluate_vis, track_iou, track_ious
 from sampd_plugin.datasets.uvo import encode_rle
-from sampd_plugin.vis_metrics import evaluate_vis, track_iou, track_ious
 
 H, W = 10, 10
 

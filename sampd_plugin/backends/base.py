@@ -7,8 +7,8 @@ encoder is the expensive part, the prompt encoder and mask decoder are light (pa
 Coordinate conventions (fixed for the whole library):
 
 - prompts (boxes ``xyxy``, points ``xy``) are given in **original image pixels**, floats; boxes with exclusive
-  right/bottom ends (``[x0, x1) x [y0, y1)``, :func:`sampd_plugin.prompts.mask_to_box`), points as pixel indices;
-  a SAM backend hands boxes to SAM in SAM's own convention (:func:`sampd_plugin.prompts.sam_box`);
+  right/bottom ends (``[x0, x1) x [y0, y1)``, :func:`sampd_plugin.core.prompts.mask_to_box`), points as pixel indices;
+  a SAM backend hands boxes to SAM in SAM's own convention (:func:`sampd_plugin.core.prompts.sam_box`);
 - the backend maps them into its *input frame*: the image resized so that it occupies the top-left
   ``input_size = (h_in, w_in)`` region of a padded square (SAM: longest side 1024);
 - the image embedding is a ``(C, h_e, w_e)`` grid over the padded input frame, one cell per ``embed_stride``
@@ -198,7 +198,7 @@ class PromptableSegmenter(abc.ABC):
     def prepare(self, image: np.ndarray) -> "PreparedImage":
         """The CPU-side preprocessing of one ``(H, W, 3)`` uint8 RGB image (SAM: resize, to a tensor, normalise,
         pad), split from :meth:`encode` so that it can run ahead of the model on another thread
-        (:func:`sampd_plugin.frames.prefetch_frames`). Pure: no counters, no state; safe to call from any thread.
+        (:func:`sampd_plugin.core.frames.prefetch_frames`). Pure: no counters, no state; safe to call from any thread.
 
         Raises:
             ValueError: ``image`` is not an ``(H, W, 3)`` uint8 RGB image
@@ -251,7 +251,7 @@ class PromptableSegmenter(abc.ABC):
             points: optional ``(B, P, 2)`` float ``xy`` points, image pixels
             point_labels: ``(B, P)`` int labels: 1 positive, 0 negative, -1 SAM's "not a point" token (it is *not*
                 a no-op for SAM: it changes the masks; the tracker never sends it, see
-                :func:`sampd_plugin.prompts.group_by_point_count`)
+                :func:`sampd_plugin.core.prompts.group_by_point_count`)
             multimask: return 3 masks per prompt (SAM's ambiguity-aware output) instead of 1
 
         Returns:

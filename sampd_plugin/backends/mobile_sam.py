@@ -6,7 +6,7 @@ The model code comes from PyPI's ``mobilesam-mirror`` (the MobileSAM repository 
 module, whose TinyViT needs ``timm``); it is a copy of segment-anything's ``Sam`` with a ``TinyViT`` encoder, so it
 runs through the same :class:`~sampd_plugin.backends.sam.SamBackend` (``SamPredictor`` steps, the shared-work
 decoder, automatic masks). Weights: ``mobile_sam.pt`` from the MobileSAM repository, found like SAM's checkpoints
-(:func:`sampd_plugin.checkpoints.resolve_checkpoint`: explicit path, ``$SAMPD_CHECKPOINT_DIR``, our cache, download);
+(:func:`sampd_plugin.backends.checkpoints.resolve_checkpoint`: explicit path, ``$SAMPD_CHECKPOINT_DIR``, our cache, download);
 ``random_weights=True`` builds the architecture with random (seeded) weights for tests and timings.
 
 This module imports no FiftyOne.

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Optional
 
 SAM_MODELS = ("vit_h", "vit_l", "vit_b")
-#: models whose weights are a checkpoint file (:mod:`sampd_plugin.checkpoints`)
+#: models whose weights are a checkpoint file (:mod:`sampd_plugin.backends.checkpoints`)
 CHECKPOINT_MODELS = SAM_MODELS + ("mobile_sam",)
 MODELS = CHECKPOINT_MODELS + ("tiny", "synthetic")
 #: automatic-mask grid of the tiny model (its masks are meaningless; a small grid keeps the code path cheap)
@@ -79,7 +79,7 @@ def checkpoint_status(model: str, checkpoint: Optional[str] = None) -> Optional[
     downloads. Raises ``FileNotFoundError`` for an explicit path that does not exist."""
     if model not in CHECKPOINT_MODELS:
         return None
-    from sampd_plugin import checkpoints
+    from sampd_plugin.backends import checkpoints
 
     try:
         return f"checkpoint: {checkpoints.resolve_checkpoint(model, checkpoint, download=False)}"
@@ -96,7 +96,7 @@ def model_warning(model: str, checkpoint: Optional[str] = None, device: Optional
     ``None`` when the checkpoint is here, a GPU is, or the model takes no checkpoint. Never downloads."""
     if model not in SAM_MODELS:
         return None
-    from sampd_plugin import checkpoints
+    from sampd_plugin.backends import checkpoints
 
     try:
         checkpoints.resolve_checkpoint(model, checkpoint, download=False)

@@ -7,7 +7,7 @@
 many prompts against it), and ``SamAutomaticMaskGenerator`` for :meth:`~SamBackend.generate_masks` (automatic mode,
 Sec. IV-B).
 
-Checkpoint files (official names, download, FiftyOne zoo cache) are found by :mod:`sampd_plugin.checkpoints`;
+Checkpoint files (official names, download, FiftyOne zoo cache) are found by :mod:`sampd_plugin.backends.checkpoints`;
 :func:`load_sam` (a backend over an official checkpoint) is the usual entry point. :mod:`sampd_plugin.backends.tiny`
 builds a small random-weight ``Sam`` that goes through this same class.
 
@@ -33,10 +33,10 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from sampd_plugin.backends import fast_decoder
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter, check_rgb, resolve_device
-from sampd_plugin.checkpoints import CheckpointLoadError, checkpoint_info, load_state_dict, resolve_checkpoint
-from sampd_plugin.prompts import sam_box
+from sampd_plugin.backends.checkpoints import CheckpointLoadError, checkpoint_info, load_state_dict, resolve_checkpoint
+from sampd_plugin.core.prompts import sam_box
 
-#: Prompts per decoder call on the CPU, measured with ``python benchmarks/decoder_batch.py --prompts 54 162 --repeats 2
+#: Prompts per decoder call on the CPU, measured with ``python perf/decoder_batch.py --prompts 54 162 --repeats 2
 #: --clock cpu --threads 1`` (SAM's real-width decoder of the tiny model through the shared-work decoder
 #: :mod:`~sampd_plugin.backends.fast_decoder`, box prompts, single mask, 480x854 frame; torch 2.14.1; CPU time per
 #: process on a shared 2-core machine). ms/prompt, best of 2 rounds, P = 54 | 162 prompts in batches of b:
@@ -45,7 +45,7 @@ from sampd_plugin.prompts import sam_box
 #:     unlimited (one call): 55.7 | 67.6
 #:
 #: Each prompt's image tokens (4096 x 256 floats, 4 MB) fall out of the cache and, with glibc's default malloc, are
-#: page-faulted in again for big batches; with the malloc settings of :data:`sampd_plugin.threads.MALLOC_ENV`
+#: page-faulted in again for big batches; with the malloc settings of :data:`sampd_plugin.ops.threads.MALLOC_ENV`
 #: (P = 54): b = 1: 31.3, 4: 31.4, 18: 34.1, unlimited 39.3 (the segment-anything decoder: 253 ms/prompt at b = 4).
 #: b = 4 is kept: equal to b = 1 with those settings (``make env``, the activate hook, workers), a quarter of the
 #: calls, bounded memory; without them b = 1 would be ~25 % faster per prompt. CUDA: unlimited (``None``).
@@ -70,7 +70,7 @@ class SamBackend(PromptableSegmenter):
 
     Args:
         model: a built ``Sam`` (e.g. :func:`~sampd_plugin.backends.tiny.build_tiny_sam`); if ``None``, the official
-            ``model_type`` checkpoint is resolved and loaded with :func:`sampd_plugin.checkpoints.build_sam_model`
+            ``model_type`` checkpoint is resolved and loaded with :func:`sampd_plugin.backends.checkpoints.build_sam_model`
         model_type: ``"vit_h"``, ``"vit_l"`` or ``"vit_b"`` (a name only, when ``model`` is given)
         checkpoint: optional checkpoint path, only when ``model`` is ``None``
         device: torch device; ``None`` picks ``cuda`` when available, else ``cpu``
@@ -222,7 +222,7 @@ class SamBackend(PromptableSegmenter):
         """``SamPredictor.predict_torch`` for B prompts, after mapping them from image pixels to the input frame
         with ``ResizeLongestSide`` (as ``SamPredictor.predict`` does). Boxes arrive in the library's convention
         (right/bottom exclusive) and reach SAM in the one it was trained on (right/bottom on the last pixel,
-        :func:`~sampd_plugin.prompts.sam_box`): the box of a mask is exactly segment-anything's
+        :func:`~sampd_plugin.core.prompts.sam_box`): the box of a mask is exactly segment-anything's
         ``batched_mask_to_box`` of it. Label ``-1`` points get SAM's "not a point" embedding."""
         original_size = tuple(state.image_size)
         coords_torch = labels_torch = box_torch = None

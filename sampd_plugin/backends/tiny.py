@@ -9,7 +9,7 @@ masks are meaningless, but shapes, coordinate handling, the code path and call c
 checkpoint, because :func:`tiny_backend` wraps the model in the same :class:`~sampd_plugin.backends.sam.SamBackend`.
 
 Cost on a 2-core CPU (torch 2.14.1): encoding a 1024-px frame ~0.45 s (idle machine; the global-attention block is
-~70 % of it); decoding ~0.25 s per prompt (the real decoder: ``benchmarks/decoder_batch.py``), so a 54-prompt
+~70 % of it); decoding ~0.25 s per prompt (the real decoder: ``perf/decoder_batch.py``), so a 54-prompt
 SAM-PD frame costs ~14 s. For fast tests that do not need representative decoder timings pass e.g.
 ``prompt_embed_dim=64, decoder_mlp_dim=512, decoder_num_heads=4`` (~5x cheaper decoding, 64-channel embedding).
 

@@ -22,11 +22,11 @@ from typing import Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple
 
 import numpy as np
 
-from sampd_plugin import metrics
-from sampd_plugin.config import PRESETS, SamPDConfig
-from sampd_plugin.identity import identity_switches
+from sampd_plugin.core import metrics
+from sampd_plugin.core.config import PRESETS, SamPDConfig
+from sampd_plugin.core.identity import identity_switches
+from sampd_plugin.core.tracker import FrameResult, ObjectPrompt, SamPDTracker
 from sampd_plugin.synthetic.scene import SCENARIOS
-from sampd_plugin.tracker import FrameResult, ObjectPrompt, SamPDTracker
 
 #: the paper's rows in the paper's order: Table III (with its "IoU-based" row), then Table V; then our extensions
 #: (``config.EXTENSION_PRESETS``: ``adaptive``)
@@ -34,8 +34,8 @@ ABLATION_PRESETS = tuple(PRESETS)
 
 
 class SequenceScore(NamedTuple):
-    """One sequence's scores: per-object J and F statistics (:class:`sampd_plugin.metrics.Stats`, in object-id
-    order) and ``switches``, the object-frames with an identity switch (:func:`sampd_plugin.identity.identity_switches`
+    """One sequence's scores: per-object J and F statistics (:class:`sampd_plugin.core.metrics.Stats`, in object-id
+    order) and ``switches``, the object-frames with an identity switch (:func:`sampd_plugin.core.identity.identity_switches`
     against the ground truth) on the scored frames."""
 
     j: List[metrics.Stats]
@@ -118,7 +118,7 @@ def run_synthetic_ablation(
 
     Returns:
         ``{row name: {"J&F-Mean": ..., "J-Mean": ..., ..., "id_switches": ..., "decoded_prompts": ...,
-        "decode_calls": ..., "videos": [...]}}``: the scores of :func:`sampd_plugin.metrics.aggregate`, the
+        "decode_calls": ..., "videos": [...]}}``: the scores of :func:`sampd_plugin.core.metrics.aggregate`, the
         object-frames with an identity switch (:class:`SequenceScore`), the row's decoder work over all videos
         (prompts decoded, i.e. decoder passes per prompt, first stage and refinement; decoder calls), counted by
         the tracker's :class:`FrameResult`, and per video ``{"seed", "J&F-Mean", "J-Mean", "F-Mean",
@@ -155,7 +155,7 @@ def run_synthetic_ablation(
 
 
 def _means(j: List[metrics.Stats], f: List[metrics.Stats]) -> Dict[str, float]:
-    """``J&F-Mean``, ``J-Mean``, ``F-Mean`` of one video's objects (:func:`sampd_plugin.metrics.aggregate`)."""
+    """``J&F-Mean``, ``J-Mean``, ``F-Mean`` of one video's objects (:func:`sampd_plugin.core.metrics.aggregate`)."""
     agg = metrics.aggregate(j, f)
     return {k: agg[k] for k in ("J&F-Mean", "J-Mean", "F-Mean")}
 

@@ -44,7 +44,7 @@ from typing import Callable, Dict, List, Optional
 
 from sampd_plugin.backends.base import PromptableSegmenter
 from sampd_plugin.backends.registry import BackendCache, load_segmenter
-from sampd_plugin.config import PRESETS, SamPDConfig
+from sampd_plugin.core.config import PRESETS, SamPDConfig
 
 DATASETS = ("davis", "ytvos", "uvo", "synthetic")
 DEFAULT_SPLITS = {"davis": "val", "ytvos": "valid", "uvo": "val", "synthetic": "val"}
@@ -100,7 +100,9 @@ def backend_provider(model, checkpoint: Optional[str] = None, device: Optional[s
     def get(seq):
         scene = None
         if model == "synthetic":
-            scene = seq.scene()
+            from sampd_plugin.synthetic.layouts import sequence_scene
+
+            scene = sequence_scene(seq)
             if scene is None:
                 raise ValueError(f"sequence {seq.name}: model 'synthetic' only segments trees written by "
                                  "sampd_plugin.synthetic.layouts (no sampd_synthetic.json sidecar entry); choose a "

@@ -1,13 +1,13 @@
 """The supplementary oracle experiment (paper supplement, Fig. 7 and Table VI): how well SAM denoises a perturbed
 ground-truth box, with no tracking involved.
 
-On every annotated frame, each object's ground-truth box (:func:`sampd_plugin.prompts.mask_to_box` of its mask) is
+On every annotated frame, each object's ground-truth box (:func:`sampd_plugin.core.prompts.mask_to_box` of its mask) is
 translated by ``(tx * w, ty * h)`` and scaled by ``s`` about its centre, for every translation rate ``tx, ty`` in
 -0.18..0.18 (step 0.06) and scaling rate ``s`` in {0.92, 1.00, 1.08} (Table VI, "Oracle"), and used as the prompt:
 
 - *vanilla*: that single box (one mask, no multimask);
 - *multi-prompt*: the one-to-many grid around that box with Table VI's own settings (translations -0.1 / 0 / 0.1 of
-  the box side, scales 0.95 / 1.00 / 1.05: 27 boxes, :func:`sampd_plugin.prompts.box_prompt_grid`) and the Eq. 2
+  the box side, scales 0.95 / 1.00 / 1.05: 27 boxes, :func:`sampd_plugin.core.prompts.box_prompt_grid`) and the Eq. 2
   many-to-one selection against the object's template (its ground-truth mask on its first annotated frame).
 
 J and F of the predicted mask against the ground truth; per cell, the DAVIS aggregation (per-object means over its
@@ -24,14 +24,14 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import torch
 
-from sampd_plugin import metrics
 from sampd_plugin.benchmark.vos import ground_truth
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.core import metrics
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.frames import read_image
+from sampd_plugin.core.prompts import box_prompt_grid, clip_boxes, mask_to_box
+from sampd_plugin.core.selection import masked_template, select_candidates, similarity_features, template_similarity
 from sampd_plugin.datasets.base import VideoSequence
 from sampd_plugin.datasets.labelmaps import VOID
-from sampd_plugin.frames import read_image
-from sampd_plugin.prompts import box_prompt_grid, clip_boxes, mask_to_box
-from sampd_plugin.selection import masked_template, select_candidates, similarity_features, template_similarity
 
 #: Table VI, oracle perturbations
 TRANSLATIONS = (-0.18, -0.12, -0.06, 0.0, 0.06, 0.12, 0.18)
@@ -67,7 +67,7 @@ def run_oracle(sequences: Iterable[VideoSequence], backend_for: Callable[[VideoS
                max_frames: Optional[int] = None, progress: Optional[Callable[[str], None]] = None,
                similarity: str = SamPDConfig.similarity) -> dict:
     """Runs the oracle grid on sequences with ground truth on every frame (``similarity``: Eq. 2's features,
-    :func:`sampd_plugin.selection.similarity_features`, as the tracker's default).
+    :func:`sampd_plugin.core.selection.similarity_features`, as the tracker's default).
 
     Returns:
         ``{"translations", "scales", "vanilla": {"J&F" | "J" | "F": (S, T, T) nested lists [scale][ty][tx]},

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.core.config import SamPDConfig
 
 #: Table IV rows: (grid side N_box = side², N_scale); scales 1.0 then 1.05 (paper Sec. IV-A)
 TABLE_IV_GRIDS = ((1, 1), (3, 1), (3, 2), (5, 2))

@@ -1,7 +1,7 @@
 """Automatic-mode VIS benchmark runs on UVO trees (paper Sec. IV-B, Table II): up to ``max_objects`` automatic
 masks on each video's first frame, tracked through the video without spawning new tracks; each track becomes one
 prediction (RLE per frame, ``null`` where it is lost) with score = the mean SAM predicted IoU of its tracked frames;
-scored with video-level mask AP / AR (:mod:`sampd_plugin.vis_metrics`, class-agnostic).
+scored with video-level mask AP / AR (:mod:`sampd_plugin.core.vis_metrics`, class-agnostic).
 
 This module imports no FiftyOne.
 """
@@ -15,12 +15,12 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from sampd_plugin import vis_metrics
 from sampd_plugin.benchmark.timing import TimedBackend
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.core import vis_metrics
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.tracker import SamPDTracker
 from sampd_plugin.datasets import uvo as uvo_io
 from sampd_plugin.datasets.base import VideoSequence
-from sampd_plugin.tracker import SamPDTracker
 
 
 def track_video(seq: VideoSequence, backend, config: SamPDConfig, max_objects: int = 100, stats: Optional[dict] = None
@@ -66,7 +66,7 @@ def run_vis(sequences: Iterable[VideoSequence], backend_for: Callable[[VideoSequ
     """Auto-tracks every video, writes ``<out_dir>/results.json`` (VIS results format) and scores it.
 
     Returns:
-        a row ``AR100, ARs, ARm, ARl, AP, AP50, AP75, AR1, AR10`` (:func:`sampd_plugin.vis_metrics.evaluate_vis`,
+        a row ``AR100, ARs, ARm, ARl, AP, AP50, AP75, AR1, AR10`` (:func:`sampd_plugin.core.vis_metrics.evaluate_vis`,
         class-agnostic), ``videos, tracks, frames, encoder_ms, frames_per_second, results``
     """
     sequences = list(sequences)

@@ -1,13 +1,13 @@
 """Semi-supervised VOS benchmark runs on DAVIS 2017 and YouTube-VOS 2018 trees (:mod:`sampd_plugin.datasets`):
 track every sequence from its first-frame annotation(s), write the official prediction folder, and score exactly
 what was written (one label map per frame, overlaps resolved by
-:func:`sampd_plugin.datasets.labelmaps.resolve_overlaps`) with :mod:`sampd_plugin.metrics`.
+:func:`sampd_plugin.datasets.labelmaps.resolve_overlaps`) with :mod:`sampd_plugin.core.metrics`.
 
 - DAVIS (``kind="davis"``): the semi-supervised toolkit's protocol (:mod:`sampd_plugin.datasets.davis`): objects
   ``1..N`` of the first annotation, every annotated frame but the first and the last, void as background; DAVIS
-  aggregation (:func:`sampd_plugin.metrics.aggregate`).
+  aggregation (:func:`sampd_plugin.core.metrics.aggregate`).
 - YouTube-VOS (``kind="ytvos"``): each object on the listed frames after its first annotation, last frame
-  included; ``G`` and J / F of seen and unseen categories (:func:`sampd_plugin.metrics.youtube_vos_summary`). The
+  included; ``G`` and J / F of seen and unseen categories (:func:`sampd_plugin.core.metrics.youtube_vos_summary`). The
   official ``valid`` split has no ground truth after the first appearances: it is scored locally only when the
   tree has full annotations (a ``train`` split) or a synthetic sidecar (exact scene ground truth); otherwise the run
   writes the submission zip for the evaluation server and reports no score.
@@ -23,15 +23,16 @@ from typing import Callable, Dict, Iterable, List, Optional, Set
 
 import numpy as np
 
-from sampd_plugin import metrics
 from sampd_plugin.benchmark.timing import TimedBackend
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.core import metrics
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.frames import read_image
+from sampd_plugin.core.tracker import FrameResult, ObjectPrompt, SamPDTracker
 from sampd_plugin.datasets import davis as davis_io
 from sampd_plugin.datasets import youtube_vos as ytvos_io
 from sampd_plugin.datasets.base import VideoSequence
 from sampd_plugin.datasets.labelmaps import masks_to_label_map, read_palette
-from sampd_plugin.frames import read_image
-from sampd_plugin.tracker import FrameResult, ObjectPrompt, SamPDTracker
+from sampd_plugin.synthetic.layouts import sequence_scene
 
 KINDS = ("davis", "ytvos")
 
@@ -54,7 +55,7 @@ def ground_truth(seq: VideoSequence) -> Optional[Callable[[str], np.ndarray]]:
     every output frame has one, else the synthetic scene's exact id map (trees with a sidecar), else ``None``."""
     if seq.has_full_annotations:
         return seq.label_map
-    scene = seq.scene()
+    scene = sequence_scene(seq)
     if scene is not None:
         return lambda stem: scene.render_ids(seq.number(stem)).astype(np.uint8)
     return None

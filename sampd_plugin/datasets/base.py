@@ -4,7 +4,7 @@ files with its objects, annotations and output frames, read straight from the da
 Conventions: a frame's *stem* is its file name without extension (``"00000"``); its *number* is the 1-based frame
 number the tracker sees: ``int(stem) + 1`` when every stem of the sequence is an integer (so DAVIS ``00000`` is frame
 1, a YouTube-VOS frame ``00045`` is frame 46 whether or not the frames in between are there), else its position + 1.
-Images are ``(H, W, 3)`` uint8 RGB decoded by :func:`sampd_plugin.frames.read_image` (OpenCV, as FiftyOne reads
+Images are ``(H, W, 3)`` uint8 RGB decoded by :func:`sampd_plugin.core.frames.read_image` (OpenCV, as FiftyOne reads
 them), so the CLI and the FiftyOne image-sequence path feed the model the same pixels.
 
 Trees written by :mod:`sampd_plugin.synthetic.layouts` carry a sidecar JSON (:data:`SIDECAR`) with each sequence's
@@ -23,7 +23,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from sampd_plugin.frames import read_image
+from sampd_plugin.core.frames import read_image
 
 #: sidecar file at the root of a tree written by :mod:`sampd_plugin.synthetic.layouts`
 SIDECAR = "sampd_synthetic.json"
@@ -61,7 +61,8 @@ class VideoSequence:
         objects: ``{object_id: ObjectInfo}``
         annotations: ``{stem: label-map PNG path}`` of the annotation files that exist
         tracks: UVO ground-truth tracks ``{track_id: [RLE dict or None per output stem]}``
-        scene_params: the synthetic scene's parameters (trees of :mod:`sampd_plugin.synthetic.layouts`), else None
+        scene_params: the synthetic scene's parameters (trees of :mod:`sampd_plugin.synthetic.layouts`; the scene:
+            :func:`sampd_plugin.synthetic.layouts.sequence_scene`), else None
         size: ``(H, W)`` of the frames, when the dataset states it (else read from the first frame on demand)
         video_id: the dataset's id of the video when it differs from ``name`` (UVO's integer ids)
     """
@@ -140,15 +141,6 @@ class VideoSequence:
         """Whether every output frame has an annotation file (DAVIS, a YouTube-VOS ``train`` split): then local
         scoring against them is possible. (The YouTube-VOS ``valid`` split only annotates first appearances.)"""
         return bool(self.output_stems) and all(s in self.annotations for s in self.output_stems)
-
-    def scene(self):
-        """The :class:`~sampd_plugin.synthetic.scene.SyntheticScene` this sequence was rendered from (trees of
-        :mod:`sampd_plugin.synthetic.layouts`), else ``None``."""
-        if not self.scene_params:
-            return None
-        from sampd_plugin.synthetic.scene import SyntheticScene
-
-        return SyntheticScene.from_params(self.scene_params)
 
 
 # --- helpers shared by the readers ---------------------------------------------------------------------------------

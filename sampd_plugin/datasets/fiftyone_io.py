@@ -40,7 +40,7 @@ from sampd_plugin.datasets import uvo as uvo_io
 from sampd_plugin.datasets import youtube_vos as ytvos_io
 from sampd_plugin.datasets.base import VideoSequence
 from sampd_plugin.datasets.labelmaps import VOID, label_map_to_masks, masks_to_label_map, write_label_map
-from sampd_plugin.labels import field_name, paste_mask
+from sampd_plugin.fo.labels import field_name, paste_mask
 
 SEQUENCE_FIELD = "sequence_id"
 ORDER_FIELD = "frame_number"
@@ -59,7 +59,7 @@ def _new_dataset(name: Optional[str], default: str, overwrite: bool, persistent:
 
 
 def object_detection(mask: np.ndarray, index: int, label: Optional[str], **attrs) -> "fo.Detection":
-    """One object on one frame as the zoo writes it (:func:`sampd_plugin.synthetic.dataset.zoo_detections` does
+    """One object on one frame as the zoo writes it (:func:`zoo_detections` does
     the same for a whole DAVIS frame): ``cv2.boundingRect`` of the mask as the relative box, the uint8 0/1 mask
     cropped to it (``None`` and a zero box when the object is absent)."""
     m = np.asarray(mask, dtype=np.uint8)
@@ -70,11 +70,33 @@ def object_detection(mask: np.ndarray, index: int, label: Optional[str], **attrs
                         **attrs)
 
 
+def zoo_detections(masks: Dict[int, np.ndarray], sequence: str) -> "fo.Detections":
+    """``fo.Detections`` of one frame exactly as FiftyOne's DAVIS 2017 zoo loader (``voxel51/davis-2017``,
+    ``format="image"``) writes them from a label map: for each object id ``1..max id on the frame`` a detection with
+    ``index = id - 1`` (from 0), ``label = sequence + str(index)``, the box of ``cv2.boundingRect`` (relative
+    ``[x, y, w, h]``) and the mask cropped to it; an object absent from the frame but below the frame's max id gets
+    a detection with no mask and the box ``[0, 0, 0, 0]``.
+
+    Args:
+        masks: ``{object id >= 1: (H, W) bool mask}`` of the visible objects
+        sequence: the sequence name
+    """
+    dets = []
+    if masks:
+        h, w = next(iter(masks.values())).shape
+        for cc in range(max(masks)):
+            m = masks.get(cc + 1)
+            m = np.zeros((h, w), np.uint8) if m is None else m.astype(np.uint8)
+            x, y, bw, bh = cv2.boundingRect(m)
+            crop = m[y:y + bh, x:x + bw] if m.any() else None
+            dets.append(fo.Detection(bounding_box=[x / w, y / h, bw / w, bh / h], mask=crop, label=sequence + str(cc),
+                                     index=cc))
+    return fo.Detections(detections=dets)
+
+
 def davis_frame_detections(label_map: np.ndarray, sequence: str) -> "fo.Detections":
     """The zoo DAVIS loader's ``ground_truth`` of one annotation: void removed, one detection per id ``1..max``
     (``index = id - 1``, ``label = sequence + str(index)``), empty for an id absent from the frame."""
-    from sampd_plugin.synthetic.dataset import zoo_detections
-
     return zoo_detections(label_map_to_masks(label_map, void=VOID), sequence)
 
 

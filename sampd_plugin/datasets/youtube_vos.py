@@ -19,7 +19,7 @@ in ``meta.json``, zipped with ``Annotations/`` at the top of the archive (:func:
 
 Scoring (server semantics, used for local scores when ground truth is known): each object is scored on the listed
 frames after its first one (its prompt), the last frame included; J and F means over objects of seen / unseen
-categories (seen = the categories of ``train/meta.json``) and ``G`` (:func:`sampd_plugin.metrics.youtube_vos_summary`).
+categories (seen = the categories of ``train/meta.json``) and ``G`` (:func:`sampd_plugin.core.metrics.youtube_vos_summary`).
 
 This module imports no FiftyOne.
 """

@@ -6,8 +6,8 @@ The names below are re-exported so that ``from sampd_plugin.synthetic import Syn
 importing this package imports no FiftyOne.
 """
 
-from sampd_plugin.synthetic.dataset import dataset_scene, make_dataset, make_image_dataset, write_video, zoo_detections
+from sampd_plugin.synthetic.dataset import dataset_scene, make_dataset, make_image_dataset, write_video
 from sampd_plugin.synthetic.scene import SCENARIOS, SHAPES, TEXTURES, ObjectSpec, ObjectState, SyntheticScene, mask_box
 
 __all__ = ["SCENARIOS", "SHAPES", "TEXTURES", "ObjectSpec", "ObjectState", "SyntheticScene", "mask_box", "make_dataset",
-           "make_image_dataset", "dataset_scene", "write_video", "zoo_detections"]
+           "make_image_dataset", "dataset_scene", "write_video"]

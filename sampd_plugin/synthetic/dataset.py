@@ -131,7 +131,7 @@ def make_dataset(
     """
     import fiftyone as fo
 
-    from sampd_plugin.labels import xyxy_to_relative
+    from sampd_plugin.fo.labels import xyxy_to_relative
 
     start_frames = {int(k): int(v) for k, v in (start_frames or {}).items()}
     dataset = _new_dataset(name, overwrite, persistent, dict(num_videos=num_videos, seed=seed))
@@ -169,33 +169,6 @@ def make_dataset(
     return dataset
 
 
-def zoo_detections(masks: Dict[int, np.ndarray], sequence: str) -> "object":
-    """``fo.Detections`` of one frame exactly as FiftyOne's DAVIS 2017 zoo loader (``voxel51/davis-2017``,
-    ``format="image"``) writes them from a label map: for each object id ``1..max id on the frame`` a detection with
-    ``index = id - 1`` (from 0), ``label = sequence + str(index)``, the box of ``cv2.boundingRect`` (relative
-    ``[x, y, w, h]``) and the mask cropped to it; an object absent from the frame but below the frame's max id gets
-    a detection with no mask and the box ``[0, 0, 0, 0]``.
-
-    Args:
-        masks: ``{object id >= 1: (H, W) bool mask}`` of the visible objects
-        sequence: the sequence name
-    """
-    import cv2
-    import fiftyone as fo
-
-    dets = []
-    if masks:
-        h, w = next(iter(masks.values())).shape
-        for cc in range(max(masks)):
-            m = masks.get(cc + 1)
-            m = np.zeros((h, w), np.uint8) if m is None else m.astype(np.uint8)
-            x, y, bw, bh = cv2.boundingRect(m)
-            crop = m[y:y + bh, x:x + bw] if m.any() else None
-            dets.append(fo.Detection(bounding_box=[x / w, y / h, bw / w, bh / h], mask=crop, label=sequence + str(cc),
-                                     index=cc))
-    return fo.Detections(detections=dets)
-
-
 def make_image_dataset(
     name: Optional[str] = None,
     num_sequences: int = 2,
@@ -214,7 +187,7 @@ def make_image_dataset(
     (``voxel51/davis-2017``, ``format="image"``): one image sample per frame with ``filepath`` =
     ``<output_dir>/<sequence>/<frame:05d>.<image_format>``, ``sequence_id`` = the sequence name (also in ``tags``,
     with ``"synthetic"``), ``frame_number`` = the file stem as a string (``"00000"`` for the first frame),
-    ``ground_truth`` = :func:`zoo_detections` (``index`` from 0), plus ``synthetic`` = the scene parameters (so the
+    ``ground_truth`` = :func:`~sampd_plugin.datasets.fiftyone_io.zoo_detections` (``index`` from 0), plus ``synthetic`` = the scene parameters (so the
     synthetic segmenter can segment it). Sequence ``i`` is ``SyntheticScene(seed + i, ...)`` named
     ``synthetic-<seed + i>``; scene frame ``t`` (1-based) is ``frame_number = f"{t - 1:05d}"``.
 
@@ -223,6 +196,8 @@ def make_image_dataset(
     """
     import cv2
     import fiftyone as fo
+
+    from sampd_plugin.datasets.fiftyone_io import zoo_detections
 
     if image_format not in ("jpg", "png"):
         raise ValueError(f"image_format must be 'jpg' or 'png', got {image_format!r}")

@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
-from sampd_plugin.datasets.base import write_sidecar
+from sampd_plugin.datasets.base import VideoSequence, write_sidecar
 from sampd_plugin.datasets.labelmaps import VOID, write_label_map
 from sampd_plugin.synthetic.scene import SyntheticScene
 
 GENERATOR = "sampd_plugin.synthetic.layouts"
 JPEG_QUALITY = 95
+
+
+def sequence_scene(seq: VideoSequence) -> Optional[SyntheticScene]:
+    """The scene a sequence of a tree written here was rendered from (its sidecar entry), else ``None``."""
+    return SyntheticScene.from_params(seq.scene_params) if seq.scene_params else None
 
 
 def _save_jpeg(path: str, image: np.ndarray):

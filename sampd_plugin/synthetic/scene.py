@@ -32,7 +32,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from sampd_plugin.prompts import mask_to_box
+from sampd_plugin.core.prompts import mask_to_box
 
 SHAPES = ("ellipse", "blob", "polygon", "star")
 TEXTURES = ("stripes", "checker", "dots", "rings", "diagonal", "grid")
@@ -100,7 +100,7 @@ class ObjectState:
 def mask_box(mask: np.ndarray) -> Optional[np.ndarray]:
     """Tight ``(4,)`` ``xyxy`` pixel box ``(x0, y0, x1 + 1, y1 + 1)`` of a bool mask (``None`` if empty).
 
-    The one box convention of the library (:func:`sampd_plugin.prompts.mask_to_box`), re-exported here.
+    The one box convention of the library (:func:`sampd_plugin.core.prompts.mask_to_box`), re-exported here.
     """
     return mask_to_box(mask)
 

@@ -4,7 +4,7 @@
 
 What it does, offline, in about a minute:
 
-1. starts a private MongoDB (:mod:`sampd_plugin.isolated_db`; an existing ``FIFTYONE_DATABASE_URI`` is used as is),
+1. starts a private MongoDB (:mod:`tests.isolated_db`; an existing ``FIFTYONE_DATABASE_URI`` is used as is),
    builds a generated video dataset (:func:`sampd_plugin.synthetic.make_dataset`), tracks it with the synthetic
    segmenter (the ``point`` preset, so that some frames fail) and evaluates it (eval key ``jf``);
 2. launches the App server of the installed FiftyOne on a free local port, with this checkout as the plugin;
@@ -89,7 +89,7 @@ def prepare_environment(tmp):
     os.environ["FIFTYONE_PLUGINS_DIR"] = str(plugins)
     os.environ["SAMPD_FRAMES_DIR"] = str(tmp / "frames")
     if not os.environ.get("FIFTYONE_DATABASE_URI"):
-        from sampd_plugin import isolated_db
+        from tests import isolated_db
 
         isolated_db.start()
 
@@ -180,7 +180,7 @@ def overlay_contrast(shown, raw, dets, hw, rect):
     (eroded) and outside their boxes (grown): an overlay of those masks makes the first much larger."""
     import cv2
 
-    from sampd_plugin.labels import paste_mask
+    from sampd_plugin.fo.labels import paste_mask
 
     masks = np.any([paste_mask(d, hw) for d in dets], axis=0) if dets else np.zeros(hw, bool)
     inside = cv2.erode(to_screen(masks.astype(np.uint8), rect, cv2.INTER_NEAREST), np.ones((5, 5))) > 0
@@ -329,7 +329,7 @@ class Check:
     def check_masks(self):
         """The first video's thumbnail (its frame 1) shows frames.sampd's masks: with only that field shown, the
         screenshot differs from the raw frame inside the predicted masks, and matches it outside the boxes."""
-        from sampd_plugin.frames import iter_frames
+        from sampd_plugin.core.frames import iter_frames
 
         self.set_field_shown("frames.ground_truth", False)
         self.set_field_shown("frames.sampd", True)
@@ -352,8 +352,8 @@ class Check:
         """Each tracked object has its own colour, the same on every video (colour by ``index``): the overlay colour
         of each object, solved per channel from screenshot = a * colour + (1 - a) * frame over its mask's pixels,
         differs between the objects of a video and matches across videos for the same index."""
-        from sampd_plugin.frames import iter_frames
-        from sampd_plugin.labels import paste_mask
+        from sampd_plugin.core.frames import iter_frames
+        from sampd_plugin.fo.labels import paste_mask
 
         import cv2
 
@@ -434,7 +434,7 @@ class Check:
         differs from the video's first frame it is the frame (the App's "dynamic" frames showed frame 1 under frame
         N's labels). Thumbnails are taken in grid order until one whose frame can be told apart from frame 1 (at most
         ``max_thumbnails``)."""
-        from sampd_plugin.views import view_name
+        from sampd_plugin.fo.views import view_name
 
         name = view_name(EVAL_KEY, suffix)
         view = self.ds.load_saved_view(name)
@@ -469,7 +469,7 @@ class Check:
     def compare_thumbnail(self, name, i, img, frame):
         """Asserts that thumbnail ``i`` (screenshot ``img``) shows ``frame`` (a frame sample of a failure view) with
         its predicted masks; returns ``(whether its frame could be told apart from frame 1, a note)``."""
-        from sampd_plugin.frames import iter_frames
+        from sampd_plugin.core.frames import iter_frames
 
         import cv2
 
@@ -526,7 +526,7 @@ class Check:
         plots = self.wait(lambda: (lambda p: p if len(p) >= 2 else None)(self.css(".js-plotly-plot .main-svg")),
                           what="two plotly figures")
         worst = min(self.ds.load_evaluation_results(EVAL_KEY).per_object(), key=lambda r: r["JF"])
-        from sampd_plugin.metrics import object_name
+        from sampd_plugin.core.metrics import object_name
 
         text = self.body_text()
         assert object_name(worst) in text and str(round(worst["JF"], 3)) in text, "the per-object table is missing"
@@ -545,7 +545,7 @@ class Check:
     def check_doubtful(self):
         """While a video plays, a frame the tracker doubts shows the red "doubtful" flag in its top left corner and
         a frame it does not doubt does not."""
-        from sampd_plugin.app import DOUBTFUL_COLOR
+        from sampd_plugin.fo.app import DOUBTFUL_COLOR
 
         sample = self.ds.first()
         doubtful = [fn for fn, fr in sample.frames.items() if fr["sampd_doubtful"] is not None]

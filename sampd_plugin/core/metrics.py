@@ -173,7 +173,7 @@ def boundary_f_measure(pred, gt, void=None, bound_th=0.008, threads=1):
         void: optional ``(H, W)`` or ``(T, H, W)`` mask at ``gt``'s resolution.
         bound_th: tolerance as a fraction of the image diagonal (< 1) or in pixels (>= 1).
         threads: frames of a stack are scored on this many threads (OpenCV releases the GIL; values are the
-            same for any number); ``None``: :func:`sampd_plugin.threads.num_threads`.
+            same for any number; a worker passes :func:`sampd_plugin.ops.threads.num_threads`).
     Returns:
         float for ``(H, W)`` inputs, else ``(T,)`` float array.
     """
@@ -187,10 +187,6 @@ def boundary_f_measure(pred, gt, void=None, bound_th=0.008, threads=1):
         keep = ~_as_bool(void)
         gt = gt & keep
         pred = pred & (keep if pred.shape[-2:] == gt.shape[-2:] else _resize_nearest(keep, pred.shape[-2:]))
-    if threads is None:
-        from sampd_plugin.threads import num_threads
-
-        threads = num_threads()
     threads = max(1, min(int(threads), len(gt) // 8))  # a thread per >= 8 frames, or it does not pay
     if threads == 1:
         f = np.array([_f_frame(p, g, kernel) for p, g in zip(pred, gt)])

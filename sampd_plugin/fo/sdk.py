@@ -1,14 +1,14 @@
 """The SDK behind ``sampd_plugin.track`` / ``auto_track`` / ``repropagate`` / ``evaluate_jf``; the FiftyOne
 operators of the plugin call these functions (through the package's public names) and nothing else.
 
-A collection holds *sequences* (:mod:`sampd_plugin.sources`): video samples, or image sequences (image samples
+A collection holds *sequences* (:mod:`sampd_plugin.fo.sources`): video samples, or image sequences (image samples
 grouped by ``sequence_field`` and ordered by ``order_field``, e.g. FiftyOne's DAVIS zoo layout). Per sequence,
 :func:`track`:
 
 1. reads the prompts of the prompt field (``store.read_prompts``: each object's detection on the frame where
    its ``index`` first appears, with its mask, else its box);
 2. streams the sequence's frames from that frame on (``Sequence.frames()``: one frame in memory at a time) through
-   :class:`sampd_plugin.tracker.SamPDTracker`;
+   :class:`sampd_plugin.core.tracker.SamPDTracker`;
 3. writes the output field (``frames.<label_field>`` of a video, ``<label_field>`` of each image) in chunks of
    ``batch_frames`` frames with ``set_values`` (``store.FrameLabelWriter``, on a background thread:
    ``store.BackgroundWriter``) and finally marks the sequence finished
@@ -18,19 +18,19 @@ Safety rules (nothing is lost):
 
 - the prompt / ground-truth field is never written: ``label_field == prompt_field`` is refused, even with
   ``overwrite=True``;
-- all input is validated before anything is written (:func:`sampd_plugin.runs.plan_track`): no sequences, a
+- all input is validated before anything is written (:func:`sampd_plugin.fo.runs.plan_track`): no sequences, a
   missing or non-Detections field, a missing video or image file, a sequence without prompts, a detection without
   ``index`` among indexed ones, a prompt without mask and with an empty / NaN box -> a
   :class:`~sampd_plugin.errors.SampdInputError` naming the sequence, frame and field;
 - an output field that already holds labels needs ``overwrite=True``, EXCEPT labels written by an identical run
-  (same mode, prompt field, model, checkpoint and :class:`~sampd_plugin.config.SamPDConfig`): that run is resumed;
+  (same mode, prompt field, model, checkpoint and :class:`~sampd_plugin.core.config.SamPDConfig`): that run is resumed;
 - resume: a sequence whose marker says an identical run finished it is skipped; a sequence the run started but did
   not finish (interrupted job, killed worker) is cleared and tracked again. Re-running a job, or re-queuing a
   delegated operation, therefore only processes unfinished sequences;
 - a sequence's old labels are cleared only when that sequence is about to be re-tracked (after its prompts were
   read), never all at once up front, so a job that stops half-way leaves the untouched sequences as they were.
 
-Scale-out on delegated workers: :mod:`sampd_plugin.delegated`.
+Scale-out on delegated workers: :mod:`sampd_plugin.ops.delegated`.
 """
 
 from __future__ import annotations
@@ -43,14 +43,15 @@ from typing import Iterator, Optional, Tuple
 
 import fiftyone.core.utils as fou
 
-from sampd_plugin import labels, ownership, runs, store, threads
 from sampd_plugin.backends.registry import BackendCache
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.tracker import SamPDTracker
 from sampd_plugin.errors import OwnershipLostError, SampdInputError, SampdRunError
-from sampd_plugin.runs import ConfigLike, TrackPlan, make_config, plan_repropagate, plan_track
-from sampd_plugin.sources import Layout, Sequence, as_collection
-from sampd_plugin.store import DEFAULT_BATCH_FRAMES
-from sampd_plugin.tracker import SamPDTracker
+from sampd_plugin.fo import labels, runs, store
+from sampd_plugin.fo.runs import ConfigLike, TrackPlan, make_config, plan_repropagate, plan_track
+from sampd_plugin.fo.sources import Layout, Sequence, as_collection
+from sampd_plugin.fo.store import DEFAULT_BATCH_FRAMES
+from sampd_plugin.ops import ownership, threads
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd
         samples: a video or image ``fo.Dataset``, a view (also a dynamic grouped view of images), or a ``fo.Sample``
         prompt_field: Detections field with the prompts (never written)
         label_field: output field
-        config: a :class:`~sampd_plugin.config.SamPDConfig`, a preset name (``"full"``, ``"box"``, ...), a dict of
+        config: a :class:`~sampd_plugin.core.config.SamPDConfig`, a preset name (``"full"``, ``"box"``, ...), a dict of
             settings, or ``None`` for the paper's full method
         model: ``"vit_h"``, ``"vit_l"``, ``"vit_b"``, ``"tiny"`` or ``"synthetic"``
             (:mod:`sampd_plugin.backends.registry`), or your own
@@ -232,7 +233,7 @@ def _checked_backends(model, checkpoint, device, load=True) -> BackendCache:
 
 def _track_sequence(plan: TrackPlan, seq: Sequence, cfg: SamPDConfig, backends, batch_frames, pb, prefix,
                     max_objects, owner, operation) -> dict:
-    """Tracks one sequence as the owner of its marker (:class:`sampd_plugin.ownership.Claim`): claimed before any
+    """Tracks one sequence as the owner of its marker (:class:`sampd_plugin.ops.ownership.Claim`): claimed before any
     of its labels is cleared or written, heart-beating while it runs, marked done only after every frame from the
     first prompt frame to the last frame has a label. Returns ``{"frames", "objects"}``, or ``{"busy": message}``
     when another live run holds the sequence."""
@@ -446,9 +447,9 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
 def evaluate_jf(samples, pred_field: str = "sampd", gt_field: str = "ground_truth", eval_key: Optional[str] = "jf",
                 **kwargs):
     """DAVIS J&F of ``pred_field`` against ``gt_field`` as a FiftyOne evaluation run
-    (:func:`sampd_plugin.evaluation.evaluate_jf`; see it for the arguments, fields and saved views); works on
+    (:func:`sampd_plugin.fo.evaluation.evaluate_jf`; see it for the arguments, fields and saved views); works on
     video collections and on image sequences (``sequence_field`` / ``order_field`` as in :func:`track`)."""
-    from sampd_plugin.evaluation import evaluate_jf as _evaluate_jf
+    from sampd_plugin.fo.evaluation import evaluate_jf as _evaluate_jf
 
     return _evaluate_jf(as_collection(samples), pred_field, gt_field=gt_field, eval_key=eval_key, **kwargs)
 

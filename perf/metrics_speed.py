@@ -1,6 +1,6 @@
-"""Speed of J and F (sampd_plugin.metrics) over 480p mask pairs against the official DAVIS toolkit; prints ratios.
+"""Speed of J and F (sampd_plugin.core.metrics) over 480p mask pairs against the official DAVIS toolkit; prints ratios.
 
-    python benchmarks/metrics_speed.py [--frames 1000] [--height 480] [--width 854] [--chunk 100] [--reference]
+    python perf/metrics_speed.py [--frames 1000] [--height 480] [--width 854] [--chunk 100] [--reference]
         [--threads 2]
 
 Pairs are DAVIS-like: a random blob (union of ellipses, ~5-30 % of the frame) and a prediction shifted by a
@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from sampd_plugin.metrics import boundary_f_measure, region_similarity  # noqa: E402
+from sampd_plugin.core.metrics import boundary_f_measure, region_similarity  # noqa: E402
 from tests.davis_toolkit import db_eval_boundary, db_eval_iou  # noqa: E402
 
 

@@ -2,12 +2,12 @@
 ``run_worker`` processes; prints the speed-up ratios (target: 2 workers on 2 cores >= 1.6x one worker; N workers
 never slower than one).
 
-    python benchmarks/scale_out.py [--samples 4] [--frames 6] [--workers 1 2] [--rounds 2] [--oversubscribed]
+    python perf/scale_out.py [--samples 4] [--frames 6] [--workers 1 2] [--rounds 2] [--oversubscribed]
 
-Private MongoDB (``sampd_plugin.isolated_db``), a generated video dataset, the tiny random SAM (real encoder and
+Private MongoDB (``tests.isolated_db``), a generated video dataset, the tiny random SAM (real encoder and
 decoder code path), preset ``box``. Worker processes are started and made ready (FiftyOne, torch and the model
 imported) before the job is queued; the time is from queueing to the last operation finished. Each worker sets its
-thread count with :mod:`sampd_plugin.threads` (cores / live workers; ``SAMPD_NUM_THREADS`` overrides it).
+thread count with :mod:`sampd_plugin.ops.threads` (cores / live workers; ``SAMPD_NUM_THREADS`` overrides it).
 ``--oversubscribed`` also runs N workers with ``SAMPD_NUM_THREADS=<cores>`` each: what every worker did before
 (all cores per process). ``--local`` replaces FiftyOne's queue by a static split of the samples among the worker
 processes (no FiftyOne, no database: the thread-count policy alone, e.g. under ``taskset -c 0,1`` on a machine
@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sampd_plugin import isolated_db  # noqa: E402
+from tests import isolated_db  # noqa: E402
 
 WORKER = """
 import sys, time
@@ -44,11 +44,11 @@ print("executed", n, "cpu", time.process_time(), flush=True)
 
 LOCAL_WORKER = """
 import sys, time
-from sampd_plugin import threads
 from sampd_plugin.backends.tiny import tiny_backend
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker
+from sampd_plugin.ops import threads
 from sampd_plugin.synthetic import SyntheticScene
-from sampd_plugin.tracker import ObjectPrompt, SamPDTracker
 worker, workers, samples, frames, h, w = map(int, sys.argv[1:7])
 backend = tiny_backend(seed=0)
 scenes = [SyntheticScene(seed=i, num_frames=frames, num_objects=1, height=h, width=w) for i in range(samples)]
@@ -152,7 +152,7 @@ def main(argv=None):
     os.environ.update(FIFTYONE_DATABASE_VALIDATION="false", FIFTYONE_DO_NOT_TRACK="true",
                       FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS="true", FIFTYONE_PLUGINS_DIR=_plugins_dir())
     os.environ.pop("SAMPD_NUM_THREADS", None)
-    from sampd_plugin import threads
+    from sampd_plugin.ops import threads
     from sampd_plugin.synthetic import make_dataset
 
     cores = threads.available_cores()
@@ -187,7 +187,7 @@ def main(argv=None):
 
 
 def main_local(args):
-    from sampd_plugin import threads
+    from sampd_plugin.ops import threads
 
     cores = threads.available_cores()
     base_env = dict(os.environ, SAMPD_WORKER_DIR=tempfile.mkdtemp(prefix="sampd-bench-workers-"),

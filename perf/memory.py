@@ -4,13 +4,13 @@ Tracks a generated video of ``--short`` and of ``--long`` frames (each in a fres
 results consumed and dropped as a writer would) and prints the two peak RSS values and their ratio. Target: the
 long run within 10 % of the short one.
 
-    python benchmarks/memory.py --short 100 --long 1000
-    python benchmarks/memory.py --backend tiny --allocators default glibc-tuned jemalloc tcmalloc
+    python perf/memory.py --short 100 --long 1000
+    python perf/memory.py --backend tiny --allocators default glibc-tuned jemalloc tcmalloc
 
 ``--backend synthetic`` (default) uses the synthetic segmenter; ``tiny`` the tiny random SAM (real ViT encoder and
 SAM decoder code, ``--img-size`` input, preset ``box``, 1 thread) whose large short-lived tensors are what the
 allocator settings are about. ``--allocators`` runs each child under an allocator setting
-(:data:`ALLOCATORS`: glibc's default; glibc with the thresholds of ``sampd_plugin.threads.MALLOC_ENV``; jemalloc or
+(:data:`ALLOCATORS`: glibc's default; glibc with the thresholds of ``sampd_plugin.ops.threads.MALLOC_ENV``; jemalloc or
 tcmalloc through ``LD_PRELOAD`` when installed) and also prints CPU ms per frame (the page faults of returning
 memory to the OS and taking it back cost time).
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sampd_plugin.threads import MALLOC_ENV  # noqa: E402
+from sampd_plugin.ops.threads import MALLOC_ENV  # noqa: E402
 
 _LIBS = "/usr/lib/x86_64-linux-gnu"
 #: allocator name -> environment of the child process (None: not available on this machine)
@@ -41,8 +41,8 @@ ALLOCATORS = {
 
 
 def child(num_frames, height, width, objects, backend, img_size):
+    from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker
     from sampd_plugin.synthetic import SyntheticScene
-    from sampd_plugin.tracker import ObjectPrompt, SamPDTracker
 
     scene = SyntheticScene(seed=0, num_frames=num_frames, num_objects=objects, height=height, width=width)
     prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m) for i, m in scene.visible_masks(1).items()]
@@ -54,7 +54,7 @@ def child(num_frames, height, width, objects, backend, img_size):
         import torch
 
         from sampd_plugin.backends.tiny import tiny_backend
-        from sampd_plugin.config import SamPDConfig
+        from sampd_plugin.core.config import SamPDConfig
 
         torch.set_num_threads(1)
         segmenter, config = tiny_backend(seed=0, img_size=img_size), SamPDConfig.preset("box")

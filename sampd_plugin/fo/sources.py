@@ -1,13 +1,13 @@
 """Sequences of a FiftyOne collection: what is tracked, whether the collection holds videos or image sequences.
 
 A *sequence* (:class:`Sequence`) is an ordered stream of frames with labels, read through one frame-source
-interface (:class:`sampd_plugin.frames.FrameSource`):
+interface (:class:`sampd_plugin.core.frames.FrameSource`):
 
-- a **video sample**: frames ``1..n`` of its video (:class:`~sampd_plugin.frames.VideoFile`), labels in the
+- a **video sample**: frames ``1..n`` of its video (:class:`~sampd_plugin.core.frames.VideoFile`), labels in the
   frame-level field ``frames.<field>``;
 - an **image sequence**: the image samples sharing a value of ``sequence_field``, ordered by ``order_field``
   (FiftyOne's DAVIS zoo layout: ``sequence_id`` + a string ``frame_number`` such as ``"00000"``), frame ``i`` being
-  the ``i``-th image in that order (:class:`~sampd_plugin.frames.ImageFiles`: the original files, so the model sees
+  the ``i``-th image in that order (:class:`~sampd_plugin.core.frames.ImageFiles`: the original files, so the model sees
   exactly the dataset's pixels), labels in the sample-level field ``<field>`` of each image.
 
 :func:`layout_of` inspects a collection once and returns a :class:`VideoLayout` or an :class:`ImageLayout`; both
@@ -16,7 +16,7 @@ the runs, the SDK and the evaluation never branch on the media type. Order value
 integer-like strings sort numerically, others as strings. A dynamic grouped view
 (``dataset.group_by("sequence_id", order_by="frame_number")``) gives its group and order fields as defaults.
 
-Run markers (:mod:`sampd_plugin.runs`) live on each sequence's *head* sample: the video sample, or the first image
+Run markers (:mod:`sampd_plugin.fo.runs`) live on each sequence's *head* sample: the video sample, or the first image
 of an image sequence.
 """
 
@@ -35,9 +35,9 @@ import fiftyone as fo
 import fiftyone.core.fields as fof
 from fiftyone import ViewField as F
 
+from sampd_plugin.core.frames import FrameSource, ImageFiles, VideoFile
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.frames import FrameSource, ImageFiles, VideoFile
-from sampd_plugin.labels import field_name, is_absent_box
+from sampd_plugin.fo.labels import field_name, is_absent_box
 
 #: the fields of FiftyOne's DAVIS zoo layout, auto-detected on image collections
 DEFAULT_SEQUENCE_FIELD = "sequence_id"
@@ -167,7 +167,7 @@ class Layout(abc.ABC):
     @abc.abstractmethod
     def index_table(self, field: str) -> Dict[str, Dict[int, List[Optional[int]]]]:
         """``{sequence key: {frame_number: [Detection.index, ...]}}`` of the frames whose Detections field ``field``
-        has detections, leaving out absent-object placeholders (:func:`sampd_plugin.labels.is_absent_box`; one
+        has detections, leaving out absent-object placeholders (:func:`sampd_plugin.fo.labels.is_absent_box`; one
         aggregation, no masks are loaded)."""
 
     @abc.abstractmethod
@@ -218,7 +218,7 @@ class Layout(abc.ABC):
     def update_head(self, seq: Sequence, condition: dict, values: dict) -> bool:
         """Atomically sets ``values`` (``{path: value}``) on the head sample's document if it matches ``condition``
         (a MongoDB query on that document); returns whether it did (the compare-and-set of
-        :mod:`sampd_plugin.ownership`)."""
+        :mod:`sampd_plugin.ops.ownership`)."""
         import fiftyone.core.sample as fos
 
         update = {"$set": dict(values, last_modified_at=datetime.datetime.now(datetime.timezone.utc))}

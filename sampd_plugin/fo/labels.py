@@ -14,8 +14,8 @@ attributes ``score`` (the many-to-one selection score of the chosen candidate: i
 template's own, its IoU with the object's previous mask, or SAM's predicted IoU, by ``SamPDConfig.selection``),
 ``iou`` (SAM's predicted IoU), ``lost`` (the object was not found: no mask, an empty box), ``is_prompt`` (the
 object's prompt frame), ``confusion`` (``"switch"`` / ``"merge"``: identity evidence against the other objects,
-:func:`sampd_plugin.identity.confusions`; ``None`` without) and ``occluded`` (overlap-aware tracking: hidden by
-others); doubtful objects (:func:`sampd_plugin.quality.is_doubtful`) carry the label tag
+:func:`sampd_plugin.core.identity.confusions`; ``None`` without) and ``occluded`` (overlap-aware tracking: hidden by
+others); doubtful objects (:func:`sampd_plugin.core.quality.is_doubtful`) carry the label tag
 ``"doubtful"``. Per frame, :func:`frame_quality` gives the values of the frame-level quality fields
 (:func:`quality_fields`).
 """
@@ -30,10 +30,10 @@ import numpy as np
 import fiftyone as fo
 import fiftyone.core.fields as fof
 
-from sampd_plugin import quality
+from sampd_plugin.core import quality
 
 if TYPE_CHECKING:  # the tracker (torch) is not imported at run time
-    from sampd_plugin.tracker import FrameResult
+    from sampd_plugin.core.tracker import FrameResult
 
 
 #: label attributes declared on an output field (besides FiftyOne's Detection fields)
@@ -41,7 +41,7 @@ LABEL_ATTRIBUTES = {"score": fof.FloatField, "iou": fof.FloatField, "lost": fof.
                     "is_prompt": fof.BooleanField, "confusion": fof.StringField, "occluded": fof.BooleanField}
 
 
-#: sample-level run marker field of output field ``f``: ``f + MARKER_SUFFIX`` (see :mod:`sampd_plugin.runs`)
+#: sample-level run marker field of output field ``f``: ``f + MARKER_SUFFIX`` (see :mod:`sampd_plugin.fo.runs`)
 MARKER_SUFFIX = "_track"
 
 
@@ -58,7 +58,7 @@ def marker_field(label_field: str) -> str:
 def quality_fields(label_field: str) -> Dict[str, Tuple[type, dict]]:
     """The frame-level quality fields of an output field, ``{name: (field type, add_field kwargs)}``:
     ``<f>_confidence`` (float: the lowest object confidence of the frame) and ``<f>_doubtful`` (a ``Classification``
-    on frames with doubtful objects) (:mod:`sampd_plugin.quality`)."""
+    on frames with doubtful objects) (:mod:`sampd_plugin.core.quality`)."""
     name = field_name(label_field)
     return {name + quality.CONFIDENCE_SUFFIX: (fof.FloatField, {}),
             name + quality.DOUBTFUL_SUFFIX: (fof.EmbeddedDocumentField, {"embedded_doc_type": fo.Classification})}
@@ -153,7 +153,7 @@ def frame_detections(result: "FrameResult", hw: Tuple[int, int], only: Optional[
 def frame_quality(label: Optional["fo.Detections"]) -> Tuple[Optional[float], Optional["fo.Classification"]]:
     """The values of the frame quality fields (:func:`quality_fields`) of one frame's output label: the lowest object
     confidence (``None`` without objects), and ``fo.Classification(label="doubtful", confidence=<that>,
-    objects=[doubtful ids])`` when an object is doubtful, else ``None`` (:func:`sampd_plugin.quality.frame_quality`).
+    objects=[doubtful ids])`` when an object is doubtful, else ``None`` (:func:`sampd_plugin.core.quality.frame_quality`).
     Detections without ``score`` / ``iou`` (e.g. drawn by hand) are left out."""
     attr = lambda d, name: d.get_field(name) if d.has_field(name) else None  # noqa: E731
     objects = {d.index: (attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost")), attr(d, "confusion"))

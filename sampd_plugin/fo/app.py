@@ -6,12 +6,12 @@ The App colours labels from the dataset's ``app_config.color_scheme``; a field e
 value. :func:`color_by_object` adds that entry for an output field under both paths it is shown under: ``frames.x``
 on the videos, and ``x`` on frame samples (the failure views' frames, image sequences). Settings the user made are
 kept: an existing entry of the path keeps its colour settings, and a colour mode the user chose is not changed.
-The frame-level ``<x>_doubtful`` classification (:mod:`sampd_plugin.quality`) is drawn in :data:`DOUBTFUL_COLOR`.
+The frame-level ``<x>_doubtful`` classification (:mod:`sampd_plugin.core.quality`) is drawn in :data:`DOUBTFUL_COLOR`.
 """
 import fiftyone as fo
 
-from sampd_plugin import quality
-from sampd_plugin.labels import field_name
+from sampd_plugin.core import quality
+from sampd_plugin.fo.labels import field_name
 
 #: the ``Detection`` attribute that identifies an object across frames
 OBJECT_ATTRIBUTE = "index"

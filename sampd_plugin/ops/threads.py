@@ -37,7 +37,7 @@ REFRESH_SECONDS = 1.0
 
 #: glibc malloc settings: freed blocks up to 32 MiB (glibc's maximum mmap threshold) stay in the heap instead of
 #: being unmapped, and the heap is not trimmed, so the per-frame tensors of the encoder and decoder reuse memory
-#: instead of page-faulting it in again every frame. Measured with ``benchmarks/memory.py --backend tiny --allocators
+#: instead of page-faulting it in again every frame. Measured with ``perf/memory.py --backend tiny --allocators
 #: default glibc-tuned`` (tiny SAM, 1 thread, 1000 frames): 0.82x the CPU time per frame, peak RSS +2.7 % and flat
 #: (1000 / 100 frames: 1.003). glibc reads them at process start (``make env``, the ``.venv`` activate hook);
 #: :func:`tune_malloc` applies them to a running worker.
@@ -208,7 +208,7 @@ def refresh() -> Optional[int]:
 
 _NUM_THREADS_DOC = """
     ``num_threads``: CPU threads of this process while it works (default: ``$SAMPD_NUM_THREADS``, else this
-    machine's cores divided by the sampd processes working on it; see :mod:`sampd_plugin.threads`).
+    machine's cores divided by the sampd processes working on it; see :mod:`sampd_plugin.ops.threads`).
 """
 
 

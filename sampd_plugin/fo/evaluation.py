@@ -1,7 +1,7 @@
 """J&F evaluation of tracked video objects as a FiftyOne evaluation run.
 
 Scores a frame-level ``fo.Detections`` (or ``fo.Segmentation`` label map) field against ground truth with the
-DAVIS 2017 semi-supervised protocol (Pont-Tuset et al.; measures in ``sampd_plugin.metrics``), and stores
+DAVIS 2017 semi-supervised protocol (Pont-Tuset et al.; measures in ``sampd_plugin.core.metrics``), and stores
 the run with FiftyOne's own machinery (``list_evaluations``, ``get_evaluation_info``,
 ``load_evaluation_results``, ``rename_evaluation``, ``delete_evaluation`` all work; deleting removes every
 field and saved view the run wrote).
@@ -40,8 +40,8 @@ Fields written for ``eval_key="jf"`` (``k`` below):
   prediction on a scored frame where the ground truth is not empty), ``k_first_failure`` (earliest frame
   number where an object's J < ``failure_th`` after its first frame), ``k_objects`` (per-object rows, see
   ``JFResults.per_object``);
-- saved views ``k_failures``, ``k_first_failures``, ``k_worst`` (``sampd_plugin.views``), whose failure frames
-  are sampled once as images into ``sampd_plugin.views.frames_dir(dataset)`` (recorded in ``frames.filepath``);
+- saved views ``k_failures``, ``k_first_failures``, ``k_worst`` (``sampd_plugin.fo.views``), whose failure frames
+  are sampled once as images into ``sampd_plugin.fo.views.frames_dir(dataset)`` (recorded in ``frames.filepath``);
   deleting the run deletes the images no other evaluation's views show.
 """
 import logging
@@ -56,9 +56,10 @@ import fiftyone.core.labels as fol
 import fiftyone.core.odm as foo
 import fiftyone.core.utils as fou
 
-from sampd_plugin import metrics, views
-from sampd_plugin.labels import field_name, marker_field, paste_mask
-from sampd_plugin.sources import layout_of
+from sampd_plugin.core import metrics
+from sampd_plugin.fo import views
+from sampd_plugin.fo.labels import field_name, marker_field, paste_mask
+from sampd_plugin.fo.sources import layout_of
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
 
     Args:
         samples: a video collection, or an image collection of sequences (``sequence_field`` / ``order_field``,
-            see :func:`sampd_plugin.sources.layout_of`; also a dynamic grouped view).
+            see :func:`sampd_plugin.fo.sources.layout_of`; also a dynamic grouped view).
         pred_field, gt_field: ``fo.Detections`` or ``fo.Segmentation`` frame label fields (``frames.x`` of
             videos, ``x`` of images; ``"x"`` or ``"frames.x"``); any field can be scored against any other.
         eval_key: run key (a valid identifier); None computes results without storing anything.
@@ -558,7 +559,7 @@ class JFResults(foe.EvaluationResults):
     def plot_j_over_time(self, sample_ids=None, worst=None):
         """Plotly figure of J per frame, one trace per object (optionally only ``sample_ids``, or only the
         ``worst`` objects by J&F)."""
-        from sampd_plugin import plots
+        from sampd_plugin.fo import plots
 
         keep = None if sample_ids is None else set(sample_ids)
         names = None if worst is None else {(r["sample_id"], r["index"]) for r in plots.worst_objects(self.objects,
@@ -570,12 +571,12 @@ class JFResults(foe.EvaluationResults):
 
     def plot_jf_bars(self):
         """Plotly bar chart of J&F (with J and F) per object, worst first."""
-        from sampd_plugin import plots
+        from sampd_plugin.fo import plots
 
         return plots.plot_jf_bars(self.objects, title=f"J&F per object ({self.key})")
 
     def write_html(self, path):
         """Writes both figures into one self-contained HTML page (renders offline). Returns ``path``."""
-        from sampd_plugin import plots
+        from sampd_plugin.fo import plots
 
         return plots.write_html([self.plot_jf_bars(), self.plot_j_over_time()], path, title=f"SAM-PD J&F ({self.key})")

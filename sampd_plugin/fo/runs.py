@@ -1,15 +1,15 @@
 """Run identity, completion markers and plans: what a tracking job is, which samples it tracks, skips or refuses.
 
-A run's identity is its settings (mode, prompt field, model, checkpoint, :class:`~sampd_plugin.config.SamPDConfig`):
+A run's identity is its settings (mode, prompt field, model, checkpoint, :class:`~sampd_plugin.core.config.SamPDConfig`):
 two runs with the same settings are the same run (:func:`run_key`), whatever the device or batch size.
 
 Markers (:func:`new_marker`): a sample-level dict field ``<label_field>_track`` per output field
-(:func:`sampd_plugin.labels.marker_field`), e.g. ``sampd_track``, on each sequence's head sample, holding
+(:func:`sampd_plugin.fo.labels.marker_field`), e.g. ``sampd_track``, on each sequence's head sample, holding
 ``{"run": <settings key>, "done": bool, "settings": {...}, "owner", "operation", "heartbeat", "worker", "host",
 "device", "frames", "last_frame", "objects", "seconds", "started_at", "finished_at", "error"}``. A sequence is
 finished for a run when its marker has that run's key and ``done`` is true; a re-run (or a re-queued delegated
 operation) with the same settings skips it. The marker is claimed atomically when a sequence starts
-(:mod:`sampd_plugin.ownership`: one owner, a heartbeat, take-over of dead owners only), and marked done by its owner
+(:mod:`sampd_plugin.ops.ownership`: one owner, a heartbeat, take-over of dead owners only), and marked done by its owner
 after every frame was written and checked.
 
 Plans (:func:`plan_track`, :func:`plan_repropagate`) validate everything before anything is written.
@@ -24,12 +24,13 @@ import json
 import socket
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
-from sampd_plugin import labels, ownership, store
 from sampd_plugin.backends import registry
-from sampd_plugin.config import SamPDConfig
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.tracker import ObjectPrompt
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.sources import Layout, Sequence, as_collection, layout_of
-from sampd_plugin.tracker import ObjectPrompt
+from sampd_plugin.fo import labels, store
+from sampd_plugin.fo.sources import Layout, Sequence, as_collection, layout_of
+from sampd_plugin.ops import ownership
 
 DIRECTIONS = ("forward", "backward", "both")
 
@@ -111,7 +112,7 @@ def run_states(samples, label_field: Optional[str] = None, sequence_field: Optio
                order_field: Optional[str] = None, stale_seconds: float = ownership.DEFAULT_STALE_SECONDS
                ) -> List[dict]:
     """The state of every SAM-PD run on every sequence of ``samples``: one row per (output field, sequence) with
-    ``label_field, sequence, sample_id, state`` (:data:`sampd_plugin.ownership.STATES`), ``message`` (e.g.
+    ``label_field, sequence, sample_id, state`` (:data:`sampd_plugin.ops.ownership.STATES`), ``message`` (e.g.
     ``"stale, last heartbeat 14 min ago (host:1234, delegated operation ...)"``), ``heartbeat_age`` (s),
     ``worker, operation, frames, last_frame, error, run``. Output fields are those with a run marker field (all of
     them, or only ``label_field``)."""
@@ -145,7 +146,7 @@ class TrackPlan:
     """What a tracking job will do on a collection (no side effects).
 
     Attributes:
-        layout: the collection's :class:`~sampd_plugin.sources.Layout` (videos or image sequences)
+        layout: the collection's :class:`~sampd_plugin.fo.sources.Layout` (videos or image sequences)
         label_field, prompt_field, settings, key: the run
         todo: keys of the sequences to track, in collection order
         done: keys of the sequences an identical run already finished (skipped)
@@ -215,12 +216,12 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
     """Validates a tracking job and works out which sequences it tracks, skips and clears (nothing is written).
 
     ``samples`` is a video collection, or an image collection of sequences (``sequence_field`` / ``order_field``,
-    see :func:`sampd_plugin.sources.layout_of`). With ``check_prompts`` every prompt of every sequence to track is
+    see :func:`sampd_plugin.fo.sources.layout_of`). With ``check_prompts`` every prompt of every sequence to track is
     read and checked (masks, boxes, frame size) so that a bad prompt is refused before anything is written; the
     operators' forms skip it on large targets.
 
     The output field is never the prompt field, a field an evaluation uses as ground truth, or a field SAM-PD did
-    not write (:func:`sampd_plugin.store.check_output_field`), whatever ``overwrite`` says, unless
+    not write (:func:`sampd_plugin.fo.store.check_output_field`), whatever ``overwrite`` says, unless
     ``allow_overwrite_ground_truth`` (which the operators' forms never set). A sequence another live run is writing
     is skipped (:attr:`TrackPlan.busy`); one whose owner stopped heart-beating ``stale_seconds`` ago is taken over.
 

@@ -2,7 +2,7 @@
 checkpoint; the masks are meaningless, so the scores are too)::
 
     python -m sampd_plugin.benchmark davis --root DAVIS --timing \\
-        --model benchmarks.random_sam:random_sam --model-kwargs '{"model_type": "vit_h", "device": "cuda"}'
+        --model perf.random_sam:random_sam --model-kwargs '{"model_type": "vit_h", "device": "cuda"}'
 
 (run from the repository root, so that ``benchmarks`` is importable). It is also a minimal example of bringing your
 own segmenter through ``--model package.module:factory``.

@@ -1,5 +1,5 @@
 """FiftyOne storage of a tracking run: field checks, prompt reading, and the bulk label writer, for any
-:class:`~sampd_plugin.sources.Layout` (video samples or image sequences).
+:class:`~sampd_plugin.fo.sources.Layout` (video samples or image sequences).
 
 Bulk writes: labels go through one ``set_values`` call per ``batch_frames`` frames (:class:`FrameLabelWriter`):
 ``frames.<field>`` keyed by video sample id and frame number, or ``<field>`` keyed by image sample id; nothing calls
@@ -20,12 +20,12 @@ import fiftyone as fo
 import fiftyone.core.fields as fof
 from fiftyone import ViewField as F
 
-from sampd_plugin import app
+from sampd_plugin.core.tracker import ObjectPrompt
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, is_absent, marker_field,
+from sampd_plugin.fo import app
+from sampd_plugin.fo.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, is_absent, marker_field,
                                  paste_mask, quality_fields, relative_to_xyxy)
-from sampd_plugin.sources import Layout, Sequence
-from sampd_plugin.tracker import ObjectPrompt
+from sampd_plugin.fo.sources import Layout, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def read_frame_prompts(layout: Layout, seq: Sequence, label_field: str, frame_nu
 def ensure_output_field(layout: Layout, label_field: str):
     """Declares the sample-level marker field, then the output field as ``fo.Detections`` with the label attributes
     (``frames.<f>`` for videos, ``<f>`` for images) and its frame quality fields, and colours its objects by
-    ``index`` in the App (:func:`sampd_plugin.app.color_by_object`); idempotent, done before anything is written.
+    ``index`` in the App (:func:`sampd_plugin.fo.app.color_by_object`); idempotent, done before anything is written.
     The marker field comes first so that another process never sees the output field without it (which would make
     it look like a field SAM-PD did not write, :func:`check_output_field`)."""
     if not layout.dataset.has_sample_field(marker_field(label_field)):
@@ -235,11 +235,11 @@ def ensure_output_field(layout: Layout, label_field: str):
 
 class FrameLabelWriter:
     """Buffers frame labels of one output field and writes them, with the frame quality fields computed from the
-    final labels (:func:`sampd_plugin.labels.frame_quality`), with one ``set_values`` call per field every
+    final labels (:func:`sampd_plugin.fo.labels.frame_quality`), with one ``set_values`` call per field every
     ``batch_frames`` frames (memory stays flat in the sequence's length).
 
     Args:
-        layout: the collection's :class:`~sampd_plugin.sources.Layout`
+        layout: the collection's :class:`~sampd_plugin.fo.sources.Layout`
         label_field: the output field
         batch_frames: frames per ``set_values`` call
         replace_ids: if given, the object ids whose *new* detections replace their old ones: the old detections

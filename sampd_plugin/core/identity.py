@@ -2,7 +2,7 @@
 
 One definition serves the benchmark (predictions against ground truth) and the tracker's own doubt (each object's
 new mask against the objects' previous masks, and against the other objects' new masks), so that what the
-benchmark counts as an error is what the App flags as doubtful (:mod:`sampd_plugin.quality`):
+benchmark counts as an error is what the App flags as doubtful (:mod:`sampd_plugin.core.quality`):
 
 - **identity switch** (:func:`identity_switches`): object ``i``'s mask overlaps the reference mask of another object
   ``j`` by more pixels than its own reference mask (zero when ``i`` has none, e.g. fully occluded): it follows, or

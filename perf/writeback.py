@@ -17,7 +17,7 @@ prints, measured in this one run:
 - the peak Python heap (tracemalloc) of the bulk path with results produced lazily, for 2 and 8 chunks of frames:
   memory stays flat in the video length (bounded by one chunk).
 
-    python benchmarks/writeback.py --frames 300 --objects 5 --height 480 --width 854 [--json out.json]
+    python perf/writeback.py --frames 300 --objects 5 --height 480 --width 854 [--json out.json]
 """
 
 import argparse
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def results(num_frames, objects, height, width):
     """Lazily yields ``FrameResult`` s of ``objects`` ellipses (~0.35 x 0.42 of the frame) moving right."""
-    from sampd_plugin.tracker import FrameResult, ObjectResult
+    from sampd_plugin.core.tracker import FrameResult, ObjectResult
 
     yy, xx = np.mgrid[0:height, 0:width]
     ry, rx = 0.21 * height, 0.175 * width  # 480 x 854: ~200 x 300 px boxes
@@ -109,7 +109,7 @@ def main(argv=None):
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
 
-    from sampd_plugin import isolated_db
+    from tests import isolated_db
 
     isolated_db.start()
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
@@ -117,8 +117,8 @@ def main(argv=None):
     import cv2
     import fiftyone as fo
 
-    from sampd_plugin import labels, store
-    from sampd_plugin.sources import layout_of
+    from sampd_plugin.fo import labels, store
+    from sampd_plugin.fo.sources import layout_of
 
     hw = (args.height, args.width)
     ds = fo.Dataset(f"sampd-bench-writeback-{uuid.uuid4().hex[:8]}")

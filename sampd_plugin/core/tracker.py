@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
-from sampd_plugin.config import SamPDConfig
-from sampd_plugin.frames import prefetch_depth, prefetch_frames
-from sampd_plugin.identity import confusions
-from sampd_plugin.overlap import exclusive_masks, extrapolate_box, is_occluded, joint_selection
-from sampd_plugin.prompts import (
+from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.frames import prefetch_depth, prefetch_frames
+from sampd_plugin.core.identity import confusions
+from sampd_plugin.core.overlap import exclusive_masks, extrapolate_box, is_occluded, joint_selection
+from sampd_plugin.core.prompts import (
     box_prompt_grid,
     clip_boxes,
     group_by_point_count,
@@ -25,7 +25,7 @@ from sampd_plugin.prompts import (
     mask_to_box,
     negative_points,
 )
-from sampd_plugin.selection import (
+from sampd_plugin.core.selection import (
     iou_with_previous,
     masked_template,
     pick_multimask,
@@ -67,10 +67,10 @@ class ObjectResult:
         lost: the object was not found on this frame
         label: the prompt's label
         is_prompt: this frame is the object's prompt frame (the given mask, not a prediction)
-        confusion: identity evidence against the other objects (:func:`sampd_plugin.identity.confusions`):
+        confusion: identity evidence against the other objects (:func:`sampd_plugin.core.identity.confusions`):
             ``"switch"`` (the mask lies more on another object's previous mask than on its own), ``"merge"`` (it
             shares most of itself with another object's mask) or ``None``; such a frame is doubtful
-            (:mod:`sampd_plugin.quality`)
+            (:mod:`sampd_plugin.core.quality`)
         occluded: overlap-aware tracking (``SamPDConfig.overlap``): the object is hidden by others on this frame;
             ``mask`` is what is visible of it (possibly nothing), its box prompt moves on with its last velocity
     """
@@ -154,7 +154,7 @@ class SamPDTracker:
     def __init__(self, backend: PromptableSegmenter, config: Optional[SamPDConfig] = None,
                  prefetch: Optional[int] = None):
         """``prefetch``: frames read and prepared ahead on a background thread
-        (:func:`~sampd_plugin.frames.prefetch_frames`; ``None``: ``$SAMPD_PREFETCH``, else 2; ``0``: no thread)."""
+        (:func:`~sampd_plugin.core.frames.prefetch_frames`; ``None``: ``$SAMPD_PREFETCH``, else 2; ``0``: no thread)."""
         self.backend = backend
         self.config = config or SamPDConfig()
         self.config.validate()
@@ -427,7 +427,7 @@ class SamPDTracker:
         self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor, ious: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The many-to-one of :meth:`_many_to_one`, made joint over the objects
-        (:func:`~sampd_plugin.overlap.joint_selection`, ``config.overlap_penalty``); also returns ``(N,)`` the
+        (:func:`~sampd_plugin.core.overlap.joint_selection`, ``config.overlap_penalty``); also returns ``(N,)`` the
         fraction of each chosen candidate inside the masks the other objects chose before it."""
         n, g = ious.shape
         cand = ious if g == 1 or self.config.selection == "none" else \
@@ -439,7 +439,7 @@ class SamPDTracker:
 
     def _occlusions(self, tracks: List[_Track], masks: np.ndarray, boxes: List[np.ndarray],
                     covered: Optional[torch.Tensor]) -> List[bool]:
-        """Per object, whether it is occluded (:func:`~sampd_plugin.overlap.is_occluded`) given its exclusive
+        """Per object, whether it is occluded (:func:`~sampd_plugin.core.overlap.is_occluded`) given its exclusive
         ``(H, W)`` mask in ``masks`` ``(N, H, W)``, the box it was prompted with and ``covered`` (joint selection)."""
         cfg = self.config
         claims = masks.sum(0)
@@ -463,7 +463,7 @@ class SamPDTracker:
     @staticmethod
     def _confusions(tracks: List[_Track], chosen: torch.Tensor) -> Dict[int, str]:
         """Identity evidence of the chosen ``(N, h_m, w_m)`` logits against the objects' previous masks and each
-        other (:func:`~sampd_plugin.identity.confusions`, on the mask grid)."""
+        other (:func:`~sampd_plugin.core.identity.confusions`, on the mask grid)."""
         current = (chosen > 0).cpu().numpy()
         masks = {t.object_id: current[i] for i, t in enumerate(tracks)}
         previous = {t.object_id: (t.grid_mask > 0.5).cpu().numpy() for t in tracks if t.mask.any()}
@@ -590,7 +590,7 @@ def decode_prompts(
     batch_size: int = 0,
 ) -> Decoded:
     """Decodes ``B`` prompts exactly as if each were decoded alone: prompts are batched only with prompts of the
-    same number of points (:func:`sampd_plugin.prompts.group_by_point_count`; SAM has no neutral padding token),
+    same number of points (:func:`sampd_plugin.core.prompts.group_by_point_count`; SAM has no neutral padding token),
     ``batch_size`` at a time (0 = a whole group per call), and the results are put back in input order.
 
     Decoder calls: ``sum over distinct point counts P of ceil(n_P / batch_size)`` (one per distinct count when
@@ -646,7 +646,7 @@ def _uses_track_points(cfg: SamPDConfig) -> bool:
 
 def vanilla_index(cfg: SamPDConfig) -> int:
     """Index of the vanilla candidate (Sec. III-B: the previous mask's box, unshifted, scale 1) in the box grid of
-    :func:`sampd_plugin.prompts.box_prompt_grid` (``config.scales`` must contain 1.0)."""
+    :func:`sampd_plugin.core.prompts.box_prompt_grid` (``config.scales`` must contain 1.0)."""
     return (cfg.grid_size**2 // 2) * len(cfg.scales) + cfg.scales.index(1.0)
 
 

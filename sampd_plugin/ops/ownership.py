@@ -14,7 +14,7 @@ A claim may be taken over when its owner is presumed dead: its heartbeat is olde
 run that overwrites.
 
 This module imports no FiftyOne (markers are plain dicts; the atomic updates go through
-:meth:`sampd_plugin.sources.Layout.update_head`).
+:meth:`sampd_plugin.fo.sources.Layout.update_head`).
 """
 
 from __future__ import annotations
@@ -122,9 +122,9 @@ class Claim:
     """One run's ownership of one sequence (see the module docstring).
 
     Args:
-        layout: the :class:`~sampd_plugin.sources.Layout` of the sequence
+        layout: the :class:`~sampd_plugin.fo.sources.Layout` of the sequence
         field: the marker field (``<label_field>_track``)
-        seq: the :class:`~sampd_plugin.sources.Sequence`
+        seq: the :class:`~sampd_plugin.fo.sources.Sequence`
         marker: the marker this run wrote when it claimed the sequence
         heartbeat_seconds: minimum seconds between heartbeats (bulk writes always beat first)
     """

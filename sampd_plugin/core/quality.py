@@ -1,10 +1,10 @@
 """Per-frame quality signal of a tracked object without ground truth, from the tracker's own scores.
 
-The tracker (:class:`sampd_plugin.tracker.ObjectResult`) reports, per object and frame, ``iou`` (SAM's predicted
+The tracker (:class:`sampd_plugin.core.tracker.ObjectResult`) reports, per object and frame, ``iou`` (SAM's predicted
 IoU of the output mask), ``score`` (the many-to-one selection score of the chosen candidate: by default its Eq. 2
 similarity to the object's template relative to the template's own; its IoU with the object's previous mask, or
 SAM's predicted IoU, with other ``SamPDConfig.selection`` settings), ``lost`` and ``confusion``, its identity evidence
-against the other objects (:func:`sampd_plugin.identity.confusions`: ``"switch"`` when its mask lies more on another
+against the other objects (:func:`sampd_plugin.core.identity.confusions`: ``"switch"`` when its mask lies more on another
 object's previous mask than on its own, ``"merge"`` when it shares most of itself with another object's mask). The
 rule (:func:`is_doubtful`): an object is *doubtful* on a frame when it is lost, its predicted IoU is below
 :data:`IOU_BELOW` = 0.5, its score is below :data:`SCORE_BELOW` = 0.1, or it has a confusion: the same evidence
@@ -22,12 +22,12 @@ Why these thresholds:
   switch to *another* object (the mask is good, of the wrong object);
 - score 0.1: Eq. 2 is an unnormalised correlation, so the relative similarity also drops with the mask's area
   (occlusion, shrinking) and correct masks spread widely below 1; only a mask with almost nothing in common with
-  the template is doubtful. Measured on generated videos (``benchmarks/doubtful.py``, default ``full`` preset):
+  the template is doubtful. Measured on generated videos (``perf/doubtful.py``, default ``full`` preset):
   adding ``score < 0.1`` to ``iou < 0.5`` raises the recall of J < 0.5 from 0.97 to 0.99 at a precision of 0.75;
   ``score < 0.5`` flags 258 frames where 78 fail. These are SYNTHETIC measurements (the synthetic
   segmenter's predicted IoU is informative by construction): check the thresholds on your own data.
 
-The output fields (``sampd_plugin.labels``, ``sampd_plugin.store``): a ``"doubtful"`` tag on each doubtful
+The output fields (``sampd_plugin.fo.labels``, ``sampd_plugin.fo.store``): a ``"doubtful"`` tag on each doubtful
 detection, and per frame ``<label_field>_confidence`` (the lowest :func:`object_confidence` of the frame's objects)
 and ``<label_field>_doubtful``, a ``Classification`` ``"doubtful"`` (confidence: the frame's, ``objects``: the
 doubtful ids) on frames with a doubtful object only, which the App draws on the frame while a video plays.
@@ -48,7 +48,7 @@ CONFUSED = 0.25
 #: the label tag written on doubtful detections
 DOUBTFUL_TAG = "doubtful"
 #: suffixes of the frame-level quality fields of an output field ``f``: ``f_confidence``, ``f_doubtful``
-#: (declared by ``sampd_plugin.labels.quality_fields``)
+#: (declared by ``sampd_plugin.fo.labels.quality_fields``)
 CONFIDENCE_SUFFIX = "_confidence"
 DOUBTFUL_SUFFIX = "_doubtful"
 

@@ -1,4 +1,4 @@
-"""Failure-view frame images: decoding only the failure frames (what ``sampd_plugin.views`` does) vs every frame.
+"""Failure-view frame images: decoding only the failure frames (what ``sampd_plugin.fo.views`` does) vs every frame.
 
 Builds a generated dataset (``--videos`` x ``--frames`` frames, ``--height`` x ``--width``) whose predictions are
 its ground truth with object 1 dropped on every ``--every``-th frame (J = 0 there: the failure frames), then times
@@ -8,7 +8,7 @@ and sizes, in one run, on a private MongoDB:
   frames), the images the failure views need;
 - ``every frame``: ``to_frames(sample_frames=True)`` of the whole videos (FiftyOne's default).
 
-    python benchmarks/failure_frames.py --videos 2 --frames 120 --every 10
+    python perf/failure_frames.py --videos 2 --frames 120 --every 10
 """
 
 import argparse
@@ -32,7 +32,7 @@ def main():
     p.add_argument("--width", type=int, default=854)
     args = p.parse_args()
 
-    from sampd_plugin import isolated_db
+    from tests import isolated_db
 
     isolated_db.start()
     tmp = tempfile.mkdtemp(prefix="sampd-bench-frames-")
@@ -40,7 +40,7 @@ def main():
     import fiftyone as fo
     from fiftyone import ViewField as F
 
-    from sampd_plugin import views
+    from sampd_plugin.fo import views
     from sampd_plugin.synthetic import make_dataset
 
     try:

@@ -7,8 +7,8 @@ plain one, as it had. ``--prefetch`` also runs this checkout with the frame pref
 next to on (the default, 2 frames ahead), interleaved, and prints on / off per round and for the best runs, and the
 CPU time of the tracking thread alone (what prefetch takes off the critical path, whatever the machine's load).
 
-    python benchmarks/end_to_end.py --video bigbuckbunny.mp4 --frames 40 --baseline /tmp/base [--rounds 2]
-    python benchmarks/end_to_end.py --video bigbuckbunny.mp4 --frames 30 --prefetch --rounds 3 --threads 1
+    python perf/end_to_end.py --video bigbuckbunny.mp4 --frames 40 --baseline /tmp/base [--rounds 2]
+    python perf/end_to_end.py --video bigbuckbunny.mp4 --frames 30 --prefetch --rounds 3 --threads 1
 """
 
 import argparse
@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import json, os, sys, time
-sys.path.insert(0, sys.argv[1])
-from sampd_plugin import isolated_db
+sys.path.insert(0, sys.argv[5])  # this checkout's private-mongod helper, whichever tree is measured
+from tests import isolated_db
+sys.path[0] = sys.argv[1]
 isolated_db.start()
 import fiftyone as fo
 import sampd_plugin as sp
@@ -56,7 +57,7 @@ def clip(video: str, frames: int) -> str:
 
 
 def run(src: str, video: str, frames: int, threads: int, env: dict) -> dict:
-    res = subprocess.run([sys.executable, "-c", CHILD, src, video, str(frames), str(threads)], env=env,
+    res = subprocess.run([sys.executable, "-c", CHILD, src, video, str(frames), str(threads), str(ROOT)], env=env,
                          capture_output=True, text=True)
     if res.returncode:
         raise RuntimeError(res.stderr[-3000:])
@@ -80,7 +81,7 @@ def main(argv=None):
     for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
         base_env.pop(k, None)
     sys.path.insert(0, str(ROOT))
-    from sampd_plugin.threads import MALLOC_ENV
+    from sampd_plugin.ops.threads import MALLOC_ENV
 
     base_env.pop("SAMPD_PREFETCH", None)
     configs = [("this checkout", str(ROOT), dict(base_env, **MALLOC_ENV))]

@@ -1,4 +1,4 @@
-"""Saved views for browsing J&F failures of an evaluation run (``sampd_plugin.evaluation``).
+"""Saved views for browsing J&F failures of an evaluation run (``sampd_plugin.fo.evaluation``).
 
 Three views are saved on the dataset under names derived from the evaluation key:
 
@@ -106,7 +106,7 @@ def failure_frame(dataset, eval_key, sample_id, frame_number):
     if dataset.media_type == fo.core.media.VIDEO:
         view = view.match((F("_sample_id") == ObjectId(sample_id)) & (F("frame_number") == int(frame_number)))
     else:
-        from sampd_plugin.sources import layout_of
+        from sampd_plugin.fo.sources import layout_of
 
         config = dataset.get_evaluation_info(eval_key).config
         seqs = [s for s in layout_of(dataset, config.sequence_field, config.order_field).sequences()

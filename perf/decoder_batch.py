@@ -1,6 +1,6 @@
 """Decoder batch size: ms per prompt of SAM's mask decoder when P prompts are decoded in batches of b.
 
-    python benchmarks/decoder_batch.py [--prompts 54 162] [--batches 1 2 4 8 16 32 0] [--repeats 2] [--multimask]
+    python perf/decoder_batch.py [--prompts 54 162] [--batches 1 2 4 8 16 32 0] [--repeats 2] [--multimask]
         [--clock wall|cpu] [--threads N] [--device cpu]
 
 Uses the tiny random-weight SAM (sampd_plugin.backends.tiny), whose prompt encoder and mask decoder are SAM's real

@@ -4,9 +4,9 @@ encoder 422 ms, 18-prompt stage 169 ms; our target: overhead below 10 % of the e
 Needs torch + segment-anything only (no FiftyOne): runs on a bare GPU machine. Timings use random weights unless a
 checkpoint is given (cost does not depend on the weights).
 
-    python benchmarks/speed.py                                   # CPU: all CPU rows (ViT-B, MobileSAM, ...)
-    python benchmarks/speed.py --device cuda --json speed.json   # GPU: the GPU rows too
-    python benchmarks/speed.py --quick                           # tiny SAM only (smoke run)
+    python perf/speed.py                                   # CPU: all CPU rows (ViT-B, MobileSAM, ...)
+    python perf/speed.py --device cuda --json speed.json   # GPU: the GPU rows too
+    python perf/speed.py --quick                           # tiny SAM only (smoke run)
 
 Rows (each printed as it is measured; ``--json`` writes them all):
 
@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from sampd_plugin.config import SamPDConfig  # noqa: E402
+from sampd_plugin.core.config import SamPDConfig  # noqa: E402
+from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker  # noqa: E402
 from sampd_plugin.synthetic import SyntheticScene  # noqa: E402
-from sampd_plugin.tracker import ObjectPrompt, SamPDTracker  # noqa: E402
 
 H, W = 480, 854
 
@@ -188,7 +188,7 @@ def naive_full_ms(backend, states, scene, images, clock):
     import cv2
     from segment_anything import SamPredictor
 
-    from sampd_plugin.prompts import box_prompt_grid, mask_to_box
+    from sampd_plugin.core.prompts import box_prompt_grid, mask_to_box
 
     predictor = SamPredictor(backend.model)
     mask = scene.visible_masks(1)[min(scene.visible_masks(1))]

@@ -1,6 +1,6 @@
 """Plotly figures for J&F results (plotly is what FiftyOne uses for its plots; no FiftyOne import here).
 
-Inputs are the plain rows stored by ``sampd_plugin.evaluation.JFResults``:
+Inputs are the plain rows stored by ``sampd_plugin.fo.evaluation.JFResults``:
 ``curves`` (one dict per object: ``sequence, index, frames, J, F``) and ``objects`` (one dict per object with
 ``JF, J_mean, F_mean``). Save figures with :func:`write_html` (one self-contained page: plotly.js is inlined, so
 it renders offline) or show one with ``fig.show()``; :func:`figure_json` is the plain-JSON form the FiftyOne App's
@@ -10,7 +10,7 @@ import json
 
 import plotly.graph_objects as go
 
-from sampd_plugin.metrics import object_name
+from sampd_plugin.core.metrics import object_name
 
 
 def plot_j_over_time(curves, title="J over time"):

@@ -26,7 +26,7 @@ MULTIMASK_PICKS = ("largest", "max_iou_prev")
 
 @dataclasses.dataclass
 class SamPDConfig:
-    """Settings of :class:`sampd_plugin.tracker.SamPDTracker`.
+    """Settings of :class:`sampd_plugin.core.tracker.SamPDTracker`.
 
     Attributes:
         prompt_type: ``"box"`` propagates the box of the previous mask (Sec. III-B); ``"point"`` propagates the
@@ -40,7 +40,7 @@ class SamPDConfig:
             the highest SAM predicted IoU (the other reading of that row); ``"none"`` (only valid with a single
             prompt). ``"iou"`` is accepted as the old name of ``"predicted_iou"`` and stored as such.
         similarity: features of Eq. 2: ``"dot"`` (SAM's embedding as is) or ``"cosine"`` (each cell's feature
-            vector L2-normalised; :func:`sampd_plugin.selection.similarity_features`); also used by
+            vector L2-normalised; :func:`sampd_plugin.core.selection.similarity_features`); also used by
             ``lost_similarity`` and the template update
         template: ``"fixed"`` frame-0 template (the paper's choice, footnote 2) or ``"update"`` (an extension:
             the template is blended with the chosen candidate's each frame with weight ``template_momentum``)
@@ -63,7 +63,7 @@ class SamPDConfig:
         adaptive: adaptive denoising (our extension, beyond the paper; off in every paper preset, on in preset
             ``"adaptive"``): per frame and object, decode only the vanilla candidate (the previous mask's box,
             unshifted, scale 1: the centre of the grid) and keep it unless it looks doubtful against the object's
-            history (the thresholds below; :func:`sampd_plugin.tracker._is_doubtful`); a doubtful object gets the
+            history (the thresholds below; :func:`sampd_plugin.core.tracker._is_doubtful`); a doubtful object gets the
             whole grid and the many-to-one pick exactly as without ``adaptive``. The refinement runs as usual.
             Needs box prompts, a multi-prompt grid and 1.0 in ``scales``. A doubtful frame costs the same decoder
             passes as without ``adaptive``, a kept one ``1 / num_prompts`` of the first stage
@@ -76,7 +76,7 @@ class SamPDConfig:
         adaptive_momentum: weight of the newest accepted value in the running means
         adaptive_interval: run the grid at least every this many frames per object (0: only when doubtful)
         overlap: overlap-aware tracking (our extension, beyond the paper; off in every paper preset, on in preset
-            ``"overlap"``; :mod:`sampd_plugin.overlap`): the many-to-one pick is joint over the objects, the output
+            ``"overlap"``; :mod:`sampd_plugin.core.overlap`): the many-to-one pick is joint over the objects, the output
             masks are made mutually exclusive, and an object hidden by others keeps its template and history while
             its box moves on with its last velocity until it is re-acquired. Not combined with ``adaptive``
         overlap_penalty: joint pick: a candidate's score loses this times its fraction inside the masks the other

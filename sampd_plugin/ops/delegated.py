@@ -28,11 +28,12 @@ import time
 import uuid
 from typing import List, Optional
 
-from sampd_plugin import ownership, runs, store, threads
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.runs import ConfigLike, make_config, plan_track
-from sampd_plugin.sources import as_collection, layout_of
-from sampd_plugin.store import DEFAULT_BATCH_FRAMES
+from sampd_plugin.fo import runs, store
+from sampd_plugin.fo.runs import ConfigLike, make_config, plan_track
+from sampd_plugin.fo.sources import as_collection, layout_of
+from sampd_plugin.fo.store import DEFAULT_BATCH_FRAMES
+from sampd_plugin.ops import ownership, threads
 
 PLUGIN_NAME = "@sampd/sampd"
 #: the dataset-scoped execution store holding split jobs that evaluate when their last operation finishes
@@ -144,7 +145,7 @@ def finish_job(samples, job_id: Optional[str]):
         return None
     if not jobs.set_if_absent(f"{job_id}.claimed", runs.now()):
         return None
-    from sampd_plugin.evaluation import evaluate_jf
+    from sampd_plugin.fo.evaluation import evaluate_jf
 
     results = evaluate_jf(target, job["label_field"], gt_field=job["gt_field"], eval_key=job["eval_key"],
                           overwrite=True, sequence_field=job.get("sequence_field"), order_field=job.get("order_field"))
@@ -166,7 +167,7 @@ def _check_device_name(device: Optional[str]):
 
 def list_runs(samples, label_field: Optional[str] = None, sequence_field: Optional[str] = None,
               order_field: Optional[str] = None, stale_seconds: float = ownership.DEFAULT_STALE_SECONDS) -> List[dict]:
-    """The state of every SAM-PD run on every sequence of ``samples`` (:func:`sampd_plugin.runs.run_states`): one
+    """The state of every SAM-PD run on every sequence of ``samples`` (:func:`sampd_plugin.fo.runs.run_states`): one
     row per (output field, sequence) with its ``state`` (``done``, ``running``, ``stale`` = its worker stopped
     heart-beating ``stale_seconds`` ago, ``dead`` = its process on this host is gone, ``failed``, ``not started``)
     and a ``message`` such as ``"stale, last heartbeat 14 min ago (host:1234, delegated operation ...)"``."""
@@ -231,7 +232,7 @@ def run_worker(dataset_name: Optional[str] = None, operator: Optional[str] = Non
     """
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    threads.tune_malloc()  # a worker process: glibc keeps freed tensors for reuse (see sampd_plugin.threads)
+    threads.tune_malloc()  # a worker process: glibc keeps freed tensors for reuse (see sampd_plugin.ops.threads)
     service = DelegatedOperationService()
     executed, idle_since = 0, time.time()
     while max_operations is None or executed < max_operations:

@@ -1,17 +1,17 @@
-"""How well the ground-truth-free "doubtful" rule (``sampd_plugin.quality``) predicts failing masks (J < 0.5).
+"""How well the ground-truth-free "doubtful" rule (``sampd_plugin.core.quality``) predicts failing masks (J < 0.5).
 
 Tracks generated videos with the synthetic segmenter under several presets, scores every tracked object on every
 non-prompt frame against the exact ground truth (J), and prints, per preset and pooled, the precision
 P(J < 0.5 | doubtful) and recall P(doubtful | J < 0.5) of:
 
-- ``rule``: :func:`sampd_plugin.quality.is_doubtful` (lost, predicted IoU < 0.5 or selection score < 0.1);
+- ``rule``: :func:`sampd_plugin.core.quality.is_doubtful` (lost, predicted IoU < 0.5 or selection score < 0.1);
 - its parts (``lost``, ``iou < t``, ``score < t``) and the rule at other thresholds, for comparison.
 
 SYNTHETIC numbers: the synthetic segmenter's predicted IoU is the mask's true IoU with the object it covers plus
 noise (background masks get a low one), so it is informative by construction; it says nothing about SAM's
 calibration on real videos. FiftyOne is not used.
 
-    python benchmarks/doubtful.py --videos 8 --frames 40
+    python perf/doubtful.py --videos 8 --frames 40
 """
 
 import argparse
@@ -21,11 +21,11 @@ import numpy as np
 
 def collect(preset, videos, frames, objects, height, width, seed):
     """``(score, iou, lost, J)`` of every tracked object on every non-prompt frame."""
-    from sampd_plugin import metrics
     from sampd_plugin.backends.synthetic import SyntheticSegmenter
-    from sampd_plugin.config import SamPDConfig
+    from sampd_plugin.core import metrics
+    from sampd_plugin.core.config import SamPDConfig
+    from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker
     from sampd_plugin.synthetic import SyntheticScene
-    from sampd_plugin.tracker import ObjectPrompt, SamPDTracker
 
     rows = []
     for v in range(videos):
@@ -49,7 +49,7 @@ def precision_recall(flag, fail):
 
 
 def rules(data):
-    from sampd_plugin.quality import IOU_BELOW, SCORE_BELOW, is_doubtful
+    from sampd_plugin.core.quality import IOU_BELOW, SCORE_BELOW, is_doubtful
 
     score, iou, lost = data[:, 0], data[:, 1], data[:, 2].astype(bool)
 
