@@ -214,18 +214,17 @@ def format_table(table: Dict[str, Dict[str, float]], title: str = "", reference:
 
 def format_videos(table: Dict[str, Dict[str, float]], title: str = "") -> str:
     """Per-video J&F (x100) and identity switches of each row, the rows side by side (one line per video, then
-    the mean J&F and the total of switches)."""
+    the mean J&F and the total of switches); a row name longer than 12 characters is shown as ``#k``, named in a
+    legend below."""
     names = list(table)
+    short = {n: n if len(n) <= 12 else f"#{k + 1}" for k, n in enumerate(names)}
     lines = [title] if title else []
-    width = max(10, *(len(n) + 2 for n in names))
-    lines.append(f"{'video':>8}" + "".join(f"{n + ' J&F':>{width + 4}}{'ID sw':>7}" for n in names))
-    seeds = [v["seed"] for v in table[names[0]]["videos"]] if names else []
-    for k, seed in enumerate(seeds):
-        lines.append(f"{seed:>8d}" + "".join(
-            f"{100 * table[n]['videos'][k]['J&F-Mean']:>{width + 4}.1f}{table[n]['videos'][k]['id_switches']:>7d}"
-            for n in names))
-    lines.append(f"{'all':>8}" + "".join(f"{100 * table[n]['J&F-Mean']:>{width + 4}.1f}{table[n]['id_switches']:>7d}"
-                                          for n in names))
+    lines.append(f"{'video':>8}" + "".join(f"{short[n] + ' J&F':>18}{'ID sw':>7}" for n in names))
+    cell = lambda row: f"{100 * row['J&F-Mean']:>18.1f}{row['id_switches']:>7d}"  # noqa: E731
+    for k, video in enumerate(table[names[0]]["videos"] if names else []):
+        lines.append(f"{video['seed']:>8d}" + "".join(cell(table[n]["videos"][k]) for n in names))
+    lines.append(f"{'all':>8}" + "".join(cell(table[n]) for n in names))
+    lines += [f"  {short[n]} = {n}" for n in names if short[n] != n]
     return "\n".join(lines)
 
 

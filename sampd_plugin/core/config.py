@@ -80,9 +80,12 @@ class SamPDConfig:
             masks are made mutually exclusive, and an object hidden by others keeps its template and history while
             its box moves on with its last velocity until it is re-acquired. Not combined with ``adaptive``
         overlap_penalty: joint pick: a candidate's score loses this times its fraction inside the masks the other
-            objects chose before it
+            objects chose before it (0: each object's own argmax, as in the paper)
+        overlap_exclusive: the exclusivity step (off: the objects' masks may overlap, as in the paper)
         overlap_hold: exclusivity: logit bonus of a cell contested by several objects for the object whose previous
             mask held it
+        overlap_occlusion: the occlusion step (off: no occlusion state; a lost object is prompted with its last good
+            box, as in the paper's presets)
         occlusion_area: an object whose exclusive mask is below this fraction of its usual area while the others
             cover more than ``occlusion_overlap`` of its box is occluded
         occlusion_overlap: ... as is one whose chosen candidate lies more than this fraction inside the others'
@@ -115,7 +118,9 @@ class SamPDConfig:
     adaptive_interval: int = 0
     overlap: bool = False
     overlap_penalty: float = 1.0
+    overlap_exclusive: bool = True
     overlap_hold: float = 1.0
+    overlap_occlusion: bool = True
     occlusion_area: float = 0.3
     occlusion_overlap: float = 0.5
 

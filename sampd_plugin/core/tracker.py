@@ -4,6 +4,7 @@ This module imports no FiftyOne.
 """
 
 from __future__ import annotations
+import os
 
 import dataclasses
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
@@ -16,7 +17,7 @@ from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
 from sampd_plugin.core.config import SamPDConfig
 from sampd_plugin.core.frames import prefetch_depth, prefetch_frames
 from sampd_plugin.core.identity import confusions
-from sampd_plugin.core.overlap import exclusive_masks, extrapolate_box, is_occluded, joint_selection
+from sampd_plugin.core.overlap import Motion, exclusive_masks, is_occluded, joint_selection
 from sampd_plugin.core.prompts import (
     box_prompt_grid,
     clip_boxes,
@@ -119,11 +120,7 @@ class _Track:
     iou_mean: Optional[float] = None
     since_grid: int = 0
     template_from_box: bool = False  # started lost from a box prompt: the template is the box's, until re-acquired
-    # overlap-aware tracking (SamPDConfig.overlap): frames since the last good box (lost or occluded since), the
-    # box centre's per-frame velocity (pixels) and the running mask area while visible
-    hidden: int = 0
-    velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2, dtype=np.float32))
-    usual_area: Optional[float] = None
+    motion: Optional[Motion] = None  # overlap-aware tracking's occlusion step (SamPDConfig.overlap_occlusion)
 
 
 class SamPDTracker:
@@ -268,7 +265,7 @@ class SamPDTracker:
             grid_mask=state.mask_to_grid(mask_t, state.mask_stride)[0],
             points=mask_points(mask, max(1, self.config.negative_points)),
             template_from_box=lost,
-            usual_area=None if lost else float(mask.sum()),
+            motion=None if lost else self._motion(box, mask),
         )
         if lost:
             self._lose(track)
@@ -305,7 +302,7 @@ class SamPDTracker:
         # Stage 2, point-based refinement (Sec. III-D).
         if cfg.refine:
             pts = [mask_points(m, max(1, k)) for m in masks]
-            if covered is not None:  # an object whose candidate lies on the others' is neither refined nor a negative
+            if cfg.overlap and cfg.overlap_occlusion:  # a candidate lying on the others': not refined, not a negative
                 pts = [_NO_POINTS if c > cfg.occlusion_overlap else p for p, c in zip(pts, covered.tolist())]
             todo = [i for i in range(n) if len(pts[i])]
             if todo:
@@ -326,12 +323,13 @@ class SamPDTracker:
                 chosen_iou[todo_t] = dec.iou[sel, pick].to(chosen_iou.dtype)
                 masks = self.backend.upsample(state, chosen).cpu().numpy()
 
-        occluded = [False] * n
-        if cfg.overlap:
+        if cfg.overlap and cfg.overlap_exclusive:
             previous = torch.stack([t.grid_mask for t in tracks]).to(chosen.device) > 0.5
-            exclusive = exclusive_masks(chosen, previous, cfg.overlap_hold)
+            exclusive = exclusive_masks(chosen, previous, cfg.overlap_hold, (covered > cfg.occlusion_overlap) if os.environ.get("OV_YIELD", "1") == "1" else None)
             chosen = torch.where(exclusive, chosen, -chosen.abs())
             masks = self.backend.upsample(state, chosen).cpu().numpy()
+        occluded = [False] * n
+        if cfg.overlap and cfg.overlap_occlusion:
             occluded = self._occlusions(tracks, masks, boxes, covered)
         confusion = self._confusions(tracks, chosen)
         results = {}
@@ -448,17 +446,22 @@ class SamPDTracker:
             x0, y0, x1, y1 = (int(v) for v in np.concatenate([np.floor(boxes[i][:2]), np.ceil(boxes[i][2:])]))
             others = (claims[y0:y1, x0:x1] - masks[i, y0:y1, x0:x1]) > 0
             box_covered = float(others.mean()) if others.size else 0.0
-            out.append(t.usual_area is not None and is_occluded(
-                float(covered[i]) if covered is not None else 0.0, float(masks[i].sum()), t.usual_area,
+            out.append(t.motion is not None and is_occluded(
+                float(covered[i]) if covered is not None else 0.0, float(masks[i].sum()), t.motion.area,
                 box_covered, cfg.occlusion_area, cfg.occlusion_overlap))
         return out
 
+    def _motion(self, box: np.ndarray, mask: np.ndarray) -> Optional[Motion]:
+        """A new object's :class:`~sampd_plugin.core.overlap.Motion` when the occlusion step is on, else ``None``."""
+        cfg = self.config
+        return Motion(box, float(mask.sum())) if cfg.overlap and cfg.overlap_occlusion else None
+
     def _prompt_box(self, t: _Track, image_size) -> np.ndarray:
-        """The object's box prompt for this frame: its last good box (Sec. III-B), moved on with its velocity while
-        it is hidden (overlap-aware tracking)."""
-        if not t.hidden:
+        """The object's box prompt for this frame: its last good box (Sec. III-B); while it is hidden (overlap-aware
+        tracking), where its motion in full view puts it (:meth:`~sampd_plugin.core.overlap.Motion.expected_box`)."""
+        if t.motion is None or not t.motion.hidden:
             return t.box
-        return extrapolate_box(t.box, t.velocity, t.hidden, image_size)
+        return t.motion.expected_box(image_size)
 
     @staticmethod
     def _confusions(tracks: List[_Track], chosen: torch.Tensor) -> Dict[int, str]:
@@ -525,17 +528,22 @@ class SamPDTracker:
             emb_mask = state.mask_to_grid(torch.as_tensor(mask, device=self.backend.device)[None], state.embed_stride)
             sim = float(template_similarity(t.template, feats, emb_mask)[0]) / t.self_score
             lost = cfg.lost_similarity > 0 and sim < cfg.lost_similarity
-        if cfg.overlap and (lost or occluded):
-            t.hidden += 1
+        if t.motion is not None and (lost or occluded):
+            t.motion.hide()
         if lost:
             t.mask = np.zeros_like(mask)
             self._lose(t)
             return ObjectResult(mask=t.mask, box=None, score=score, iou=iou, lost=True, label=t.label,
                                 occluded=occluded)
-        if occluded:
+        if occluded:  # what is visible of it is reported; it claims nothing on the next frame (no held cells, no
+            # negative points: both would lie on its occluder)
             t.mask = mask
-            t.grid_mask = (logits > 0).float()
-            t.points = mask_points(mask, max(1, cfg.negative_points)) if _uses_track_points(cfg) else _NO_POINTS
+            if os.environ.get("OV_NOHOLD", "1") == "1":
+                t.grid_mask = torch.zeros_like(t.grid_mask)
+                t.points = _NO_POINTS
+            else:
+                t.grid_mask = (logits > 0).float()
+                t.points = mask_points(mask, max(1, cfg.negative_points)) if _uses_track_points(cfg) else _NO_POINTS
             return ObjectResult(mask=mask, box=mask_to_box(mask), score=score, iou=iou, lost=False, label=t.label,
                                 occluded=True)
         if t.template_from_box:  # re-acquired after a box prompt that found nothing: Eq. 1 on this mask
@@ -546,8 +554,10 @@ class SamPDTracker:
         t.lost_frames = 0
         t.mask = mask
         box = mask_to_box(mask)
-        if cfg.overlap:
-            _remember_motion(t, box, float(mask.sum()))
+        if t.motion is not None:
+            t.motion.seen(box, float(mask.sum()))
+        else:  # started lost from a box prompt: motion from its first mask
+            t.motion = self._motion(box, mask)
         t.box = box
         t.grid_mask = (logits > 0).float()
         # the next frame reads these points only as its point prompt or as first-stage negatives of the others
@@ -682,15 +692,6 @@ def _remember(cfg: SamPDConfig, t: _Track, sim: float, iou: float, grid: bool):
     t.sim_mean = sim if t.sim_mean is None else (1 - a) * t.sim_mean + a * sim
     t.iou_mean = iou if t.iou_mean is None else (1 - a) * t.iou_mean + a * iou
     t.since_grid = 0 if grid else t.since_grid + 1
-
-
-def _remember_motion(t: _Track, box: np.ndarray, area: float, momentum: float = 0.5):
-    """Overlap-aware tracking: updates a visible object's box-centre velocity (running mean of the per-frame step
-    since its last good box, weight ``momentum`` for the newest) and its running area, and ends its hidden spell."""
-    step = ((box[:2] + box[2:]) - (t.box[:2] + t.box[2:])) / 2 / (t.hidden + 1)
-    t.velocity = ((1 - momentum) * t.velocity + momentum * step).astype(np.float32)
-    t.usual_area = area if t.usual_area is None else (1 - momentum) * t.usual_area + momentum * area
-    t.hidden = 0
 
 
 def _box_centre(box: np.ndarray) -> np.ndarray:
