@@ -1,7 +1,9 @@
 """The SAM-PD operators, one per module; ``OPERATORS`` is what the plugin's ``register(p)`` registers.
 
-Operators are thin: they build a form (``forms``), validate it through the SDK's planning functions, and call the
-public SDK (``import sampd_plugin as sp``) to do the work. They write nothing themselves.
+Operators are thin: they build a form (``forms``) and a :class:`sampd_plugin.TrackRequest` of it, validate it
+through the SDK's planning functions, and call the public SDK (``import sampd_plugin as sp``) to do the work; what
+the forms need besides (targets, field discovery, choices, views) comes from the facade :mod:`sampd_plugin.fo.ui`.
+They write nothing themselves.
 """
 
 import importlib.util

@@ -3,7 +3,7 @@
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-import sampd_plugin as sp
+from sampd_plugin.fo import ui
 
 from . import forms
 
@@ -25,7 +25,7 @@ class BrowseTrackingFailures(foo.Operator):
             return types.Property(inputs)
         keys, key = forms.eval_key_input(inputs, ctx)
         choices = types.RadioGroup()
-        for name, description in sp.VIEWS.items():
+        for name, description in ui.VIEWS.items():
             choices.add_choice(name, label=name.replace("_", " "), description=description)
         inputs.enum("view", choices.values(), default="failures", label="Show", view=choices)
         if not keys:
@@ -37,7 +37,7 @@ class BrowseTrackingFailures(foo.Operator):
         return types.Property(inputs, view=types.View(label="SAM-PD: browse tracking failures"))
 
     def execute(self, ctx):
-        name = _view_name(ctx.params, (sp.jf_eval_keys(ctx.dataset) or [None])[-1])
+        name = _view_name(ctx.params, (ui.jf_eval_keys(ctx.dataset) or [None])[-1])
         view = ctx.dataset.load_saved_view(name)
         ctx.ops.set_view(name=name)
         return dict(view=name, count=len(view), message=f"opened '{name}' ({len(view)} items)")
@@ -49,4 +49,4 @@ class BrowseTrackingFailures(foo.Operator):
 
 
 def _view_name(params, default_key):
-    return sp.view_name(params.get("eval_key") or default_key, params.get("view") or "failures")
+    return ui.view_name(params.get("eval_key") or default_key, params.get("view") or "failures")

@@ -5,6 +5,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import sampd_plugin as sp
+from sampd_plugin.fo import ui
 
 from . import forms
 
@@ -36,7 +37,7 @@ class EvaluateTracking(foo.Operator):
         key = inputs.str("eval_key", default=forms.free_name(ctx.dataset.list_evaluations(), "jf"),
                          label="Evaluation key")
         inputs.bool("overwrite", default=False, label="Overwrite an existing evaluation with this key")
-        inputs.float("failure_th", default=0.5, min=0.0, max=1.0, label="Failure threshold (J)",
+        inputs.float("failure_th", default=ui.FAILURE_TH, min=0.0, max=1.0, label="Failure threshold (J)",
                      description="frames where an object's J is below it are failures")
         p = ctx.params
         if len(fields) < 2:
@@ -58,12 +59,13 @@ class EvaluateTracking(foo.Operator):
         pred_default, gt_default = _defaults(ctx.dataset)
         results = sp.evaluate_jf(ctx.target_view(), p.get("pred_field") or pred_default,
                                  gt_field=p.get("gt_field") or gt_default, eval_key=key,
-                                 overwrite=bool(p.get("overwrite")), failure_th=float(p.get("failure_th") or 0.5),
+                                 overwrite=bool(p.get("overwrite")),
+                                 failure_th=float(forms.param(p, "failure_th", ui.FAILURE_TH)),
                                  **forms.sequence_kwargs(p))
         forms.finish(ctx)
-        res = forms.jf_summary(results, key)
+        res = results.scores()
         res.update(forms.jf_report(results))
-        res["views"] = sp.view_names(key)
+        res["views"] = ui.view_names(key)
         res["message"] = (f"J&F {res['jf']:.3f} (J {res['j']:.3f}, F {res['f']:.3f}) over {res['num_objects']} "
                           f"objects of {res['num_sequences']} sequences; browse the failures with "
                           "'browse_tracking_failures'"

@@ -1,8 +1,9 @@
 """Shared form pieces of the SAM-PD operators: field choices drawn from the dataset, the model / preset / device
 inputs, in-form error and warning messages, execution options, progress and result summaries.
 
-Nothing here tracks or writes labels: the operators call the public SDK (``import sampd_plugin as sp``; its names are
-resolved on first use, so registering the plugin imports neither torch nor the tracking code).
+Nothing here tracks or writes labels: the operators call the public SDK (``import sampd_plugin as sp``) with the
+request a form makes (:func:`track_request`); the forms' other needs come from :mod:`sampd_plugin.fo.ui`. Both
+resolve their names on first use, so registering the plugin imports neither torch nor the tracking code.
 A refused input is shown in the form (the property is marked ``invalid`` with a message), which also makes
 FiftyOne's operator machinery refuse to execute or queue the operation.
 """
@@ -12,6 +13,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import sampd_plugin as sp
+from sampd_plugin.fo import ui
 
 DEVICES = ("auto", "cuda", "cpu")
 #: the forms read and check every prompt (masks, boxes) of targets of at most this many sequences
@@ -32,15 +34,15 @@ def frame_label_fields(dataset, types_=(fo.Detections,)):
 
 
 def sampd_fields(dataset):
-    """Frame label Detections fields written by SAM-PD (they have a ``<field>_track`` marker)."""
-    sample_fields = dataset.get_field_schema() if dataset is not None else {}
-    return [f for f in frame_label_fields(dataset) if sp.marker_field(f) in sample_fields]
+    """Frame label Detections fields written by SAM-PD (:func:`sampd_plugin.fo.labels.output_fields`)."""
+    ours = set(ui.output_fields(dataset)) if dataset is not None else set()
+    return [f for f in frame_label_fields(dataset) if f in ours]
 
 
 def is_ground_truth(samples, field, sequence_kwargs=None):
     """Whether ``field`` is annotated beyond the prompt frames (more labeled frames than sequences)."""
     try:
-        layout = sp.layout_of(samples, **(sequence_kwargs or {}))
+        layout = ui.layout_of(samples, **(sequence_kwargs or {}))
         labeled = sum(layout.labeled_counts(field).values())
         return bool(field) and labeled > len(layout.sequences())
     except Exception:
@@ -58,10 +60,8 @@ def free_name(taken, base):
 
 def free_frame_field(dataset, base):
     """A default output field name that does not exist yet (its marker neither)."""
-    suffix = sp.MARKER_SUFFIX
     frame_schema = dataset.get_frame_field_schema() if dataset.media_type == "video" else {}
-    taken = set(frame_schema or {}) | set(dataset.get_field_schema()) | {
-        f[: -len(suffix)] for f in dataset.get_field_schema() if f.endswith(suffix)}
+    taken = set(frame_schema or {}) | set(dataset.get_field_schema()) | set(ui.output_fields(dataset))
     return free_name(taken, base)
 
 
@@ -75,6 +75,20 @@ def refuse(prop, message):
     prop.invalid = True
     prop.error_message = str(message)
     return prop
+
+
+#: form inputs named otherwise than the request setting they give
+INPUT_OF = {"config": "preset"}
+
+
+def refuse_input(inputs, e, fallback=None):
+    """Shows a refused input at the form input that ``e.field`` names (:class:`sampd_plugin.SampdInputError`: the
+    request setting at fault; :data:`INPUT_OF`), else at ``fallback``, else in an error box."""
+    field = getattr(e, "field", None)
+    prop = inputs.get_property(INPUT_OF.get(field, field)) if field else None
+    if prop is None and fallback is None:
+        return error(inputs, e)
+    return refuse(prop if prop is not None else fallback, e)
 
 
 def error(inputs, message, name="sampd_error", label="Cannot run"):
@@ -117,13 +131,16 @@ def sequence_inputs(inputs, ctx, target):
     Returns the layout of ``target`` (``None`` when the fields are invalid: the form then shows why)."""
     if ctx.dataset.media_type == "video":
         try:
-            return sp.layout_of(target)
+            return ui.layout_of(target)
         except ValueError as e:
             error(inputs, e)
             return None
     schema = ctx.dataset.get_field_schema(ftype=(fo.StringField, fo.IntField))
     candidates = sorted(f for f in schema if f not in ("filepath",))
-    group = _group_fields(ctx.view)
+    try:
+        group = ui.group_fields(ctx.view)
+    except ValueError:  # grouped by an expression: no default
+        group = None, None
     seq_default = choice(group[0] or "sequence_id", candidates)
     order_default = choice(group[1] or "frame_number", [c for c in candidates if c != seq_default] or candidates)
     seq = inputs.enum("sequence_field", candidates, default=seq_default, label="Sequence field",
@@ -134,10 +151,10 @@ def sequence_inputs(inputs, ctx, target):
                         description="the field ordering the images of a sequence (integer-like strings sort "
                                     "numerically)")
     try:
-        layout = sp.layout_of(target, **sequence_kwargs(ctx.params, seq_default, order_default))
+        layout = ui.layout_of(target, **sequence_kwargs(ctx.params, seq_default, order_default))
         n = len(layout.sequences())
-    except ValueError as e:
-        refuse(order if "order" in str(e) else seq, e)
+    except ValueError as e:  # SampdInputError: its .field is the input at fault
+        refuse_input(inputs, e, fallback=seq)
         return None
     notice(inputs, f"{n} image sequence(s) ({len(layout.samples)} images) in the target", "sequences")
     return layout
@@ -153,69 +170,63 @@ def sequence_kwargs(params, seq_default=None, order_default=None):
 def count_sequences(target, kwargs):
     """Number of sequences (videos / image sequences) of the target (1 if it cannot be worked out)."""
     try:
-        return len(sp.layout_of(target, sequence_field=kwargs.get("sequence_field"),
+        return len(ui.layout_of(target, sequence_field=kwargs.get("sequence_field"),
                                 order_field=kwargs.get("order_field")).sequences())
     except ValueError:
         return 1
 
 
-def _group_fields(view):
-    """``(group field, order field)`` of a dynamic grouped view in the App, else ``(None, None)``."""
-    try:
-        if view is not None and view._is_dynamic_groups:
-            stage = [s for s in view._stages if isinstance(s, fo.GroupBy)][-1]
-            if isinstance(stage.field_or_expr, str):
-                return stage.field_or_expr, stage.order_by
-    except Exception:
-        pass
-    return None, None
-
-
 def model_inputs(inputs, ctx, with_preset=True):
     """``model``, ``checkpoint``, ``preset``, ``device`` and ``batch_frames`` inputs, validated in the form."""
+    defaults = sp.TrackRequest()
     models = types.Dropdown(label="Model")
-    for m in sp.MODELS:
-        models.add_choice(m, label=sp.MODEL_LABELS[m])
-    model = ctx.params.get("model") or "vit_h"
-    inputs.enum("model", models.values(), default="vit_h", view=models,
+    for m in ui.MODELS:
+        models.add_choice(m, label=ui.MODEL_LABELS[m])
+    model = ctx.params.get("model") or defaults.model
+    inputs.enum("model", models.values(), default=defaults.model, view=models,
                 description="SAM image encoder; 'tiny' and 'synthetic' are for tests and demos")
     ckpt = inputs.str("checkpoint", label="Checkpoint (optional)", required=False,
                       description="path to a SAM .pth; default: $SAMPD_CHECKPOINT_DIR, the FiftyOne zoo cache, "
                                   "or a download on first use")
     try:
-        status = sp.checkpoint_status(model, ctx.params.get("checkpoint") or None)
+        status = ui.checkpoint_status(model, ctx.params.get("checkpoint") or None)
         if status:
             notice(inputs, status, "checkpoint_status")
-        sp.check_model(model, ctx.params.get("checkpoint") or None)
-    except (FileNotFoundError, ValueError) as e:
-        refuse(ckpt, e)
+        ui.check_model(model, ctx.params.get("checkpoint") or None)
+    except (FileNotFoundError, ValueError) as e:  # SampdInputError: its .field is the input at fault
+        refuse_input(inputs, e, fallback=ckpt)
     else:
         device = ctx.params.get("device")
-        advice = sp.model_warning(model, ctx.params.get("checkpoint") or None, None if device == "auto" else device)
+        advice = ui.model_warning(model, ctx.params.get("checkpoint") or None, None if device == "auto" else device)
         if advice:
             warning(inputs, advice, "model_warning", label=f"'{model}' needs a GPU worker with its checkpoint")
     if with_preset:
         presets = types.Dropdown(label="Method (paper ablation row)")
-        for name in sp.PRESETS:
-            presets.add_choice(name, label=sp.PRESET_LABELS.get(name, name))
-        inputs.enum("preset", presets.values(), default="full", view=presets)
+        for name in ui.PRESETS:
+            presets.add_choice(name, label=ui.PRESET_LABELS.get(name, name))
+        inputs.enum("preset", presets.values(), default=ui.DEFAULT_PRESET, view=presets)
     devices = types.RadioGroup(orientation="horizontal")
     for d in DEVICES:
         devices.add_choice(d, label=d)
     inputs.enum("device", devices.values(), default="auto", label="Device", view=devices,
                 description="auto = cuda when the machine running the operation has a GPU")
-    inputs.int("batch_frames", default=128, min=1, label="Frames per bulk write")
+    inputs.int("batch_frames", default=defaults.batch_frames, min=1, label="Frames per bulk write")
     return model
 
 
 def delegation_inputs(inputs, ctx, num_sequences=None, evaluate=False):
     """``samples_per_operation``, and a note of what scheduling the job queues (``num_sequences`` known)."""
-    inputs.int("samples_per_operation", default=1, min=0, label="Samples per delegated operation", required=False,
+    inputs.int("samples_per_operation", default=ui.SAMPLES_PER_OPERATION, min=0, required=False,
+               label="Samples per delegated operation",
                description="when delegated, the job is split into one queued operation per this many samples so that "
                            "several `fiftyone delegated launch` workers share it (0 = one operation)")
     if num_sequences:
-        notice(inputs, scheduling_note(num_sequences, int(param(ctx.params, "samples_per_operation", 1)), evaluate),
-               "scheduling")
+        notice(inputs, scheduling_note(num_sequences, samples_per_operation(ctx.params), evaluate), "scheduling")
+
+
+def samples_per_operation(params):
+    """The form's ``samples_per_operation`` (its default when absent)."""
+    return int(param(params, "samples_per_operation", ui.SAMPLES_PER_OPERATION))
 
 
 def operations_for(num_sequences, per_op):
@@ -244,23 +255,43 @@ def param(params, name, default):
     return default if value is None else value
 
 
-def config_from_params(params):
-    """The SamPDConfig-like value of the form: a hidden ``config`` dict (queued operations) or the preset."""
-    return params.get("config") or params.get("preset") or "full"
+def default_prompt_field(dataset):
+    """The default prompt field of a tracking form: the request's default when the dataset has it, else its first
+    Detections field."""
+    return choice(sp.TrackRequest.prompt_field, frame_label_fields(dataset))
 
 
-def common_kwargs(params):
-    kw = dict(model=params.get("model") or "vit_h", checkpoint=params.get("checkpoint") or None,
-              device=None if params.get("device") in (None, "auto") else params.get("device"),
-              batch_frames=int(params.get("batch_frames") or 128), config=config_from_params(params),
-              job_id=params.get("job_id") or None, **sequence_kwargs(params))
-    if params.get("allow_overwrite_ground_truth"):  # only set by sp.queue_track (never shown in a form)
-        kw["allow_overwrite_ground_truth"] = True
-    return kw
+def default_label_field(ctx, mode):
+    """The default output field of a tracking form: the mode's default name, made free on the dataset."""
+    return free_frame_field(ctx.dataset, sp.TrackRequest(mode=mode).label_field)
+
+
+def track_request(ctx, mode):
+    """The :class:`sampd_plugin.TrackRequest` of a tracking form (``mode`` ``"track"`` / ``"auto"``) or of a queued
+    operation's parameters; what the form leaves empty takes the dataset's defaults (a free output field name, the
+    ``ground_truth`` prompt field, J&F evaluation when the prompt field is annotated beyond the prompt frames), then
+    the request's own. ``SampdInputError`` (``error.field``: the input at fault) when the form is invalid."""
+    params = ctx.params
+    defaults = dict(mode=mode, label_field=default_label_field(ctx, mode))
+    if mode == "track":
+        defaults["prompt_field"] = params.get("prompt_field") or default_prompt_field(ctx.dataset)
+        if params.get("evaluate") is None:
+            defaults["evaluate"] = is_ground_truth(ctx.target_view(), defaults["prompt_field"], sequence_kwargs(params))
+    return sp.TrackRequest.from_params(params, **defaults)
+
+
+def run_options(ctx):
+    """How an operation runs its request (:func:`sampd_plugin.run_request`): split into delegated operations of
+    ``samples_per_operation`` sequences when it is delegated, progress through ``ctx.set_progress``."""
+    per_op = samples_per_operation(ctx.params) if ctx.delegated else 0
+    return dict(samples_per_operation=per_op, delegation_target=ctx.delegation_target, progress=progress(ctx),
+                operation=operation_id(ctx))
 
 
 def operation_id(ctx):
-    """The id of the delegated operation being executed (``None`` when run immediately)."""
+    """The id of the delegated operation being executed (``None`` when run immediately). FiftyOne 1.22's
+    ``ExecutionContext`` keeps it private (``_delegated_operation_id``, no public accessor): the one private read of
+    the operators."""
     op = getattr(ctx, "_delegated_operation_id", None) if ctx.delegated else None
     return str(op) if op else None
 
@@ -273,7 +304,7 @@ def execution_options(ctx, allow_immediate=True):
     except Exception:
         n = 1
     try:
-        cpu_only = sp.resolve_device(None) == "cpu"
+        cpu_only = ui.resolve_device(None) == "cpu"
     except Exception:
         cpu_only = True
     return foo.ExecutionOptions(allow_immediate_execution=allow_immediate, allow_delegated_execution=True,
@@ -312,7 +343,7 @@ def summary_outputs(ctx, title, evaluate=None, splits=True):
             evaluate = param(ctx.params, "evaluate", None)
             if evaluate is None:
                 evaluate = is_ground_truth(target, ctx.params.get("prompt_field"), sequence_kwargs(ctx.params))
-        per_op = int(param(ctx.params, "samples_per_operation", 1)) if splits else 0
+        per_op = samples_per_operation(ctx.params) if splits else 0
         note = scheduling_note(n, per_op, bool(evaluate), scheduled=True)
         outputs.view("scheduled", types.Notice(label=note))
         return types.Property(outputs, view=types.View(label=f"{title}: scheduled"))
@@ -335,8 +366,13 @@ def summary_outputs(ctx, title, evaluate=None, splits=True):
     return types.Property(outputs, view=types.View(label=title))
 
 
-def track_result(summary, jf=None):
-    """The JSON result of a tracking operation from an SDK summary (+ optional J&F summary)."""
+def job_result(result):
+    """The JSON result of a tracking operation from :func:`sampd_plugin.run_request`'s result."""
+    return split_result(result) if "operations" in result else track_result(result)
+
+
+def track_result(summary):
+    """The JSON result of a tracking operation from an SDK summary (with its ``evaluation``, if any)."""
     res = dict(summary)
     res["samples_tracked"] = len(summary.get("tracked", []))
     res["samples_skipped"] = len(summary.get("skipped", []))
@@ -347,6 +383,7 @@ def track_result(summary, jf=None):
     if summary.get("busy"):
         msg += (f"; {len(summary['busy'])} sequence(s) skipped because another run is writing them ("
                 + "; ".join(list(summary["busy"].values())[:3]) + ")")
+    jf = summary.get("evaluation")
     if jf:
         res.update(jf)
         msg += f"; J&F {jf['jf']:.3f} (eval key '{jf['eval_key']}')"
@@ -354,9 +391,9 @@ def track_result(summary, jf=None):
     return res
 
 
-def split_result(queued, per_op):
+def split_result(queued):
     """The JSON result of an operation that split its job into delegated operations (``sp.queue_track``)."""
-    n, ev = len(queued["operations"]), queued.get("evaluate")
+    n, ev, per_op = len(queued["operations"]), queued.get("evaluate"), queued["samples_per_operation"]
     msg = (f"queued {n} delegated operation(s) of {per_op} sequence(s) for `fiftyone delegated launch` workers; "
            f"{len(queued['skipped'])} finished sequence(s) skipped")
     msg += (f"; J&F (eval key '{ev['eval_key']}') is evaluated by the operation that finishes last" if ev else
@@ -379,18 +416,10 @@ def plan_notices(inputs, plan):
 def eval_key_input(inputs, ctx):
     """The "Evaluation" dropdown of the J&F evaluations on the dataset (the latest by default); returns the
     evaluation keys and the property."""
-    keys = sp.jf_eval_keys(ctx.dataset)
+    keys = ui.jf_eval_keys(ctx.dataset)
     key = inputs.enum("eval_key", keys, default=keys[-1] if keys else None, label="Evaluation",
                       view=types.Dropdown(label="Evaluation"))
     return keys, key
-
-
-def jf_summary(results, eval_key):
-    """The J&F summary values of a result (3 decimals)."""
-    s = results.summary
-    r3 = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
-    return dict(eval_key=eval_key, jf=r3(s.get("J&F-Mean")), j=r3(s.get("J-Mean")), f=r3(s.get("F-Mean")),
-                num_objects=s.get("num_objects"), num_sequences=s.get("num_sequences"))
 
 
 #: columns of the per-object table: result key -> header
@@ -406,12 +435,12 @@ def jf_report(results):
     (the value the App's plot view draws) and ``<name>_layout``."""
     r3 = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
     rows = sorted(results.per_object(), key=lambda r: (r["JF"] is None, r["JF"] or 0.0))
-    per_object = [dict(object=sp.object_name(r), label=r.get("label") or "", JF=r3(r["JF"]), J=r3(r["J_mean"]),
+    per_object = [dict(object=ui.object_name(r), label=r.get("label") or "", JF=r3(r["JF"]), J=r3(r["J_mean"]),
                        F=r3(r["F_mean"]), first_failure=r["first_failure"], lost_frames=r["lost_frames"])
                   for r in rows]
     report = dict(per_object=per_object)
     for name, fig in (("jf_plot", results.plot_jf_bars()), ("j_plot", results.plot_j_over_time(worst=PLOT_OBJECTS))):
-        fig = sp.figure_json(fig)
+        fig = ui.figure_json(fig)
         report.update({name: fig["data"], f"{name}_layout": dict(fig["layout"], showlegend=True)})
     return report
 

@@ -4,7 +4,7 @@ one object opened in the sample modal."""
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-import sampd_plugin as sp
+from sampd_plugin.fo import ui
 
 from . import forms
 
@@ -41,12 +41,12 @@ class PlotTracking(foo.Operator):
         return types.Property(inputs, view=types.View(label="SAM-PD: plot tracking results"))
 
     def execute(self, ctx):
-        key = ctx.params.get("eval_key") or sp.jf_eval_keys(ctx.dataset)[-1]
+        key = ctx.params.get("eval_key") or ui.jf_eval_keys(ctx.dataset)[-1]
         results = ctx.dataset.load_evaluation_results(key)
-        res = dict(forms.jf_summary(results, key), **forms.jf_report(results))
+        res = dict(results.scores(), **forms.jf_report(results))
         name = ctx.params.get("open")
-        row = next((r for r in results.per_object() if sp.object_name(r) == name), None) if name else None
-        found = sp.failure_frame(ctx.dataset, key, row["sample_id"], row["first_failure"]) if row else None
+        row = next((r for r in results.per_object() if ui.object_name(r) == name), None) if name else None
+        found = ui.failure_frame(ctx.dataset, key, row["sample_id"], row["first_failure"]) if row else None
         if found:
             view, sample_id = found
             ctx.ops.set_view(view)
@@ -55,7 +55,7 @@ class PlotTracking(foo.Operator):
         res["message"] = (f"J&F {res['jf']:.3f} over {res['num_objects']} objects ({key})"
                           if res["jf"] is not None else f"no scored objects ({key})")
         if name and not found:
-            res["message"] += f"; the first failure of {name} is not in the '{sp.view_name(key)}' view"
+            res["message"] += f"; the first failure of {name} is not in the '{ui.view_name(key)}' view"
         return res
 
     def resolve_output(self, ctx):

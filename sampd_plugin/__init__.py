@@ -1,6 +1,6 @@
 """SAM-PD for FiftyOne: track and segment objects in videos with Segment Anything by prompt denoising.
 
-Public SDK (what the plugin's operators call, and all they import; details in :mod:`sampd_plugin.fo.sdk`)::
+Public SDK (what the plugin's operators call; details in :mod:`sampd_plugin.fo.sdk`)::
 
     import sampd_plugin as sp
 
@@ -15,16 +15,21 @@ Public SDK (what the plugin's operators call, and all they import; details in :m
     sp.queue_track(dataset, model="vit_h", samples_per_operation=1)
 
 =================  ===================================================================================
-``track``          prompted tracking (VOS) of every video of a collection -> ``frames.<label_field>``
+``track``          prompted tracking (VOS) of every video of a collection -> ``frames.<label_field>``; then
+                   J&F (``evaluate=True``)
 ``auto_track``     automatic-mask tracking (VIS): no prompts
 ``repropagate``    re-run from a corrected frame, replacing only the frames after / before it
 ``evaluate_jf``    J&F evaluation run (:mod:`sampd_plugin.fo.evaluation`), failure views
-``queue_track``    the same job as delegated operations on FiftyOne's queue (GPU workers)
-``run_worker``     a ``fiftyone delegated launch`` worker loop that can exit when idle
+``TrackRequest``   a tracking job's settings, validated once (what ``track`` builds from its arguments)
 ``plan_track``     validation / dry run: which samples a job tracks, skips, or refuses
+``queue_track``    the same job as delegated operations on FiftyOne's queue (GPU workers)
+``run_request``    a job as the operators run it: queued (split into operations) or tracked here
+``run_worker``     a ``fiftyone delegated launch`` worker loop that can exit when idle
 ``list_runs``      the state of every run on every sequence (done, running, stale: worker dead, failed)
 ``recover_stale``  fail and re-queue the delegated operations of dead workers
 =================  ===================================================================================
+
+What the operators' forms need beyond this is in :mod:`sampd_plugin.fo.ui`.
 
 Importing this package imports neither FiftyOne nor torch: the names above are resolved on first use, so
 ``import sampd_plugin.core.tracker`` works on a GPU machine without FiftyOne.
@@ -40,42 +45,22 @@ _LAZY = {
     "auto_track": "sampd_plugin.fo.sdk",
     "repropagate": "sampd_plugin.fo.sdk",
     "evaluate_jf": "sampd_plugin.fo.sdk",
-    # scale-out (delegated)
-    "queue_track": "sampd_plugin.ops.delegated",
-    "run_worker": "sampd_plugin.ops.delegated",
-    "finish_job": "sampd_plugin.ops.delegated",
-    "list_runs": "sampd_plugin.ops.delegated",
-    "recover_stale": "sampd_plugin.ops.delegated",
-    "PLUGIN_NAME": "sampd_plugin.ops.delegated",
-    # planning / validation (runs)
+    # the request, planning / validation
+    "TrackRequest": "sampd_plugin.fo.request",
     "plan_track": "sampd_plugin.fo.runs",
     "plan_repropagate": "sampd_plugin.fo.runs",
-    "make_config": "sampd_plugin.fo.runs",
-    "DIRECTIONS": "sampd_plugin.fo.runs",
-    # settings and models
+    # scale-out (delegated)
+    "queue_track": "sampd_plugin.ops.delegated",
+    "run_request": "sampd_plugin.ops.delegated",
+    "run_worker": "sampd_plugin.ops.delegated",
+    "list_runs": "sampd_plugin.ops.delegated",
+    "recover_stale": "sampd_plugin.ops.delegated",
+    # settings, models, errors
     "SamPDConfig": "sampd_plugin.core.config",
     "PRESETS": "sampd_plugin.core.config",
-    "PRESET_LABELS": "sampd_plugin.core.config",
     "MODELS": "sampd_plugin.backends.registry",
-    "MODEL_LABELS": "sampd_plugin.backends.registry",
-    "check_model": "sampd_plugin.backends.registry",
-    "checkpoint_status": "sampd_plugin.backends.registry",
-    "model_warning": "sampd_plugin.backends.registry",
-    "resolve_device": "sampd_plugin.backends.registry",
-    "DEFAULT_BATCH_FRAMES": "sampd_plugin.fo.store",
-    "layout_of": "sampd_plugin.fo.sources",
-    # names the operators' forms need
     "SampdInputError": "sampd_plugin.errors",
     "SampdRunError": "sampd_plugin.errors",
-    "MARKER_SUFFIX": "sampd_plugin.fo.labels",
-    "marker_field": "sampd_plugin.fo.labels",
-    "VIEWS": "sampd_plugin.fo.views",
-    "view_name": "sampd_plugin.fo.views",
-    "view_names": "sampd_plugin.fo.views",
-    "failure_frame": "sampd_plugin.fo.views",
-    "figure_json": "sampd_plugin.fo.plots",
-    "object_name": "sampd_plugin.core.metrics",
-    "jf_eval_keys": "sampd_plugin.fo.evaluation",
 }
 
 __all__ = sorted(_LAZY)

@@ -9,7 +9,16 @@
 
 
 class SampdInputError(ValueError):
-    """Invalid input (sample, frame, field named in the message); nothing was written."""
+    """Invalid input (sample, frame, field named in the message); nothing was written.
+
+    Attributes:
+        field: the setting at fault (a :class:`~sampd_plugin.fo.request.TrackRequest` attribute such as
+            ``"label_field"`` or ``"model"``, the name of the form input a form flags), or ``None``
+    """
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
 
 
 class SampdRunError(RuntimeError):

@@ -1,5 +1,5 @@
 """Adaptive denoising (``SamPDConfig.adaptive``, preset ``adaptive``; our extension, not in the paper): the vanilla
-candidate first, the one-to-many grid only when it looks doubtful."""
+candidate first, the one-to-many grid only when it looks suspect."""
 
 import numpy as np
 import pytest
@@ -46,9 +46,9 @@ def test_vanilla_index_is_the_unshifted_unscaled_box():
         assert g[0, vanilla_index(cfg)].tolist() == boxes[0].tolist(), (grid, scales)
 
 
-def test_adaptive_off_is_full_and_always_doubtful_is_full_too():
+def test_adaptive_off_is_full_and_always_suspect_is_full_too():
     """On the synthetic segmenter (masks degrade with prompt noise, so the pick matters): ``adaptive=False`` is
-    ``full`` whatever its thresholds, and an adaptive run that finds every frame doubtful (``adaptive_interval=1``)
+    ``full`` whatever its thresholds, and an adaptive run that finds every frame suspect (``adaptive_interval=1``)
     picks exactly ``full``'s masks from the grid it completes around the vanilla candidate, with the same number of
     prompts decoded (the vanilla box is decoded once, not twice)."""
     full = _synthetic_run(SamPDConfig.preset("full"))

@@ -16,7 +16,7 @@ from PIL import Image
 from sampd_plugin.benchmark.cli import main
 from sampd_plugin.core import metrics
 from sampd_plugin.datasets.davis import read_davis
-from sampd_plugin.synthetic import layouts
+from sampd_plugin.synthetic.trees import write_davis, write_uvo, write_youtube_vos
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,11 +24,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
-    return dict(davis=layouts.write_davis(str(root / "davis"), num_sequences=2, num_frames=5),
-                small=layouts.write_davis(str(root / "small"), num_sequences=1, num_frames=3, height=48, width=64,
+    return dict(davis=write_davis(str(root / "davis"), num_sequences=2, num_frames=5),
+                small=write_davis(str(root / "small"), num_sequences=1, num_frames=3, height=48, width=64,
                                            seed=4),
-                ytvos=layouts.write_youtube_vos(str(root / "ytvos"), num_videos=2, num_frames=12),
-                uvo=layouts.write_uvo(str(root / "uvo"), num_videos=1, num_frames=4))
+                ytvos=write_youtube_vos(str(root / "ytvos"), num_videos=2, num_frames=12),
+                uvo=write_uvo(str(root / "uvo"), num_videos=1, num_frames=4))
 
 
 def run_cli(*args):
@@ -173,7 +173,7 @@ def test_cli_errors_name_the_problem(trees, tmp_path):
     os.makedirs(plain)
     for sub in ("JPEGImages", "Annotations", "ImageSets"):
         os.symlink(os.path.join(trees["small"], sub), os.path.join(plain, sub))
-    with pytest.raises(ValueError, match="only segments trees written by"):
+    with pytest.raises(ValueError, match="sequence synthetic-.*only segments sequences made by"):
         run_cli("davis", "--root", plain, "--out", str(tmp_path), "--model", "synthetic")
     with pytest.raises(ValueError, match="has no 'Nope'"):
         run_cli("davis", "--root", plain, "--out", str(tmp_path), "--model", "sampd_plugin.backends.base:Nope")

@@ -1,5 +1,5 @@
 """The official dataset layouts without FiftyOne: label-map PNGs, the overlap rule, and the DAVIS 2017 / YouTube-VOS
-2018 / UVO readers on miniature trees written by sampd_plugin.synthetic.layouts (checked against the scenes' exact
+2018 / UVO readers on miniature trees written by sampd_plugin.synthetic.trees (checked against the scenes' exact
 ground truth)."""
 
 import json
@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 
 from sampd_plugin.datasets import davis, labelmaps, uvo, youtube_vos
-from sampd_plugin.synthetic import SyntheticScene, layouts
+from sampd_plugin.synthetic import SyntheticScene
+from sampd_plugin.synthetic.trees import sequence_scene, write_davis, write_uvo, write_youtube_vos
 
 
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
     root = tmp_path_factory.mktemp("trees")
-    return dict(davis=layouts.write_davis(str(root / "davis"), num_sequences=2, num_frames=5),
-                ytvos=layouts.write_youtube_vos(str(root / "ytvos"), num_videos=2, num_frames=12),
-                uvo=layouts.write_uvo(str(root / "uvo"), num_videos=1, num_frames=4))
+    return dict(davis=write_davis(str(root / "davis"), num_sequences=2, num_frames=5),
+                ytvos=write_youtube_vos(str(root / "ytvos"), num_videos=2, num_frames=12),
+                uvo=write_uvo(str(root / "uvo"), num_videos=1, num_frames=4))
 
 
 def _copy(tree, tmp_path):
@@ -77,7 +78,7 @@ def test_davis_reader_matches_the_scenes(trees):
     seqs = davis.read_davis(trees["davis"], "val")
     assert [s.name for s in seqs] == ["synthetic-0", "synthetic-1"]
     for i, seq in enumerate(seqs):
-        scene = layouts.sequence_scene(seq)
+        scene = sequence_scene(seq)
         assert scene.params == SyntheticScene(i, 5, 2, 64, 96).params
         assert [f.stem for f in seq.frames] == ["00000", "00001", "00002", "00003", "00004"]
         assert [f.number for f in seq.frames] == [1, 2, 3, 4, 5]
@@ -117,7 +118,7 @@ def test_youtube_vos_reader(trees):
     assert not seq.has_full_annotations
     assert youtube_vos.scored_stems(seq, 1) == ["00005", "00010"]
     assert youtube_vos.scored_stems(seq, 3) == []
-    scene = layouts.sequence_scene(seq)
+    scene = sequence_scene(seq)
     for oid, stem, mask in seq.prompt_masks():
         assert np.array_equal(mask, scene.render_ids(seq.number(stem)) == oid)
     with open(os.path.join(root, "valid", "meta.json")) as f:
@@ -148,7 +149,7 @@ def test_youtube_vos_reader_names_what_is_missing(trees, tmp_path):
 # --- UVO -----------------------------------------------------------------------------------------------------------
 def test_uvo_reader_decodes_the_tracks(trees, tmp_path):
     seq = uvo.read_uvo(trees["uvo"], "val")[0]
-    scene = layouts.sequence_scene(seq)
+    scene = sequence_scene(seq)
     assert seq.video_id == 1 and [f.stem for f in seq.frames] == ["0", "1", "2", "3"]
     assert len(seq.tracks) == 3
     for k, (tid, segs) in enumerate(sorted(seq.tracks.items())):

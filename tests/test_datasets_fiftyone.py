@@ -1,5 +1,5 @@
 """FiftyOne import / export of the official layouts, and the end to end path a researcher takes:
-importer -> sampd_plugin.track -> exporter -> evaluator, on miniature trees written by sampd_plugin.synthetic.layouts.
+importer -> sampd_plugin.track -> exporter -> evaluator, on miniature trees written by sampd_plugin.synthetic.trees.
 The DAVIS-protocol J&F of the FiftyOne field equals the score of the exported PNGs read the way the official toolkit
 reads them."""
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from sampd_plugin.datasets.labelmaps import read_label_map, write_label_map
-from sampd_plugin.synthetic import layouts
+from sampd_plugin.synthetic.trees import write_davis, write_uvo, write_youtube_vos
 
 from .test_benchmark_cli import toolkit_jf
 
@@ -20,9 +20,9 @@ from .test_benchmark_cli import toolkit_jf
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
     root = tmp_path_factory.mktemp("fo-trees")
-    return dict(davis=layouts.write_davis(str(root / "davis"), num_sequences=2, num_frames=5),
-                ytvos=layouts.write_youtube_vos(str(root / "ytvos"), num_videos=1, num_frames=12),
-                uvo=layouts.write_uvo(str(root / "uvo"), num_videos=1, num_frames=3))
+    return dict(davis=write_davis(str(root / "davis"), num_sequences=2, num_frames=5),
+                ytvos=write_youtube_vos(str(root / "ytvos"), num_videos=1, num_frames=12),
+                uvo=write_uvo(str(root / "uvo"), num_videos=1, num_frames=3))
 
 
 @pytest.fixture

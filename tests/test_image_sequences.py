@@ -14,7 +14,7 @@ import sampd_plugin as sp  # noqa: E402
 from sampd_plugin.backends.synthetic import SyntheticSegmenter  # noqa: E402
 from sampd_plugin.core.frames import ImageFiles, read_image  # noqa: E402
 from sampd_plugin.errors import SampdInputError  # noqa: E402
-from sampd_plugin.fo import runs  # noqa: E402
+from sampd_plugin.fo import runs, ui  # noqa: E402
 from sampd_plugin.fo.labels import paste_mask  # noqa: E402
 from sampd_plugin.fo.sources import layout_of  # noqa: E402
 
@@ -105,7 +105,7 @@ def test_track_repropagate_evaluate_on_the_zoo_layout(make_synthetic_images):
     assert ds.count("jf_J") == 12 and ds.count("jf_JF") == 12 and len(ds.exists("jf_objects")) == 2
     assert {r["sequence"] for r in results.per_object()} == set(ds.distinct("sequence_id"))
     assert {r["index"] for r in results.per_object()} == {0, 1}
-    for name in sp.view_names("jf"):
+    for name in ui.view_names("jf"):
         view = ds.load_saved_view(name)
         assert view.media_type == "image"
     failures = ds.load_saved_view("jf_failures")

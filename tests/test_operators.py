@@ -2,6 +2,8 @@
 operation run by a worker (FiftyOne's ``DelegatedOperationService``, the engine of ``fiftyone delegated launch``),
 and the forms' refusals (``resolve_input`` + FiftyOne's validation)."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,8 @@ from fiftyone.operators.executor import ExecutionContext, ExecutionError, Execut
 from fiftyone.operators.executor import ValidationContext  # noqa: E402
 
 import sampd_plugin as sp  # noqa: E402
+from sampd_plugin.fo import ui  # noqa: E402
+from sampd_plugin.fo.jobs import finish_job  # noqa: E402
 from sampd_plugin.fo.labels import paste_mask  # noqa: E402
 from tests.test_sdk import check_written_fields, gt_snapshot  # noqa: E402
 
@@ -191,6 +195,24 @@ def test_forms_refuse_invalid_input_with_messages_and_write_nothing(plugin, make
         images.delete()
 
 
+def invalid_inputs(name, dataset, params):
+    """The names of the inputs an operator's form marks invalid for ``params``."""
+    ctx = ExecutionContext(request_params=dict(dataset_name=dataset.name, params=dict(params)))
+    return sorted(k for k, p in foo.get_operator(uri(name)).resolve_input(ctx).type.properties.items() if p.invalid)
+
+
+def test_forms_flag_the_input_the_error_names(plugin, make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
+    ok = dict(model="synthetic", prompt_field="ground_truth", label_field="out")
+    assert invalid_inputs("track_objects", ds, ok) == []
+    assert invalid_inputs("track_objects", ds, dict(ok, model="tiny", checkpoint="/x.pth")) == ["checkpoint"]
+    assert invalid_inputs("track_objects", ds, dict(ok, model="vit_x")) == ["model"]
+    assert invalid_inputs("track_objects", ds, dict(ok, preset="nope")) == ["preset"]
+    assert invalid_inputs("track_objects", ds, dict(ok, label_field="ground_truth", overwrite=True)) == ["label_field"]
+    assert invalid_inputs("track_objects", ds, dict(ok, prompt_field="nope")) == ["prompt_field"]
+    assert invalid_inputs("auto_track_objects", ds, dict(model="synthetic", device="banana")) == ["device"]
+
+
 def test_browse_without_evaluation_is_refused(plugin, make_synthetic):
     ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
     errs = form_errors("browse_tracking_failures", ds, {})
@@ -226,6 +248,12 @@ def test_forms_serialize_with_defaults_drawn_from_the_dataset(plugin, make_synth
     track = defaults["track_objects"]
     assert track["prompt_field"] == "ground_truth" and track["label_field"] == "sampd_2"  # 'sampd' exists
     assert (track["model"], track["preset"], track["device"], track["evaluate"]) == ("vit_h", "full", "auto", True)
+    # a form left at its defaults asks for the job the SDK runs without settings: one set of defaults
+    assert sp.TrackRequest.from_params(track) == sp.TrackRequest(label_field="sampd_2", evaluate=True)
+    assert (sp.TrackRequest.from_params(defaults["auto_track_objects"], mode="auto")
+            == sp.TrackRequest(mode="auto"))
+    queue_default = inspect.signature(sp.queue_track).parameters["samples_per_operation"].default
+    assert track["samples_per_operation"] == queue_default
     assert defaults["repropagate_from_frame"]["label_field"] == "sampd"
     assert defaults["evaluate_tracking"]["pred_field"] == "sampd"
     assert defaults["evaluate_tracking"]["gt_field"] == "ground_truth"
@@ -259,7 +287,7 @@ def test_split_job_is_evaluated_by_its_last_operation(plugin, make_synthetic):
     assert ds.list_evaluations() == ["sampd_jf"] and ds.has_saved_view("sampd_jf_failures")
     direct = sp.evaluate_jf(ds, "sampd", eval_key=None)
     assert evaluated[0]["jf"] == pytest.approx(direct.summary["J&F-Mean"], abs=5e-4)
-    assert sp.finish_job(ds, parent["job_id"]) is None  # claimed once: a re-run operation does not evaluate again
+    assert finish_job(ds, parent["job_id"]) is None  # claimed once: a re-run operation does not evaluate again
 
 
 def test_evaluation_output_is_a_compact_table_and_plots(plugin, make_synthetic):
@@ -286,7 +314,7 @@ def test_plot_tracking_shows_plots_and_opens_a_failure_frame(plugin, make_synthe
     sp.track(ds, model="synthetic", config="point", progress=False)
     results = sp.evaluate_jf(ds, "sampd", eval_key="jf")
     worst = min((x for x in results.per_object() if x["first_failure"]), key=lambda x: x["JF"])
-    name = sp.object_name(worst)
+    name = ui.object_name(worst)
     form = foo.get_operator(uri("plot_tracking")).resolve_type(
         ExecutionContext(request_params=dict(dataset_name=ds.name, params={})), "inputs").to_json()
     assert name in form["type"]["properties"]["open"]["type"]["values"]
@@ -304,7 +332,7 @@ def test_forms_warn_about_sam_without_checkpoint_or_gpu(plugin, make_synthetic):
     ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
     ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params={}))
     props = foo.get_operator(uri("track_objects")).resolve_type(ctx, "inputs").to_json()["type"]["properties"]
-    if sp.resolve_device(None) == "cpu" and "is not on this machine" in str(props.get("checkpoint_status")):
+    if ui.resolve_device(None) == "cpu" and "is not on this machine" in str(props.get("checkpoint_status")):
         warning = props["model_warning"]["view"]
         assert "no GPU" in warning["description"] and "fiftyone delegated launch" in warning["description"]
     else:  # a machine with a GPU or the checkpoint: nothing to warn about

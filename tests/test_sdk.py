@@ -150,6 +150,7 @@ def test_invalid_input_is_refused_naming_sample_frame_field_and_writes_nothing(m
     # sample 2 without prompts, sample 1 with a detection missing its index on frame 2
     ds.select(s2).clear_frame_field("ground_truth")
     sample = ds[s1]
+    index = sample.frames[2].ground_truth.detections[0].index
     sample.frames[2].ground_truth.detections[0].index = None
     sample.save()
     with pytest.raises(SampdInputError) as err:
@@ -161,7 +162,8 @@ def test_invalid_input_is_refused_naming_sample_frame_field_and_writes_nothing(m
     with pytest.raises(SampdInputError, match="unknown model|choose one of"):
         sp.track(ds.select(s1), model="vit_x", label_field="out")
     sample = ds[s1]
-    sample["synthetic"] = None  # not a generated video: the synthetic segmenter cannot segment it
+    sample.frames[2].ground_truth.detections[0].index = index  # valid prompts again (they are checked first) ...
+    sample["synthetic"] = None  # ... but not a generated video: the synthetic segmenter cannot segment it
     sample.save()
     with pytest.raises(SampdInputError, match=f"sample {s1} .*model 'synthetic' only segments sequences made by"):
         sp.track(ds.select(s1), model="synthetic", label_field="out")

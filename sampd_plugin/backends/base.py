@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -193,6 +193,17 @@ class PromptableSegmenter(abc.ABC):
 
     def reset_counters(self):
         self.decode_calls = self.decoded_prompts = self.encode_calls = 0
+
+    def for_sequence(self, meta: Mapping[str, Any]) -> "PromptableSegmenter":
+        """The segmenter for one sequence; the SDK and the benchmark CLI call it before tracking each sequence.
+
+        ``meta``: what is known of the sequence: ``"name"`` (how messages name it) and its sequence-level values by
+        name (FiftyOne: the fields of its head sample, read on access; an official tree: what its reader found, e.g.
+        the scene of a generated tree). The default returns ``self``: a model segments every sequence alike. A
+        segmenter that needs per-sequence context (the synthetic segmenter: the scene a generated sequence was
+        rendered from) returns one made for the sequence, or raises ``ValueError`` saying why it cannot segment it.
+        """
+        return self
 
     # --- encoding -------------------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> "PreparedImage":

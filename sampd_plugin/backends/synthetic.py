@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -75,6 +75,7 @@ import torch
 import torch.nn.functional as F
 
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
+from sampd_plugin.synthetic.scene import SCENE_FIELD, SyntheticScene
 
 LOGIT = 8.0
 #: channel weights of :func:`image_features`: L, R-G, (R+G)/2-B, 4 gradient energies, local contrast (colour
@@ -135,8 +136,12 @@ class _FrameTruth:
 class SyntheticSegmenter(PromptableSegmenter):
     """A SAM-like promptable segmenter driven by a :class:`~sampd_plugin.synthetic.SyntheticScene`'s ground truth.
 
+    Built by name (``model="synthetic"``) it has no scene: :meth:`for_sequence` makes one for each generated
+    sequence from the scene parameters stored with it (a FiftyOne dataset's ``synthetic`` field, a generated tree's
+    sidecar), and refuses any other sequence.
+
     Args:
-        scene: the scene whose frames are segmented (``ImageState.frame_number`` selects the frame)
+        scene: the scene whose frames are segmented (``ImageState.frame_number`` selects the frame), or ``None``
         input_size: longest side of the resized image in the padded square input frame
         embed_stride: input pixels per embedding cell (a multiple of ``mask_stride``)
         mask_stride: input pixels per low-resolution mask cell
@@ -148,7 +153,7 @@ class SyntheticSegmenter(PromptableSegmenter):
 
     def __init__(
         self,
-        scene,
+        scene: Optional[SyntheticScene] = None,
         input_size: int = 256,
         embed_stride: int = 4,
         mask_stride: int = 2,
@@ -167,14 +172,27 @@ class SyntheticSegmenter(PromptableSegmenter):
         self.mask_stride = int(mask_stride)
         self.device = torch.device(device)
         self.realism = realism or Realism()
-        h, w = scene.height, scene.width
-        s = self.input_size / max(h, w)
-        self._input_hw = (max(1, int(round(h * s))), max(1, int(round(w * s))))
+        if scene is not None:
+            h, w = scene.height, scene.width
+            s = self.input_size / max(h, w)
+            self._input_hw = (max(1, int(round(h * s))), max(1, int(round(w * s))))
         self._truth_cache = {}
+
+    def for_sequence(self, meta: Mapping[str, Any]) -> "SyntheticSegmenter":
+        """A segmenter of the scene the sequence was generated from (``meta[SCENE_FIELD]``: its parameters);
+        ``ValueError`` for a sequence that was not generated."""
+        params = meta.get(SCENE_FIELD)
+        if not params:
+            raise ValueError(f"model 'synthetic' only segments sequences made by sampd_plugin.synthetic (no "
+                             f"'{SCENE_FIELD}' scene parameters); choose a SAM model")
+        return SyntheticSegmenter(SyntheticScene.from_params(params), self.input_size, self.embed_stride,
+                                  self.mask_stride, self.device, self.realism)
 
     # --- encoding -------------------------------------------------------------------------------------------
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         """The frame resized to the input frame (``(h_in, w_in, 3)`` uint8, OpenCV area interpolation)."""
+        if self.scene is None:
+            raise ValueError("this SyntheticSegmenter has no scene: use for_sequence(meta) to get one for a sequence")
         h, w = image.shape[:2]
         if (h, w) != (self.scene.height, self.scene.width):
             raise ValueError(f"image is {h}x{w} but the scene's frames are {self.scene.height}x{self.scene.width}")

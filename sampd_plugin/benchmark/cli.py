@@ -20,7 +20,7 @@ that dataset (refinement keeps the multimask output with the highest IoU with th
 ``--multimask-pick`` says otherwise.
 
 ``synthetic`` writes a miniature DAVIS tree of generated videos under ``<out>/tree`` and runs the DAVIS protocol on
-it with the synthetic segmenter. Trees written by :mod:`sampd_plugin.synthetic.layouts` (a ``sampd_synthetic.json``
+it with the synthetic segmenter. Trees written by :mod:`sampd_plugin.synthetic.trees` (a ``sampd_synthetic.json``
 sidecar) default to ``--model synthetic``. Numbers from the synthetic segmenter, the ``tiny`` model or generated
 trees are labelled SYNTHETIC: they check the pipeline and are NOT the paper's results.
 
@@ -42,9 +42,9 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-from sampd_plugin.backends.base import PromptableSegmenter
 from sampd_plugin.backends.registry import BackendCache, load_segmenter
 from sampd_plugin.core.config import PRESETS, SamPDConfig
+from sampd_plugin.synthetic.scene import SCENE_FIELD
 
 DATASETS = ("davis", "ytvos", "uvo", "synthetic")
 DEFAULT_SPLITS = {"davis": "val", "ytvos": "valid", "uvo": "val", "synthetic": "val"}
@@ -80,36 +80,21 @@ def adaptive_configs(base: SamPDConfig) -> Dict[str, SamPDConfig]:
 def backend_provider(model, checkpoint: Optional[str] = None, device: Optional[str] = None,
                      model_kwargs: Optional[dict] = None):
     """``(sequence -> PromptableSegmenter, model name)`` for a model name, an import path ``module:Name`` or an
-    instance."""
+    instance; each sequence gets the segmenter's
+    :meth:`~sampd_plugin.backends.base.PromptableSegmenter.for_sequence` (``ValueError`` naming the sequence when it
+    cannot segment it)."""
+    name = None
     if isinstance(model, str) and ":" in model:
         model, name = load_segmenter(model, **(model_kwargs or {}))
-    elif isinstance(model, PromptableSegmenter):
-        name = f"custom:{type(model).__module__}.{type(model).__qualname__}"
-    else:
-        name = model
-    if isinstance(model, PromptableSegmenter):
-        instance = model
-
-        def get_instance(seq):
-            instance.reset_counters()
-            return instance
-
-        return get_instance, name
     cache = BackendCache(model, checkpoint, device)
 
     def get(seq):
-        scene = None
-        if model == "synthetic":
-            from sampd_plugin.synthetic.layouts import sequence_scene
+        try:
+            return cache.get().for_sequence({"name": seq.name, SCENE_FIELD: seq.scene_params})
+        except ValueError as e:
+            raise ValueError(f"sequence {seq.name}: {e}") from None
 
-            scene = sequence_scene(seq)
-            if scene is None:
-                raise ValueError(f"sequence {seq.name}: model 'synthetic' only segments trees written by "
-                                 "sampd_plugin.synthetic.layouts (no sampd_synthetic.json sidecar entry); choose a "
-                                 "SAM model")
-        return cache.get(scene)
-
-    return get, name
+    return get, name or cache.model
 
 
 def read_sequences(dataset: str, root: str, split: str, resolution: str = "480p", all_frames="auto",
@@ -233,7 +218,7 @@ def run(args, log: Callable[[str], None]) -> dict:
     os.makedirs(out, exist_ok=True)
     root = args.root
     if dataset == "synthetic":
-        from sampd_plugin.synthetic.layouts import write_davis
+        from sampd_plugin.synthetic.trees import write_davis
 
         root = root or os.path.join(out, "tree")
         if not os.path.isdir(os.path.join(root, "JPEGImages")):

@@ -32,7 +32,7 @@ from sampd_plugin.datasets import davis as davis_io
 from sampd_plugin.datasets import youtube_vos as ytvos_io
 from sampd_plugin.datasets.base import VideoSequence
 from sampd_plugin.datasets.labelmaps import masks_to_label_map, read_palette
-from sampd_plugin.synthetic.layouts import sequence_scene
+from sampd_plugin.synthetic.trees import sequence_scene
 
 KINDS = ("davis", "ytvos")
 

@@ -13,7 +13,7 @@ This module imports no FiftyOne.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 PROMPT_TYPES = ("box", "point")
 SELECTIONS = ("similarity", "iou_prev", "predicted_iou", "none")
@@ -62,19 +62,19 @@ class SamPDConfig:
         max_lost_frames: give up re-acquiring after this many consecutive lost frames (``None`` = never)
         adaptive: adaptive denoising (our extension, beyond the paper; off in every paper preset, on in preset
             ``"adaptive"``): per frame and object, decode only the vanilla candidate (the previous mask's box,
-            unshifted, scale 1: the centre of the grid) and keep it unless it looks doubtful against the object's
-            history (the thresholds below; :func:`sampd_plugin.core.tracker._is_doubtful`); a doubtful object gets the
+            unshifted, scale 1: the centre of the grid) and keep it unless it looks suspect against the object's
+            history (the thresholds below; :func:`sampd_plugin.core.tracker._needs_grid`); a suspect object gets the
             whole grid and the many-to-one pick exactly as without ``adaptive``. The refinement runs as usual.
-            Needs box prompts, a multi-prompt grid and 1.0 in ``scales``. A doubtful frame costs the same decoder
+            Needs box prompts, a multi-prompt grid and 1.0 in ``scales``. A suspect frame costs the same decoder
             passes as without ``adaptive``, a kept one ``1 / num_prompts`` of the first stage
-        adaptive_similarity: doubtful when the vanilla candidate's Eq. 2 similarity (relative to the template's
+        adaptive_similarity: suspect when the vanilla candidate's Eq. 2 similarity (relative to the template's
             own) is below this fraction of its running mean over the object's accepted candidates (0 disables)
-        adaptive_iou: doubtful when its SAM predicted IoU is below this fraction of its running mean (0 disables)
-        adaptive_area: doubtful when its area differs from the previous mask's by more than this fraction of it
+        adaptive_iou: suspect when its SAM predicted IoU is below this fraction of its running mean (0 disables)
+        adaptive_area: suspect when its area differs from the previous mask's by more than this fraction of it
             (on the low-resolution mask grid; 0 disables). The defaults of these three were chosen on generated
             videos (README, "Method options")
         adaptive_momentum: weight of the newest accepted value in the running means
-        adaptive_interval: run the grid at least every this many frames per object (0: only when doubtful)
+        adaptive_interval: run the grid at least every this many frames per object (0: only when suspect)
         overlap: overlap-aware tracking (our extension, beyond the paper; off in every paper preset, on in preset
             ``"overlap"``; :mod:`sampd_plugin.core.overlap`): the many-to-one pick is joint over the objects, the output
             masks are made mutually exclusive, and an object hidden by others keeps its template and history while
@@ -240,13 +240,15 @@ PRESETS = {
     "full-iou": dict(selection="iou_prev"),  # III row 7, "IoU-based": 70.2
     "full-no-neg-refine": dict(negatives_in_refinement=False),  # V row 1, negatives in the multi-prompt stage: 70.4
     "full-no-neg-mp": dict(negatives_in_first_stage=False),  # V row 2, negatives in the refinement: 70.4
-    # our extension, not a paper row: the grid only where the vanilla candidate looks doubtful
+    # our extension, not a paper row: the grid only where the vanilla candidate looks suspect
     "adaptive": dict(adaptive=True),
     # our extension, not a paper row: objects tracked jointly where they touch, cross and occlude each other
     "overlap": dict(overlap=True),
 }
 #: presets that are not paper rows (listed after them)
 EXTENSION_PRESETS = ("adaptive", "overlap")
+#: the config of a job that names none (``config=None``): the paper's full method
+DEFAULT_PRESET = "full"
 
 #: a short description of each preset with its paper table row (DAVIS 2017 val J&F, ViT-H), for forms and tables
 PRESET_LABELS = {
@@ -259,9 +261,29 @@ PRESET_LABELS = {
     "full-iou": "full, IoU-based many-to-one: IoU with the previous mask instead of Eq. 2 (Table III: 70.2)",
     "full-no-neg-refine": "full, negative points in the multi-prompt stage only (Table V: 70.4)",
     "full-no-neg-mp": "full, negative points in the refinement only (Table V: 70.4)",
-    "adaptive": "adaptive: full, but the 18-box grid only where the vanilla box looks doubtful (not in the paper)",
+    "adaptive": "adaptive: full, but the 18-box grid only where the vanilla box looks suspect (not in the paper)",
     "overlap": "overlap-aware: full, with objects kept apart where they touch, cross and occlude (not in the paper)",
 }
+
+
+#: what a config may be given as: ``None`` (the paper's full method), a preset name, a dict of settings, or a config
+ConfigLike = Union[None, str, dict, SamPDConfig]
+
+
+def as_config(config: ConfigLike = None) -> SamPDConfig:
+    """The one parser of :data:`ConfigLike` values: ``None`` -> the paper's full method, a preset name
+    (:data:`PRESETS`), a dict of settings, or a config (validated). ``ValueError`` / ``TypeError`` name the
+    problem."""
+    if config is None:
+        return SamPDConfig.preset(DEFAULT_PRESET)
+    if isinstance(config, SamPDConfig):
+        config.validate()
+        return config
+    if isinstance(config, str):
+        return SamPDConfig.preset(config)
+    if isinstance(config, dict):
+        return SamPDConfig.from_dict(config)
+    raise TypeError(f"config must be None, a preset name, a dict or a SamPDConfig, got {type(config).__name__}")
 
 
 def _choice(name, value, choices):

@@ -144,8 +144,8 @@ class SamPDTracker:
     without ``reacquire``) it is no longer prompted and is reported lost on every later frame.
 
     Adaptive denoising (``config.adaptive``, our extension; :meth:`_adaptive_first_stage`): the vanilla boxes of all
-    objects are decoded first, and the rest of the grid only for the objects whose vanilla candidate is doubtful
-    (:func:`_is_doubtful`). ``FrameResult.decoded_prompts`` counts the decoder passes either way.
+    objects are decoded first, and the rest of the grid only for the objects whose vanilla candidate is suspect
+    (:func:`_needs_grid`). ``FrameResult.decoded_prompts`` counts the decoder passes either way.
     """
 
     def __init__(self, backend: PromptableSegmenter, config: Optional[SamPDConfig] = None,
@@ -477,8 +477,8 @@ class SamPDTracker:
         self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], negs: List[np.ndarray]
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Adaptive denoising (``config.adaptive``; beyond the paper): decodes only each object's vanilla candidate
-        (the unshifted scale-1 box, the centre of the grid, Sec. III-B) and keeps it unless :func:`_is_doubtful`
-        finds it doubtful against the object's history; for doubtful objects the rest of the grid is decoded and
+        (the unshifted scale-1 box, the centre of the grid, Sec. III-B) and keeps it unless :func:`_needs_grid`
+        finds it suspect against the object's history; for suspect objects the rest of the grid is decoded and
         the many-to-one pick runs over all ``G`` candidates, the vanilla one included, exactly as without
         ``adaptive``. Returns what :meth:`_many_to_one` returns, for all objects."""
         cfg = self.config
@@ -488,13 +488,13 @@ class SamPDTracker:
         scores = sims.clone() if cfg.selection == "similarity" else \
             self._candidate_scores(state, feats, tracks, logits, ious)[:, 0]
         logits, ious = logits[:, 0], ious[:, 0]
-        doubtful = [i for i, t in enumerate(tracks) if _is_doubtful(cfg, t, float(sims[i]), float(ious[i]), logits[i])]
+        suspect = [i for i, t in enumerate(tracks) if _needs_grid(cfg, t, float(sims[i]), float(ious[i]), logits[i])]
         chosen, chosen_iou = logits.clone(), ious.clone()
-        if doubtful:
-            d_tracks = [tracks[i] for i in doubtful]
+        if suspect:
+            d_tracks = [tracks[i] for i in suspect]
             rest = [j for j in range(cfg.num_prompts) if j != centre]
-            r_logits, r_ious = self._first_stage(state, d_tracks, [negs[i] for i in doubtful], rest)
-            d = torch.as_tensor(doubtful, device=logits.device)
+            r_logits, r_ious = self._first_stage(state, d_tracks, [negs[i] for i in suspect], rest)
+            d = torch.as_tensor(suspect, device=logits.device)
             all_logits = torch.cat([r_logits[:, :centre], logits[d, None], r_logits[:, centre:]], dim=1)
             all_ious = torch.cat([r_ious[:, :centre], ious[d, None].to(r_ious.dtype), r_ious[:, centre:]], dim=1)
             c, c_iou, c_score = self._many_to_one(state, feats, d_tracks, all_logits, all_ious)
@@ -505,7 +505,7 @@ class SamPDTracker:
             else:
                 sims[d] = self._similarities(state, feats, d_tracks, c[:, None])[:, 0].to(sims.dtype)
         for i, t in enumerate(tracks):
-            _remember(cfg, t, float(sims[i]), float(chosen_iou[i]), i in doubtful)
+            _remember(cfg, t, float(sims[i]), float(chosen_iou[i]), i in suspect)
         return chosen, chosen_iou, scores
 
     def _update(
@@ -660,10 +660,10 @@ def vanilla_index(cfg: SamPDConfig) -> int:
     return (cfg.grid_size**2 // 2) * len(cfg.scales) + cfg.scales.index(1.0)
 
 
-def _is_doubtful(cfg: SamPDConfig, t: _Track, sim: float, iou: float, logits: torch.Tensor) -> bool:
+def _needs_grid(cfg: SamPDConfig, t: _Track, sim: float, iou: float, logits: torch.Tensor) -> bool:
     """Adaptive denoising: whether an object's vanilla candidate needs the full one-to-many grid (Sec. III-C).
 
-    Doubtful when the object has no history (its first propagated frame, or the first after being lost), when the
+    Suspect when the object has no history (its first propagated frame, or the first after being lost), when the
     grid has not run for ``adaptive_interval`` frames (if > 0), or when, relative to the object's history, the
     candidate's Eq. 2 similarity (``sim``, relative to the template's own) is below ``adaptive_similarity`` times
     its running mean, its SAM predicted IoU ``iou`` below ``adaptive_iou`` times its running mean, or its area

@@ -7,7 +7,7 @@ number the tracker sees: ``int(stem) + 1`` when every stem of the sequence is an
 Images are ``(H, W, 3)`` uint8 RGB decoded by :func:`sampd_plugin.core.frames.read_image` (OpenCV, as FiftyOne reads
 them), so the CLI and the FiftyOne image-sequence path feed the model the same pixels.
 
-Trees written by :mod:`sampd_plugin.synthetic.layouts` carry a sidecar JSON (:data:`SIDECAR`) with each sequence's
+Trees written by :mod:`sampd_plugin.synthetic.trees` carry a sidecar JSON (:data:`SIDECAR`) with each sequence's
 :class:`~sampd_plugin.synthetic.scene.SyntheticScene` parameters, so the synthetic segmenter can be rebuilt for them
 and their exact ground truth is known on every frame.
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from sampd_plugin.core.frames import read_image
 
-#: sidecar file at the root of a tree written by :mod:`sampd_plugin.synthetic.layouts`
+#: sidecar file at the root of a tree written by :mod:`sampd_plugin.synthetic.trees`
 SIDECAR = "sampd_synthetic.json"
 
 
@@ -61,8 +61,8 @@ class VideoSequence:
         objects: ``{object_id: ObjectInfo}``
         annotations: ``{stem: label-map PNG path}`` of the annotation files that exist
         tracks: UVO ground-truth tracks ``{track_id: [RLE dict or None per output stem]}``
-        scene_params: the synthetic scene's parameters (trees of :mod:`sampd_plugin.synthetic.layouts`; the scene:
-            :func:`sampd_plugin.synthetic.layouts.sequence_scene`), else None
+        scene_params: the synthetic scene's parameters (trees of :mod:`sampd_plugin.synthetic.trees`; the scene:
+            :func:`sampd_plugin.synthetic.trees.sequence_scene`), else None
         size: ``(H, W)`` of the frames, when the dataset states it (else read from the first frame on demand)
         video_id: the dataset's id of the video when it differs from ``name`` (UVO's integer ids)
     """

@@ -13,7 +13,7 @@ one image sample per frame with
   YouTube-VOS: only the objects of the frame's PNG (first appearances in ``valid``), ``label`` = the category of
   ``meta.json``; UVO: one detection per track visible on the frame, ``label = "object"``, attribute ``track_id``.
 
-Trees written by :mod:`sampd_plugin.synthetic.layouts` also give every sample a ``synthetic`` field (its scene's
+Trees written by :mod:`sampd_plugin.synthetic.trees` also give every sample a ``synthetic`` field (its scene's
 parameters), so ``sampd_plugin.track(..., model="synthetic")`` works on them. YouTube-VOS samples also have
 ``submission_frame`` (bool: the frame is listed in ``meta.json``, its prediction goes
 into the submission); the dataset's ``info`` records the split and, when the tree has ``train/meta.json``, the
@@ -41,6 +41,7 @@ from sampd_plugin.datasets import youtube_vos as ytvos_io
 from sampd_plugin.datasets.base import VideoSequence
 from sampd_plugin.datasets.labelmaps import VOID, label_map_to_masks, masks_to_label_map, write_label_map
 from sampd_plugin.fo.labels import field_name, paste_mask
+from sampd_plugin.fo.sources import dataset_of, root_dataset
 
 SEQUENCE_FIELD = "sequence_id"
 ORDER_FIELD = "frame_number"
@@ -218,7 +219,7 @@ def _sequences(samples, sequence_field: str, order_field: str) -> Dict[str, List
     """``{sequence: [(sample id, filepath), ...]}`` ordered by ``order_field`` (numerically when integer-like)."""
     for f in (sequence_field, order_field):
         if samples.get_field(f) is None:
-            raise ValueError(f"'{samples._root_dataset.name}' has no field {f!r}: pass sequence_field= / "
+            raise ValueError(f"'{root_dataset(samples).name}' has no field {f!r}: pass sequence_field= / "
                              "order_field= naming the sequence and frame-order fields")
     ids, paths, seq, order = samples.values(["id", "filepath", sequence_field, order_field])
     groups: Dict[str, list] = {}
@@ -281,9 +282,9 @@ def export_davis(samples, label_field: str, out_dir: str, sequence_field: str = 
     --task semi-supervised --results_path``."""
     label_field = field_name(label_field)
     if samples.get_field(label_field) is None:
-        raise ValueError(f"'{samples._root_dataset.name}' has no field {label_field!r}")
+        raise ValueError(f"'{root_dataset(samples).name}' has no field {label_field!r}")
     groups = _sequences(samples, sequence_field, order_field)
-    dataset = samples._dataset
+    dataset = dataset_of(samples)
     total = sum(len(v) for v in groups.values())
     with fou.ProgressBar(total=total, progress=progress) as pb:
         for seq, rows in groups.items():
@@ -304,10 +305,10 @@ def export_youtube_vos(samples, label_field: str, out_dir: str, sequence_field: 
     the top of the archive). Returns the zip's path (default ``<out_dir>/submission.zip``)."""
     label_field = field_name(label_field)
     if samples.get_field(label_field) is None:
-        raise ValueError(f"'{samples._root_dataset.name}' has no field {label_field!r}")
+        raise ValueError(f"'{root_dataset(samples).name}' has no field {label_field!r}")
     groups = _sequences(samples, sequence_field, order_field)
     use_flag = submission_field is not None and samples.get_field(submission_field) is not None
-    dataset = samples._dataset
+    dataset = dataset_of(samples)
     total = sum(len(v) for v in groups.values())
     with fou.ProgressBar(total=total, progress=progress) as pb:
         for seq, rows in groups.items():

@@ -59,7 +59,7 @@ import fiftyone.core.utils as fou
 from sampd_plugin.core import metrics
 from sampd_plugin.fo import views
 from sampd_plugin.fo.labels import field_name, marker_field, paste_mask
-from sampd_plugin.fo.sources import layout_of
+from sampd_plugin.fo.sources import dataset_of, layout_of, root_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def jf_eval_keys(samples):
 
 
 def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bound_th=0.008,
-                exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None,
+                exclude_last=True, failure_th=views.FAILURE_TH, void_value=255, seen_categories=None,
                 overwrite=False, progress=None, sequence_field=None, order_field=None, allow_incomplete=False,
                 protocol="objects"):
     """Evaluates tracked objects with DAVIS 2017 J&F and stores the run under ``eval_key``.
@@ -124,7 +124,7 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
     if protocol != "objects":
         exclude_last = protocol == "davis"
     if protocol == "youtube_vos" and seen_categories is None:
-        seen_categories = samples._root_dataset.info.get("seen_categories")
+        seen_categories = root_dataset(samples).info.get("seen_categories")
     layout = layout_of(samples, sequence_field, order_field)
     pred_field, pred_type = _label_field(layout, pred_field)
     gt_field, gt_type = _label_field(layout, gt_field)
@@ -142,7 +142,7 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
         exists = eval_key in samples.list_evaluations()
         if exists and not overwrite:
             raise ValueError(f"Evaluation '{eval_key}' already exists on dataset "
-                             f"'{samples._root_dataset.name}'; pass overwrite=True to replace it (its fields "
+                             f"'{root_dataset(samples).name}'; pass overwrite=True to replace it (its fields "
                              "are deleted first) or use another eval_key")
         if not exists:
             taken = [f for f in method.get_fields(samples, eval_key) if layout.dataset.get_field(f) is not None]
@@ -239,8 +239,8 @@ class JFEvaluationConfig(foe.EvaluationMethodConfig):
     ``order_field`` are set for image sequences (``None`` for videos)."""
 
     def __init__(self, pred_field, gt_field, pred_type="Detections", gt_type="Detections", bound_th=0.008,
-                 exclude_last=True, failure_th=0.5, void_value=255, seen_categories=None, sequence_field=None,
-                 order_field=None, protocol="objects", **kwargs):
+                 exclude_last=True, failure_th=views.FAILURE_TH, void_value=255, seen_categories=None,
+                 sequence_field=None, order_field=None, protocol="objects", **kwargs):
         super().__init__(**kwargs)
         self.pred_field, self.gt_field = pred_field, gt_field
         self.pred_type, self.gt_type = pred_type, gt_type
@@ -284,22 +284,22 @@ class JFEvaluation(foe.EvaluationMethod):
         return list(dict.fromkeys(fields))
 
     def rename(self, samples, eval_key, new_eval_key):
-        dataset = samples._dataset
+        dataset = dataset_of(samples)
         run_view = self.load_run_view(samples, eval_key)
         old_s, old_f = fou.split_frame_fields(self.get_fields(dataset, eval_key))
         new_s, new_f = fou.split_frame_fields(self.get_fields(dataset, new_eval_key))
         dataset.rename_sample_fields({a: b for a, b in zip(old_s, new_s) if dataset.has_sample_field(a)})
         dataset.rename_frame_fields({a: b for a, b in zip(old_f, new_f) if dataset.has_frame_field(a)})
-        views.delete_views(samples._root_dataset, eval_key)
+        views.delete_views(root_dataset(samples), eval_key)
         views.save_views(run_view, new_eval_key, self.config.failure_th, self.config.sequence_field,
                          self.config.order_field)
 
     def cleanup(self, samples, eval_key):
-        dataset = samples._dataset
+        dataset = dataset_of(samples)
         sample_fields, frame_fields = fou.split_frame_fields(self.get_fields(dataset, eval_key))
         dataset.delete_frame_fields(frame_fields, error_level=1)
         dataset.delete_sample_fields(sample_fields, error_level=1)
-        root = samples._root_dataset
+        root = root_dataset(samples)
         views.delete_views(root, eval_key)
         views.prune_frames(root, [k for k in jf_eval_keys(root) if k != eval_key])
 
@@ -526,6 +526,14 @@ class JFResults(foe.EvaluationResults):
 
     def get_meta(self):
         return {k: v for k, v in self.summary.items() if not isinstance(v, dict)}
+
+    def scores(self) -> dict:
+        """The headline of the run, JSON: ``eval_key``, ``jf``, ``j``, ``f`` (3 decimals; ``None`` without scored
+        objects), ``num_objects``, ``num_sequences``."""
+        s = self.summary
+        r3 = lambda v: None if v is None else round(float(v), 3)  # noqa: E731
+        return dict(eval_key=self.key, jf=r3(s.get("J&F-Mean")), j=r3(s.get("J-Mean")), f=r3(s.get("F-Mean")),
+                    num_objects=s.get("num_objects"), num_sequences=s.get("num_sequences"))
 
     def per_object(self):
         """Per-object rows: ``sample_id, sequence, index, label, first_frame, first_failure, num_frames``

@@ -55,6 +55,12 @@ def marker_field(label_field: str) -> str:
     return field_name(label_field) + MARKER_SUFFIX
 
 
+def output_fields(dataset) -> List[str]:
+    """The SAM-PD output fields of a dataset, sorted: the names ``f`` that have a sample-level run marker field
+    ``f + MARKER_SUFFIX`` (whether the label field ``f`` itself exists is the caller's question)."""
+    return sorted(f[: -len(MARKER_SUFFIX)] for f in dataset.get_field_schema() if f.endswith(MARKER_SUFFIX))
+
+
 def quality_fields(label_field: str) -> Dict[str, Tuple[type, dict]]:
     """The frame-level quality fields of an output field, ``{name: (field type, add_field kwargs)}``:
     ``<f>_confidence`` (float: the lowest object confidence of the frame) and ``<f>_doubtful`` (a ``Classification``
@@ -153,7 +159,8 @@ def frame_detections(result: "FrameResult", hw: Tuple[int, int], only: Optional[
 def frame_quality(label: Optional["fo.Detections"]) -> Tuple[Optional[float], Optional["fo.Classification"]]:
     """The values of the frame quality fields (:func:`quality_fields`) of one frame's output label: the lowest object
     confidence (``None`` without objects), and ``fo.Classification(label="doubtful", confidence=<that>,
-    objects=[doubtful ids])`` when an object is doubtful, else ``None`` (:func:`sampd_plugin.core.quality.frame_quality`).
+    objects=[doubtful ids])`` when an object is doubtful, else ``None``
+    (:func:`sampd_plugin.core.quality.frame_quality`).
     Detections without ``score`` / ``iou`` (e.g. drawn by hand) are left out."""
     attr = lambda d, name: d.get_field(name) if d.has_field(name) else None  # noqa: E731
     objects = {d.index: (attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost")), attr(d, "confusion"))

@@ -1,7 +1,8 @@
 """Run identity, completion markers and plans: what a tracking job is, which samples it tracks, skips or refuses.
 
-A run's identity is its settings (mode, prompt field, model, checkpoint, :class:`~sampd_plugin.core.config.SamPDConfig`):
-two runs with the same settings are the same run (:func:`run_key`), whatever the device or batch size.
+A run's identity is its settings (mode, prompt field, model, checkpoint,
+:class:`~sampd_plugin.core.config.SamPDConfig`): two runs with the same settings are the same run (:func:`run_key`),
+whatever the device or batch size.
 
 Markers (:func:`new_marker`): a sample-level dict field ``<label_field>_track`` per output field
 (:func:`sampd_plugin.fo.labels.marker_field`), e.g. ``sampd_track``, on each sequence's head sample, holding
@@ -22,36 +23,21 @@ import datetime
 import hashlib
 import json
 import socket
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from sampd_plugin.backends import registry
-from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.config import ConfigLike, SamPDConfig
 from sampd_plugin.core.tracker import ObjectPrompt
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo import labels, store
-from sampd_plugin.fo.sources import Layout, Sequence, as_collection, layout_of
+from sampd_plugin.fo.request import TrackRequest, parse_config
+from sampd_plugin.fo.sources import Layout, SampleSequence, as_collection, layout_of
 from sampd_plugin.ops import ownership
 
 DIRECTIONS = ("forward", "backward", "both")
 
-ConfigLike = Union[None, str, dict, SamPDConfig]
-
 
 # --- settings --------------------------------------------------------------------------------------------------------
-def make_config(config: ConfigLike = None) -> SamPDConfig:
-    """``None`` -> the paper's full method; a preset name (``config.PRESETS``); a dict of settings; a config."""
-    if config is None:
-        return SamPDConfig()
-    if isinstance(config, SamPDConfig):
-        config.validate()
-        return config
-    if isinstance(config, str):
-        return SamPDConfig.preset(config)
-    if isinstance(config, dict):
-        return SamPDConfig.from_dict(config)
-    raise TypeError(f"config must be None, a preset name, a dict or a SamPDConfig, got {type(config).__name__}")
-
-
 def run_settings(mode: str, prompt_field: Optional[str], model: str, checkpoint: Optional[str], config: SamPDConfig,
                  max_objects: Optional[int] = None, layout: Optional[Layout] = None) -> dict:
     """What makes two runs identical (device and batch size do not); image sequences add their sequence and order
@@ -68,24 +54,13 @@ def run_key(settings: dict) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def checked_settings(config, model, checkpoint):
-    """``(SamPDConfig, model name)`` (:func:`~sampd_plugin.backends.registry.model_name`: a segmenter instance is
-    recorded as ``custom:<module>.<Class>``) or :class:`SampdInputError` for an unknown preset / setting / model."""
-    try:
-        cfg = make_config(config)
-        registry.check_model(model, checkpoint)
-    except (ValueError, TypeError) as e:
-        raise SampdInputError(str(e)) from e
-    return cfg, registry.model_name(model)
-
-
 # --- markers ---------------------------------------------------------------------------------------------------------
 def read_markers(layout: Layout, label_field: str) -> Dict[str, Optional[dict]]:
     """``{sequence key: marker dict or None}`` of the layout's sequences (markers live on the head samples)."""
     return layout.head_values(labels.marker_field(label_field))
 
 
-def write_marker(layout: Layout, label_field: str, seq: Sequence, marker: dict):
+def write_marker(layout: Layout, label_field: str, seq: SampleSequence, marker: dict):
     layout.set_head_value(labels.marker_field(label_field), seq, dict(marker))
 
 
@@ -98,7 +73,7 @@ def new_marker(run_key: str, settings: dict, device: str, job_id: Optional[str] 
                 seconds=None, error=None)
 
 
-def clear_outputs(layout: Layout, sequences: Iterable[Sequence], label_field: str):
+def clear_outputs(layout: Layout, sequences: Iterable[SampleSequence], label_field: str):
     """Clears the output field and its frame quality fields on every frame of the given sequences, and their markers
     (``overwrite=True``, or an unfinished run being restarted)."""
     sequences = list(sequences)
@@ -117,10 +92,7 @@ def run_states(samples, label_field: Optional[str] = None, sequence_field: Optio
     ``worker, operation, frames, last_frame, error, run``. Output fields are those with a run marker field (all of
     them, or only ``label_field``)."""
     layout = layout_of(samples, sequence_field, order_field)
-    suffix = labels.MARKER_SUFFIX
-    fields = [label_field] if label_field else sorted(
-        f[: -len(suffix)] for f in layout.dataset.get_field_schema() if f.endswith(suffix)
-        and layout.has_field(f[: -len(suffix)]))
+    fields = [label_field] if label_field else [f for f in labels.output_fields(layout.dataset) if layout.has_field(f)]
     rows = []
     now_ = ownership.utcnow()
     for field in fields:
@@ -147,7 +119,9 @@ class TrackPlan:
 
     Attributes:
         layout: the collection's :class:`~sampd_plugin.fo.sources.Layout` (videos or image sequences)
-        label_field, prompt_field, settings, key: the run
+        request: the job's :class:`~sampd_plugin.fo.request.TrackRequest`, resolved on the collection (checked
+            field names; an image collection's sequence and order fields); ``request.config`` is the parsed config
+        settings, key: the run (:func:`run_settings`, :func:`run_key`)
         todo: keys of the sequences to track, in collection order
         done: keys of the sequences an identical run already finished (skipped)
         clear: keys of ``todo`` sequences that hold labels or a marker, cleared just before each is re-tracked
@@ -161,12 +135,9 @@ class TrackPlan:
     """
 
     layout: Layout
-    label_field: str
-    prompt_field: Optional[str]
+    request: TrackRequest
     settings: dict
     key: str
-    overwrite: bool
-    job_id: Optional[str] = None
     todo: List[str] = dataclasses.field(default_factory=list)
     done: List[str] = dataclasses.field(default_factory=list)
     clear: List[str] = dataclasses.field(default_factory=list)
@@ -177,11 +148,18 @@ class TrackPlan:
     problems: List[str] = dataclasses.field(default_factory=list)
     prompt_tables: Dict[str, dict] = dataclasses.field(default_factory=dict)
     total_frames: Optional[int] = None
-    stale_seconds: float = ownership.DEFAULT_STALE_SECONDS
 
     @property
-    def sequences(self) -> Dict[str, Sequence]:
-        """``{key: Sequence}`` of the collection."""
+    def label_field(self) -> str:
+        return self.request.label_field
+
+    @property
+    def prompt_field(self) -> Optional[str]:
+        return self.request.prompt_field
+
+    @property
+    def sequences(self) -> Dict[str, SampleSequence]:
+        """``{key: SampleSequence}`` of the collection."""
         return self.layout.by_key()
 
     @property
@@ -203,22 +181,19 @@ class TrackPlan:
         errs = self.errors
         if errs:
             more = f"\n... and {len(errs) - 10} more" if len(errs) > 10 else ""
-            raise SampdInputError("\n".join(errs[:10]) + more)
+            field = "label_field" if self.conflicts and not self.problems else None
+            raise SampdInputError("\n".join(errs[:10]) + more, field=field)
 
 
-def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] = "ground_truth",
-               config: ConfigLike = None, model: str = "vit_h", checkpoint: Optional[str] = None,
-               overwrite: bool = False, mode: str = "track", max_objects: Optional[int] = None,
-               job_id: Optional[str] = None, sequence_field: Optional[str] = None,
-               order_field: Optional[str] = None, check_prompts: bool = True,
-               allow_overwrite_ground_truth: bool = False,
-               stale_seconds: float = ownership.DEFAULT_STALE_SECONDS) -> TrackPlan:
+def plan_track(samples, request: Optional[TrackRequest] = None, *, check_prompts: bool = True,
+               **settings) -> TrackPlan:
     """Validates a tracking job and works out which sequences it tracks, skips and clears (nothing is written).
 
-    ``samples`` is a video collection, or an image collection of sequences (``sequence_field`` / ``order_field``,
-    see :func:`sampd_plugin.fo.sources.layout_of`). With ``check_prompts`` every prompt of every sequence to track is
-    read and checked (masks, boxes, frame size) so that a bad prompt is refused before anything is written; the
-    operators' forms skip it on large targets.
+    ``samples`` is a video collection, or an image collection of sequences (the request's ``sequence_field`` /
+    ``order_field``, see :func:`sampd_plugin.fo.sources.layout_of`); the job is ``request`` (a
+    :class:`~sampd_plugin.fo.request.TrackRequest`) with ``settings`` replaced, or ``TrackRequest(**settings)``.
+    With ``check_prompts`` every prompt of every sequence to track is read and checked (masks, boxes, frame size)
+    so that a bad prompt is refused before anything is written; the operators' forms skip it on large targets.
 
     The output field is never the prompt field, a field an evaluation uses as ground truth, or a field SAM-PD did
     not write (:func:`sampd_plugin.fo.store.check_output_field`), whatever ``overwrite`` says, unless
@@ -228,33 +203,29 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
     Raises :class:`SampdInputError` for job-level errors (no sequences, a missing field, a protected output field,
     unknown model or preset); per-sequence errors are collected in :attr:`TrackPlan.problems`.
     """
-    if mode not in ("track", "auto"):
-        raise ValueError(f"mode must be 'track' or 'auto', got {mode!r}")
-    layout = layout_of(samples, sequence_field, order_field)
-    if mode == "track":
-        if not prompt_field:
-            raise SampdInputError("a prompt field is required")
-        prompt_field = store.check_label_field(layout, prompt_field, "prompt field")
-    else:
-        prompt_field = None
-        if max_objects is None or int(max_objects) < 1:
-            raise SampdInputError(f"max_objects must be >= 1, got {max_objects!r}")
-    label_field = store.check_output_field(layout, label_field, prompt_field, allow_overwrite_ground_truth)
-    cfg, name = checked_settings(config, model, checkpoint)
-    settings = run_settings(mode, prompt_field, name, checkpoint, cfg, max_objects, layout)
-    plan = TrackPlan(layout, label_field, prompt_field, settings, run_key(settings), bool(overwrite), job_id,
-                     stale_seconds=float(stale_seconds))
+    request = TrackRequest.of(request, **settings)
+    layout = layout_of(samples, request.sequence_field, request.order_field)
+    prompt_field = None
+    if request.mode == "track":
+        prompt_field = store.check_label_field(layout, request.prompt_field, "prompt field")
+    label_field = store.check_output_field(layout, request.label_field, prompt_field,
+                                           request.allow_overwrite_ground_truth)
+    request = dataclasses.replace(request, prompt_field=prompt_field, label_field=label_field,
+                                  sequence_field=layout.sequence_field, order_field=layout.order_field)
+    settings = run_settings(request.mode, prompt_field, registry.model_name(request.model), request.checkpoint,
+                            request.config, request.max_objects, layout)
+    plan = TrackPlan(layout, request, settings, run_key(settings))
+    overwrite, job_id = request.overwrite, request.job_id
 
     seqs = layout.sequences()
     markers = plan.markers = read_markers(layout, label_field)
     counts = layout.labeled_counts(label_field)
-    if mode == "track":
+    if request.mode == "track":
         plan.prompt_tables = layout.index_table(prompt_field)
-    scenes = layout.head_values("synthetic") if model == "synthetic" else {}
     for seq in seqs:
         m = markers.get(seq.key)
         same = bool(m) and m.get("run") == plan.key
-        state, message = ownership.marker_state(m, plan.stale_seconds)
+        state, message = ownership.marker_state(m, request.stale_seconds)
         if state == "done" and same and (not overwrite or (job_id is not None and m.get("job") == job_id)):
             plan.done.append(seq.key)
             continue
@@ -264,7 +235,7 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
         if counts[seq.key] and not same and not overwrite:
             plan.conflicts.append(seq.key)
             continue
-        problem = _sequence_problem(plan, seq, model, scenes, check_prompts)
+        problem = _sequence_problem(plan, seq, check_prompts)
         if problem:
             plan.problems.append(problem)
             continue
@@ -279,17 +250,13 @@ def plan_track(samples, label_field: str = "sampd", prompt_field: Optional[str] 
     return plan
 
 
-def _sequence_problem(plan: TrackPlan, seq: Sequence, model: str, scenes: dict, check_prompts: bool
-                      ) -> Optional[str]:
+def _sequence_problem(plan: TrackPlan, seq: SampleSequence, check_prompts: bool) -> Optional[str]:
     """Why ``seq`` cannot be tracked (a message naming it), or ``None``."""
     missing = seq.missing_files()
     if missing:
         what = "the video file does not exist" if seq.is_video else (
             f"{len(missing)} image file(s) do not exist, e.g. {missing[0]}")
         return f"{seq.name}: {what}"
-    if model == "synthetic" and not scenes.get(seq.key):
-        return (f"{seq.name}: model 'synthetic' only segments sequences made by sampd_plugin.synthetic (no "
-                "'synthetic' scene parameters); choose a SAM model")
     try:
         if plan.prompt_field is not None:
             store.prompt_plan(plan.prompt_tables.get(seq.key) or {}, plan.layout.path(plan.prompt_field), seq.name)
@@ -307,7 +274,7 @@ class RepropagationPlan:
     """A validated repropagation (see :func:`plan_repropagate`)."""
 
     layout: Layout
-    sequence: Sequence
+    sequence: SampleSequence
     label_field: str
     from_frame: int
     direction: str
@@ -355,9 +322,10 @@ def plan_repropagate(samples, label_field: str, from_frame: Optional[int] = None
     settings = marker.get("settings") or {}
     if label_field == settings.get("prompt_field"):
         raise SampdInputError(f"{seq.name}: '{path}' is the prompt field of its run; it is never written")
-    model = model or settings.get("model", "vit_h")
+    model = model or settings.get("model") or TrackRequest.model
     checkpoint = checkpoint if checkpoint is not None else settings.get("checkpoint")
-    cfg, _ = checked_settings(config if config is not None else settings.get("config"), model, checkpoint)
+    registry.check_model(model, checkpoint)
+    cfg = parse_config(config if config is not None else settings.get("config"))
     hw = layout.frame_size(seq)
     total = seq.num_frames
     k = int(from_frame)

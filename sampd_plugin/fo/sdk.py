@@ -7,7 +7,7 @@ grouped by ``sequence_field`` and ordered by ``order_field``, e.g. FiftyOne's DA
 
 1. reads the prompts of the prompt field (``store.read_prompts``: each object's detection on the frame where
    its ``index`` first appears, with its mask, else its box);
-2. streams the sequence's frames from that frame on (``Sequence.frames()``: one frame in memory at a time) through
+2. streams the sequence's frames from that frame on (``SampleSequence.frames()``: one frame in memory at a time) through
    :class:`sampd_plugin.core.tracker.SamPDTracker`;
 3. writes the output field (``frames.<label_field>`` of a video, ``<label_field>`` of each image) in chunks of
    ``batch_frames`` frames with ``set_values`` (``store.FrameLabelWriter``, on a background thread:
@@ -44,12 +44,14 @@ from typing import Iterator, Optional, Tuple
 import fiftyone.core.utils as fou
 
 from sampd_plugin.backends.registry import BackendCache
-from sampd_plugin.core.config import SamPDConfig
+from sampd_plugin.core.config import ConfigLike
 from sampd_plugin.core.tracker import SamPDTracker
 from sampd_plugin.errors import OwnershipLostError, SampdInputError, SampdRunError
 from sampd_plugin.fo import labels, runs, store
-from sampd_plugin.fo.runs import ConfigLike, TrackPlan, make_config, plan_repropagate, plan_track
-from sampd_plugin.fo.sources import Layout, Sequence, as_collection
+from sampd_plugin.fo.jobs import finish_job
+from sampd_plugin.fo.request import TrackRequest
+from sampd_plugin.fo.runs import TrackPlan, plan_repropagate, plan_track
+from sampd_plugin.fo.sources import Layout, SampleSequence, as_collection
 from sampd_plugin.fo.store import DEFAULT_BATCH_FRAMES
 from sampd_plugin.ops import ownership, threads
 
@@ -79,13 +81,22 @@ class FramesProgressBar(fou.ProgressBar):
 
 # --- tracking ------------------------------------------------------------------------------------------------------
 @threads.working
-def track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd", config: ConfigLike = None,
-          model: str = "vit_h", checkpoint: Optional[str] = None, device: Optional[str] = None,
-          batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, progress=True,
-          job_id: Optional[str] = None, sequence_field: Optional[str] = None,
-          order_field: Optional[str] = None, allow_overwrite_ground_truth: bool = False,
-          stale_seconds: float = ownership.DEFAULT_STALE_SECONDS, operation: Optional[str] = None) -> dict:
-    """Tracks and segments the prompted objects of every sequence of ``samples`` with SAM-PD.
+def track(samples, request: Optional[TrackRequest] = None, *, progress=True, operation: Optional[str] = None,
+          **settings) -> dict:
+    """Tracks and segments the prompted objects of every sequence of ``samples`` with SAM-PD, then finishes the job
+    (a delegated operation's part of a split job: :func:`sampd_plugin.fo.jobs.finish_job`) or evaluates J&F
+    (``evaluate=True``).
+
+    The job is a :class:`~sampd_plugin.fo.request.TrackRequest`: ``request``, or the one ``settings`` build
+    (``sp.track(dataset, prompt_field="gt", model="vit_b")``; settings given with a request replace its values).
+    Its settings and their defaults: ``prompt_field="ground_truth"``, ``label_field="sampd"``, ``config=None`` (a
+    :class:`~sampd_plugin.core.config.SamPDConfig`, a preset name or a dict; ``None``: the paper's full method),
+    ``model="vit_h"`` (or ``"vit_l"``, ``"vit_b"``, ``"mobile_sam"``, ``"tiny"``, ``"synthetic"``, or your own
+    :class:`~sampd_plugin.backends.base.PromptableSegmenter` instance, recorded as ``custom:<module>.<Class>``;
+    README "Bring your own segmenter"), ``checkpoint``, ``device`` (``None``: cuda when available),
+    ``batch_frames`` (frames per bulk write), ``overwrite``, ``sequence_field`` / ``order_field`` (image
+    collections), ``allow_overwrite_ground_truth``, ``stale_seconds``, ``job_id``, ``evaluate`` / ``gt_field`` /
+    ``eval_key``; see :class:`~sampd_plugin.fo.request.TrackRequest`.
 
     Prompts: the ``fo.Detections`` of the prompt field, each object (``Detection.index``; 0 is a valid id)
     prompted by its detection on the frame where it first appears (frame 1 usually; later frames for objects that
@@ -101,85 +112,64 @@ def track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd
 
     Args:
         samples: a video or image ``fo.Dataset``, a view (also a dynamic grouped view of images), or a ``fo.Sample``
-        prompt_field: Detections field with the prompts (never written)
-        label_field: output field
-        config: a :class:`~sampd_plugin.core.config.SamPDConfig`, a preset name (``"full"``, ``"box"``, ...), a dict of
-            settings, or ``None`` for the paper's full method
-        model: ``"vit_h"``, ``"vit_l"``, ``"vit_b"``, ``"tiny"`` or ``"synthetic"``
-            (:mod:`sampd_plugin.backends.registry`), or your own
-            :class:`~sampd_plugin.backends.base.PromptableSegmenter` instance (recorded as
-            ``custom:<module>.<Class>``; it is used as is, its device included; see README "Bring your own
-            segmenter")
-        checkpoint: optional SAM checkpoint path
-        device: torch device; ``None``/``"auto"``: cuda when available
-        batch_frames: frames per bulk write (memory is flat in the sequence length)
-        overwrite: replace labels in ``label_field`` not written by an identical run
+        request: the job (default: ``TrackRequest(**settings)``)
         progress: FiftyOne progress setting (bool / None / callable receiving a :class:`FramesProgressBar`)
-        job_id: optional id of a job split into several calls (delegated operations,
-            :func:`sampd_plugin.queue_track`): with ``overwrite=True``, sequences this job already finished are
-            skipped
-        sequence_field, order_field: image collections: the field naming each image's sequence and the field
-            ordering its images (defaults: the grouped view's, else ``sequence_id`` and ``frame_number``)
-        allow_overwrite_ground_truth: allow an output field that an evaluation uses as ground truth, or that SAM-PD
-            did not write (never set by the operators' forms); the prompt field is never written
-        stale_seconds: a sequence another run is writing is skipped (``summary["busy"]``) unless that run's
-            heartbeat is older than this (its worker presumed dead): then this run takes it over
         operation: the delegated operation running this job (recorded in the markers, see
             :func:`sampd_plugin.recover_stale`)
+        **settings: :class:`~sampd_plugin.fo.request.TrackRequest` settings
 
     Returns:
         a JSON-serialisable summary dict: ``label_field, samples`` (sequences), ``tracked, skipped`` (sequence
         keys: video sample ids / image sequence names), ``busy`` (``{key: message}``: another live run is writing
-        them), ``frames, objects, seconds, frames_per_second, device, model, run``
+        them), ``frames, objects, seconds, frames_per_second, device, model, run, mode``, ``evaluation`` (the J&F
+        scores of the evaluation this call ran: ``eval_key, jf, j, f, num_objects, num_sequences``; else ``None``)
 
     Raises:
         SampdInputError: invalid input (named sequence / frame / field); nothing was written
         SampdRunError: some sequences could not be tracked to their end (a truncated video, a sequence deleted
             mid-run, ...): the others were tracked; those are not marked finished (``error.summary``)
     """
-    return _run(samples, "track", label_field, prompt_field=prompt_field, config=config, model=model,
-                checkpoint=checkpoint, device=device, batch_frames=batch_frames, overwrite=overwrite,
-                progress=progress, job_id=job_id, sequence_field=sequence_field, order_field=order_field,
-                allow_overwrite_ground_truth=allow_overwrite_ground_truth, stale_seconds=stale_seconds,
-                operation=operation)
+    request = TrackRequest.of(request, **settings)
+    summary = _run(samples, request, progress, operation)
+    summary["evaluation"] = _finish(samples, request, summary)
+    return summary
 
 
 @threads.working
-def auto_track(samples, label_field: str = "sampd_auto", max_objects: int = 100, config: ConfigLike = None,
-               model: str = "vit_h", checkpoint: Optional[str] = None, device: Optional[str] = None,
-               batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, progress=True,
-               job_id: Optional[str] = None, sequence_field: Optional[str] = None,
-               order_field: Optional[str] = None, allow_overwrite_ground_truth: bool = False,
-               stale_seconds: float = ownership.DEFAULT_STALE_SECONDS, operation: Optional[str] = None) -> dict:
+def auto_track(samples, request: Optional[TrackRequest] = None, *, progress=True, operation: Optional[str] = None,
+               **settings) -> dict:
     """VIS mode (paper Sec. IV-B): no prompts; the model's automatic masks on each sequence's first frame (at most
-    ``max_objects``, best first, objects ``1..n`` with label ``"object"``) are tracked through the sequence.
-
-    Same output, markers, resume and arguments as :func:`track`.
-    """
-    return _run(samples, "auto", label_field, prompt_field=None, config=config, model=model, checkpoint=checkpoint,
-                device=device, batch_frames=batch_frames, overwrite=overwrite, progress=progress,
-                max_objects=max_objects, job_id=job_id, sequence_field=sequence_field, order_field=order_field,
-                allow_overwrite_ground_truth=allow_overwrite_ground_truth, stale_seconds=stale_seconds,
-                operation=operation)
+    ``max_objects``, default 100, best first, objects ``1..n`` with label ``"object"``) are tracked through the
+    sequence: :func:`track` with ``mode="auto"`` (default output field ``"sampd_auto"``). Same output, markers,
+    resume and settings."""
+    return track(samples, request, progress=progress, operation=operation, **dict(settings, mode="auto"))
 
 
-def _run(samples, mode, label_field, prompt_field, config, model, checkpoint, device, batch_frames, overwrite,
-         progress, max_objects=None, job_id=None, sequence_field=None, order_field=None,
-         allow_overwrite_ground_truth=False, stale_seconds=ownership.DEFAULT_STALE_SECONDS, operation=None) -> dict:
-    if int(batch_frames) < 1:
-        raise SampdInputError(f"batch_frames must be >= 1, got {batch_frames!r}")
-    plan = plan_track(samples, label_field, prompt_field, config, model, checkpoint, overwrite, mode, max_objects,
-                      job_id, sequence_field, order_field, allow_overwrite_ground_truth=allow_overwrite_ground_truth,
-                      stale_seconds=stale_seconds)
+def _finish(samples, request: TrackRequest, summary: dict) -> Optional[dict]:
+    """After tracking: a delegated part of a split job finishes the job (the last one evaluates it); else the J&F
+    evaluation the request asks for. Returns the scores of the evaluation run here, else ``None``."""
+    if request.job_id:
+        results = finish_job(samples, request.job_id)
+    elif request.evaluate and summary["tracked"] + summary["skipped"]:
+        results = evaluate_jf(samples, summary["label_field"], gt_field=request.gt_field, eval_key=request.eval_key,
+                              overwrite=True, **request.sequence_kwargs)
+    else:
+        return None
+    return None if results is None else results.scores()
+
+
+def _run(samples, request: TrackRequest, progress, operation) -> dict:
+    plan = plan_track(samples, request)
     plan.raise_if_invalid()
-    backends = _checked_backends(model, checkpoint, device, load=bool(plan.todo))
-    cfg = make_config(config)
+    request = plan.request
+    backends = _checked_backends(request.model, request.checkpoint, request.device, load=bool(plan.todo))
+    _check_segmenter(backends, plan)
     store.ensure_output_field(plan.layout, plan.label_field)
     t0 = time.time()
     summary = dict(label_field=plan.label_field, samples=len(plan.todo) + len(plan.done) + len(plan.busy),
                    tracked=[], skipped=list(plan.done), busy=dict(plan.busy), failed={}, frames=0, objects=0,
                    seconds=0.0, frames_per_second=None, device=backends.device, model=backends.model, run=plan.key,
-                   mode=mode)
+                   mode=request.mode)
     for key, message in plan.busy.items():
         logger.warning("skipped (another run is writing it): %s", message)
     for message in plan.stale.values():
@@ -190,8 +180,8 @@ def _run(samples, mode, label_field, prompt_field, config, model, checkpoint, de
         for i, key in enumerate(plan.todo):
             seq = seqs[key]
             try:
-                stats = _track_sequence(plan, seq, cfg, backends, int(batch_frames), pb,
-                                        f"sequence {i + 1}/{len(plan.todo)}", max_objects, owner, operation)
+                stats = _track_sequence(plan, seq, backends, pb, f"sequence {i + 1}/{len(plan.todo)}", owner,
+                                        operation)
             except Exception as e:
                 if getattr(plan.layout.dataset, "deleted", False):
                     raise SampdRunError(f"dataset was deleted during the run (at {seq.name})", summary) from e
@@ -224,26 +214,41 @@ def _checked_backends(model, checkpoint, device, load=True) -> BackendCache:
     :class:`SampdInputError`."""
     try:
         backends = BackendCache(model, checkpoint, device)
-        if load and model != "synthetic":
+        if load:
             backends.get()
     except (ValueError, OSError, RuntimeError) as e:  # device, checkpoint not found / not loadable
-        raise SampdInputError(f"model {model!r}: {e}") from None
+        raise SampdInputError(f"model {model!r}: {e}", field=getattr(e, "field", None) or "model") from None
     return backends
 
 
-def _track_sequence(plan: TrackPlan, seq: Sequence, cfg: SamPDConfig, backends, batch_frames, pb, prefix,
-                    max_objects, owner, operation) -> dict:
+def _check_segmenter(backends: BackendCache, plan: TrackPlan):
+    """Refuses the job before anything is written when the segmenter cannot segment a sequence to track
+    (:meth:`~sampd_plugin.backends.base.PromptableSegmenter.for_sequence`)."""
+    problems = []
+    if plan.todo:
+        segmenter = backends.get()
+        for key in plan.todo:
+            seq = plan.sequences[key]
+            try:
+                segmenter.for_sequence(plan.layout.sequence_meta(seq))
+            except ValueError as e:
+                problems.append(f"{seq.name}: {e}")
+    if problems:
+        raise SampdInputError("\n".join(problems[:10]), field="model")
+
+
+def _track_sequence(plan: TrackPlan, seq: SampleSequence, backends, pb, prefix, owner, operation) -> dict:
     """Tracks one sequence as the owner of its marker (:class:`sampd_plugin.ops.ownership.Claim`): claimed before any
     of its labels is cleared or written, heart-beating while it runs, marked done only after every frame from the
     first prompt frame to the last frame has a label. Returns ``{"frames", "objects"}``, or ``{"busy": message}``
     when another live run holds the sequence."""
-    layout = plan.layout
+    layout, request = plan.layout, plan.request
     hw = layout.frame_size(seq)
     t0 = time.time()
-    tracker = SamPDTracker(_backend(backends, layout, seq), cfg)
+    tracker = SamPDTracker(backends.get().for_sequence(layout.sequence_meta(seq)), request.config)
     source = seq.frames()
     # prompts are read (and checked) before this sequence's marker or labels are written
-    if plan.settings["mode"] == "track":
+    if request.mode == "track":
         prompts = store.read_prompts(layout, seq, plan.prompt_field, hw, plan.prompt_tables.get(seq.key))
         start = min(p.frame_number for p in prompts)
         frames = source.iter_frames(start=start)
@@ -254,16 +259,16 @@ def _track_sequence(plan: TrackPlan, seq: Sequence, cfg: SamPDConfig, backends, 
         if first is None:
             raise SampdRunError(f"{seq.name}: no readable frames")
         _check_image(first[1], hw, seq.name, first[0])
-        masks = tracker.auto_prompts(first[1], first[0], max_objects)
+        masks = tracker.auto_prompts(first[1], first[0], request.max_objects)
         prompts = [dataclasses.replace(p, label=AUTO_LABEL) for p in masks]
         frames = itertools.chain([first], frames)
     seen = plan.markers.get(seq.key)
-    marker = runs.new_marker(plan.key, plan.settings, backends.device, plan.job_id, owner, operation)
+    marker = runs.new_marker(plan.key, plan.settings, backends.device, request.job_id, owner, operation)
     claim, current = ownership.Claim.acquire(layout, labels.marker_field(plan.label_field), seq, marker,
-                                             overwrite=plan.overwrite or bool(seen and seen.get("done")),
-                                             stale_seconds=plan.stale_seconds)
+                                             overwrite=request.overwrite or bool(seen and seen.get("done")),
+                                             stale_seconds=request.stale_seconds)
     if claim is None:
-        return dict(busy=f"{seq.name}: {ownership.marker_state(current, plan.stale_seconds)[1]}")
+        return dict(busy=f"{seq.name}: {ownership.marker_state(current, request.stale_seconds)[1]}")
     try:
         layout.clear(plan.label_field, [seq])  # whatever was there is replaced by this run (overwrite / restart)
         progress = dict(frames=0, last_frame=None)
@@ -273,7 +278,7 @@ def _track_sequence(plan: TrackPlan, seq: Sequence, cfg: SamPDConfig, backends, 
             claim.beat(**progress)
 
         writer = store.BackgroundWriter(store.FrameLabelWriter(  # writes overlap the model (issue 14)
-            layout, plan.label_field, batch_frames, before_write=lambda: claim.beat(force=True, **progress)))
+            layout, plan.label_field, request.batch_frames, before_write=lambda: claim.beat(force=True, **progress)))
         count = 0
         if prompts:
             count = _stream(tracker, _checked(frames, hw, seq.name), prompts, hw, writer, seq, pb, prefix,
@@ -289,7 +294,7 @@ def _track_sequence(plan: TrackPlan, seq: Sequence, cfg: SamPDConfig, backends, 
     return dict(frames=count, objects=len(prompts))
 
 
-def _check_complete(layout: Layout, seq: Sequence, label_field: str, start: Optional[int], last: Optional[int]):
+def _check_complete(layout: Layout, seq: SampleSequence, label_field: str, start: Optional[int], last: Optional[int]):
     """Raises :class:`SampdRunError` unless every frame from ``start`` to the sequence's last frame has a label in
     the database (``start=None``: nothing to track)."""
     if start is None:
@@ -304,7 +309,7 @@ def _check_complete(layout: Layout, seq: Sequence, label_field: str, start: Opti
             f"frame {missing[0]}; last good frame: {good[-1] if good else 'none'}): not marked finished")
 
 
-def _stream(tracker, frames, prompts, hw, writer, seq: Sequence, pb, prefix, skip_frame=None, where=None,
+def _stream(tracker, frames, prompts, hw, writer, seq: SampleSequence, pb, prefix, skip_frame=None, where=None,
             on_frame=None) -> int:
     """Runs the tracker over ``frames`` and writes every result (but ``skip_frame``); returns frames written.
     ``on_frame(frame_number, frames written)`` is called after each frame (the owner's heartbeat). On an error the
@@ -336,17 +341,6 @@ def _stream(tracker, frames, prompts, hw, writer, seq: Sequence, pb, prefix, ski
         at = f"after frame {last}" if last is not None else "on its first frame"
         raise SampdRunError(f"{where or seq.name}: tracking failed {at}: {type(e).__name__}: {e}") from e
     return count
-
-
-def _backend(backends: BackendCache, layout: Layout, seq: Sequence):
-    """The backend for one sequence (``synthetic`` is built from the scene the sequence was generated from)."""
-    scene = None
-    if backends.model == "synthetic":
-        from sampd_plugin.synthetic.scene import SyntheticScene
-
-        params = layout.head_value("synthetic", seq)
-        scene = SyntheticScene.from_params(params) if params else None
-    return backends.get(scene)
 
 
 def _check_image(image, hw, where, fn):
@@ -423,7 +417,7 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
         with FramesProgressBar(total=n_frames, progress=progress) as pb:
             for d in todo:
                 frames = source.iter_frames(start=k) if d == "forward" else source.iter_frames_backward(k, 1)
-                tracker = SamPDTracker(_backend(backends, plan.layout, seq), plan.config)
+                tracker = SamPDTracker(backends.get().for_sequence(plan.layout.sequence_meta(seq)), plan.config)
                 writer = store.BackgroundWriter(store.FrameLabelWriter(
                     plan.layout, plan.label_field, batch_frames, replace_ids=plan.object_ids,
                     before_write=lambda: claim.beat(True)))

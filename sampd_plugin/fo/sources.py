@@ -1,6 +1,6 @@
 """Sequences of a FiftyOne collection: what is tracked, whether the collection holds videos or image sequences.
 
-A *sequence* (:class:`Sequence`) is an ordered stream of frames with labels, read through one frame-source
+A *sequence* (:class:`SampleSequence`) is an ordered stream of frames with labels, read through one frame-source
 interface (:class:`sampd_plugin.core.frames.FrameSource`):
 
 - a **video sample**: frames ``1..n`` of its video (:class:`~sampd_plugin.core.frames.VideoFile`), labels in the
@@ -18,6 +18,11 @@ integer-like strings sort numerically, others as strings. A dynamic grouped view
 
 Run markers (:mod:`sampd_plugin.fo.runs`) live on each sequence's *head* sample: the video sample, or the first image
 of an image sequence.
+
+FiftyOne's private attributes: the glue reads them here only, where FiftyOne 1.22 has no public equivalent, each
+helper saying why: :func:`dataset_of`, :func:`root_dataset`, :func:`dataset_id`, :func:`group_fields` /
+:func:`layout_of` (a grouped view's stages) and :meth:`Layout.read_head` / :meth:`Layout.update_head` (a conditional
+atomic update of one sample document).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import dataclasses
 import datetime
 import os
 import re
-from typing import Dict, Iterable, List, Optional, Sequence as Seq, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from bson import ObjectId
 
@@ -47,7 +52,7 @@ _INT_LIKE = re.compile(r"^\s*[-+]?\d+\s*$")
 
 
 @dataclasses.dataclass
-class Sequence:
+class SampleSequence:
     """One video, or one image sequence.
 
     Attributes:
@@ -96,8 +101,8 @@ class Layout(abc.ABC):
 
     def __init__(self, samples):
         self.samples = samples
-        self.dataset = samples._dataset
-        self._sequences: Optional[List[Sequence]] = None
+        self.dataset = dataset_of(samples)
+        self._sequences: Optional[List[SampleSequence]] = None
 
     # --- fields ------------------------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -126,29 +131,29 @@ class Layout(abc.ABC):
         return f"dataset '{self.dataset.name}'"
 
     # --- sequences ---------------------------------------------------------------------------------------------------
-    def sequences(self) -> List[Sequence]:
+    def sequences(self) -> List[SampleSequence]:
         """The sequences of the collection, in collection order (computed once)."""
         if self._sequences is None:
             self._sequences = self._build_sequences()
         return self._sequences
 
     @abc.abstractmethod
-    def _build_sequences(self) -> List[Sequence]:
+    def _build_sequences(self) -> List[SampleSequence]:
         ...
 
-    def by_key(self) -> Dict[str, Sequence]:
+    def by_key(self) -> Dict[str, SampleSequence]:
         return {s.key: s for s in self.sequences()}
 
-    def select(self, sequences: Iterable[Sequence]):
+    def select(self, sequences: Iterable[SampleSequence]):
         """A view of the samples of the given sequences (e.g. one delegated operation's share)."""
         ids = [i for s in sequences for i in s.sample_ids]
         return self.dataset.select(ids, ordered=True)
 
     @abc.abstractmethod
-    def frame_size(self, seq: Sequence) -> Tuple[int, int]:
+    def frame_size(self, seq: SampleSequence) -> Tuple[int, int]:
         """``(H, W)`` of the sequence's frames from the metadata (computed when missing)."""
 
-    def _head_metadata(self, seq: Sequence, height_attr: str, what: str):
+    def _head_metadata(self, seq: SampleSequence, height_attr: str, what: str):
         """The head sample's metadata, computed when missing; :class:`SampdInputError` naming the sequence when the
         media cannot be read."""
         sample = self.dataset[seq.head_id]
@@ -171,16 +176,17 @@ class Layout(abc.ABC):
         aggregation, no masks are loaded)."""
 
     @abc.abstractmethod
-    def read_labels(self, seq: Sequence, field: str, frame_numbers: Optional[Seq[int]] = None) -> Dict[int, object]:
+    def read_labels(self, seq: SampleSequence, field: str, frame_numbers: Optional[Sequence[int]] = None
+                    ) -> Dict[int, object]:
         """``{frame_number: label or None}`` of ``field`` on the given frames of one sequence (all if ``None``)."""
 
     @abc.abstractmethod
-    def frame_ids(self, seq: Sequence) -> Dict[int, str]:
+    def frame_ids(self, seq: SampleSequence) -> Dict[int, str]:
         """``{frame_number: id}`` of the documents that hold the sequence's frame labels (frame ids of a video,
         image sample ids of an image sequence)."""
 
     @abc.abstractmethod
-    def write_labels(self, field: str, labels: Dict[str, Tuple[Sequence, Dict[int, object]]]):
+    def write_labels(self, field: str, labels: Dict[str, Tuple[SampleSequence, Dict[int, object]]]):
         """Writes ``{sequence key: (sequence, {frame_number: label})}`` in one bulk ``set_values`` call."""
 
     @abc.abstractmethod
@@ -188,7 +194,7 @@ class Layout(abc.ABC):
         """``{sequence key: number of frames whose field is set}``."""
 
     @abc.abstractmethod
-    def clear(self, field: str, sequences: Iterable[Sequence]):
+    def clear(self, field: str, sequences: Iterable[SampleSequence]):
         """Clears the label field on every frame of the given sequences."""
 
     # --- sample-level values on the head samples (run markers) ------------------------------------------------------
@@ -201,21 +207,24 @@ class Layout(abc.ABC):
         values = dict(zip(heads.values("id"), heads.values(field)))
         return {s.key: values.get(s.head_id) for s in seqs}
 
-    def head_value(self, field: str, seq: Sequence):
+    def head_value(self, field: str, seq: SampleSequence):
         """The value of a sample-level field on one sequence's head sample (``None`` where unset)."""
         sample = self.dataset[seq.head_id]
         return sample[field] if sample.has_field(field) else None
 
-    def set_head_value(self, field: str, seq: Sequence, value):
+    def set_head_value(self, field: str, seq: SampleSequence, value):
         self.dataset.set_values(field, {seq.head_id: value}, key_field="id")
 
-    def read_head(self, seq: Sequence, field: str):
+    # The run markers' compare-and-set (:mod:`sampd_plugin.ops.ownership`) needs a conditional atomic update of one
+    # sample document, which FiftyOne 1.22 has no public API for: read_head / update_head use the dataset's private
+    # pymongo collection (``_sample_collection``), the only place that does.
+    def read_head(self, seq: SampleSequence, field: str):
         """The raw value of a sample-level field on the head sample, read from the database (``None`` if unset or
         if the sample no longer exists)."""
         doc = self.dataset._sample_collection.find_one({"_id": ObjectId(seq.head_id)}, {field: 1})
         return (doc or {}).get(field)
 
-    def update_head(self, seq: Sequence, condition: dict, values: dict) -> bool:
+    def update_head(self, seq: SampleSequence, condition: dict, values: dict) -> bool:
         """Atomically sets ``values`` (``{path: value}``) on the head sample's document if it matches ``condition``
         (a MongoDB query on that document); returns whether it did (the compare-and-set of
         :mod:`sampd_plugin.ops.ownership`)."""
@@ -227,19 +236,44 @@ class Layout(abc.ABC):
             fos.Sample._reload_docs(self.dataset._sample_collection_name, sample_ids=[seq.head_id])
         return res.matched_count == 1
 
-    def exists(self, seq: Sequence) -> bool:
+    def exists(self, seq: SampleSequence) -> bool:
         """Whether the sequence's head sample (and the dataset) still exist."""
         if getattr(self.dataset, "deleted", False):
             return False
-        return self.dataset._sample_collection.count_documents({"_id": ObjectId(seq.head_id)}, limit=1) == 1
+        return len(self.dataset.select(seq.head_id)) == 1
+
+    def sequence_meta(self, seq: SampleSequence) -> "SequenceMeta":
+        """What a segmenter may know about the sequence
+        (:meth:`~sampd_plugin.backends.base.PromptableSegmenter.for_sequence`)."""
+        return SequenceMeta(self, seq)
 
     @abc.abstractmethod
-    def labeled_frames(self, seq: Sequence, field: str) -> List[int]:
+    def labeled_frames(self, seq: SampleSequence, field: str) -> List[int]:
         """The frame numbers of the sequence whose label field is set (read from the database)."""
 
-    def clear_head_value(self, field: str, sequences: Iterable[Sequence]):
+    def clear_head_value(self, field: str, sequences: Iterable[SampleSequence]):
         if self.dataset.has_sample_field(field):
             self.dataset.select([s.head_id for s in sequences]).clear_sample_field(field)
+
+
+class SequenceMeta(Mapping):
+    """A sequence as a segmenter sees it: ``"name"``, then the fields of its head sample, each read on access."""
+
+    def __init__(self, layout: Layout, seq: SampleSequence):
+        self._layout, self._seq = layout, seq
+
+    def __getitem__(self, key: str):
+        if key == "name":
+            return self._seq.name
+        if not self._layout.dataset.has_sample_field(key):
+            raise KeyError(key)
+        return self._layout.head_value(key, self._seq)
+
+    def __iter__(self):
+        return iter(["name", *self._layout.dataset.get_field_schema()])
+
+    def __len__(self) -> int:
+        return 1 + len(self._layout.dataset.get_field_schema())
 
 
 class VideoLayout(Layout):
@@ -250,15 +284,15 @@ class VideoLayout(Layout):
     def path(self, field: str) -> str:
         return "frames." + field_name(field)
 
-    def _build_sequences(self) -> List[Sequence]:
+    def _build_sequences(self) -> List[SampleSequence]:
         ids = self.samples.values("id")
         paths = self.samples.values("filepath")
         totals = self.samples.values("metadata.total_frame_count")
-        return [Sequence(key=sid, name=f"sample {sid} ({os.path.basename(p)})", head_id=sid, sample_ids=[sid],
+        return [SampleSequence(key=sid, name=f"sample {sid} ({os.path.basename(p)})", head_id=sid, sample_ids=[sid],
                          filepaths=[p], num_frames=int(n) if n else None, is_video=True)
                 for sid, p, n in zip(ids, paths, totals)]
 
-    def frame_size(self, seq: Sequence) -> Tuple[int, int]:
+    def frame_size(self, seq: SampleSequence) -> Tuple[int, int]:
         meta = self._head_metadata(seq, "frame_height", "the video")
         if seq.num_frames is None and getattr(meta, "total_frame_count", None):
             seq.num_frames = int(meta.total_frame_count)
@@ -330,7 +364,7 @@ class ImageLayout(Layout):
     def path(self, field: str) -> str:
         return field_name(field)
 
-    def _build_sequences(self) -> List[Sequence]:
+    def _build_sequences(self) -> List[SampleSequence]:
         ids = self.samples.values("id")
         paths = self.samples.values("filepath")
         keys = self.samples.values(self.sequence_field)
@@ -339,10 +373,10 @@ class ImageLayout(Layout):
         for sid, path, key, order in zip(ids, paths, keys, orders):
             if key is None or key == "":
                 raise SampdInputError(f"sample {sid} ({os.path.basename(path)}) has no '{self.sequence_field}': "
-                                      "every image needs the sequence it belongs to")
+                                      "every image needs the sequence it belongs to", field="sequence_field")
             if order is None or order == "":
                 raise SampdInputError(f"sample {sid} ({os.path.basename(path)}) has no '{self.order_field}': "
-                                      "every image needs its position in the sequence")
+                                      "every image needs its position in the sequence", field="order_field")
             groups.setdefault(str(key), []).append((order, sid, path))
         numeric = all(isinstance(o, int) or (isinstance(o, str) and _INT_LIKE.match(o))
                       for g in groups.values() for o, _, _ in g)
@@ -354,13 +388,14 @@ class ImageLayout(Layout):
             if dup:
                 raise SampdInputError(
                     f"sequence '{key}': several images have '{self.order_field}' = {dup[:5]}: the order of its "
-                    f"frames is ambiguous (choose an order field whose values are unique within a sequence)")
-            out.append(Sequence(key=key, name=f"sequence '{key}' ({len(items)} images)", head_id=items[0][1],
+                    f"frames is ambiguous (choose an order field whose values are unique within a sequence)",
+                    field="order_field")
+            out.append(SampleSequence(key=key, name=f"sequence '{key}' ({len(items)} images)", head_id=items[0][1],
                                 sample_ids=[sid for _, sid, _ in items], filepaths=[p for _, _, p in items],
                                 num_frames=len(items), is_video=False))
         return out
 
-    def frame_size(self, seq: Sequence) -> Tuple[int, int]:
+    def frame_size(self, seq: SampleSequence) -> Tuple[int, int]:
         meta = self._head_metadata(seq, "height", f"its first image {seq.filepaths[0]}")
         return int(meta.height), int(meta.width)
 
@@ -421,8 +456,28 @@ def as_collection(samples):
     if isinstance(samples, fo.Sample):
         if not samples.in_dataset:
             raise SampdInputError("the sample is not in a dataset: add it to one first")
-        return samples._dataset.select(samples.id)
+        return samples.dataset.select(samples.id)
     return samples
+
+
+def dataset_of(samples) -> fo.Dataset:
+    """The dataset holding the samples of a collection: a dataset itself, a view's dataset (of a generated view: its
+    patches / frames / clips dataset). Private ``_dataset``: FiftyOne 1.22 names a view's dataset only
+    (``view.dataset_name``, the root's)."""
+    return samples._dataset
+
+
+def root_dataset(samples) -> fo.Dataset:
+    """The dataset a collection comes from (of a generated view: the source dataset), where evaluations and saved
+    views live. Private ``_root_dataset``: FiftyOne 1.22 gives only its name (``view.dataset_name``), and
+    ``fo.load_dataset(name)`` would record a load on every call."""
+    return samples._root_dataset
+
+
+def dataset_id(dataset: fo.Dataset) -> ObjectId:
+    """The database id of a dataset (execution stores, cache folders). Private ``_doc.id``: FiftyOne 1.22 has no
+    public accessor (operators get it as ``ctx.dataset_id``)."""
+    return dataset._doc.id
 
 
 def layout_of(samples, sequence_field: Optional[str] = None, order_field: Optional[str] = None) -> Layout:
@@ -439,20 +494,21 @@ def layout_of(samples, sequence_field: Optional[str] = None, order_field: Option
         SampdInputError: a media type without sequences, or a missing / unusable sequence or order field (named)
     """
     samples = as_collection(samples)
-    group_field = group_order = None
-    if getattr(samples, "_is_dynamic_groups", False):
-        group_field, group_order, samples = _dynamic_groups(samples)
+    group_field, group_order = group_fields(samples)
+    if group_field is not None:
+        _, _, samples, _ = samples._parse_dynamic_groups()  # the samples before the grouping (no public API)
     if samples.media_type == "video":
         if sequence_field or order_field:
-            raise SampdInputError(f"dataset '{samples._root_dataset.name}' holds videos: sequence_field / "
-                                  "order_field apply to image sequences only")
+            raise SampdInputError(f"dataset '{root_dataset(samples).name}' holds videos: sequence_field / "
+                                  "order_field apply to image sequences only",
+                                  field="sequence_field" if sequence_field else "order_field")
         return VideoLayout(samples)
     if samples.media_type != "image":
-        raise SampdInputError(f"dataset '{samples._root_dataset.name}' holds {samples.media_type} samples: SAM-PD "
+        raise SampdInputError(f"dataset '{root_dataset(samples).name}' holds {samples.media_type} samples: SAM-PD "
                               "tracks videos or image sequences")
     sequence_field = sequence_field or group_field
     order_field = order_field or group_order
-    name = samples._root_dataset.name
+    name = root_dataset(samples).name
     for role, value, default, what in (("sequence_field", sequence_field, DEFAULT_SEQUENCE_FIELD,
                                         "the field whose value names each image's sequence"),
                                        ("order_field", order_field, DEFAULT_ORDER_FIELD,
@@ -461,26 +517,34 @@ def layout_of(samples, sequence_field: Optional[str] = None, order_field: Option
         if samples.get_field(field) is None:
             hint = "" if value else f" (the default; pass {role}=... to use another field)"
             raise SampdInputError(f"image dataset '{name}' has no {role.replace('_', ' ')} '{field}'{hint}: "
-                                  f"SAM-PD tracks image sequences and needs {what}")
+                                  f"SAM-PD tracks image sequences and needs {what}", field=role)
         if role == "sequence_field":
             sequence_field = field
         else:
             order_field = field
     if sequence_field == order_field:
-        raise SampdInputError(f"the sequence field and the order field are both '{sequence_field}'")
-    for field in (sequence_field, order_field):
+        raise SampdInputError(f"the sequence field and the order field are both '{sequence_field}'",
+                              field="order_field")
+    for role, field in (("sequence_field", sequence_field), ("order_field", order_field)):
         f = samples.get_field(field)
         if not isinstance(f, (fof.StringField, fof.IntField, fof.ObjectIdField, fof.FloatField)):
             raise SampdInputError(f"'{field}' of image dataset '{name}' is a {type(f).__name__}: sequence and order "
-                                  "fields must hold strings or numbers")
+                                  "fields must hold strings or numbers", field=role)
     return ImageLayout(samples, sequence_field, order_field)
 
 
-def _dynamic_groups(view):
-    """``(group field, order field, samples before the grouping)`` of a dynamic grouped view."""
-    stage = [s for s in view._stages if isinstance(s, fo.GroupBy)][-1]
+def group_fields(samples) -> Tuple[Optional[str], Optional[str]]:
+    """``(group field, order field)`` of a dynamic grouped view (``group_by("sequence_id",
+    order_by="frame_number")``, the App's "group by"), ``(None, None)`` for any other collection;
+    :class:`SampdInputError` for a view grouped by an expression.
+
+    FiftyOne 1.22 has no public accessor of a view's stages: this is the one place that reads the private
+    ``_is_dynamic_groups`` and ``_stages``."""
+    if not getattr(samples, "_is_dynamic_groups", False):
+        return None, None
+    stage = [s for s in samples._stages if isinstance(s, fo.GroupBy)][-1]
     if not isinstance(stage.field_or_expr, str):
         raise SampdInputError("the view groups by an expression: group it by a field (e.g. "
-                              "group_by('sequence_id', order_by='frame_number')) or pass sequence_field=")
-    _, _, root, _ = view._parse_dynamic_groups()
-    return stage.field_or_expr, stage.order_by, root
+                              "group_by('sequence_id', order_by='frame_number')) or pass sequence_field=",
+                              field="sequence_field")
+    return stage.field_or_expr, stage.order_by

@@ -25,7 +25,7 @@ from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo import app
 from sampd_plugin.fo.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, is_absent, marker_field,
                                  paste_mask, quality_fields, relative_to_xyxy)
-from sampd_plugin.fo.sources import Layout, Sequence
+from sampd_plugin.fo.sources import Layout, SampleSequence
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +43,17 @@ __all__ = ["DEFAULT_BATCH_FRAMES", "check_label_field", "check_output_field", "p
 def check_label_field(layout: Layout, field: str, role: str = "prompt field", types=(fo.Detections,)) -> str:
     """Returns the name of a label field (``"x"`` or ``"frames.x"``) after checking that it is a frame label field
     of one of ``types`` on the layout's collection (``frames.x`` of a video collection, ``x`` of an image
-    collection); raises :class:`SampdInputError` naming it."""
+    collection); raises :class:`SampdInputError` naming it (``error.field``: ``role`` as a setting name)."""
     name = field_name(field)
     path = layout.path(name)
+    param = role.replace(" ", "_")
     f = layout.samples.get_field(path)
     if f is None:
-        raise SampdInputError(f"the {role} '{path}' does not exist on {layout.where}")
+        raise SampdInputError(f"the {role} '{path}' does not exist on {layout.where}", field=param)
     doc_type = getattr(f, "document_type", None)
     if doc_type is None or not issubclass(doc_type, tuple(types)):
         want = " or ".join(t.__name__ for t in types)
-        raise SampdInputError(f"the {role} '{path}' is a {type(f).__name__}, not a {want} field")
+        raise SampdInputError(f"the {role} '{path}' is a {type(f).__name__}, not a {want} field", field=param)
     return name
 
 
@@ -69,39 +70,43 @@ def check_output_field(layout: Layout, label_field: str, prompt_field: Optional[
     name = field_name(label_field)
     path = layout.path(name)
     if not name or not name.isidentifier() or name.startswith("_") or name in _RESERVED:
-        raise SampdInputError(f"'{label_field}' is not a valid output field name (use letters, digits and '_')")
+        raise _output_error(f"'{label_field}' is not a valid output field name (use letters, digits and '_')")
     if prompt_field is not None and name == field_name(prompt_field):
-        raise SampdInputError(f"the output field '{path}' is the prompt field: prompts / ground truth are never "
+        raise _output_error(f"the output field '{path}' is the prompt field: prompts / ground truth are never "
                               "overwritten; choose another output field")
     if name in (layout.sequence_field, layout.order_field):
-        raise SampdInputError(f"the output field '{path}' is the sequence / order field of the image sequences")
+        raise _output_error(f"the output field '{path}' is the sequence / order field of the image sequences")
     f = layout.samples.get_field(path)
     if f is not None and not issubclass(getattr(f, "document_type", None) or type, fo.Detections):
-        raise SampdInputError(f"'{path}' exists and is a {type(f).__name__}, not a Detections field")
+        raise _output_error(f"'{path}' exists and is a {type(f).__name__}, not a Detections field")
     mf = marker_field(name)
     marker = layout.dataset.get_field(mf)
     if marker is not None:  # ours if every value is one of our markers (declared first: see ensure_output_field)
         foreign = not isinstance(marker, fof.DictField) or len(
             layout.dataset.match((F(mf) != None) & (F(f"{mf}.run") == None)).limit(1))  # noqa: E711
         if foreign:
-            raise SampdInputError(f"'{mf}' exists and was not written by SAM-PD: it would be overwritten by the run "
+            raise _output_error(f"'{mf}' exists and was not written by SAM-PD: it would be overwritten by the run "
                                   f"marker of the output field '{path}'; choose another output field")
     for qname, (ftype, kwargs) in quality_fields(name).items():
         q = layout.get_field(qname)
         want = kwargs.get("embedded_doc_type")
         if q is not None and not (isinstance(q, ftype) and (want is None or issubclass(q.document_type, want))):
-            raise SampdInputError(f"'{layout.path(qname)}' (a frame quality field of '{path}') exists and is a "
+            raise _output_error(f"'{layout.path(qname)}' (a frame quality field of '{path}') exists and is a "
                                   f"{type(q).__name__}, not a {(want or ftype).__name__}: choose another output field")
     if allow_overwrite_ground_truth:
         return name
     gt = ground_truth_fields(layout.dataset)
     if name in gt:
-        raise SampdInputError(f"'{path}' is the ground truth of evaluation(s) {gt[name]}: ground truth is never "
+        raise _output_error(f"'{path}' is the ground truth of evaluation(s) {gt[name]}: ground truth is never "
                               "overwritten; choose another output field")
     if f is not None and marker is None:
-        raise SampdInputError(f"'{path}' exists and was not written by SAM-PD (it has no '{mf}' run marker): it is "
+        raise _output_error(f"'{path}' exists and was not written by SAM-PD (it has no '{mf}' run marker): it is "
                               "never overwritten; choose another output field")
     return name
+
+
+def _output_error(message: str) -> SampdInputError:
+    return SampdInputError(message, field="label_field")
 
 
 def ground_truth_fields(dataset) -> Dict[str, List[str]]:
@@ -176,7 +181,7 @@ def detection_to_prompt(det, hw: Tuple[int, int], frame_number: int, object_id: 
     return ObjectPrompt(object_id=int(object_id), frame_number=int(frame_number), box=box, label=det.label)
 
 
-def read_prompts(layout: Layout, seq: Sequence, prompt_field: str, hw: Tuple[int, int],
+def read_prompts(layout: Layout, seq: SampleSequence, prompt_field: str, hw: Tuple[int, int],
                  frames: Optional[Dict[int, List[Optional[int]]]] = None) -> List[ObjectPrompt]:
     """The prompts of one sequence: each object's detection on the frame where its ``index`` first appears
     (:func:`prompt_plan`), as :class:`ObjectPrompt` in pixels. Only those frames' labels are loaded; ``frames`` is
@@ -193,7 +198,7 @@ def read_prompts(layout: Layout, seq: Sequence, prompt_field: str, hw: Tuple[int
     return prompts
 
 
-def read_frame_prompts(layout: Layout, seq: Sequence, label_field: str, frame_number: int, hw: Tuple[int, int],
+def read_frame_prompts(layout: Layout, seq: SampleSequence, label_field: str, frame_number: int, hw: Tuple[int, int],
                        object_ids: Optional[Iterable[int]] = None) -> List[ObjectPrompt]:
     """Prompts from one frame of a (corrected) output field: every detection with an ``index`` that is not
     ``lost`` (optionally only ``object_ids``), for :func:`sampd_plugin.repropagate`."""
@@ -257,7 +262,7 @@ class FrameLabelWriter:
         self.batch_frames = int(batch_frames)
         self.replace_ids = None if replace_ids is None else {int(i) for i in replace_ids}
         self.before_write = before_write
-        self._buf: Dict[str, Tuple[Sequence, Dict[int, object]]] = {}
+        self._buf: Dict[str, Tuple[SampleSequence, Dict[int, object]]] = {}
         self._n = 0
         self.frames_written = 0
         self.calls = 0
@@ -269,7 +274,7 @@ class FrameLabelWriter:
         """Frames buffered and not yet written."""
         return self._n
 
-    def add(self, seq: Sequence, frame_number: int, label):
+    def add(self, seq: SampleSequence, frame_number: int, label):
         self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = label
         self._n += 1
         if self._n >= self.batch_frames:
@@ -365,7 +370,7 @@ class BackgroundWriter:
         if self._error is not None:
             raise self._error
 
-    def add(self, seq: Sequence, frame_number: int, label):
+    def add(self, seq: SampleSequence, frame_number: int, label):
         self._raise()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sampd-label-writer", daemon=True)

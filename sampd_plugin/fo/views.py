@@ -22,6 +22,8 @@ import os
 import fiftyone as fo
 from fiftyone import ViewField as F
 
+from sampd_plugin.fo.sources import dataset_id, root_dataset
+
 logger = logging.getLogger(__name__)
 
 #: the saved views of an evaluation: name suffix -> what it shows
@@ -31,6 +33,8 @@ VIEWS = {
     "worst": "videos sorted by J&F, worst first",
 }
 VIEW_SUFFIXES = tuple(VIEWS)
+#: an object fails on a frame where its J is below this (the default of every evaluation and its views)
+FAILURE_TH = 0.5
 
 #: environment variable naming the root folder of the sampled failure-frame images
 FRAMES_DIR_ENV = "SAMPD_FRAMES_DIR"
@@ -52,7 +56,7 @@ def frames_dir(dataset):
     """Folder of the sampled frame images of ``dataset``: ``$SAMPD_FRAMES_DIR/<dataset id>``, by default
     ``<fo.config.default_dataset_dir>/sampd-frames/<dataset id>``."""
     root = os.environ.get(FRAMES_DIR_ENV) or os.path.join(fo.config.default_dataset_dir, "sampd-frames")
-    return os.path.join(os.path.abspath(os.path.expanduser(root)), str(dataset._doc.id))
+    return os.path.join(os.path.abspath(os.path.expanduser(root)), str(dataset_id(dataset)))
 
 
 def failure_frames(samples, condition):
@@ -64,13 +68,13 @@ def failure_frames(samples, condition):
     again.
     """
     matching = samples.match_frames(condition)
-    dataset = samples._root_dataset
+    dataset = root_dataset(samples)
     paths = matching.values("filepath")
     rel_dir = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else None
     return matching.to_frames(sample_frames=True, sparse=True, output_dir=frames_dir(dataset), rel_dir=rel_dir)
 
 
-def build_views(samples, eval_key, failure_th=0.5, sequence_field=None, order_field=None):
+def build_views(samples, eval_key, failure_th=FAILURE_TH, sequence_field=None, order_field=None):
     """``{name: view}`` of the failure-browsing views of ``eval_key`` on the collection ``samples`` (image
     sequences: ``sequence_field`` and ``order_field`` given)."""
     if sequence_field:
@@ -118,9 +122,9 @@ def failure_frame(dataset, eval_key, sample_id, frame_number):
     return (view, ids[0]) if ids else None
 
 
-def save_views(samples, eval_key, failure_th=0.5, sequence_field=None, order_field=None):
+def save_views(samples, eval_key, failure_th=FAILURE_TH, sequence_field=None, order_field=None):
     """Builds and saves (overwriting) the views of ``eval_key`` on ``samples``' dataset."""
-    dataset = samples._root_dataset
+    dataset = root_dataset(samples)
     for name, view in build_views(samples, eval_key, failure_th, sequence_field, order_field).items():
         dataset.save_view(name, view, overwrite=True)
 

@@ -14,95 +14,77 @@ FiftyOne's own delegated-operation engine, no second queue:
    (``"sample 1/1 · frame 45/90"``) and results are stored on the operation (``fiftyone delegated list``);
 5. a failed or killed operation can be re-run (``fiftyone delegated`` CLI / App): it resumes, skipping samples
    that are finished (markers), and re-queuing the whole job only queues unfinished samples;
-6. J&F of a split job (``queue_track(..., evaluate=...)``): the job is recorded in the dataset's execution store
-   (``sampd_jobs``); each of its operations calls :func:`finish_job` after its part, and the one that finds every
-   sequence of the job finished claims the evaluation (atomically: exactly once, whatever the number of workers
-   and the order they run the operations in) and runs it. A failed operation re-run later is then the last one and
-   evaluates.
+6. J&F of a split job (``queue_track(..., evaluate=True)``): :mod:`sampd_plugin.fo.jobs`.
+
+:func:`run_request` is the one path of a tracking job through the operators: queued (split) or tracked here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 import uuid
 from typing import List, Optional
 
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.fo import runs, store
-from sampd_plugin.fo.runs import ConfigLike, make_config, plan_track
-from sampd_plugin.fo.sources import as_collection, layout_of
-from sampd_plugin.fo.store import DEFAULT_BATCH_FRAMES
+from sampd_plugin.fo import jobs, runs, store
+from sampd_plugin.fo.request import SAMPLES_PER_OPERATION, TrackRequest
+from sampd_plugin.fo.runs import plan_track
+from sampd_plugin.fo.sdk import track
+from sampd_plugin.fo.sources import as_collection, layout_of, root_dataset
 from sampd_plugin.ops import ownership, threads
 
 PLUGIN_NAME = "@sampd/sampd"
-#: the dataset-scoped execution store holding split jobs that evaluate when their last operation finishes
-JOBS_STORE = "sampd_jobs"
+#: the operator that runs a job of each mode (:data:`sampd_plugin.fo.request.MODES`)
+OPERATORS = {"track": "track_objects", "auto": "auto_track_objects"}
 
 
-def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = "sampd", config: ConfigLike = None,
-                model: str = "vit_h", checkpoint: Optional[str] = None, device: Optional[str] = None,
-                batch_frames: int = DEFAULT_BATCH_FRAMES, overwrite: bool = False, samples_per_operation: int = 1,
-                delegation_target: Optional[str] = None, mode: str = "track", max_objects: int = 100,
-                job_id: Optional[str] = None, sequence_field: Optional[str] = None,
-                order_field: Optional[str] = None, allow_overwrite_ground_truth: bool = False,
-                evaluate: Optional[dict] = None) -> dict:
+def queue_track(samples, request: Optional[TrackRequest] = None, *,
+                samples_per_operation: int = SAMPLES_PER_OPERATION,
+                delegation_target: Optional[str] = None, **settings) -> dict:
     """Queues a tracking job as delegated operations of the plugin's ``track_objects`` (``mode="track"``) or
     ``auto_track_objects`` (``mode="auto"``) operator, one per ``samples_per_operation`` unfinished sequences
     (video samples, or image sequences), for ``fiftyone delegated launch`` workers to run.
 
-    The job is validated first (same rules as :func:`sampd_plugin.track`) and gets a ``job_id``: its operations skip
-    sequences that are finished (with ``overwrite=True``: finished by this job), so a re-queued or re-run operation
-    never tracks a sequence twice. Needs the plugin to be visible to FiftyOne (``FIFTYONE_PLUGINS_DIR``) here and on
-    the workers, and every worker must reach the same MongoDB (``FIFTYONE_DATABASE_URI``) and the media. ``device``
-    is resolved on the workers (``"cuda"`` may be queued from a machine without a GPU).
+    The job is a :class:`~sampd_plugin.fo.request.TrackRequest` (``request``, or the one ``settings`` build, as in
+    :func:`sampd_plugin.track`), validated first (same rules as :func:`sampd_plugin.track`); it gets a ``job_id``:
+    its operations skip sequences that are finished (with ``overwrite=True``: finished by this job), so a re-queued
+    or re-run operation never tracks a sequence twice. Each operation's parameters are the request's
+    (:meth:`~sampd_plugin.fo.request.TrackRequest.to_params`), read back by the worker. Needs the plugin to be
+    visible to FiftyOne (``FIFTYONE_PLUGINS_DIR``) here and on the workers, and every worker must reach the same
+    MongoDB (``FIFTYONE_DATABASE_URI``) and the media. ``device`` is resolved on the workers (``"cuda"`` may be
+    queued from a machine without a GPU).
 
-    ``evaluate={"gt_field": ..., "eval_key": ...}`` (``mode="track"``): J&F of the whole target against
-    ``gt_field`` (default: the prompt field) is computed by the operation that finishes the job last
-    (:func:`finish_job`), under ``eval_key`` (default ``<label_field>_jf``, replacing an older run of that key).
+    ``evaluate=True`` (or ``{"gt_field": ..., "eval_key": ...}``; ``mode="track"``): J&F of the whole target
+    against ``gt_field`` (default: the prompt field) is computed by the operation that finishes the job last
+    (:func:`sampd_plugin.fo.jobs.finish_job`), under ``eval_key`` (default ``<label_field>_jf``, replacing an older
+    run of that key).
 
     Returns:
         ``{"operations": [delegated operation ids], "samples": n sequences queued, "skipped": [finished sequence
-        keys], "busy": {key: message} (another live run is writing them: not queued), "job_id": ...}``
+        keys], "busy": {key: message} (another live run is writing them: not queued), "job_id": ...,
+        "evaluate": {"gt_field", "eval_key"} or None, "samples_per_operation": ...}``
     """
     samples = as_collection(samples)
-    if not isinstance(model, str):
-        raise SampdInputError(
-            f"a segmenter instance ({type(model).__module__}.{type(model).__qualname__}) cannot be delegated: workers "
-            "rebuild models by name. Track in this process with sampd_plugin.track(..., model=instance), or use a "
-            "built-in model name"
-        )
+    request = TrackRequest.of(request, **settings)
     k = int(samples_per_operation)
     if k < 1:
-        raise SampdInputError(f"samples_per_operation must be >= 1, got {samples_per_operation!r}")
-    _check_device_name(device)
-    job_id = job_id or uuid.uuid4().hex
-    plan = plan_track(samples, label_field, prompt_field if mode == "track" else None, config, model, checkpoint,
-                      overwrite, mode, max_objects if mode == "auto" else None, job_id, sequence_field, order_field,
-                      allow_overwrite_ground_truth=allow_overwrite_ground_truth)
+        raise SampdInputError(f"samples_per_operation must be >= 1, got {samples_per_operation!r}",
+                              field="samples_per_operation")
+    request.to_params()  # refuses a segmenter instance before the plan reads the dataset
+    plan = plan_track(samples, request, job_id=request.job_id or uuid.uuid4().hex)
     plan.raise_if_invalid()
-    cfg = make_config(config)
-    layout = plan.layout
+    request, layout = plan.request, plan.layout
     store.ensure_output_field(layout, plan.label_field)  # declared once, before workers write
-    params = dict(label_field=plan.label_field, model=model, checkpoint=checkpoint or None, job_id=job_id,
-                  device=device or "auto", batch_frames=int(batch_frames), overwrite=bool(overwrite),
-                  samples_per_operation=0, config=cfg.to_dict(), view_target="CURRENT_VIEW", evaluate=False)
-    if allow_overwrite_ground_truth:  # an SDK decision carried to the workers (the forms never set it)
-        params["allow_overwrite_ground_truth"] = True
-    if not layout.is_video:
-        params.update(sequence_field=layout.sequence_field, order_field=layout.order_field)
-    if mode == "track":
-        params["prompt_field"] = plan.prompt_field
-        operator = f"{PLUGIN_NAME}/track_objects"
-        if evaluate is not None:
-            evaluate = dict(gt_field=evaluate.get("gt_field") or plan.prompt_field,
-                            eval_key=evaluate.get("eval_key") or f"{plan.label_field}_jf")
-            _jobs(layout.dataset).set(job_id, dict(
-                sample_ids=layout.samples.values("id"), label_field=plan.label_field, run=plan.key,
-                sequence_field=layout.sequence_field, order_field=layout.order_field, **evaluate))
-    else:
-        params["max_objects"] = int(max_objects)
-        operator = f"{PLUGIN_NAME}/auto_track_objects"
+    evaluate = None
+    if request.evaluate:
+        evaluate = dict(gt_field=request.gt_field, eval_key=request.eval_key)
+        jobs.register_job(layout, request.job_id, plan.label_field, plan.key, **evaluate)
+    # each operation tracks its part; the job's last one evaluates it (finish_job)
+    params = dict(dataclasses.replace(request, evaluate=False).to_params(), samples_per_operation=0,
+                  view_target="CURRENT_VIEW")
+    operator = f"{PLUGIN_NAME}/{OPERATORS[request.mode]}"
     ops = []
     seqs = plan.sequences
     for lo in range(0, len(plan.todo), k):
@@ -112,57 +94,26 @@ def queue_track(samples, prompt_field: str = "ground_truth", label_field: str = 
                                 request_delegation=True)
         ops.append(str(res.result["id"]))
     if evaluate is not None and not ops:  # nothing left to track: evaluate now
-        finish_job(layout.dataset, job_id)
+        jobs.finish_job(layout.dataset, request.job_id)
     return dict(operations=ops, samples=len(plan.todo), skipped=list(plan.done), busy=dict(plan.busy),
-                label_field=plan.label_field, job_id=job_id, evaluate=evaluate)
+                label_field=plan.label_field, job_id=request.job_id, evaluate=evaluate, samples_per_operation=k)
 
 
-def _jobs(dataset):
-    from fiftyone.operators.store import ExecutionStore
-
-    return ExecutionStore.create(JOBS_STORE, dataset_id=dataset._doc.id)
-
-
-def finish_job(samples, job_id: Optional[str]):
-    """Called by each operation of a split job (:func:`queue_track` with ``evaluate``) after its part: when every
-    sequence of the job is finished (run markers ``done`` with the job's run settings) and no other operation has
-    claimed it yet, claims the job's J&F evaluation (atomically, ``set_if_absent``) and runs it.
+def run_request(samples, request: TrackRequest, *, samples_per_operation: int = 0,
+                delegation_target: Optional[str] = None, progress=True, operation: Optional[str] = None) -> dict:
+    """Runs one tracking job the way the plugin's operators do, whether a person started it in the App, a worker
+    runs it as a delegated operation or Python calls this: with ``samples_per_operation`` and more sequences than
+    that in ``samples``, the job is queued as delegated operations of that many sequences each
+    (:func:`queue_track`); else it is tracked here (:func:`sampd_plugin.track`: then its job is finished or its
+    J&F evaluated, as the request says).
 
     Returns:
-        the ``JFResults`` when this call evaluated, else ``None`` (no such job, not finished yet, or already claimed)
+        :func:`queue_track`'s result (it has ``"operations"``) or :func:`sampd_plugin.track`'s summary
     """
-    if not job_id:
-        return None
-    dataset = as_collection(samples)._root_dataset
-    jobs = _jobs(dataset)
-    job = jobs.get(job_id)
-    if not job:
-        return None
-    target = dataset.select(job["sample_ids"])
-    layout = layout_of(target, job.get("sequence_field"), job.get("order_field"))
-    markers = runs.read_markers(layout, job["label_field"])
-    if not all(m and m.get("done") and m.get("run") == job["run"] for m in markers.values()):
-        return None
-    if not jobs.set_if_absent(f"{job_id}.claimed", runs.now()):
-        return None
-    from sampd_plugin.fo.evaluation import evaluate_jf
-
-    results = evaluate_jf(target, job["label_field"], gt_field=job["gt_field"], eval_key=job["eval_key"],
-                          overwrite=True, sequence_field=job.get("sequence_field"), order_field=job.get("order_field"))
-    jobs.set(job_id, dict(job, evaluated_at=runs.now(), summary=results.get_meta()))
-    return results
-
-
-def _check_device_name(device: Optional[str]):
-    """Refuses a device string torch cannot parse (whether this machine has it is checked on the workers)."""
-    if device in (None, "", "auto"):
-        return
-    import torch
-
-    try:
-        torch.device(device)
-    except (RuntimeError, TypeError):
-        raise SampdInputError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    k = int(samples_per_operation or 0)
+    if k and len(layout_of(samples, **request.sequence_kwargs).sequences()) > k:
+        return queue_track(samples, request, samples_per_operation=k, delegation_target=delegation_target)
+    return track(samples, request, progress=progress, operation=operation)
 
 
 def list_runs(samples, label_field: Optional[str] = None, sequence_field: Optional[str] = None,
@@ -198,7 +149,7 @@ def recover_stale(samples, stale_seconds: float = ownership.DEFAULT_STALE_SECOND
     service = DelegatedOperationService()
     cutoff = ownership.utcnow().timestamp() - stale_seconds
     out = dict(failed=[], requeued=[], sequences=rows)
-    for op in service.list_operations(dataset_name=samples._root_dataset.name, run_state=ExecutionRunState.RUNNING):
+    for op in service.list_operations(dataset_name=root_dataset(samples).name, run_state=ExecutionRunState.RUNNING):
         op_id = str(op.id)
         if not str(op.operator).startswith(PLUGIN_NAME + "/") or op_id in live:
             continue
@@ -263,4 +214,4 @@ def _execute_operator(*args, **kwargs):
         return pool.submit(foo.execute_operator, *args, **kwargs).result()
 
 
-__all__ = ["queue_track", "finish_job", "run_worker", "list_runs", "recover_stale", "PLUGIN_NAME"]
+__all__ = ["queue_track", "run_request", "run_worker", "list_runs", "recover_stale", "PLUGIN_NAME"]

@@ -124,7 +124,7 @@ class Claim:
     Args:
         layout: the :class:`~sampd_plugin.fo.sources.Layout` of the sequence
         field: the marker field (``<label_field>_track``)
-        seq: the :class:`~sampd_plugin.fo.sources.Sequence`
+        seq: the :class:`~sampd_plugin.fo.sources.SampleSequence`
         marker: the marker this run wrote when it claimed the sequence
         heartbeat_seconds: minimum seconds between heartbeats (bulk writes always beat first)
     """

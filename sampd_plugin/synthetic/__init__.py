@@ -1,5 +1,5 @@
 """Generated videos with exact ground truth: :mod:`.scene` (a pure, closed-form scene generator),
-:mod:`.dataset` (videos written with ffmpeg, FiftyOne datasets of scenes) and :mod:`.layouts` (miniature DAVIS /
+:mod:`.dataset` (videos written with ffmpeg, FiftyOne datasets of scenes) and :mod:`.trees` (miniature DAVIS /
 YouTube-VOS / UVO trees in the official layouts).
 
 The names below are re-exported so that ``from sampd_plugin.synthetic import SyntheticScene, make_dataset`` works;

@@ -14,7 +14,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from sampd_plugin.synthetic.scene import SyntheticScene
+from sampd_plugin.synthetic.scene import SCENE_FIELD, SyntheticScene
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def make_dataset(
     for scene in scenes:
         path = write_video(scene, os.path.join(output_dir, f"synthetic-{scene.seed}{'-rgb' if lossless else ''}.mp4"),
                            fps=fps, lossless=lossless)
-        samples.append(fo.Sample(filepath=os.path.abspath(path), tags=["synthetic"], synthetic=scene.params))
+        samples.append(fo.Sample(filepath=os.path.abspath(path), tags=["synthetic"], **{SCENE_FIELD: scene.params}))
     ids = dataset.add_samples(samples)
     dataset.compute_metadata()
 
@@ -187,9 +187,10 @@ def make_image_dataset(
     (``voxel51/davis-2017``, ``format="image"``): one image sample per frame with ``filepath`` =
     ``<output_dir>/<sequence>/<frame:05d>.<image_format>``, ``sequence_id`` = the sequence name (also in ``tags``,
     with ``"synthetic"``), ``frame_number`` = the file stem as a string (``"00000"`` for the first frame),
-    ``ground_truth`` = :func:`~sampd_plugin.datasets.fiftyone_io.zoo_detections` (``index`` from 0), plus ``synthetic`` = the scene parameters (so the
-    synthetic segmenter can segment it). Sequence ``i`` is ``SyntheticScene(seed + i, ...)`` named
-    ``synthetic-<seed + i>``; scene frame ``t`` (1-based) is ``frame_number = f"{t - 1:05d}"``.
+    ``ground_truth`` = :func:`~sampd_plugin.datasets.fiftyone_io.zoo_detections` (``index`` from 0), plus
+    ``synthetic`` = the scene parameters (so the synthetic segmenter can segment it). Sequence ``i`` is
+    ``SyntheticScene(seed + i, ...)`` named ``synthetic-<seed + i>``; scene frame ``t`` (1-based) is
+    ``frame_number = f"{t - 1:05d}"``.
 
     ``image_format`` ``"jpg"`` (OpenCV's default quality 95, as DAVIS ships JPEGs) or ``"png"`` (lossless: the files
     hold exactly the rendered pixels).
@@ -222,7 +223,7 @@ def make_image_dataset(
             os.replace(tmp, path)
             samples.append(fo.Sample(filepath=path, tags=["synthetic", seq], sequence_id=seq, frame_number=stem,
                                      ground_truth=zoo_detections(scene.visible_masks(t), seq),
-                                     synthetic=scene.params))
+                                     **{SCENE_FIELD: scene.params}))
     dataset.add_samples(samples)
     dataset.compute_metadata()
     return dataset
@@ -231,7 +232,7 @@ def make_image_dataset(
 def dataset_scene(sample) -> SyntheticScene:
     """The :class:`SyntheticScene` of a sample made by :func:`make_dataset` (from its ``synthetic`` field)."""
     try:
-        params = sample["synthetic"]
+        params = sample[SCENE_FIELD]
     except KeyError:
         params = None
     if not params:

@@ -44,6 +44,10 @@ PARAM_KEYS = ("seed", "num_frames", "num_objects", "height", "width", "start_fra
 #: what the scene is about: ``"standard"`` (objects meet now and then, one leaves and re-enters) or ``"crossing"``
 #: (objects that touch, cross and occlude each other, two of them look alike; ``_make_crossing_objects``)
 SCENARIOS = ("standard", "crossing")
+#: where a generated sequence keeps its scene's :attr:`SyntheticScene.params`: the sample field of the FiftyOne
+#: datasets of :mod:`sampd_plugin.synthetic.dataset` (on every sample), the value a segmenter finds under this name
+#: (:meth:`sampd_plugin.backends.base.PromptableSegmenter.for_sequence`)
+SCENE_FIELD = "synthetic"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -417,9 +417,9 @@ class Check:
         assert "2 sequence(s) to track" in text, "the form's plan notice is missing"
         assert "If scheduled: 1 operation that, when a worker runs it, queues 2 operations" in text, \
             "the form does not say what scheduling queues"
-        import sampd_plugin as sp
+        from sampd_plugin.fo import ui
 
-        if sp.model_warning("vit_h"):  # no GPU and no checkpoint here: the form must say so before scheduling
+        if ui.model_warning("vit_h"):  # no GPU and no checkpoint here: the form must say so before scheduling
             assert "needs a GPU worker" in text and "no GPU" in text, "no vit_h warning in the form"
             note = self.xpath("//*[contains(text(), 'needs a GPU worker')]")
             self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", note[0])

@@ -23,7 +23,7 @@ from sampd_plugin.datasets.base import VideoSequence, write_sidecar
 from sampd_plugin.datasets.labelmaps import VOID, write_label_map
 from sampd_plugin.synthetic.scene import SyntheticScene
 
-GENERATOR = "sampd_plugin.synthetic.layouts"
+GENERATOR = "sampd_plugin.synthetic.trees"
 JPEG_QUALITY = 95
 
 
