@@ -152,7 +152,7 @@ def test_paper_presets_never_reach_the_extension(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a paper preset reached the overlap-aware extension")
 
-    for name in ("joint_selection", "exclusive_masks", "is_occluded", "extrapolate_box"):
+    for name in ("joint_selection", "exclusive_masks", "is_occluded", "Motion"):
         monkeypatch.setattr(tr, name, refuse)
     for name in PAPER:
         assert _hash(_run(SamPDConfig.preset(name), **small)[0]) == before[name], name

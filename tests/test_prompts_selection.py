@@ -362,11 +362,14 @@ def test_invalid_config_is_refused_by_name(kwargs, needle):
 
 
 def _mask_points_whole_frame(mask, k):
-    """The definition of :func:`mask_points` on the whole (zero-padded) frame: the reference for the cropped one."""
+    """The definition of :func:`mask_points` on the whole (zero-padded) frame, with SciPy's exact Euclidean
+    transform (squared distances: integers, exact ties): the reference for the cropped one."""
+    from scipy.ndimage import distance_transform_edt
+
     m = np.pad(mask.astype(np.uint8), 1)
     points = []
     for _ in range(k):
-        dist = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        dist = np.rint(distance_transform_edt(m) ** 2)
         y, x = divmod(int(np.argmax(dist)), dist.shape[1])
         if dist[y, x] <= 0:
             break
@@ -396,3 +399,46 @@ def test_mask_points_on_the_box_equal_the_whole_frame_transform():
     for m in masks:
         for k in (1, 3):
             assert mask_points(m, k).tolist() == _mask_points_whole_frame(m, k).tolist()
+
+
+#: a mask the synthetic tracker produced (a box-prompt candidate, cropped to its box) whose farthest-from-boundary
+#: pixel cv2's float32 distances put at different places from one call to the next
+TIED = [
+    "01111110000000000000",
+    "11111111100000000000",
+    "11111111111000000000",
+    "11111111111100000000",
+    "11111111111110000000",
+    "01111111111111000000",
+    "00111111111111100000",
+    "00011111111111110000",
+    "00011111111111110000",
+    "00111111111111111000",
+    "00111111111111111100",
+    "00111111111111111100",
+    "00111111111111111110",
+    "00011111111111111110",
+    "00011111111111111111",
+    "00001111111111111111",
+    "00000111111111111111",
+    "00000011111111111111",
+    "00000001111111111111",
+    "00000000111111111111",
+    "00000000011111111111",
+    "00000000001111111111",
+    "00000000000011111110",
+    "00000000000000011000",
+]
+
+
+def test_mask_points_break_ties_the_same_way_every_call():
+    """cv2's precise distance transform returns float32 distances whose last bits vary from call to call (most
+    often with calls in other threads, as the tracker's frame prefetching makes); tied pixels (4 here) must still
+    go to the first in row-major order, every time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = np.pad(np.array([[c == "1" for c in r] for r in TIED]), ((39, 33), (65, 43)))  # on a 96 x 128 frame
+    want = _mask_points_whole_frame(m, 3).tolist()
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: mask_points(m, 3).tolist(), range(400)))
+    assert got == [want] * len(got)

@@ -9,30 +9,23 @@ masks merge and identities swap. Three steps use the objects together, as multi-
   candidate continues their own previous mask first; a candidate is scored by its Eq. 2 similarity minus
   ``penalty`` times the fraction of it inside the masks already chosen by the other objects;
 - **mutual exclusivity** (:func:`exclusive_masks`): a pixel claimed by several objects goes to the one with the
-  highest SAM logit ("soft aggregation"), the object whose previous mask held the pixel winning ties, an object
-  whose candidate lay on the others' masks losing them all;
+  highest SAM logit ("soft aggregation"), the object whose previous mask held the pixel winning ties;
 - **occlusion** (:func:`is_occluded`): an object whose candidates all lie mostly inside the other objects' masks,
   or whose exclusive mask has shrunk to a fraction of its usual area while the others cover its box, is occluded:
-  it keeps its template, and while it is hidden (occluded or lost) its box prompt is its last box in full view
-  moved on at its velocity in full view (:class:`Motion`, :func:`extrapolate_box`): it is re-acquired where it
-  reappears, not where it was last partly seen.
+  it keeps its template, and while it is hidden (occluded or lost) its box prompt is its last visible box moved on
+  at its last velocity (:class:`Motion`, :func:`extrapolate_box`): it is re-acquired where it reappears.
 
 All masks here are on SAM's low-resolution mask grid (torch, the backend's device), except the boxes (image
 pixels). This module imports no FiftyOne.
 """
 
 from __future__ import annotations
-import os
 
 import dataclasses
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
-
-#: a visible object whose mask has at least this fraction of its usual area is in full view (:class:`Motion`)
-FULL_VIEW = float(os.environ.get('OV_FULL', '0.85'))
-
 
 def inside_fraction(masks: torch.Tensor, claimed: torch.Tensor) -> torch.Tensor:
     """The fraction of each mask's cells that lie in ``claimed``: ``(..., h, w)`` bool masks and an ``(h, w)`` bool
@@ -86,21 +79,17 @@ def joint_selection(
     return idx, covered
 
 
-def exclusive_masks(logits: torch.Tensor, previous: torch.Tensor, hold: float = 1.0,
-                    yielding: Optional[torch.Tensor] = None) -> torch.Tensor:
+def exclusive_masks(logits: torch.Tensor, previous: torch.Tensor, hold: float = 1.0) -> torch.Tensor:
     """Mutual exclusivity (soft aggregation): ``(N, h, w)`` logits -> ``(N, h, w)`` bool masks that do not overlap.
 
     A cell claimed by one object (logit > 0) stays its; a cell claimed by several goes to the claimant with the
     highest ``logit + hold * previous`` (the object that held it on the previous frame wins ties and near-ties),
     then the smallest mask (a mask that also covers a neighbour is the likelier mistake), then the lowest index.
-    A ``yielding`` object (its candidate lay mostly on the masks the others chose: behind them) loses every
-    contested cell: otherwise, holding nothing and being small, it would take the cells an occluder moves onto.
 
     Args:
         logits: ``(N, h, w)`` the objects' mask logits on one grid
         previous: ``(N, h, w)`` bool previous masks on the same grid
         hold: logit bonus of a cell in the object's previous mask
-        yielding: optional ``(N,)`` bool, the objects that lose every contested cell
     """
     fg = logits > 0
     if logits.shape[0] < 2:
@@ -108,8 +97,6 @@ def exclusive_masks(logits: torch.Tensor, previous: torch.Tensor, hold: float = 
     area = fg.flatten(1).sum(1).float()
     rank = area / area.max().clamp(min=1)  # in [0, 1]: larger masks lose exact ties
     key = logits.float() + hold * previous.float() - 1e-3 * rank[:, None, None]
-    if yielding is not None:
-        key = torch.where(yielding[:, None, None], torch.full_like(key, torch.finfo(key.dtype).min / 2), key)
     key = torch.where(fg, key, torch.full_like(key, float("-inf")))
     winner = key.argmax(0)
     contested = fg.sum(0) > 1
@@ -143,55 +130,38 @@ def extrapolate_box(box: np.ndarray, velocity: np.ndarray, frames: int, image_si
 
 @dataclasses.dataclass
 class Motion:
-    """An object's motion, and where it is expected while hidden (constant velocity from its last full view).
+    """An object's motion, and where it is expected while hidden: its last visible box moved on at constant velocity.
 
     Updated once per propagated frame: :meth:`seen` (visible, not occluded) or :meth:`hide` (occluded or lost).
-    The velocity is read from the box edges: per axis, of the steps of the two edges since the last visible frame,
-    the one closer to the velocity so far (an object sliding behind another, or coming out, has one edge stopped at
-    the occluder while the other moves on; its box centre would move at about half its speed). Only frames in full
-    view (mask area at least :data:`FULL_VIEW` of the usual area) move the anchor box and the usual area.
 
     Attributes:
-        box: ``(4,)`` xyxy box (pixels) on the last frame in full view; ``since``: frames since then
-        area: the usual mask area (running mean over the frames in full view, pixels)
-        last: ``(4,)`` the box on the last visible frame; ``hidden``: frames since then (occluded or lost)
-        velocity: ``(2,)`` per-frame step (pixels; running mean, ``None`` before a second visible frame)
+        box: ``(4,)`` xyxy box (pixels) on the last visible frame; ``hidden``: frames since then (occluded or lost)
+        area: the usual mask area (running mean over the visible frames, pixels)
+        velocity: ``(2,)`` per-frame step of the box centre (pixels; running mean, ``None`` before a second visible
+            frame)
     """
 
     box: np.ndarray
     area: float
-    since: int = 0
-    last: Optional[np.ndarray] = None
     hidden: int = 0
     velocity: Optional[np.ndarray] = None
 
     def __post_init__(self):
         self.box = np.asarray(self.box, dtype=np.float32)
-        self.last = self.box if self.last is None else self.last
 
     def seen(self, box: np.ndarray, area: float, momentum: float = 0.5, area_momentum: float = 0.2):
         """A frame on which the object is visible with ``(4,)`` box ``box`` and mask area ``area``."""
         box = np.asarray(box, dtype=np.float32)
-        edges = ((box - self.last) / (self.hidden + 1)).reshape(2, 2)  # rows: (x0, y0), (x1, y1) steps
-        if os.environ.get("OV_EDGE", "1") != "1":
-            edges = np.stack([edges.mean(0), edges.mean(0)])
-        if self.velocity is None:
-            self.velocity = edges.mean(0)
-        else:
-            closer = np.abs(edges - self.velocity).argmin(0)
-            self.velocity = (1 - momentum) * self.velocity + momentum * edges[closer, [0, 1]]
-        self.last, self.hidden = box, 0
-        self.since += 1
-        if area >= FULL_VIEW * self.area:
-            self.area = (1 - area_momentum) * self.area + area_momentum * float(area)
-            self.box, self.since = box, 0
+        step = ((box[:2] + box[2:]) - (self.box[:2] + self.box[2:])) / 2 / (self.hidden + 1)
+        self.velocity = step if self.velocity is None else (1 - momentum) * self.velocity + momentum * step
+        self.area = (1 - area_momentum) * self.area + area_momentum * float(area)
+        self.box, self.hidden = box, 0
 
     def hide(self):
         """A frame on which the object is occluded or lost."""
-        self.since += 1
         self.hidden += 1
 
     def expected_box(self, image_size: Tuple[int, int]) -> np.ndarray:
-        """``(4,)`` the box where the object is expected now (:func:`extrapolate_box` of the last full view)."""
+        """``(4,)`` the box where the object is expected now (:func:`extrapolate_box` of the last visible box)."""
         velocity = np.zeros(2, np.float32) if self.velocity is None else self.velocity
-        return extrapolate_box(self.box, velocity, self.since, image_size)
+        return extrapolate_box(self.box, velocity, self.hidden, image_size)

@@ -127,7 +127,9 @@ def mask_points(mask: np.ndarray, k: int = 1) -> np.ndarray:
     m = np.pad(mask[y0:y1, x0:x1].astype(np.uint8), 1)
     points = []
     for _ in range(k):
-        dist = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        # the exact transform's squared distances are integers; cv2's float32 distances carry noise (~1e-7) that
+        # differs from call to call, which would break ties at random
+        dist = np.rint(cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64) ** 2)
         idx = int(np.argmax(dist))
         y, x = divmod(idx, dist.shape[1])
         if dist[y, x] <= 0:

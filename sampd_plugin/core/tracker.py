@@ -4,7 +4,6 @@ This module imports no FiftyOne.
 """
 
 from __future__ import annotations
-import os
 
 import dataclasses
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
@@ -325,7 +324,7 @@ class SamPDTracker:
 
         if cfg.overlap and cfg.overlap_exclusive:
             previous = torch.stack([t.grid_mask for t in tracks]).to(chosen.device) > 0.5
-            exclusive = exclusive_masks(chosen, previous, cfg.overlap_hold, (covered > cfg.occlusion_overlap) if os.environ.get("OV_YIELD", "1") == "1" else None)
+            exclusive = exclusive_masks(chosen, previous, cfg.overlap_hold)
             chosen = torch.where(exclusive, chosen, -chosen.abs())
             masks = self.backend.upsample(state, chosen).cpu().numpy()
         occluded = [False] * n
@@ -535,15 +534,10 @@ class SamPDTracker:
             self._lose(t)
             return ObjectResult(mask=t.mask, box=None, score=score, iou=iou, lost=True, label=t.label,
                                 occluded=occluded)
-        if occluded:  # what is visible of it is reported; it claims nothing on the next frame (no held cells, no
-            # negative points: both would lie on its occluder)
+        if occluded:  # what is visible of it is reported; its box, template and history stay
             t.mask = mask
-            if os.environ.get("OV_NOHOLD", "1") == "1":
-                t.grid_mask = torch.zeros_like(t.grid_mask)
-                t.points = _NO_POINTS
-            else:
-                t.grid_mask = (logits > 0).float()
-                t.points = mask_points(mask, max(1, cfg.negative_points)) if _uses_track_points(cfg) else _NO_POINTS
+            t.grid_mask = (logits > 0).float()
+            t.points = mask_points(mask, max(1, cfg.negative_points)) if _uses_track_points(cfg) else _NO_POINTS
             return ObjectResult(mask=mask, box=mask_to_box(mask), score=score, iou=iou, lost=False, label=t.label,
                                 occluded=True)
         if t.template_from_box:  # re-acquired after a box prompt that found nothing: Eq. 1 on this mask
