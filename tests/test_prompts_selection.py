@@ -1,7 +1,6 @@
 """Each paper concept pinned exactly: the prompt grid (Sec. III-C), Eq. 2, the refinement points and the multimask
 pick (Sec. III-D)."""
 
-import cv2
 import numpy as np
 import pytest
 import torch

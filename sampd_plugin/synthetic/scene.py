@@ -235,14 +235,21 @@ class SyntheticScene:
         ang = rng.uniform(0, 2 * np.pi)
         self._bg_drift = (speed * np.cos(ang), speed * np.sin(ang))
 
-    def _make_objects(self, rng) -> List[ObjectSpec]:
-        n, h, w = self.num_objects, self.height, self.width
-        s = min(h, w)
+    def _draw_looks(self, rng):
+        """The draws every scenario starts its objects with, in this order (a scene of a given seed depends on it):
+        the shape and texture orders, the first hue, the depth order; and the objects' start frames."""
+        n = self.num_objects
         shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))]
         textures = [TEXTURES[i] for i in rng.permutation(len(TEXTURES))]
         hue0 = rng.uniform()
         depths = rng.permutation(n)
         starts = {i: self.start_frames.get(i, 1) for i in range(1, n + 1)}
+        return shapes, textures, hue0, depths, starts
+
+    def _make_objects(self, rng) -> List[ObjectSpec]:
+        n, h, w = self.num_objects, self.height, self.width
+        s = min(h, w)
+        shapes, textures, hue0, depths, starts = self._draw_looks(rng)
         first = min(starts.values())
         exiter = next(i for i in range(1, n + 1) if starts[i] == first)
         exit_period = float(np.clip(self.num_frames - 1, 24, 80))
@@ -321,11 +328,7 @@ class SyntheticScene:
         not)."""
         n, h, w, num_frames = self.num_objects, self.height, self.width, self.num_frames
         s = min(h, w)
-        shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))]
-        textures = [TEXTURES[i] for i in rng.permutation(len(TEXTURES))]
-        hue0 = rng.uniform()
-        depths = rng.permutation(n)
-        starts = {i: self.start_frames.get(i, 1) for i in range(1, n + 1)}
+        shapes, textures, hue0, depths, starts = self._draw_looks(rng)
         centre = np.array([w / 2 + rng.uniform(-0.05, 0.05) * w, h / 2 + rng.uniform(-0.05, 0.05) * h])
         period = 6.0 * max(num_frames, 10)
 
