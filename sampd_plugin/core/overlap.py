@@ -22,7 +22,7 @@ pixels). This module imports no FiftyOne.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -137,23 +137,22 @@ class Motion:
     Attributes:
         box: ``(4,)`` xyxy box (pixels) on the last visible frame; ``hidden``: frames since then (occluded or lost)
         area: the usual mask area (running mean over the visible frames, pixels)
-        velocity: ``(2,)`` per-frame step of the box centre (pixels; running mean, ``None`` before a second visible
-            frame)
+        velocity: ``(2,)`` per-frame step of the box centre (pixels; running mean from zero)
     """
 
     box: np.ndarray
     area: float
     hidden: int = 0
-    velocity: Optional[np.ndarray] = None
+    velocity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(2, dtype=np.float32))
 
     def __post_init__(self):
         self.box = np.asarray(self.box, dtype=np.float32)
 
-    def seen(self, box: np.ndarray, area: float, momentum: float = 0.5, area_momentum: float = 0.2):
+    def seen(self, box: np.ndarray, area: float, momentum: float = 0.5, area_momentum: float = 0.5):
         """A frame on which the object is visible with ``(4,)`` box ``box`` and mask area ``area``."""
         box = np.asarray(box, dtype=np.float32)
         step = ((box[:2] + box[2:]) - (self.box[:2] + self.box[2:])) / 2 / (self.hidden + 1)
-        self.velocity = step if self.velocity is None else (1 - momentum) * self.velocity + momentum * step
+        self.velocity = (1 - momentum) * self.velocity + momentum * step
         self.area = (1 - area_momentum) * self.area + area_momentum * float(area)
         self.box, self.hidden = box, 0
 
@@ -163,5 +162,4 @@ class Motion:
 
     def expected_box(self, image_size: Tuple[int, int]) -> np.ndarray:
         """``(4,)`` the box where the object is expected now (:func:`extrapolate_box` of the last visible box)."""
-        velocity = np.zeros(2, np.float32) if self.velocity is None else self.velocity
-        return extrapolate_box(self.box, velocity, self.hidden, image_size)
+        return extrapolate_box(self.box, self.velocity, self.hidden, image_size)
