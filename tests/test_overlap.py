@@ -131,6 +131,25 @@ def test_confusions_flag_the_frames_where_identities_switch(crossing_runs):
     assert all(o.confusion in (None, "switch", "merge") for r in results for o in r.objects.values())
 
 
+def test_interaction_benchmark_prints_full_and_overlap_side_by_side(capsys):
+    """``python -m sampd_plugin.benchmark --scenario crossing --presets full overlap --per-video``: J&F and identity
+    switches of both rows, per video and over all videos (a miniature run)."""
+    from sampd_plugin.benchmark import main
+
+    main(["--scenario", "crossing", "--presets", "full", "overlap", "--per-video", "--videos", "2", "--frames", "10",
+          "--height", "96", "--width", "128"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "crossing scenario" in lines[0] and lines[1].split()[6:8] == ["ID", "sw"]
+    rows = {ln.split()[0]: ln.split() for ln in lines[2:4]}
+    assert set(rows) == {"full", "overlap"}
+    videos = {ln.split()[0]: [float(v) for v in ln.split()[1:]] for ln in lines if ln.split()[:1] in (["0"], ["1"],
+                                                                                                   ["all"])}
+    assert set(videos) == {"0", "1", "all"} and all(len(v) == 4 for v in videos.values())  # J&F, switches x 2 rows
+    for k, row in enumerate(("full", "overlap")):
+        assert videos["all"][2 * k] == pytest.approx(float(rows[row][1]))  # the table's mean J&F ...
+        assert videos["all"][2 * k + 1] == float(rows[row][6]) == videos["0"][2 * k + 1] + videos["1"][2 * k + 1]
+
+
 PAPER = [name for name in PRESETS if name not in EXTENSION_PRESETS]
 
 

@@ -29,7 +29,7 @@ from sampd_plugin.core.tracker import FrameResult, ObjectPrompt, SamPDTracker
 from sampd_plugin.synthetic.scene import SCENARIOS
 
 #: the paper's rows in the paper's order: Table III (with its "IoU-based" row), then Table V; then our extensions
-#: (``config.EXTENSION_PRESETS``: ``adaptive``)
+#: (``config.EXTENSION_PRESETS``: ``adaptive``, ``overlap``)
 ABLATION_PRESETS = tuple(PRESETS)
 
 
