@@ -15,7 +15,6 @@ import fiftyone.operators.types as types
 import sampd_plugin as sp
 from sampd_plugin.fo import ui
 
-DEVICES = ("auto", "cuda", "cpu")
 #: the forms read and check every prompt (masks, boxes) of targets of at most this many sequences
 DEEP_CHECK_SEQUENCES = 50
 
@@ -34,7 +33,7 @@ def frame_label_fields(dataset, types_=(fo.Detections,)):
 
 
 def sampd_fields(dataset):
-    """Frame label Detections fields written by SAM-PD (:func:`sampd_plugin.fo.labels.output_fields`)."""
+    """Frame label Detections fields written by SAM-PD (:func:`sampd_plugin.fo.identity.output_fields`)."""
     ours = set(ui.output_fields(dataset)) if dataset is not None else set()
     return [f for f in frame_label_fields(dataset) if f in ours]
 
@@ -50,19 +49,22 @@ def is_ground_truth(samples, field, sequence_kwargs=None):
 
 
 def free_name(taken, base):
-    """``base``, or ``base_2``, ``base_3``, ... : the first name not in ``taken``."""
+    """``base``, or ``base_2``, ``base_3``, ... : the first name not ``taken`` (a collection of names, or a
+    predicate)."""
+    is_taken = taken if callable(taken) else taken.__contains__
     name, i = base, 1
-    while name in taken:
+    while is_taken(name):
         i += 1
         name = f"{base}_{i}"
     return name
 
 
 def free_frame_field(dataset, base):
-    """A default output field name that does not exist yet (its marker neither)."""
+    """A default output field name that is free: no field has it, and its run marker and quality fields do not
+    exist (or are the stale leftovers of a deleted SAM-PD output: :func:`sampd_plugin.fo.identity.output_identity`)."""
     frame_schema = dataset.get_frame_field_schema() if dataset.media_type == "video" else {}
-    taken = set(frame_schema or {}) | set(dataset.get_field_schema()) | set(ui.output_fields(dataset))
-    return free_name(taken, base)
+    schema = set(frame_schema or {}) | set(dataset.get_field_schema())
+    return free_name(lambda n: n in schema or ui.output_identity(dataset, n).state != "free", base)
 
 
 def choice(default, values):
@@ -176,8 +178,18 @@ def count_sequences(target, kwargs):
         return 1
 
 
-def model_inputs(inputs, ctx, with_preset=True):
-    """``model``, ``checkpoint``, ``preset``, ``device`` and ``batch_frames`` inputs, validated in the form."""
+#: what the method input says in each mode about its default
+PRESET_NOTES = {
+    "track": "default: 'full', the paper's method",
+    "auto": "default: 'adaptive' (our extension, not a paper row): the 18-box grid only for the objects whose "
+            "mask looks doubtful, about a quarter of 'full''s decoder work with many objects; choose 'full' for the "
+            "paper's VIS setting",
+}
+
+
+def model_inputs(inputs, ctx, with_preset=True, mode="track"):
+    """``model``, ``checkpoint``, ``preset`` (by default the ``mode``'s), ``device`` and ``batch_frames`` inputs,
+    validated in the form."""
     defaults = sp.TrackRequest()
     models = types.Dropdown(label="Model")
     for m in ui.MODELS:
@@ -188,30 +200,46 @@ def model_inputs(inputs, ctx, with_preset=True):
     ckpt = inputs.str("checkpoint", label="Checkpoint (optional)", required=False,
                       description="path to a SAM .pth; default: $SAMPD_CHECKPOINT_DIR, the FiftyOne zoo cache, "
                                   "or a download on first use")
+    checkpoint = ctx.params.get("checkpoint") or None
     try:
-        status = ui.checkpoint_status(model, ctx.params.get("checkpoint") or None)
+        status = ui.checkpoint_status(model, checkpoint)
         if status:
             notice(inputs, status, "checkpoint_status")
-        ui.check_model(model, ctx.params.get("checkpoint") or None)
+        ui.check_model(model, checkpoint)
     except (FileNotFoundError, ValueError) as e:  # SampdInputError: its .field is the input at fault
         refuse_input(inputs, e, fallback=ckpt)
     else:
         device = ctx.params.get("device")
-        advice = ui.model_warning(model, ctx.params.get("checkpoint") or None, None if device == "auto" else device)
+        advice = ui.model_warning(model, checkpoint, None if device == "auto" else device)
         if advice:
             warning(inputs, advice, "model_warning", label=f"'{model}' needs a GPU worker with its checkpoint")
     if with_preset:
         presets = types.Dropdown(label="Method (paper ablation row)")
         for name in ui.PRESETS:
             presets.add_choice(name, label=ui.PRESET_LABELS.get(name, name))
-        inputs.enum("preset", presets.values(), default=ui.DEFAULT_PRESET, view=presets)
-    devices = types.RadioGroup(orientation="horizontal")
-    for d in DEVICES:
-        devices.add_choice(d, label=d)
-    inputs.enum("device", devices.values(), default="auto", label="Device", view=devices,
-                description="auto = cuda when the machine running the operation has a GPU")
+        default = ui.DEFAULT_PRESETS[mode]
+        inputs.enum("preset", presets.values(), default=default, view=presets, description=PRESET_NOTES[mode])
+    device_input(inputs, ctx)
     inputs.int("batch_frames", default=defaults.batch_frames, min=1, label="Frames per bulk write")
     return model
+
+
+def device_input(inputs, ctx):
+    """The ``device`` choice: ``auto``, ``cuda``, ``cpu``, this machine's ``cuda:N``, and the requested device
+    when it names another machine's GPU (a queued ``cuda:7`` runs on the worker that has it)."""
+    current = ctx.params.get("device")
+    try:
+        choices, problem = ui.device_choices(current), None
+    except ValueError as e:
+        choices, problem = ui.device_choices(), e
+    devices = types.RadioGroup(orientation="horizontal")
+    for d in choices:
+        devices.add_choice(d, label=d)
+    prop = inputs.enum("device", devices.values(), default="auto", label="Device", view=devices,
+                       description="auto = cuda when the machine running the operation has a GPU")
+    if problem is not None:
+        refuse(prop, problem)
+    return prop
 
 
 def delegation_inputs(inputs, ctx, num_sequences=None, evaluate=False):
@@ -377,7 +405,8 @@ def track_result(summary):
     res["samples_tracked"] = len(summary.get("tracked", []))
     res["samples_skipped"] = len(summary.get("skipped", []))
     msg = (f"{res['samples_tracked']} sequence(s) tracked into {summary['label_field']}: {summary['objects']} "
-           f"objects, {summary['frames']} frames in {summary['seconds']:.1f} s on {summary['device']}")
+           f"objects, {summary['frames']} frames in {summary['seconds']:.1f} s on {summary['device']} with method "
+           f"'{summary['method']}'")
     if res["samples_skipped"]:
         msg += f"; {res['samples_skipped']} already finished sequence(s) skipped"
     if summary.get("busy"):

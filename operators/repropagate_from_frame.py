@@ -51,10 +51,7 @@ class RepropagateFromFrame(foo.Operator):
                     view=directions)
         inputs.str("object_ids", required=False, label="Object ids (optional)",
                    description="comma-separated indexes to re-propagate; empty = every object on the frame")
-        devices = types.RadioGroup(orientation="horizontal")
-        for d in forms.DEVICES:
-            devices.add_choice(d, label=d)
-        inputs.enum("device", devices.values(), default="auto", label="Device", view=devices)
+        forms.device_input(inputs, ctx)
         if sample_id is None:
             forms.error(inputs, "Open a video (or the corrected image of an image sequence) in the sample modal, or "
                                 "select exactly one sample, to re-propagate it")
@@ -67,7 +64,7 @@ class RepropagateFromFrame(foo.Operator):
                 forms.notice(inputs, f"objects {plan.object_ids} of frame {plan.from_frame} are re-propagated "
                                      f"{plan.direction} with {plan.model}", "plan")
             except ValueError as e:  # SampdInputError included
-                forms.error(inputs, e)
+                forms.refuse_input(inputs, e)
         return types.Property(inputs, view=types.View(label="SAM-PD: re-propagate from a corrected frame"))
 
     def execute(self, ctx):
@@ -111,7 +108,7 @@ def _kwargs(params, default_field=None, images=False):
             ids = [int(v) for v in ids.replace(" ", "").split(",") if v] or None
         except ValueError:
             raise ValueError(f"object ids must be comma-separated integers, got {params.get('object_ids')!r}")
-    from_frame = None if images else int(params.get("frame_number") or 1)
+    from_frame = None if images else forms.param(params, "frame_number", 1)
     return dict(label_field=params.get("label_field") or default_field, from_frame=from_frame,
                 direction=params.get("direction") or "forward", object_ids=ids or None,
                 **forms.sequence_kwargs(params))

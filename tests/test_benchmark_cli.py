@@ -5,6 +5,8 @@ to the paper."""
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -133,7 +135,7 @@ def test_table_flags(trees, tmp_path):
         assert table in res["report"]
 
 
-def test_adaptive_flag_compares_decoder_passes(trees, tmp_path):
+def test_adaptive_flag_compares_decoder_passes(trees, tmp_path, capsys):
     res = run_cli("davis", "--root", trees["davis"], "--out", str(tmp_path), "--adaptive")
     off, on = res["tables"]["adaptive"].values()
     assert (off["config"]["adaptive"], on["config"]["adaptive"]) == (False, True)
@@ -143,8 +145,10 @@ def test_adaptive_flag_compares_decoder_passes(trees, tmp_path):
         len(s.objects) * (len(s.frames) - 1) for s in read_davis(trees["davis"]))
     assert off["pass_ratio"] == 1 and 0 < on["pass_ratio"] == on["decoded_prompts"] / off["decoded_prompts"] < 1
     assert "decoder passes" in res["report"]
-    with pytest.raises(ValueError, match="adaptive=True needs"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # a user error: one line, exit status 2
         run_cli("davis", "--root", trees["small"], "--out", str(tmp_path), "--preset", "box", "--adaptive")
+    assert exit_.value.code == 2 and "adaptive=True needs" in capsys.readouterr().err
 
 
 def test_custom_segmenter_through_the_cli(trees, tmp_path):
@@ -166,19 +170,90 @@ def test_custom_segmenter_through_the_cli(trees, tmp_path):
         assert np.array_equal(written, frame_label_map(r, seq.image_size()))
 
 
-def test_cli_errors_name_the_problem(trees, tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        run_cli("davis", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path))
+def cli_error(capsys, *args) -> str:
+    """Runs the CLI expecting a user error: exit status 2 and ONE line on stderr (no traceback); returns it."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(*args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_cli_errors_name_the_problem(trees, tmp_path, capsys):
+    assert "nowhere" in cli_error(capsys, "davis", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path))
     plain = str(tmp_path / "plain")
     os.makedirs(plain)
     for sub in ("JPEGImages", "Annotations", "ImageSets"):
         os.symlink(os.path.join(trees["small"], sub), os.path.join(plain, sub))
-    with pytest.raises(ValueError, match="sequence synthetic-.*only segments sequences made by"):
-        run_cli("davis", "--root", plain, "--out", str(tmp_path), "--model", "synthetic")
-    with pytest.raises(ValueError, match="has no 'Nope'"):
-        run_cli("davis", "--root", plain, "--out", str(tmp_path), "--model", "sampd_plugin.backends.base:Nope")
+    out = str(tmp_path / "out")
+    assert re.search("sequence synthetic-.*only segments sequences made by",
+                     cli_error(capsys, "davis", "--root", plain, "--out", out, "--model", "synthetic"))
+    assert "has no 'Nope'" in cli_error(capsys, "davis", "--root", plain, "--out", out, "--model",
+                                        "sampd_plugin.backends.base:Nope")
+    assert "no_such_module" in cli_error(capsys, "davis", "--root", plain, "--out", out, "--model",
+                                         "no_such_module:Seg")
+    # --debug: the traceback (the original exception) instead of the line
     with pytest.raises(ImportError, match="no_such_module"):
-        run_cli("davis", "--root", plain, "--out", str(tmp_path), "--model", "no_such_module:Seg")
+        run_cli("davis", "--root", plain, "--out", out, "--model", "no_such_module:Seg", "--debug")
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--root", "{tmp}/nowhere"], "--root {tmp}/nowhere: no such folder"),
+    (["--root", "{davis}", "--preset", "nope"], "--preset 'nope': unknown preset"),
+    (["--root", "{davis}", "--device", "banana"], "unknown --device 'banana'"),
+    (["--root", "{davis}", "--device", "cuda:3"], "'cuda:3'"),
+    (["--root", "{davis}", "--model-kwargs", "{{bad"], "--model-kwargs '{{bad': not valid JSON"),
+    (["--root", "{davis}", "--out", "{tmp}/a-file"], "--out {tmp}/a-file: is a file, not a folder"),
+    (["--root", "{davis}", "--sequences", "no-such-sequence"], "['no-such-sequence'] are not in"),
+    (["--root", "{davis}", "--model", "vit_b", "--checkpoint", "{tmp}/sam.pth"], "--checkpoint {tmp}/sam.pth: no such"),
+    (["--root", "{davis}", "--max-sequences", "0"], "--max-sequences must be >= 1"),
+])
+def test_every_user_error_is_one_line_naming_the_argument_exit_2(trees, tmp_path, capsys, args, named):
+    import torch
+
+    if "cuda:3" in args and torch.cuda.device_count() > 3:
+        pytest.skip("this machine has a cuda:3")
+    (tmp_path / "a-file").write_text("not a folder")
+    fmt = dict(tmp=str(tmp_path), davis=trees["small"])
+    out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+    err = cli_error(capsys, "davis", *[a.format(**fmt) for a in args], *out)
+    assert named.format(**fmt) in err, err
+    assert not os.path.exists(tmp_path / "out")  # nothing written
+
+
+def test_corrupt_uvo_ground_truth_is_refused_not_scored(trees, tmp_path, capsys):
+    """A bad RLE (short counts: pycocotools would decode it from uninitialised memory) or an RLE of another size
+    than the video used to be scored (exit 0): now the CLI stops before tracking, naming the file, the annotation
+    and the frame."""
+    from sampd_plugin.datasets.uvo import annotation_file
+
+    for spoil, named in ((lambda seg: dict(seg, counts=seg["counts"][:3]), "run lengths cover"),
+                         (lambda seg: dict(seg, size=[seg["size"][0] * 2, seg["size"][1]]), "the RLE's size is")):
+        root = str(tmp_path / f"uvo-{named[:3]}")
+        shutil.copytree(trees["uvo"], root)
+        path = annotation_file(root, "val")
+        with open(path) as f:
+            data = json.load(f)
+        segs = data["annotations"][0]["segmentations"]
+        t = next(i for i, seg in enumerate(segs) if seg)
+        segs[t] = spoil(segs[t])
+        with open(path, "w") as f:
+            json.dump(data, f)
+        err = cli_error(capsys, "uvo", "--root", root, "--out", str(tmp_path / "out"))
+        assert named in err and path in err and f"annotation {data['annotations'][0]['id']}" in err, err
+        assert not os.path.exists(tmp_path / "out" / "results.json")
+
+
+def test_a_user_error_in_a_subprocess_is_one_line_and_exit_2(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = [sys.executable, "-m", "sampd_plugin.benchmark", "davis", "--root", str(tmp_path / "nowhere")]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"python -m sampd_plugin.benchmark: error: --root {tmp_path / 'nowhere'}: no such folder (--debug shows the "
+        "traceback)"], proc.stderr
+    proc = subprocess.run(args + ["--debug"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "CliError" in proc.stderr
 
 
 def test_module_entry_point(tmp_path):

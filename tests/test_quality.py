@@ -60,7 +60,7 @@ def test_writer_tags_doubtful_objects_and_writes_frame_quality(dataset):
     w = store.FrameLabelWriter(layout, "out", batch_frames=4)
     for fn in range(1, T + 1):
         spec = objects.get(fn, {})
-        w.add(seq, fn, labels.frame_detections(FrameResult(fn, {i: obj(i, **spec.get(i, {})) for i in (1, 2)}),
+        w.add(seq, fn, labels.frame_labels(FrameResult(fn, {i: obj(i, **spec.get(i, {})) for i in (1, 2)}),
                                                (H, W)))
     w.flush()
     for fn in range(1, T + 1):
@@ -77,7 +77,7 @@ def test_writer_tags_doubtful_objects_and_writes_frame_quality(dataset):
     # repropagating object 2 on frames 5..7 with good masks: the frame fields follow the merged labels
     w = store.FrameLabelWriter(layout, "out", replace_ids=[2])
     for fn in range(5, T + 1):
-        w.add(seq, fn, labels.frame_detections(FrameResult(fn, {2: obj(2, iou=0.8)}), (H, W)))
+        w.add(seq, fn, labels.frame_labels(FrameResult(fn, {2: obj(2, iou=0.8)}), (H, W)))
     w.flush()
     assert [layout.read_labels(seq, doubt_f, [fn])[fn] for fn in range(5, T + 1)] == [None, None, None]
     assert layout.read_labels(seq, conf_f, [6])[6] == pytest.approx(0.8)
@@ -98,7 +98,7 @@ def test_tracking_flags_doubtful_frames_where_the_masks_fail(make_synthetic):
                 assert flag == quality.is_doubtful(d.score, d.iou, d.lost, confusion=d.confusion)
                 if not d.is_prompt:
                     (doubtful if flag else good).append(d.jf_J)
-            conf, doubt = labels.frame_quality(frame.sampd)
+            conf, doubt = labels.frame_quality(labels.detection_quality(frame.sampd.detections))
             assert frame.sampd_confidence == conf
             assert (frame.sampd_doubtful and frame.sampd_doubtful.objects) == (doubt and doubt.objects)
     assert doubtful and good

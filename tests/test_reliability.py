@@ -175,6 +175,35 @@ def test_a_truncated_video_is_reported_and_never_marked_done(make_synthetic):
     assert ds.first()["out_track"]["done"] is True
 
 
+def _streamed_mkv(sample, keep=1.0):
+    """Re-muxes a sample's video as a streamed MKV (no duration, no index: eta reports ``total_frame_count`` =
+    ``-fps``), keeping the first ``keep`` of its bytes, and points the sample at it with fresh metadata."""
+    path = os.path.splitext(sample.filepath)[0] + f"-streamed-{int(keep * 100)}.mkv"
+    data = subprocess.run(["ffmpeg", "-v", "error", "-i", sample.filepath, "-c", "copy", "-f", "matroska", "-"],
+                          check=True, capture_output=True).stdout
+    with open(path, "wb") as f:
+        f.write(data[: int(len(data) * keep)])
+    sample.filepath = path
+    sample.compute_metadata(overwrite=True)
+    sample.save()
+    return sample.metadata.total_frame_count
+
+
+def test_a_frame_count_the_container_does_not_know_is_measured_by_decoding(make_synthetic):
+    ds = make_synthetic(num_videos=2, num_frames=20, num_objects=1)
+    whole, truncated = ds.select(ds.values("id")[0]).first(), ds.select(ds.values("id")[1]).first()
+    assert _streamed_mkv(whole) < 0 and _streamed_mkv(truncated, keep=0.45) < 0  # e.g. -24: "duration -1 x fps"
+    with pytest.raises(SampdRunError, match=rf"sample {truncated.id} .*: decoding stopped after frame \d+ but the "
+                                            r"sequence has labels up to frame 20 \(truncated"):
+        sp.track(ds, model="synthetic", label_field="out", progress=False)
+    ds.reload()
+    assert ds[whole.id]["out_track"]["done"] is True and ds[whole.id]["out_track"]["frames"] == 20  # decoded: 20
+    assert ds[truncated.id]["out_track"]["done"] is False  # never marked done with the frames that decoded
+    with pytest.raises(ValueError, match="has not finished on 1 sequence"):
+        sp.evaluate_jf(ds, "out", eval_key="e")  # so never scored as if it were complete
+    assert ds.list_evaluations() == []
+
+
 # --- protection -----------------------------------------------------------------------------------------------------
 def test_ground_truth_and_user_fields_are_untouched_under_every_overwrite(plugin, make_synthetic):
     ds = make_synthetic(num_videos=1, num_frames=4, num_objects=2)
@@ -227,10 +256,111 @@ def test_evaluation_fields_colliding_with_user_fields_are_refused_before_registe
     sp.track(ds, model="synthetic", label_field="sampd", progress=False)
     ds.add_sample_field("k_JF", fo.FloatField)
     ds.set_values("k_JF", [0.123])
-    with pytest.raises(ValueError, match="would write fields that already exist .*k_JF"):
+    with pytest.raises(ValueError, match="would write fields or views that exist and are not its own .*k_JF"):
         sp.evaluate_jf(ds, "sampd", eval_key="k")
     assert "k" not in ds.list_evaluations() and ds.values("k_JF") == [0.123]
 
+
+
+# --- ownership: every field and view we write is provably ours (issue 21, cases 1-5 and 7) ---------------------------
+def test_user_fields_named_like_our_quality_fields_or_marker_are_never_taken_for_ours(make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=3, num_objects=1)
+    ds.add_frame_field("sampd_confidence", fo.FloatField)
+    ds.set_values("frames.sampd_confidence", [[0.7, 0.7, 0.7]])
+    ds.add_frame_field("q_doubtful", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    ds.set_values("frames.q_doubtful", [[fo.Classification(label="mine")] * 3])
+    ds.add_sample_field("m_track", fo.DictField)  # a user's dict that happens to hold our marker's keys
+    ds.set_values("m_track", [{"run": "notes", "done": True}])
+    before, values = schema(ds), (ds.values("frames.sampd_confidence"), ds.values("frames.q_doubtful.label"))
+    cases = [("sampd", "'frames.sampd_confidence' .*was not written by SAM-PD"),
+             ("q", "'frames.q_doubtful' .*was not written by SAM-PD"),
+             ("m", "'m_track' exists and was not written by SAM-PD")]
+    for field, message in cases:
+        for overwrite in (False, True):
+            with pytest.raises(SampdInputError, match=message) as e:
+                sp.track(ds, model="synthetic", label_field=field, overwrite=overwrite, progress=False)
+            assert e.value.field == "label_field"
+    assert schema(ds) == before and ds.values("m_track") == [{"run": "notes", "done": True}]
+    assert (ds.values("frames.sampd_confidence"), ds.values("frames.q_doubtful.label")) == values
+    assert all(r["state"] != "done" for r in sp.list_runs(ds, "m"))  # the user's dict is no marker
+    # the form's default output field steps around them
+    from sampd_plugin.fo import ui
+
+    assert ui.output_fields(ds) == [] and ui.output_identity(ds, "sampd").state == "foreign"
+
+
+def test_a_deleted_output_field_leaves_no_owner_behind(make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=3, num_objects=1)
+    sp.track(ds, model="synthetic", progress=False)
+    ds.delete_frame_field("sampd")  # the marker "sampd_track" and the quality fields stay behind, stale
+    ds.clone_frame_field("ground_truth", "sampd")  # a user's field under the old name
+    mine = ds.values("frames.sampd")
+    from sampd_plugin.fo import ui
+
+    assert ui.output_fields(ds) == []
+    for overwrite in (False, True):
+        with pytest.raises(SampdInputError, match="'frames.sampd' exists and was not written by SAM-PD"):
+            sp.track(ds, model="synthetic", overwrite=overwrite, progress=False)
+    with pytest.raises(SampdInputError, match="'frames.sampd' exists and was not written by SAM-PD"):
+        sp.repropagate(ds, "sampd", from_frame=2, model="synthetic", progress=False)
+    with pytest.raises(SampdInputError, match="'frames.sampd' exists and was not written by SAM-PD"):
+        sp.queue_track(ds, model="synthetic", overwrite=True)
+    assert ds.values("frames.sampd") == mine and sp.list_runs(ds, "sampd")[0]["state"] != "done"
+    # the name freed again: the stale marker and quality fields are replaced, the sequence is tracked anew
+    ds.delete_frame_field("sampd")
+    summary = sp.track(ds, model="synthetic", progress=False)
+    assert summary["tracked"] == [ds.first().id] and ds.count("frames.sampd.detections") == 3
+    assert ui.output_fields(ds) == ["sampd"] and ds.first()["sampd_track"]["done"] is True
+
+
+def test_a_renamed_output_field_is_tracked_anew_never_reported_done(make_synthetic):
+    ds = make_synthetic(num_videos=2, num_frames=3, num_objects=1)
+    sp.track(ds, model="synthetic", progress=False)
+    ds.rename_frame_field("sampd", "kept")  # its marker "sampd_track" now names no field
+    from sampd_plugin.fo import ui
+
+    assert ui.output_fields(ds) == [] and all(r["state"] != "done" for r in sp.list_runs(ds, "sampd"))
+    summary = sp.track(ds, model="synthetic", progress=False)
+    assert sorted(summary["tracked"]) == sorted(ds.values("id")) and summary["skipped"] == []
+    assert ds.count("frames.sampd.detections") == 6 and ds.count("frames.kept.detections") == 6
+    assert sp.evaluate_jf(ds, "sampd", eval_key="e").summary["J&F-Mean"] > 0.8  # the new labels, complete
+
+
+def test_evaluation_views_and_fields_of_a_user_are_never_replaced_renamed_or_deleted(make_synthetic):
+    ds = make_synthetic(num_videos=1, num_frames=3, num_objects=1)
+    sp.track(ds, model="synthetic", progress=False)
+    mine = ds.limit(1)
+    ds.save_view("jf_failures", mine, description="my view")
+    with pytest.raises(SampdInputError, match="saved view 'jf_failures'") as e:
+        sp.evaluate_jf(ds, "sampd", eval_key="jf")
+    assert e.value.field == "eval_key" and ds.list_evaluations() == []
+    assert ds.get_saved_view_info("jf_failures")["description"] == "my view"
+    # a run's view that the user replaced with their own is not the run's any more: delete_evaluation keeps it
+    sp.evaluate_jf(ds, "sampd", eval_key="k")
+    ds.delete_saved_view("k_worst")
+    ds.save_view("k_worst", mine, description="mine now")
+    with pytest.raises(SampdInputError, match="saved view 'k_worst'"):
+        sp.evaluate_jf(ds, "sampd", eval_key="k", overwrite=True)
+    ds.delete_evaluation("k")
+    assert ds.list_saved_views() == ["jf_failures", "k_worst"] and not ds.has_sample_field("k_JF")
+    # rename onto a key whose fields exist (a user's frames.new_J): nothing of the run moves and nothing of the
+    # user's is touched, then or when the (renamed) run is deleted
+    sp.evaluate_jf(ds, "sampd", eval_key="r")
+    ds.add_frame_field("new_J", fo.FloatField)
+    ds.set_values("frames.new_J", [[0.25] * 3])
+    ds.rename_evaluation("r", "new")
+    assert ds.has_sample_field("r_JF") and ds.has_saved_view("r_failures")
+    ds.delete_evaluation("new")
+    assert ds.values("frames.new_J") == [[0.25] * 3] and not ds.has_sample_field("r_JF")
+    assert not ds.has_frame_field("r_J") and not ds.has_saved_view("r_failures")
+    # a plain rename moves exactly the run's fields and views; deleting it removes them
+    sp.evaluate_jf(ds, "sampd", eval_key="a")
+    ds.rename_evaluation("a", "b")
+    assert ds.has_sample_field("b_JF") and ds.has_frame_field("b_J") and ds.has_saved_view("b_worst")
+    assert not ds.has_sample_field("a_JF") and not ds.has_saved_view("a_worst")
+    ds.delete_evaluation("b")
+    assert ds.list_saved_views() == ["jf_failures", "k_worst"] and ds.values("frames.new_J") == [[0.25] * 3]
+    assert not [f for f in ds.get_field_schema() if f.startswith(("a_", "b_", "k_", "r_"))]
 
 # --- validate first, then write -----------------------------------------------------------------------------------
 def _nan_box(ds):

@@ -169,6 +169,22 @@ def test_params_round_trip():
         assert np.array_equal(a.render(t)[0], b.render(t)[0])
 
 
+def test_many_small_objects_spread_over_the_frame():
+    """object_size (automatic mode's many objects): smaller objects, meeting points spread, all visible; stored in
+    params only when not 1, so the default scenes and their stored parameters are unchanged."""
+    a = SyntheticScene(seed=1, num_frames=3, num_objects=40, height=120, width=200, object_size=0.4)
+    assert a.params["object_size"] == 0.4 and "object_size" not in SyntheticScene(seed=1).params
+    b = SyntheticScene.from_params(json.loads(json.dumps(a.params)))
+    assert np.array_equal(a.render(2)[0], b.render(2)[0])
+    visible = [m.sum() for m in a.visible_masks(1).values()]
+    assert sum(v > 0 for v in visible) >= 36
+    big = SyntheticScene(seed=1, num_frames=3, num_objects=40, height=120, width=200)
+    assert np.mean([o.radius for o in a.objects]) < 0.5 * np.mean([o.radius for o in big.objects])
+    assert np.std([o.c0[0] for o in a.objects]) > 1.5 * np.std([o.c0[0] for o in big.objects])
+    with pytest.raises(ValueError, match="object_size"):
+        SyntheticScene(object_size=0)
+
+
 def test_start_frames():
     scene = SyntheticScene(seed=2, num_frames=20, num_objects=3, start_frames={2: 8}, **SMALL)
     for t in range(1, 8):

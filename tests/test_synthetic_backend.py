@@ -380,3 +380,21 @@ def test_an_unstable_box_still_segments_something(scene, states):
         assert masks[0, 0].any()
         checked += 1
     assert checked > 10
+
+
+@pytest.mark.parametrize("preset", ["full", "adaptive", "full-iou"])
+def test_batched_host_work_tracks_as_object_by_object(preset, monkeypatch):
+    """Issue 22: Eq. 2 of all objects' candidates, their points and boxes computed at once give the tracking that
+    computing them object by object gives (tests/per_object.py), with the synthetic segmenter and 12 objects."""
+    from sampd_plugin.core.config import SamPDConfig
+    from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker
+    from tests.per_object import assert_same_tracking
+
+    scene = SyntheticScene(seed=2, num_frames=8, num_objects=12, height=120, width=160, object_size=0.5)
+    seg = SyntheticSegmenter(scene)
+    prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m) for i, m in scene.visible_masks(1).items()
+               if m.sum() >= 20]
+    assert len(prompts) >= 10
+    run = lambda: list(SamPDTracker(seg, SamPDConfig.preset(preset)).track(scene.iter_frames(), prompts))  # noqa
+    results = assert_same_tracking(run, monkeypatch)
+    assert sum(not o.lost for r in results for o in r.objects.values()) > 0.8 * len(prompts) * len(results)

@@ -289,16 +289,16 @@ def test_presets_send_negative_points_only_where_the_tables_put_them(preset, fir
 
 @pytest.mark.parametrize("preset", ["box", "box+refine", "full-no-neg-mp", "full"])
 def test_object_points_are_computed_only_when_read(preset, monkeypatch):
-    """mask_points of an object's mask runs per frame only when the next frame reads the points (its point prompt or
-    first-stage negatives); the results are the same as when they are always computed."""
+    """The objects' points (mask_points / masks_points) run per frame only when the next frame reads them (the point
+    prompt or first-stage negatives); the results are the same as when they are always computed."""
     import sampd_plugin.core.tracker as tr
 
     maps = moving_squares(5)
     cfg = SamPDConfig.preset(preset)
     run = lambda: list(SamPDTracker(ToyBackend(maps), cfg).track(frames_of(maps), _prompts(maps, [1, 2])))
     calls = []
-    real = tr.mask_points
-    monkeypatch.setattr(tr, "mask_points", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for name in ("mask_points", "masks_points"):  # (one object's points, or all objects' at once)
+        monkeypatch.setattr(tr, name, lambda *a, real=getattr(tr, name), **k: calls.append(1) or real(*a, **k))
     lazy = run()
     lazy_calls = len(calls)
     monkeypatch.setattr(tr, "_uses_track_points", lambda c: True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from sampd_plugin.core import checks
 from sampd_plugin.errors import SampdInputError
 
 SAM_MODELS = ("vit_h", "vit_l", "vit_b")
@@ -54,19 +55,22 @@ def resolve_device(device: Optional[str] = None) -> str:
     return str(_resolve(device))
 
 
-def check_device_name(device: Optional[str]):
-    """Refuses (:class:`~sampd_plugin.errors.SampdInputError`, ``field="device"``) a device string torch cannot
-    parse; whether this machine has the device is checked when the model is built (:func:`resolve_device`), on the
-    machine that runs the job."""
-    if device in (None, "", "auto"):
-        return
-    import torch
-
+def device_choices(current: Optional[str] = None) -> list:
+    """The device choices of a form: ``auto``, ``cuda``, ``cpu``, ``cuda:N`` for each GPU of this machine, and
+    ``current`` when it is a valid device string that names another machine's device (a queued operation's
+    ``cuda:7``: the worker that runs it checks that it has it). Raises
+    :class:`~sampd_plugin.errors.SampdInputError` for a ``current`` that is not a device string."""
+    choices = ["auto", "cuda", "cpu"]
     try:
-        torch.device(device)
-    except (RuntimeError, TypeError):
-        raise SampdInputError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'",
-                              field="device") from None
+        import torch
+
+        choices += [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+    except Exception:  # no usable torch here: the workers resolve the device
+        pass
+    current = checks.device(current)
+    if current and current not in choices:
+        choices.append(current)
+    return choices
 
 
 def is_segmenter(model) -> bool:
@@ -95,7 +99,7 @@ def check_model(model, checkpoint: Optional[str] = None):
     if isinstance(model, str) and model.startswith("custom:"):
         raise SampdInputError(f"model {model!r} is a segmenter instance recorded by name: pass the instance itself "
                               "(model=<your PromptableSegmenter>)", field="model")
-    if model not in MODELS:
+    if not isinstance(model, str) or model not in MODELS:
         raise SampdInputError(f"unknown model {model!r}; choose one of {list(MODELS)}", field="model")
     if checkpoint and model not in CHECKPOINT_MODELS:
         raise SampdInputError(f"model {model!r} takes no checkpoint (got {checkpoint!r})", field="checkpoint")

@@ -110,11 +110,12 @@ def run_synthetic_ablation(
     seed: int = 0,
     realism: Optional[dict] = None,
     scenario: str = "standard",
+    object_size: float = 1.0,
 ) -> Dict[str, Dict[str, float]]:
     """Runs each row (a preset name or ``preset:setting=value,...`` (:func:`row_config`), or ``{row name:
-    SamPDConfig}``) on the same generated videos (``SyntheticScene(seed + v, ..., scenario=scenario)``, ``v <
-    num_videos``) with the synthetic segmenter, whose degradation knobs are ``Realism(**realism)`` (default:
-    :class:`~sampd_plugin.backends.synthetic.Realism`'s).
+    SamPDConfig}``) on the same generated videos (``SyntheticScene(seed + v, ..., scenario=scenario,
+    object_size=object_size)``, ``v < num_videos``; many objects want smaller ones) with the synthetic segmenter,
+    whose degradation knobs are ``Realism(**realism)`` (default: :class:`~sampd_plugin.backends.synthetic.Realism`'s).
 
     Returns:
         ``{row name: {"J&F-Mean": ..., "J-Mean": ..., ..., "id_switches": ..., "decoded_prompts": ...,
@@ -137,7 +138,7 @@ def run_synthetic_ablation(
         # one video at a time, every row on it: frames, ground truth and encodings are computed once
         scene = SyntheticScene(
             seed=seed + v, num_frames=num_frames, num_objects=num_objects, height=height, width=width,
-            scenario=scenario,
+            scenario=scenario, object_size=object_size,
         )
         frames = list(scene.iter_frames())
         gt = {f: scene.visible_masks(f) for f, _ in frames}
@@ -241,6 +242,8 @@ def main(argv=None):
     p.add_argument("--objects", type=int, default=3)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--width", type=int, default=320)
+    p.add_argument("--object-size", type=float, default=1.0,
+                   help="scales the objects (1: 10-15 %% of the frame's side; many objects: e.g. sqrt(5 / objects))")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scenario", choices=SCENARIOS, default="standard",
                    help="generated videos: standard, or crossing (objects that touch, cross and occlude each other, "
@@ -255,7 +258,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     table = run_synthetic_ablation(args.presets, args.videos, args.frames, args.objects, height=args.height,
                                    width=args.width, seed=args.seed, realism=_settings(args.realism),
-                                   scenario=args.scenario)
+                                   scenario=args.scenario, object_size=args.object_size)
     what = "" if args.scenario == "standard" else f" ({args.scenario} scenario)"
     print(format_table(table, f"SAM-PD ablation on generated videos{what}, synthetic segmenter (not paper numbers)",
                        args.reference))

@@ -38,11 +38,14 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+from sampd_plugin.backends.checkpoints import CheckpointLoadError
 from sampd_plugin.backends.registry import BackendCache, load_segmenter
+from sampd_plugin.core import checks
 from sampd_plugin.core.config import PRESETS, SamPDConfig
 from sampd_plugin.synthetic.scene import SCENE_FIELD
 
@@ -114,16 +117,16 @@ def read_sequences(dataset: str, root: str, split: str, resolution: str = "480p"
 
 def read_seen(path: Optional[str], root: str) -> Optional[set]:
     """Seen categories: a file (one per line, or a YouTube-VOS ``meta.json``), else ``<root>/train/meta.json``."""
-    from sampd_plugin.datasets.youtube_vos import seen_categories
+    from sampd_plugin.datasets.base import read_json
+    from sampd_plugin.datasets.youtube_vos import check_meta, seen_categories
 
     if not path:
         return seen_categories(root)
-    with open(path) as f:
-        text = f.read()
     if path.endswith(".json"):
-        videos = json.loads(text).get("videos", {})
+        videos = check_meta(read_json(path), path)
         return {o["category"] for v in videos.values() for o in v.get("objects", {}).values()}
-    return {line.strip() for line in text.splitlines() if line.strip()}
+    with open(path) as f:
+        return {line.strip() for line in f.read().splitlines() if line.strip()}
 
 
 # --- formatting ----------------------------------------------------------------------------------------------------
@@ -166,9 +169,24 @@ def _json_safe(x):
 
 
 # --- main ----------------------------------------------------------------------------------------------------------
+class CliError(ValueError):
+    """A user error of the command line (the message names the argument or the file)."""
+
+
+#: what a user's input can raise (a missing or corrupt file, a bad value, a model that cannot be imported or
+#: loaded): one line on stderr and exit status 2, the traceback only with ``--debug``
+USER_ERRORS = (ValueError, OSError, ImportError, CheckpointLoadError)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """argparse's refusals in one line (no usage block), exit status 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sampd_plugin.benchmark", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="python -m sampd_plugin.benchmark", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=DATASETS, help="dataset layout of --root")
     p.add_argument("--root", help="the dataset folder (DAVIS: holds JPEGImages/, Annotations/, ImageSets/; "
                                   "YouTube-VOS: holds valid/ (and valid_all_frames/, train/meta.json); UVO: holds "
@@ -206,7 +224,37 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--width", type=int, default=160)
     g.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (default: one line)")
     return p
+
+
+def check_args(args):
+    """Checks the arguments before anything is read or written; :class:`CliError` naming the argument."""
+    if args.dataset != "synthetic":
+        if not args.root:
+            raise CliError(f"{args.dataset}: --root is required (the dataset folder)")
+        if not os.path.isdir(args.root):
+            raise CliError(f"--root {args.root}: no such folder")
+    if args.preset not in PRESETS:
+        raise CliError(f"--preset {args.preset!r}: unknown preset; choose one of {list(PRESETS)}")
+    try:
+        checks.device(args.device, "--device")
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    try:
+        kwargs = json.loads(args.model_kwargs)
+    except json.JSONDecodeError as e:
+        raise CliError(f"--model-kwargs {args.model_kwargs!r}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(kwargs, dict):
+        raise CliError(f"--model-kwargs {args.model_kwargs!r}: must be a JSON object of keyword arguments")
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CliError(f"--out {args.out}: is a file, not a folder")
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        raise CliError(f"--checkpoint {args.checkpoint}: no such file")
+    for name in ("max_sequences", "max_frames", "max_objects", "videos", "frames", "objects", "height", "width"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
 def run(args, log: Callable[[str], None]) -> dict:
@@ -214,8 +262,7 @@ def run(args, log: Callable[[str], None]) -> dict:
     from sampd_plugin.datasets.base import read_sidecar
 
     dataset = args.dataset
-    out = os.path.abspath(args.out or os.path.join("sampd-benchmark", dataset))
-    os.makedirs(out, exist_ok=True)
+    out = os.path.abspath(args.out or os.path.join("sampd-benchmark", dataset))  # created when written to
     root = args.root
     if dataset == "synthetic":
         from sampd_plugin.synthetic.trees import write_davis
@@ -226,8 +273,6 @@ def run(args, log: Callable[[str], None]) -> dict:
             write_davis(root, args.videos, args.frames, args.objects, args.height, args.width, args.seed)
         kind = "davis"
     else:
-        if not root:
-            raise SystemExit(f"{dataset}: --root is required (the dataset folder)")
         kind = dataset
     split = args.split or DEFAULT_SPLITS[dataset]
     generated = bool(read_sidecar(root))
@@ -254,6 +299,7 @@ def run(args, log: Callable[[str], None]) -> dict:
         for name, cfg in configs.items():
             log(f"{table}: {name}")
             row_out = os.path.join(out, table, _slug(name))
+            shutil.rmtree(row_out, ignore_errors=True)  # the row's own folder: no stale predictions of a past run
             if kind == "uvo":
                 from sampd_plugin.benchmark.vis import run_vis
 
@@ -306,11 +352,12 @@ def run(args, log: Callable[[str], None]) -> dict:
         from sampd_plugin.benchmark.oracle import format_oracle, run_oracle
 
         if kind == "uvo":
-            raise SystemExit("--oracle runs on DAVIS / YouTube-VOS trees with ground truth (paper: DAVIS val)")
+            raise CliError("--oracle runs on DAVIS / YouTube-VOS trees with ground truth (paper: DAVIS val)")
         res = run_oracle(seqs, backend_for, max_frames=args.max_frames, progress=log)
         results["tables"]["oracle"] = res
         printed.append(format_oracle(res, f"Oracle experiment (supplement Fig. 7), model {model_name}{title_note}"))
     results["report"] = "\n\n".join(printed)
+    os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "results.json")
     with open(path, "w") as f:
         json.dump(_json_safe(results), f, indent=1)
@@ -335,10 +382,18 @@ def main(argv=None):
         from sampd_plugin.benchmark import main as ablation_main
 
         return ablation_main(argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     t0 = time.time()
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    results = run(args, log)
+    try:
+        check_args(args)
+        results = run(args, log)
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        parser.exit(2, f"{parser.prog}: error: {message} (--debug shows the traceback)\n")
     print(results["report"])
     print(f"\nresults: {results['path']} ({time.time() - t0:.1f} s)")
     return results

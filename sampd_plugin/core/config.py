@@ -15,6 +15,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple, Union
 
+from sampd_plugin.core import checks
+from sampd_plugin.errors import SampdInputError
+
 PROMPT_TYPES = ("box", "point")
 SELECTIONS = ("similarity", "iou_prev", "predicted_iou", "none")
 #: old name of ``"predicted_iou"`` (before ``"iou_prev"`` existed), still accepted so stored run settings load
@@ -22,6 +25,12 @@ SELECTION_ALIASES = {"iou": "predicted_iou"}
 SIMILARITIES = ("dot", "cosine")
 TEMPLATES = ("fixed", "update")
 MULTIMASK_PICKS = ("largest", "max_iou_prev")
+#: upper bounds of the settings that size the work per object and frame (:meth:`SamPDConfig.validate`): the paper's
+#: largest grid is 5x5 with 2 scales (Table IV, 50 prompts)
+MAX_GRID_SIZE = 15
+MAX_PROMPTS = 512
+MAX_NEGATIVE_POINTS = 16
+MAX_SCALE = 4.0
 
 
 @dataclasses.dataclass
@@ -125,65 +134,72 @@ class SamPDConfig:
     occlusion_overlap: float = 0.5
 
     def __post_init__(self):
-        self.scales = tuple(float(s) for s in self.scales)
-        self.selection = SELECTION_ALIASES.get(self.selection, self.selection)
+        if isinstance(self.scales, (str, bytes)) or not isinstance(self.scales, (list, tuple)):
+            raise SampdInputError(f"scales must be a list of numbers, got {self.scales!r}")
+        self.scales = tuple(checks.number(f"scales[{i}]", s, 0, MAX_SCALE, low_open=True)
+                            for i, s in enumerate(self.scales))
+        if isinstance(self.selection, str):
+            self.selection = SELECTION_ALIASES.get(self.selection, self.selection)
         self.validate()
 
     def validate(self):
-        """Raises ``ValueError`` naming the first invalid setting."""
-        _choice("prompt_type", self.prompt_type, PROMPT_TYPES)
-        _choice("selection", self.selection, SELECTIONS)
-        _choice("similarity", self.similarity, SIMILARITIES)
-        _choice("template", self.template, TEMPLATES)
-        _choice("multimask_pick", self.multimask_pick, MULTIMASK_PICKS)
-        if not isinstance(self.grid_size, int) or self.grid_size < 1 or self.grid_size % 2 == 0:
-            raise ValueError(f"grid_size must be an odd integer >= 1, got {self.grid_size!r}")
-        if not 0 <= self.shift_step < 1:
-            raise ValueError(f"shift_step must be in [0, 1), got {self.shift_step!r}")
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise ValueError(f"scales must be positive, got {self.scales!r}")
+        """Raises :class:`~sampd_plugin.errors.SampdInputError` (a ``ValueError``) naming the first invalid setting:
+        by type (counts are integers, thresholds finite numbers, switches bools; strings are never read as numbers)
+        and by range, with upper bounds on what sizes the work (:data:`MAX_GRID_SIZE`, :data:`MAX_PROMPTS`,
+        :data:`MAX_NEGATIVE_POINTS`)."""
+        checks.choice("prompt_type", self.prompt_type, PROMPT_TYPES)
+        checks.choice("selection", self.selection, SELECTIONS)
+        checks.choice("similarity", self.similarity, SIMILARITIES)
+        checks.choice("template", self.template, TEMPLATES)
+        checks.choice("multimask_pick", self.multimask_pick, MULTIMASK_PICKS)
+        checks.integer("grid_size", self.grid_size, 1, MAX_GRID_SIZE)
+        if self.grid_size % 2 == 0:
+            raise SampdInputError(f"grid_size must be an odd integer >= 1, got {self.grid_size!r}")
+        checks.number("shift_step", self.shift_step, 0, 1)
+        if self.shift_step == 1:
+            raise SampdInputError(f"shift_step must be in [0, 1), got {self.shift_step!r}")
+        if not self.scales:
+            raise SampdInputError(f"scales must be positive, got {self.scales!r}")
+        for i, s in enumerate(self.scales):
+            checks.number(f"scales[{i}]", s, 0, MAX_SCALE, low_open=True)
+        if self.num_prompts > MAX_PROMPTS:
+            raise SampdInputError(
+                f"grid_size={self.grid_size} and {len(self.scales)} scales give {self.num_prompts} prompts per "
+                f"object and frame; at most {MAX_PROMPTS}")
         if self.selection == "none" and self.num_prompts > 1:
-            raise ValueError(
+            raise SampdInputError(
                 f"selection='none' needs a single prompt per object, but grid_size={self.grid_size} and "
                 f"scales={self.scales} give {self.num_prompts}"
             )
-        if not 0 < self.template_momentum <= 1:
-            raise ValueError(f"template_momentum must be in (0, 1], got {self.template_momentum!r}")
-        if self.negative_points < 0:
-            raise ValueError(f"negative_points must be >= 0, got {self.negative_points!r}")
-        if self.decode_batch_size is not None and self.decode_batch_size < 0:
-            raise ValueError(f"decode_batch_size must be >= 0 or None, got {self.decode_batch_size!r}")
-        if self.min_mask_area < 1:
-            raise ValueError(f"min_mask_area must be >= 1, got {self.min_mask_area!r}")
-        if not 0 <= self.lost_iou <= 1:
-            raise ValueError(f"lost_iou must be in [0, 1], got {self.lost_iou!r}")
-        if self.lost_similarity < 0:
-            raise ValueError(f"lost_similarity must be >= 0, got {self.lost_similarity!r}")
-        if self.max_lost_frames is not None and self.max_lost_frames < 0:
-            raise ValueError(f"max_lost_frames must be >= 0 or None, got {self.max_lost_frames!r}")
+        checks.number("template_momentum", self.template_momentum, 0, 1, low_open=True)
+        for name in ("refine", "negatives_in_first_stage", "negatives_in_refinement", "reacquire", "adaptive"):
+            checks.flag(name, getattr(self, name))
+        checks.integer("negative_points", self.negative_points, 0, MAX_NEGATIVE_POINTS)
+        checks.integer("decode_batch_size", self.decode_batch_size, 0, allow_none=True)
+        checks.integer("min_mask_area", self.min_mask_area, 1)
+        checks.number("lost_iou", self.lost_iou, 0, 1)
+        checks.number("lost_similarity", self.lost_similarity, 0)
+        checks.integer("max_lost_frames", self.max_lost_frames, 0, allow_none=True)
         if self.adaptive:
             if self.prompt_type != "box" or not self.multi_prompt or 1.0 not in self.scales:
-                raise ValueError(
+                raise SampdInputError(
                     "adaptive=True needs box prompts, a multi-prompt grid and 1.0 in scales (its vanilla candidate), "
                     f"got prompt_type={self.prompt_type!r}, grid_size={self.grid_size}, scales={self.scales}"
                 )
-        for name in ("adaptive_similarity", "adaptive_iou"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if self.adaptive_area < 0:
-            raise ValueError(f"adaptive_area must be >= 0, got {self.adaptive_area!r}")
-        if not 0 < self.adaptive_momentum <= 1:
-            raise ValueError(f"adaptive_momentum must be in (0, 1], got {self.adaptive_momentum!r}")
-        if not isinstance(self.adaptive_interval, int) or self.adaptive_interval < 0:
-            raise ValueError(f"adaptive_interval must be an integer >= 0, got {self.adaptive_interval!r}")
+        checks.number("adaptive_similarity", self.adaptive_similarity, 0, 1)
+        checks.number("adaptive_iou", self.adaptive_iou, 0, 1)
+        checks.number("adaptive_area", self.adaptive_area, 0)
+        checks.number("adaptive_momentum", self.adaptive_momentum, 0, 1, low_open=True)
+        checks.integer("adaptive_interval", self.adaptive_interval, 0)
+        checks.flag("overlap", self.overlap)
         if self.overlap and self.adaptive:
-            raise ValueError("overlap=True and adaptive=True cannot be combined (yet): choose one")
-        for name in ("overlap_penalty", "overlap_hold"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("occlusion_area", "occlusion_overlap"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+            raise SampdInputError("overlap=True and adaptive=True cannot be combined (yet): choose one")
+        checks.flag("overlap_exclusive", self.overlap_exclusive)
+        checks.flag("overlap_occlusion", self.overlap_occlusion)
+        checks.number("overlap_penalty", self.overlap_penalty, 0)
+        checks.number("overlap_hold", self.overlap_hold, 0)
+        checks.number("occlusion_area", self.occlusion_area, 0, 1)
+        checks.number("occlusion_overlap", self.occlusion_overlap, 0, 1)
 
     @property
     def num_prompts(self) -> int:
@@ -206,19 +222,25 @@ class SamPDConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SamPDConfig":
+        if not isinstance(d, dict):
+            raise SampdInputError(f"a SamPDConfig dict must be a dict of settings, got {d!r}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown SamPDConfig settings: {sorted(unknown)}")
+            raise SampdInputError(f"unknown SamPDConfig settings: {sorted(map(str, unknown))}")
         return cls(**d)
+
+    @property
+    def preset_name(self) -> Optional[str]:
+        """The name of the preset (:data:`PRESETS`) that this configuration is, or ``None`` (settings of its own)."""
+        return next((name for name in PRESETS if SamPDConfig.preset(name) == self), None)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "SamPDConfig":
         """A named paper ablation row (Tables III and V); see :data:`PRESETS`."""
-        try:
-            base = PRESETS[name]
-        except KeyError:
-            raise ValueError(f"unknown preset {name!r}; choose one of {list(PRESETS)}") from None
+        if not isinstance(name, str) or name not in PRESETS:
+            raise SampdInputError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+        base = PRESETS[name]
         return cls(**{**base, **overrides})
 
 
@@ -247,8 +269,12 @@ PRESETS = {
 }
 #: presets that are not paper rows (listed after them)
 EXTENSION_PRESETS = ("adaptive", "overlap")
-#: the config of a job that names none (``config=None``): the paper's full method
-DEFAULT_PRESET = "full"
+#: the config of a job that names none (``config=None``), per mode: the paper's full method for prompted tracking
+#: (``"track"``); adaptive denoising (our extension, not a paper row) in automatic mode (``"auto"``), where tens to 100
+#: objects per frame make 18 boxes per object the bulk of the work: about a quarter of ``full``'s decoder passes at
+#: 10 / 30 / 100 objects on the synthetic benchmark, J&F within about a point of it (docs/performance.md, "Many
+#: objects"). The paper's VIS setting is ``config="full"``.
+DEFAULT_PRESETS = {"track": "full", "auto": "adaptive"}
 
 #: a short description of each preset with its paper table row (DAVIS 2017 val J&F, ViT-H), for forms and tables
 PRESET_LABELS = {
@@ -266,26 +292,26 @@ PRESET_LABELS = {
 }
 
 
-#: what a config may be given as: ``None`` (the paper's full method), a preset name, a dict of settings, or a config
+#: what a config may be given as: ``None`` (the mode's :data:`DEFAULT_PRESETS`), a preset name, a dict of settings,
+#: or a config
 ConfigLike = Union[None, str, dict, SamPDConfig]
 
 
-def as_config(config: ConfigLike = None) -> SamPDConfig:
-    """The one parser of :data:`ConfigLike` values: ``None`` -> the paper's full method, a preset name
-    (:data:`PRESETS`), a dict of settings, or a config (validated). ``ValueError`` / ``TypeError`` name the
-    problem."""
-    if config is None:
-        return SamPDConfig.preset(DEFAULT_PRESET)
-    if isinstance(config, SamPDConfig):
-        config.validate()
-        return config
-    if isinstance(config, str):
-        return SamPDConfig.preset(config)
-    if isinstance(config, dict):
-        return SamPDConfig.from_dict(config)
-    raise TypeError(f"config must be None, a preset name, a dict or a SamPDConfig, got {type(config).__name__}")
-
-
-def _choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+def as_config(config: ConfigLike = None, mode: str = "track") -> SamPDConfig:
+    """The one parser of :data:`ConfigLike` values: ``None`` -> the mode's :data:`DEFAULT_PRESETS` (``"track"``: the
+    paper's full method), a preset name (:data:`PRESETS`), a dict of settings, or a config (validated). Raises
+    :class:`~sampd_plugin.errors.SampdInputError` naming the problem (``error.field``: ``"config"``)."""
+    try:
+        if config is None:
+            return SamPDConfig.preset(DEFAULT_PRESETS[mode])
+        if isinstance(config, SamPDConfig):
+            config.validate()
+            return config
+        if isinstance(config, str):
+            return SamPDConfig.preset(config)
+        if isinstance(config, dict):
+            return SamPDConfig.from_dict(config)
+    except (ValueError, TypeError) as e:
+        raise SampdInputError(str(e), field="config") from None
+    raise SampdInputError(f"config must be None, a preset name, a dict or a SamPDConfig, got {config!r}",
+                          field="config")

@@ -41,8 +41,9 @@ def frame_size(path: str) -> Tuple[int, int]:
 
 
 def frame_count(path: str) -> int:
-    """Number of frames the container reports (0 if unknown)."""
-    return int(_stream_info(path).total_frame_count or 0)
+    """Number of frames the container reports (0 if unknown: missing, zero or negative, as a streamed MKV reports
+    ``duration -1 x fps``)."""
+    return max(int(_stream_info(path).total_frame_count or 0), 0)
 
 
 def iter_frames(path: str, start: int = 1, stop: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray]]:

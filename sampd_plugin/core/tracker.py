@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from sampd_plugin.core.prompts import (
     group_by_point_count,
     mask_points,
     mask_to_box,
+    masks_points,
     negative_points,
 )
 from sampd_plugin.core.selection import (
@@ -31,6 +33,7 @@ from sampd_plugin.core.selection import (
     pick_multimask,
     select_candidates,
     similarity_features,
+    template_similarities,
     template_similarity,
 )
 
@@ -282,11 +285,8 @@ class SamPDTracker:
 
         # Stage 1, one-to-many (Sec. III-B/C) from the previous frame's prompts, then the many-to-one pick.
         use_neg = k > 0 and cfg.negatives_in_first_stage
-        negs = [
-            negative_points([o.points[:k] for o in tracks + new if o is not t]) if use_neg else _NO_POINTS
-            for t in tracks
-        ]
-        boxes = [self._prompt_box(t, state.image_size) for t in tracks]
+        negs = negative_points([o.points[:k] for o in tracks + new], range(n)) if use_neg else [_NO_POINTS] * n
+        prompt_boxes = [self._prompt_box(t, state.image_size) for t in tracks]
         covered = None
         if cfg.adaptive:
             chosen, chosen_iou, scores = self._adaptive_first_stage(state, feats, tracks, negs)
@@ -300,17 +300,14 @@ class SamPDTracker:
 
         # Stage 2, point-based refinement (Sec. III-D).
         if cfg.refine:
-            pts = [mask_points(m, max(1, k)) for m in masks]
+            pts = masks_points(masks, max(1, k))  # every object's refinement point from one distance transform
             if cfg.overlap and cfg.overlap_occlusion:  # a candidate lying on the others': not refined, not a negative
                 pts = [_NO_POINTS if c > cfg.occlusion_overlap else p for p, c in zip(pts, covered.tolist())]
             todo = [i for i in range(n) if len(pts[i])]
             if todo:
                 use_neg = k > 0 and cfg.negatives_in_refinement
-                others = [pts[j][:k] for j in range(n)] + [o.points[:k] for o in new]
-                negs = [
-                    negative_points(others[:i] + others[i + 1 :]) if use_neg else _NO_POINTS
-                    for i in todo
-                ]
+                negs = (negative_points([p[:k] for p in pts] + [o.points[:k] for o in new], todo)
+                        if use_neg else [_NO_POINTS] * len(todo))
                 dec = self._decode(state, positives=[pts[i][0] for i in todo], negatives=negs, multimask=True)
                 prev = torch.stack([tracks[i].grid_mask for i in todo])
                 pick = pick_multimask(dec.low_res_logits, cfg.multimask_pick, prev)
@@ -329,13 +326,17 @@ class SamPDTracker:
             masks = self.backend.upsample(state, chosen).cpu().numpy()
         occluded = [False] * n
         if cfg.overlap and cfg.overlap_occlusion:
-            occluded = self._occlusions(tracks, masks, boxes, covered)
+            occluded = self._occlusions(tracks, masks, prompt_boxes, covered)
         confusion = self._confusions(tracks, chosen)
+        # every object's area, box and next-frame points at once, then the lost / re-acquire policy per object
+        areas = [cv2.countNonZero(m.view(np.uint8)) for m in masks]
+        boxes = [mask_to_box(m) for m in masks]
+        points = masks_points(masks, max(1, k), boxes) if _uses_track_points(cfg) else [_NO_POINTS] * n
+        ious, scores = chosen_iou.tolist(), scores.tolist()
         results = {}
         for i, t in enumerate(tracks):
-            results[t.object_id] = self._update(
-                state, feats, t, masks[i], chosen[i], float(chosen_iou[i]), float(scores[i]), occluded[i]
-            )
+            results[t.object_id] = self._update(state, feats, t, masks[i], chosen[i], ious[i], scores[i],
+                                                int(areas[i]), boxes[i], points[i], occluded[i])
             results[t.object_id].confusion = confusion.get(t.object_id)
         return results
 
@@ -411,13 +412,11 @@ class SamPDTracker:
         self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor
     ) -> torch.Tensor:
         """Eq. 2 similarity of each candidate to its object's template, relative to the template's own:
-        ``(N, G, h_m, w_m)`` logits -> ``(N, G)``."""
-        return torch.stack(
-            [
-                template_similarity(t.template, feats, state.logits_to_embedding_grid(logits[i])) / t.self_score
-                for i, t in enumerate(tracks)
-            ]
-        )
+        ``(N, G, h_m, w_m)`` logits -> ``(N, G)``, all objects' candidates at once (:func:`template_similarities`)."""
+        n, g = logits.shape[:2]
+        grids = state.logits_to_embedding_grid(logits.reshape(n * g, *logits.shape[2:]))
+        sims = template_similarities([t.template for t in tracks], feats, grids.view(n, g, *grids.shape[1:]))
+        return sims / torch.tensor([t.self_score for t in tracks], dtype=sims.dtype, device=sims.device)[:, None]
 
     # --- overlap-aware tracking (our extension) -----------------------------------------------------------------
     def _joint_many_to_one(
@@ -516,12 +515,17 @@ class SamPDTracker:
         logits: torch.Tensor,
         iou: float,
         score: float,
+        area: int,
+        box: Optional[np.ndarray],
+        points: np.ndarray,
         occluded: bool = False,
     ) -> ObjectResult:
-        """Applies the lost / re-acquire policy and advances the object's state; an ``occluded`` object
-        (overlap-aware tracking) reports what is visible of it and keeps its box, template and history."""
+        """Applies the lost / re-acquire policy and advances the object's state; ``area``, ``box`` and ``points``
+        are the mask's pixel count, :func:`mask_to_box` and :func:`mask_points` (computed for all objects at
+        once); an ``occluded`` object (overlap-aware tracking) reports what is visible of it and keeps its box,
+        template and history."""
         cfg = self.config
-        lost = int(mask.sum()) < cfg.min_mask_area or iou < cfg.lost_iou
+        lost = area < cfg.min_mask_area or iou < cfg.lost_iou
         emb_mask = None
         if not lost and (cfg.lost_similarity > 0 or cfg.template == "update"):
             emb_mask = state.mask_to_grid(torch.as_tensor(mask, device=self.backend.device)[None], state.embed_stride)
@@ -537,9 +541,8 @@ class SamPDTracker:
         if occluded:  # what is visible of it is reported; its box, template and history stay
             t.mask = mask
             t.grid_mask = (logits > 0).float()
-            t.points = mask_points(mask, max(1, cfg.negative_points)) if _uses_track_points(cfg) else _NO_POINTS
-            return ObjectResult(mask=mask, box=mask_to_box(mask), score=score, iou=iou, lost=False, label=t.label,
-                                occluded=True)
+            t.points = points
+            return ObjectResult(mask=mask, box=box, score=score, iou=iou, lost=False, label=t.label, occluded=True)
         if t.template_from_box:  # re-acquired after a box prompt that found nothing: Eq. 1 on this mask
             emb_mask = state.mask_to_grid(torch.as_tensor(mask, device=self.backend.device)[None], state.embed_stride)
             t.template = masked_template(feats, emb_mask[0])
@@ -547,15 +550,14 @@ class SamPDTracker:
             t.self_score, t.template_from_box = (own if own > 0 else 1.0), False
         t.lost_frames = 0
         t.mask = mask
-        box = mask_to_box(mask)
         if t.motion is not None:
-            t.motion.seen(box, float(mask.sum()))
+            t.motion.seen(box, float(area))
         else:  # started lost from a box prompt: motion from its first mask
             t.motion = self._motion(box, mask)
         t.box = box
         t.grid_mask = (logits > 0).float()
         # the next frame reads these points only as its point prompt or as first-stage negatives of the others
-        t.points = mask_points(mask, max(1, cfg.negative_points)) if _uses_track_points(cfg) else _NO_POINTS
+        t.points = points
         if cfg.template == "update":
             t.template = _blend_template(t.template, masked_template(feats, emb_mask[0]), cfg.template_momentum)
         return ObjectResult(mask=mask, box=t.box, score=score, iou=iou, lost=False, label=t.label)

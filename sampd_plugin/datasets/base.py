@@ -97,11 +97,26 @@ class VideoSequence:
     def image_size(self) -> Tuple[int, int]:
         """``(H, W)`` of the frames."""
         if self.size is None:
-            from PIL import Image
-
-            with Image.open(self.frames[0].path) as im:
-                self.size = (im.height, im.width)
+            self.size = self.frame_size(self.frames[0].stem)
         return self.size
+
+    def frame_size(self, stem: str) -> Tuple[int, int]:
+        """``(H, W)`` of one frame's image, from its header (``ValueError`` naming the file when it is not an
+        image)."""
+        from PIL import Image, UnidentifiedImageError
+
+        path = self.frame(stem).path
+        try:
+            with Image.open(path) as im:
+                return im.height, im.width
+        except (OSError, SyntaxError, UnidentifiedImageError) as e:
+            raise ValueError(f"{self.where(stem)}: {path} is not a readable image ({type(e).__name__})") from None
+
+    def where(self, stem: Optional[str] = None) -> str:
+        """How messages name the sequence (and one of its frames): ``DAVIS sequence 'bear', frame 00003``."""
+        kind = {"davis": "DAVIS sequence", "ytvos": "YouTube-VOS video", "uvo": "UVO video"}.get(self.dataset,
+                                                                                              "sequence")
+        return f"{kind} {self.name!r}" + (f", frame {stem}" if stem is not None else "")
 
     def iter_images(self, start: int = 1, stop: Optional[int] = None) -> Iterator[Tuple[int, np.ndarray]]:
         """Yields ``(number, (H, W, 3) uint8 RGB)`` for the frames numbered ``start..stop``, lazily."""
@@ -111,13 +126,34 @@ class VideoSequence:
 
     # --- annotations ----------------------------------------------------------------------------------------------
     def label_map(self, stem: str) -> np.ndarray:
-        """The annotation label map of frame ``stem`` (``FileNotFoundError`` naming the file if it has none)."""
+        """The annotation label map of frame ``stem``, checked against its frame (readable, a label-map mode, the
+        frame's size: :func:`~sampd_plugin.datasets.labelmaps.read_label_map`).
+
+        Raises:
+            FileNotFoundError: the frame has no annotation file
+            ValueError: naming the dataset, the sequence, the frame and the file
+        """
         from sampd_plugin.datasets.labelmaps import read_label_map
 
         path = self.annotations.get(stem)
         if path is None:
-            raise FileNotFoundError(f"sequence {self.name}: frame {stem} has no annotation file")
-        return read_label_map(path)
+            raise FileNotFoundError(f"{self.where(stem)} has no annotation file")
+        try:
+            return read_label_map(path, self.frame_size(stem))
+        except ValueError as e:
+            raise ValueError(f"{self.where(stem)}: annotation {e}") from None
+
+    def check_annotations(self):
+        """Checks every annotation file against its frame from the headers (a label-map mode, the frame's size),
+        without decoding them: what a reader does before anything is built on them (``ValueError`` naming the
+        dataset, the sequence, the frame and the file)."""
+        from sampd_plugin.datasets.labelmaps import check_label_map
+
+        for stem, path in self.annotations.items():
+            try:
+                check_label_map(path, self.frame_size(stem))
+            except ValueError as e:
+                raise ValueError(f"{self.where(stem)}: annotation {e}") from None
 
     def prompt_masks(self) -> List[Tuple[int, str, np.ndarray]]:
         """``[(object_id, stem, (H, W) bool mask)]``: each object's first annotation, in frame then id order
@@ -191,13 +227,30 @@ def require_file(path: str, what: str) -> str:
     return path
 
 
+def read_json(path: str):
+    """The contents of a JSON file (``FileNotFoundError`` / ``ValueError`` naming the file, and the line and column
+    of a syntax error)."""
+    require_file(path, "JSON file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a UTF-8 text file ({e.reason})") from None
+
+
+def schema_error(path: str, where: str, message: str) -> ValueError:
+    """The ``ValueError`` of a JSON file that does not follow its dataset's schema: names the file and the entry."""
+    return ValueError(f"{path}: {where}: {message}")
+
+
 def read_sidecar(root: str) -> dict:
     """The synthetic sidecar of a tree (``{}`` when there is none)."""
     path = os.path.join(root, SIDECAR)
     if not os.path.isfile(path):
         return {}
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path)
 
 
 def write_sidecar(root: str, data: dict) -> str:

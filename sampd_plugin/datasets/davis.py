@@ -56,7 +56,8 @@ def read_davis(root: str, split: str = "val", resolution: str = "480p",
 
     Raises:
         FileNotFoundError: a missing root, split file, image or annotation folder, first-frame annotation (named)
-        ValueError: an unknown sequence name, annotation files whose stems are not frames
+        ValueError: an unknown sequence name, annotation files whose stems are not frames, an annotation that is not
+            a label map of its frame's size (:meth:`VideoSequence.check_annotations`; named)
     """
     names = select_names(read_split(root, split), None if sequences is None else list(sequences),
                          split_file(root, split))
@@ -85,17 +86,17 @@ def read_davis(root: str, split: str = "val", resolution: str = "480p",
         elif annotated:
             raise FileNotFoundError(f"DAVIS sequence {name!r}: annotation folder {ann_folder} does not exist")
         first = frames[0].stem
-        objects: Dict[int, ObjectInfo] = {}
+        seq = VideoSequence(name=name, dataset="davis", frames=frames, output_stems=[f.stem for f in frames],
+                            annotations=annotations, scene_params=scenes.get(name))
+        seq.check_annotations()
         if annotations:
             if first not in annotations:
                 raise FileNotFoundError(f"DAVIS sequence {name!r}: the first frame has no annotation "
                                         f"{os.path.join(ann_folder, first + '.png')}")
-            lm = read_label_map(annotations[first])
-            present = set(np.unique(lm).tolist()) - {0, VOID}
+            present = set(np.unique(seq.label_map(first)).tolist()) - {0, VOID}
             n = max(present, default=0)
-            objects = {i: ObjectInfo(i, None, first if i in present else None) for i in range(1, n + 1)}
-        out.append(VideoSequence(name=name, dataset="davis", frames=frames, output_stems=[f.stem for f in frames],
-                                 objects=objects, annotations=annotations, scene_params=scenes.get(name)))
+            seq.objects = {i: ObjectInfo(i, None, first if i in present else None) for i in range(1, n + 1)}
+        out.append(seq)
     return out
 
 

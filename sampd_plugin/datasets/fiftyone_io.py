@@ -26,7 +26,10 @@ Exports write what the official tools read: :func:`export_davis` one indexed PNG
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import uuid
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import cv2
@@ -49,14 +52,25 @@ SUBMISSION_FIELD = "submission_frame"
 
 
 # --- import --------------------------------------------------------------------------------------------------------
-def _new_dataset(name: Optional[str], default: str, overwrite: bool, persistent: bool) -> "fo.Dataset":
-    if name is not None and fo.dataset_exists(name):
-        if not overwrite:
-            raise ValueError(f"dataset {name!r} exists; pass overwrite=True to replace it or choose another name")
-        fo.delete_dataset(name)
-    ds = fo.Dataset(name if name is not None else fo.get_default_dataset_name().replace(" ", "-") + "-" + default)
-    ds.persistent = persistent
-    return ds
+@contextlib.contextmanager
+def _atomic_dataset(name: Optional[str], default: str, overwrite: bool, persistent: bool):
+    """Yields a temporary (non-persistent) dataset to import into; on success it is renamed ``name`` (replacing an
+    existing dataset of that name when ``overwrite``) and made ``persistent``, on any error it is deleted: an import
+    that fails leaves no dataset, half-built or empty, and never touches the existing one. An existing ``name``
+    without ``overwrite`` is refused first."""
+    final = name if name is not None else fo.get_default_dataset_name().replace(" ", "-") + "-" + default
+    if fo.dataset_exists(final) and not overwrite:
+        raise ValueError(f"dataset {final!r} exists; pass overwrite=True to replace it or choose another name")
+    tmp = fo.Dataset(f"{final}-importing-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        if fo.dataset_exists(final):
+            fo.delete_dataset(final)
+        tmp.name = final
+        tmp.persistent = persistent
+    except BaseException:
+        tmp.delete()
+        raise
 
 
 def object_detection(mask: np.ndarray, index: int, label: Optional[str], **attrs) -> "fo.Detection":
@@ -128,25 +142,30 @@ def load_davis(root: str, split: str = "val", resolution: str = "480p", name: Op
         sequences: only these sequences
         progress: FiftyOne progress-bar setting
 
+    The import is all-or-nothing (:func:`_atomic_dataset`): every annotation is checked against its frame
+    (readable, a label map, the frame's size) and any error deletes what was built.
+
     Raises:
-        FileNotFoundError: a missing split file, folder or first annotation (named), before anything is created
+        FileNotFoundError: a missing split file, folder or first annotation (named)
+        ValueError: an annotation that is not a label map of its frame's size, or is unreadable (naming the sequence,
+            the frame and the file)
     """
     seqs = davis_io.read_davis(root, split, resolution, sequences)
-    dataset = _new_dataset(name, f"davis-2017-{split}", overwrite, persistent)
-    dataset.info["davis"] = dict(root=os.path.abspath(root), split=split, resolution=resolution)
-    dataset.save()
-    with fou.ProgressBar(total=_progress_total(seqs), progress=progress) as pb:
-        for seq in seqs:
-            batch = []
-            for f in seq.frames:
-                kw = {}
-                if f.stem in seq.annotations:
-                    kw["ground_truth"] = davis_frame_detections(seq.label_map(f.stem), seq.name)
-                batch.append(fo.Sample(filepath=os.path.abspath(f.path), tags=[split, seq.name],
-                                       sequence_id=seq.name, frame_number=f.stem, **_scene(seq), **kw))
-                pb.update()
-            _add(dataset, batch)
-    dataset.compute_metadata(progress=False)
+    with _atomic_dataset(name, f"davis-2017-{split}", overwrite, persistent) as dataset:
+        dataset.info["davis"] = dict(root=os.path.abspath(root), split=split, resolution=resolution)
+        dataset.save()
+        with fou.ProgressBar(total=_progress_total(seqs), progress=progress) as pb:
+            for seq in seqs:
+                batch = []
+                for f in seq.frames:
+                    kw = {}
+                    if f.stem in seq.annotations:
+                        kw["ground_truth"] = davis_frame_detections(seq.label_map(f.stem), seq.name)
+                    batch.append(fo.Sample(filepath=os.path.abspath(f.path), tags=[split, seq.name],
+                                           sequence_id=seq.name, frame_number=f.stem, **_scene(seq), **kw))
+                    pb.update()
+                _add(dataset, batch)
+        dataset.compute_metadata(progress=False)
     return dataset
 
 
@@ -158,30 +177,30 @@ def load_youtube_vos(root: str, split: str = "valid", name: Optional[str] = None
     with an annotation PNG (``index = meta.json id - 1``, ``label`` = category), ``submission_frame`` on the frames
     listed in ``meta.json``; ``info["seen_categories"]`` from ``train/meta.json`` when present."""
     seqs = ytvos_io.read_youtube_vos(root, split, all_frames, videos)
-    dataset = _new_dataset(name, f"youtube-vos-2018-{split}", overwrite, persistent)
     seen = ytvos_io.seen_categories(root)
-    dataset.info["youtube_vos"] = dict(root=os.path.abspath(root), split=split)
-    if seen is not None:
-        dataset.info["seen_categories"] = sorted(seen)
-    dataset.save()
-    with fou.ProgressBar(total=_progress_total(seqs), progress=progress) as pb:
-        for seq in seqs:
-            listed = set(seq.output_stems)
-            batch = []
-            for f in seq.frames:
-                kw = {}
-                if f.stem in seq.annotations:
-                    lm = seq.label_map(f.stem)
-                    ids = [int(i) for i in np.unique(lm) if i and i != VOID]
-                    kw["ground_truth"] = fo.Detections(detections=[
-                        object_detection(lm == i, i - 1, seq.objects[i].category if i in seq.objects else None)
-                        for i in ids])
-                batch.append(fo.Sample(filepath=os.path.abspath(f.path), tags=[split, seq.name],
-                                       sequence_id=seq.name, frame_number=f.stem,
-                                       **{SUBMISSION_FIELD: f.stem in listed}, **_scene(seq), **kw))
-                pb.update()
-            _add(dataset, batch)
-    dataset.compute_metadata(progress=False)
+    with _atomic_dataset(name, f"youtube-vos-2018-{split}", overwrite, persistent) as dataset:
+        dataset.info["youtube_vos"] = dict(root=os.path.abspath(root), split=split)
+        if seen is not None:
+            dataset.info["seen_categories"] = sorted(seen)
+        dataset.save()
+        with fou.ProgressBar(total=_progress_total(seqs), progress=progress) as pb:
+            for seq in seqs:
+                listed = set(seq.output_stems)
+                batch = []
+                for f in seq.frames:
+                    kw = {}
+                    if f.stem in seq.annotations:
+                        lm = seq.label_map(f.stem)
+                        ids = [int(i) for i in np.unique(lm) if i and i != VOID]
+                        kw["ground_truth"] = fo.Detections(detections=[
+                            object_detection(lm == i, i - 1, seq.objects[i].category if i in seq.objects else None)
+                            for i in ids])
+                    batch.append(fo.Sample(filepath=os.path.abspath(f.path), tags=[split, seq.name],
+                                           sequence_id=seq.name, frame_number=f.stem,
+                                           **{SUBMISSION_FIELD: f.stem in listed}, **_scene(seq), **kw))
+                    pb.update()
+                _add(dataset, batch)
+        dataset.compute_metadata(progress=False)
     return dataset
 
 
@@ -192,25 +211,25 @@ def load_uvo(root: str, split: str = "val", name: Optional[str] = None, annotati
     detection per visible track (``index`` = the track's position in its video, ``track_id`` = its annotation id,
     ``label = "object"``), ``video_id`` the JSON's video id."""
     seqs = uvo_io.read_uvo(root, split, annotations, frames_dir, videos)
-    dataset = _new_dataset(name, f"uvo-1.0-{split}", overwrite, persistent)
-    dataset.info["uvo"] = dict(root=os.path.abspath(root), split=split)
-    dataset.save()
-    with fou.ProgressBar(total=_progress_total(seqs), progress=progress) as pb:
-        for seq in seqs:
-            batch = []
-            tracks = sorted(seq.tracks)
-            for t, f in enumerate(seq.frames):
-                dets = []
-                for k, tid in enumerate(tracks):
-                    m = uvo_io.decode_rle(seq.tracks[tid][t])
-                    if m is not None and m.any():
-                        dets.append(object_detection(m, k, "object", track_id=tid))
-                batch.append(fo.Sample(filepath=os.path.abspath(f.path), tags=[split, seq.name],
-                                       sequence_id=seq.name, frame_number=f.stem, video_id=seq.video_id,
-                                       ground_truth=fo.Detections(detections=dets), **_scene(seq)))
-                pb.update()
-            _add(dataset, batch)
-    dataset.compute_metadata(progress=False)
+    with _atomic_dataset(name, f"uvo-1.0-{split}", overwrite, persistent) as dataset:
+        dataset.info["uvo"] = dict(root=os.path.abspath(root), split=split)
+        dataset.save()
+        with fou.ProgressBar(total=_progress_total(seqs), progress=progress) as pb:
+            for seq in seqs:
+                batch = []
+                tracks = sorted(seq.tracks)
+                for t, f in enumerate(seq.frames):
+                    dets = []
+                    for k, tid in enumerate(tracks):
+                        m = uvo_io.decode_rle(seq.tracks[tid][t], seq.size)
+                        if m is not None and m.any():
+                            dets.append(object_detection(m, k, "object", track_id=tid))
+                    batch.append(fo.Sample(filepath=os.path.abspath(f.path), tags=[split, seq.name],
+                                           sequence_id=seq.name, frame_number=f.stem, video_id=seq.video_id,
+                                           ground_truth=fo.Detections(detections=dets), **_scene(seq)))
+                    pb.update()
+                _add(dataset, batch)
+        dataset.compute_metadata(progress=False)
     return dataset
 
 
@@ -274,16 +293,53 @@ def object_scores(detections) -> Dict[int, float]:
     return scores
 
 
+def export_target(samples, out_dir: str, overwrite: bool, zip_path: Optional[str] = None) -> str:
+    """Prepares the folder an exporter writes into (returns its absolute path): created when missing; a folder that
+    is not empty (or an existing ``zip_path``) is refused unless ``overwrite``, which clears it first, so an export
+    never mixes its files with older ones (stale PNGs, an older video in a submission zip). A folder holding the
+    dataset's own media is never cleared."""
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"export folder {out_dir} is a file, not a folder")
+    taken = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
+    outside = zip_path is not None and not os.path.abspath(zip_path).startswith(out_dir + os.sep)
+    if outside and os.path.exists(zip_path):
+        taken.append(os.path.abspath(zip_path))
+    if taken and not overwrite:
+        raise ValueError(f"export folder {out_dir} is not empty ({', '.join(taken[:3])}"
+                         f"{' ...' if len(taken) > 3 else ''}): pass overwrite=True to clear it first, or choose an "
+                         "empty folder")
+    if taken:
+        media = [p for p in root_dataset(samples).values("filepath")
+                 if os.path.abspath(p).startswith(out_dir + os.sep)]
+        if media:
+            raise ValueError(f"export folder {out_dir} holds the dataset's own media (e.g. {media[0]}): it is never "
+                             "cleared; choose another folder")
+        for name in os.listdir(out_dir) if os.path.isdir(out_dir) else []:
+            path = os.path.join(out_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        if outside and os.path.isfile(zip_path):
+            os.remove(zip_path)
+    os.makedirs(out_dir, exist_ok=True)
+    return out_dir
+
+
 def export_davis(samples, label_field: str, out_dir: str, sequence_field: str = SEQUENCE_FIELD,
-                 order_field: str = ORDER_FIELD, index_offset: int = 1, palette=None, progress=True) -> str:
+                 order_field: str = ORDER_FIELD, index_offset: int = 1, palette=None, overwrite: bool = False,
+                 progress=True) -> str:
     """Writes ``<out_dir>/<sequence>/<stem>.png`` for every frame sample (``stem`` = the frame file's stem, as the
     DAVIS toolkit names results), from ``label_field``'s Detections (:func:`detections_label_map`; a frame without
     labels gets an empty map). Returns ``out_dir``: the results folder to give ``evaluation_method.py
-    --task semi-supervised --results_path``."""
+    --task semi-supervised --results_path``. A non-empty ``out_dir`` is refused unless ``overwrite``, which clears it
+    first (:func:`export_target`)."""
     label_field = field_name(label_field)
     if samples.get_field(label_field) is None:
         raise ValueError(f"'{root_dataset(samples).name}' has no field {label_field!r}")
     groups = _sequences(samples, sequence_field, order_field)
+    export_target(samples, out_dir, overwrite)
     dataset = dataset_of(samples)
     total = sum(len(v) for v in groups.values())
     with fou.ProgressBar(total=total, progress=progress) as pb:
@@ -298,15 +354,19 @@ def export_davis(samples, label_field: str, out_dir: str, sequence_field: str = 
 
 def export_youtube_vos(samples, label_field: str, out_dir: str, sequence_field: str = SEQUENCE_FIELD,
                        order_field: str = ORDER_FIELD, submission_field: Optional[str] = SUBMISSION_FIELD,
-                       index_offset: int = 1, palette=None, zip_path: Optional[str] = None, progress=True) -> str:
+                       index_offset: int = 1, palette=None, zip_path: Optional[str] = None, overwrite: bool = False,
+                       progress=True) -> str:
     """Writes the YouTube-VOS submission: ``<out_dir>/Annotations/<video>/<stem>.png`` for the frames whose
     ``submission_field`` is true (all frames if the dataset has no such field), object id = ``index +
     index_offset`` (= the ``meta.json`` id for :func:`load_youtube_vos` datasets), then zips it (``Annotations/`` at
-    the top of the archive). Returns the zip's path (default ``<out_dir>/submission.zip``)."""
+    the top of the archive). Returns the zip's path (default ``<out_dir>/submission.zip``). A non-empty ``out_dir``
+    (or an existing ``zip_path``) is refused unless ``overwrite``, which clears it first (:func:`export_target`): the
+    zip holds this export only."""
     label_field = field_name(label_field)
     if samples.get_field(label_field) is None:
         raise ValueError(f"'{root_dataset(samples).name}' has no field {label_field!r}")
     groups = _sequences(samples, sequence_field, order_field)
+    export_target(samples, out_dir, overwrite, zip_path)
     use_flag = submission_field is not None and samples.get_field(submission_field) is not None
     dataset = dataset_of(samples)
     total = sum(len(v) for v in groups.values())

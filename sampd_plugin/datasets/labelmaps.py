@@ -40,25 +40,59 @@ def pascal_palette(n: int = 256) -> np.ndarray:
 DAVIS_PALETTE = pascal_palette()
 
 
-def read_label_map(path: str) -> np.ndarray:
-    """The ``(H, W)`` uint8 label map of an indexed (mode ``P``) or grayscale (``L``) PNG, read as the DAVIS
-    toolkit reads it (the indices, not the colours).
+#: PNG modes whose pixel values are object ids (indexed, 8-bit grey, 1-bit)
+LABEL_MAP_MODES = ("P", "L", "1")
+
+
+def check_label_map(path: str, shape=None) -> None:
+    """Checks a label map file from its header, without decoding it: it exists, is an image of a label-map mode
+    (:data:`LABEL_MAP_MODES`) and, if ``shape`` ``(H, W)`` is given, has that size (an annotation of another size
+    than its frame would be stretched onto it).
 
     Raises:
         FileNotFoundError: naming ``path``
-        ValueError: an RGB / RGBA / 16-bit PNG (its colours are not object ids)
+        ValueError: naming ``path``: not an image, an RGB / RGBA / 16-bit PNG, another size than ``shape``
     """
-    from PIL import Image
+    with _open_label_map(path) as im:
+        _check_header(path, im, shape)
+
+
+def read_label_map(path: str, shape=None) -> np.ndarray:
+    """The ``(H, W)`` uint8 label map of an indexed (mode ``P``) or grayscale (``L``) PNG, read as the DAVIS
+    toolkit reads it (the indices, not the colours), after the checks of :func:`check_label_map`.
+
+    Raises:
+        FileNotFoundError: naming ``path``
+        ValueError: naming ``path``: an RGB / RGBA / 16-bit PNG (its colours are not object ids), a truncated or
+            corrupt file, another size than ``shape``
+    """
+    with _open_label_map(path) as im:
+        _check_header(path, im, shape)
+        try:
+            return np.array(im, dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError) as e:  # PIL: truncated / corrupt data
+            raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+def _open_label_map(path: str):
+    from PIL import Image, UnidentifiedImageError
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"label map {path} does not exist")
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L", "1"):
-            raise ValueError(
-                f"{path}: mode {im.mode!r} PNG; a label map must be indexed (mode 'P', pixel = object id) or "
-                "8-bit grayscale"
-            )
-        return np.array(im, dtype=np.uint8)
+    try:
+        return Image.open(path)
+    except (OSError, SyntaxError, UnidentifiedImageError) as e:
+        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+def _check_header(path: str, im, shape):
+    if im.mode not in LABEL_MAP_MODES:
+        raise ValueError(
+            f"{path}: mode {im.mode!r} PNG; a label map must be indexed (mode 'P', pixel = object id) or "
+            "8-bit grayscale"
+        )
+    if shape is not None and (im.height, im.width) != tuple(shape):
+        raise ValueError(f"{path} is {im.width}x{im.height} but its frame is {shape[1]}x{shape[0]}")
 
 
 def read_palette(path: str) -> Optional[np.ndarray]:

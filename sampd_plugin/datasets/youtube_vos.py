@@ -26,29 +26,48 @@ This module imports no FiftyOne.
 
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 from typing import Iterable, List, Optional, Set
 
 import numpy as np
 
-from sampd_plugin.datasets.base import (ObjectInfo, VideoSequence, list_files, make_frames, read_sidecar,
-                                        require_dir, require_file, select_names)
-from sampd_plugin.datasets.labelmaps import read_label_map, write_label_map
+from sampd_plugin.datasets.base import (ObjectInfo, VideoSequence, list_files, make_frames, read_json,
+                                        read_sidecar, require_dir, require_file, schema_error, select_names)
+from sampd_plugin.datasets.labelmaps import MAX_OBJECT_ID, write_label_map
 
 SPLITS = ("train", "valid", "test")
 
 
 def read_meta(root: str, split: str = "valid") -> dict:
-    """``<root>/<split>/meta.json``'s ``videos`` dict."""
+    """``<root>/<split>/meta.json``'s ``videos`` dict, checked against the schema (:func:`check_meta`)."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"YouTube-VOS root {root} does not exist")
     path = require_file(os.path.join(root, split, "meta.json"), f"YouTube-VOS {split!r} metadata")
-    with open(path) as f:
-        meta = json.load(f)
-    if "videos" not in meta:
-        raise ValueError(f"{path} has no 'videos' key")
+    return check_meta(read_json(path), path)
+
+
+def check_meta(meta, path: str) -> dict:
+    """The ``videos`` dict of a parsed ``meta.json`` after checking its schema: ``{"videos": {name: {"objects":
+    {"<integer id>": {"category": str, "frames": [stem, ...]}}}}}``. ``ValueError`` naming the file, the video and
+    the object that do not follow it."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
+        raise schema_error(path, "top level", "expected an object with a 'videos' object (video name -> video)")
+    for name, video in meta["videos"].items():
+        where = f"video {name!r}"
+        if not isinstance(video, dict) or not isinstance(video.get("objects", {}), dict):
+            raise schema_error(path, where, "expected an object with an 'objects' object (object id -> object)")
+        for oid, obj in video.get("objects", {}).items():
+            at = f"{where}, object {oid!r}"
+            if not str(oid).isdigit() or not 1 <= int(oid) <= MAX_OBJECT_ID:
+                raise schema_error(path, at, f"object ids are integers 1..{MAX_OBJECT_ID} (label-map values)")
+            if not isinstance(obj, dict):
+                raise schema_error(path, at, "expected an object with 'category' and 'frames'")
+            if obj.get("category") is not None and not isinstance(obj["category"], str):
+                raise schema_error(path, at, f"'category' must be a string, got {obj['category']!r}")
+            frames = obj.get("frames", [])
+            if not isinstance(frames, list) or not all(isinstance(f, str) and f for f in frames):
+                raise schema_error(path, at, f"'frames' must be a list of frame names, got {frames!r}")
     return meta["videos"]
 
 
@@ -66,8 +85,7 @@ def seen_categories(root: str) -> Optional[Set[str]]:
     path = os.path.join(root, "train", "meta.json")
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        videos = json.load(f).get("videos", {})
+    videos = check_meta(read_json(path), path)
     return {o["category"] for v in videos.values() for o in v.get("objects", {}).values() if o.get("category")}
 
 
@@ -120,26 +138,31 @@ def read_youtube_vos(root: str, split: str = "valid", all_frames="auto",
                                     "image")
         ann_folder = require_dir(os.path.join(ann_root, name), f"YouTube-VOS video {name!r}: annotation folder")
         annotations = {os.path.splitext(os.path.basename(p))[0]: p for p in list_files(ann_folder, (".png",))}
-        objects = {int(k): ObjectInfo(int(k), o.get("category")) for k, o in objects_meta.items()}
-        _first_annotations(name, objects, annotations, [f.stem for f in frames])
-        out.append(VideoSequence(name=name, dataset="ytvos", frames=frames, output_stems=output, objects=objects,
-                                 annotations=annotations, scene_params=scenes.get(name)))
+        unframed = sorted(s for s in annotations if s not in stems)
+        if unframed:
+            raise ValueError(f"YouTube-VOS video {name!r}: annotations {unframed[:5]} have no frame image")
+        seq = VideoSequence(name=name, dataset="ytvos", frames=frames, output_stems=output,
+                            objects={int(k): ObjectInfo(int(k), o.get("category")) for k, o in objects_meta.items()},
+                            annotations=annotations, scene_params=scenes.get(name))
+        seq.check_annotations()
+        _first_annotations(seq)
+        out.append(seq)
     return out
 
 
-def _first_annotations(name, objects, annotations, order):
+def _first_annotations(seq: VideoSequence):
     """Sets each object's ``first_stem``: the first annotation PNG (in frame order) holding its id."""
-    todo = set(objects)
-    for s in [s for s in order if s in annotations]:
+    todo = set(seq.objects)
+    for s in [f.stem for f in seq.frames if f.stem in seq.annotations]:
         if not todo:
             break
-        present = set(np.unique(read_label_map(annotations[s])).tolist())
+        present = set(np.unique(seq.label_map(s)).tolist())
         for i in sorted(todo & present):
-            objects[i].first_stem = s
+            seq.objects[i].first_stem = s
         todo -= present
     if todo:
-        raise ValueError(f"YouTube-VOS video {name!r}: objects {sorted(todo)} of meta.json appear in no annotation "
-                         "PNG")
+        raise ValueError(f"YouTube-VOS video {seq.name!r}: objects {sorted(todo)} of meta.json appear in no "
+                         "annotation PNG")
 
 
 def scored_stems(sequence: VideoSequence, object_id: int) -> List[str]:

@@ -56,8 +56,9 @@ import fiftyone.core.labels as fol
 import fiftyone.core.odm as foo
 import fiftyone.core.utils as fou
 
-from sampd_plugin.core import metrics
-from sampd_plugin.fo import views
+from sampd_plugin.core import checks, metrics
+from sampd_plugin.errors import SampdInputError
+from sampd_plugin.fo import identity, views
 from sampd_plugin.fo.labels import field_name, marker_field, paste_mask
 from sampd_plugin.fo.sources import dataset_of, layout_of, root_dataset
 
@@ -119,8 +120,8 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
         ValueError: invalid fields or key, an unfinished SAM-PD prediction field, or an evaluation whose fields
             would overwrite fields it does not own (nothing is registered or written).
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    bound_th, failure_th, void_value = check_arguments(protocol, eval_key, bound_th, failure_th, void_value,
+                                                       exclude_last, overwrite, allow_incomplete)
     if protocol != "objects":
         exclude_last = protocol == "davis"
     if protocol == "youtube_vos" and seen_categories is None:
@@ -139,22 +140,70 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
                                 protocol=protocol)
     method = config.build()
     if eval_key is not None:
-        exists = eval_key in samples.list_evaluations()
-        if exists and not overwrite:
-            raise ValueError(f"Evaluation '{eval_key}' already exists on dataset "
-                             f"'{root_dataset(samples).name}'; pass overwrite=True to replace it (its fields "
-                             "are deleted first) or use another eval_key")
-        if not exists:
-            taken = [f for f in method.get_fields(samples, eval_key) if layout.dataset.get_field(f) is not None]
-            if taken:
-                raise ValueError(f"evaluation key '{eval_key}' would write fields that already exist and are not "
-                                 f"its own ({', '.join(taken[:5])}): choose another eval_key")
-        method.register_run(samples, eval_key, overwrite=overwrite)
-    results = method.evaluate_samples(samples, eval_key=eval_key, progress=progress)
+        _check_key(samples, method, eval_key, overwrite)
+    results, writes = method.score(samples, eval_key, progress)  # every sequence scored before anything is written
     if eval_key is not None:
-        method.save_run_results(samples, eval_key, results)
-        views.save_views(layout.samples, eval_key, failure_th, layout.sequence_field, layout.order_field)
+        _store_run(samples, method, eval_key, overwrite, results, writes, layout)
     return results
+
+
+def _check_key(samples, method, eval_key, overwrite):
+    """Refuses (``SampdInputError`` naming ``eval_key``) a key whose run exists (without ``overwrite``) or whose
+    fields or saved views exist and are not provably the replaced run's own (a field or view of a person's, or of
+    another run: :mod:`sampd_plugin.fo.identity`); then records the fields and views the run will own in its config,
+    with a new run id. Nothing is registered or written yet."""
+    dataset = root_dataset(samples)
+    exists = eval_key in samples.list_evaluations()
+    if exists and not overwrite:
+        raise SampdInputError(f"Evaluation '{eval_key}' already exists on dataset '{dataset.name}'; pass "
+                              "overwrite=True to replace it (its fields are deleted first) or use another eval_key",
+                              field="eval_key")
+    old = getattr(samples.get_evaluation_info(eval_key).config, "run_id", None) if exists else None
+    c = method.config
+    fields, names = method.field_names(eval_key), views.view_names(eval_key)
+    taken = [f for f in fields if dataset.get_field(f) is not None and not identity.is_run_field(dataset, f, old)]
+    taken += [f"saved view '{v}'" for v in names if dataset.has_saved_view(v) and not identity.is_run_view(
+        dataset, v, old)]
+    if taken:
+        raise SampdInputError(f"evaluation key '{eval_key}' would write fields or views that exist and are not "
+                              f"its own ({', '.join(taken[:5])}): they are never overwritten; choose another "
+                              "eval_key", field="eval_key")
+    c.run_id, c.fields, c.views = identity.new_id(), fields, names
+
+
+def _store_run(samples, method, eval_key, overwrite, results, writes, layout):
+    """Registers the run and writes its fields, results and views, all or nothing: if any step fails, the run is
+    deleted with what it wrote (``delete_evaluation``) before the error is raised, so no half-written run stays
+    registered."""
+    method.register_run(samples, eval_key, overwrite=overwrite)
+    try:
+        writes.save(method.config, eval_key)
+        method.save_run_results(samples, eval_key, results)
+        views.save_views(layout.samples, eval_key, method.config.failure_th, layout.sequence_field,
+                         layout.order_field, describe=method.describe)
+    except BaseException:
+        root_dataset(samples).delete_evaluation(eval_key)
+        raise
+
+
+def check_arguments(protocol, eval_key, bound_th, failure_th, void_value, exclude_last, overwrite,
+                    allow_incomplete):
+    """``(bound_th, failure_th, void_value)`` of :func:`evaluate_jf` after checking every argument by type and range
+    (:mod:`sampd_plugin.core.checks`): a threshold that is NaN, negative or a string would score nonsense."""
+    checks.choice("protocol", protocol, PROTOCOLS)
+    if eval_key is not None and (not isinstance(eval_key, str) or not eval_key.isidentifier()):
+        raise SampdInputError(f"eval_key must be a name made of letters, digits and '_', got {eval_key!r}")
+    bound_th = checks.number("bound_th", bound_th, 0, low_open=True)
+    try:
+        metrics.bound_pixels(bound_th, (1, 1))  # a tolerance in pixels (>= 1) is a whole number
+    except ValueError as e:
+        raise SampdInputError(str(e), field="bound_th") from None
+    failure_th = checks.number("failure_th", failure_th, 0, 1)
+    void_value = checks.integer("void_value", void_value, 0, 255, allow_none=True)
+    for name, value in (("exclude_last", exclude_last), ("overwrite", overwrite),
+                        ("allow_incomplete", allow_incomplete)):
+        checks.flag(name, value)
+    return bound_th, failure_th, void_value
 
 
 def _label_field(layout, field):
@@ -170,7 +219,10 @@ def _label_field(layout, field):
 
 
 def _check_finished(layout, field):
-    """Refuses a SAM-PD output field (it has run markers) whose run has not finished on some sequence."""
+    """Refuses a SAM-PD output field (:func:`sampd_plugin.fo.identity.is_output`) whose run has not finished on some
+    sequence."""
+    if not identity.is_output(layout.dataset, field):
+        return
     markers = layout.head_values(marker_field(field))
     unfinished = [s.name for s in layout.sequences() if markers.get(s.key) and not markers[s.key].get("done")]
     if unfinished:
@@ -214,7 +266,10 @@ def _frame_objects(label, label_type, hw, void_value=None, where=""):
             if len(box) != 4 or not all(np.isfinite(v) for v in box):
                 raise ValueError(f"{where}: the detection of object {idx} has a mask but its bounding box {box} is "
                                  "not four finite numbers (relative [x, y, w, h]): fix or delete it")
-            m = paste_mask(det, hw)
+            try:
+                m = paste_mask(det, hw)
+            except ValueError as e:
+                raise ValueError(f"{where}: the detection of object {idx}: {e}") from None
         masks[idx] = masks[idx] | m if idx in masks else m
     return masks, dets, cats, None, hw
 
@@ -236,11 +291,14 @@ def _stats(rows, name):
 
 class JFEvaluationConfig(foe.EvaluationMethodConfig):
     """Configuration of a J&F evaluation run (arguments of ``evaluate_jf``); ``sequence_field`` /
-    ``order_field`` are set for image sequences (``None`` for videos)."""
+    ``order_field`` are set for image sequences (``None`` for videos). ``run_id`` identifies the run (its fields'
+    stamps, its views' descriptions: :mod:`sampd_plugin.fo.identity`), ``fields`` and ``views`` record what it
+    owns (set by ``evaluate_jf``, moved by ``rename_evaluation``)."""
 
     def __init__(self, pred_field, gt_field, pred_type="Detections", gt_type="Detections", bound_th=0.008,
                  exclude_last=True, failure_th=views.FAILURE_TH, void_value=255, seen_categories=None,
-                 sequence_field=None, order_field=None, protocol="objects", **kwargs):
+                 sequence_field=None, order_field=None, protocol="objects", run_id=None, fields=None, views=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.pred_field, self.gt_field = pred_field, gt_field
         self.pred_type, self.gt_type = pred_type, gt_type
@@ -249,6 +307,7 @@ class JFEvaluationConfig(foe.EvaluationMethodConfig):
         self.seen_categories = None if seen_categories is None else sorted(seen_categories)
         self.sequence_field, self.order_field = sequence_field, order_field
         self.protocol = protocol
+        self.run_id, self.fields, self.views = run_id, fields, views
 
     @property
     def method(self):
@@ -274,7 +333,8 @@ class _Frame(NamedTuple):
 class JFEvaluation(foe.EvaluationMethod):
     """The J&F evaluation run: computes the scores and owns the fields and views it writes."""
 
-    def get_fields(self, samples, eval_key):
+    def field_names(self, eval_key):
+        """The paths of the fields a run of this config writes under ``eval_key``."""
         c, fp = self.config, self.config.frame_prefix
         fields = [f"{eval_key}_{s}" for s in (*SAMPLE_FIELDS, "objects")]
         fields += [f"{fp}{eval_key}_{s}" for s in (*FRAME_FIELDS, "first_failures")]
@@ -283,28 +343,63 @@ class JFEvaluation(foe.EvaluationMethod):
                 fields += [f"{fp}{field}.detections.{eval_key}_{a}" for a in LABEL_ATTRS]
         return list(dict.fromkeys(fields))
 
+    def get_fields(self, samples, eval_key):
+        """The fields the run records as its own (:meth:`field_names` of the key it was stored under)."""
+        return list(self.config.fields) if self.config.fields is not None else self.field_names(eval_key)
+
+    def describe(self, what):
+        """The description of one of the run's saved views (:func:`sampd_plugin.fo.identity.view_description`)."""
+        return identity.view_description(what, self.config.run_id)
+
+    def _owned(self, samples, eval_key):
+        """``(fields, views)`` the run records and that are provably its own (stamped with its run id)."""
+        dataset, run_id = root_dataset(samples), self.config.run_id
+        names = self.config.views if self.config.views is not None else views.view_names(eval_key)
+        return ([f for f in self.get_fields(dataset, eval_key) if identity.is_run_field(dataset, f, run_id)],
+                [v for v in names if identity.is_run_view(dataset, v, run_id)])
+
     def rename(self, samples, eval_key, new_eval_key):
-        dataset = dataset_of(samples)
+        """Moves exactly the run's own fields and views to the names of ``new_eval_key`` and records them; if any
+        of those names is taken, moves nothing and raises (FiftyOne then logs the error and renames the key only:
+        the run keeps its fields and views under their names, and deleting it deletes them, never the others)."""
+        dataset, root, c = dataset_of(samples), root_dataset(samples), self.config
+        old_fields = self.get_fields(dataset, eval_key)
+        new_fields, new_views = self.field_names(new_eval_key), views.view_names(new_eval_key)
+        taken = [f for f in new_fields if dataset.get_field(f) is not None]
+        taken += [f"saved view '{v}'" for v in new_views if root.has_saved_view(v)]
+        if taken:
+            raise ValueError(f"cannot move the fields and views of evaluation '{eval_key}' to '{new_eval_key}': "
+                             f"{', '.join(taken[:5])} exist; they stay under their names")
+        own_fields, own_views = self._owned(samples, eval_key)
+        moves = {a: b for a, b in zip(old_fields, new_fields) if a in own_fields}
+        old_s, old_f = fou.split_frame_fields(list(moves))
+        new_s, new_f = fou.split_frame_fields(list(moves.values()))
         run_view = self.load_run_view(samples, eval_key)
-        old_s, old_f = fou.split_frame_fields(self.get_fields(dataset, eval_key))
-        new_s, new_f = fou.split_frame_fields(self.get_fields(dataset, new_eval_key))
-        dataset.rename_sample_fields({a: b for a, b in zip(old_s, new_s) if dataset.has_sample_field(a)})
-        dataset.rename_frame_fields({a: b for a, b in zip(old_f, new_f) if dataset.has_frame_field(a)})
-        views.delete_views(root_dataset(samples), eval_key)
-        views.save_views(run_view, new_eval_key, self.config.failure_th, self.config.sequence_field,
-                         self.config.order_field)
+        dataset.rename_sample_fields(dict(zip(old_s, new_s)))
+        dataset.rename_frame_fields(dict(zip(old_f, new_f)))
+        for name in own_views:
+            root.delete_saved_view(name)
+        if own_views:
+            views.save_views(run_view, new_eval_key, c.failure_th, c.sequence_field, c.order_field,
+                             describe=self.describe)
+        c.fields, c.views = new_fields, new_views
+        self.update_run_config(samples, eval_key, c)
 
     def cleanup(self, samples, eval_key):
-        dataset = dataset_of(samples)
-        sample_fields, frame_fields = fou.split_frame_fields(self.get_fields(dataset, eval_key))
+        """Deletes exactly the run's own fields and views (:meth:`_owned`), and the frame images no other
+        evaluation's views show."""
+        dataset, root = dataset_of(samples), root_dataset(samples)
+        own_fields, own_views = self._owned(samples, eval_key)
+        sample_fields, frame_fields = fou.split_frame_fields(own_fields)
         dataset.delete_frame_fields(frame_fields, error_level=1)
         dataset.delete_sample_fields(sample_fields, error_level=1)
-        root = root_dataset(samples)
-        views.delete_views(root, eval_key)
+        for name in own_views:
+            root.delete_saved_view(name)
         views.prune_frames(root, [k for k in jf_eval_keys(root) if k != eval_key])
 
-    def evaluate_samples(self, samples, eval_key=None, progress=None):
-        """Scores every sequence; writes the fields (if ``eval_key``) in bulk; returns ``JFResults``."""
+    def score(self, samples, eval_key=None, progress=None):
+        """Scores every sequence, writing nothing: ``(JFResults, _Writes)``, the fields' values to write in bulk
+        (:meth:`_Writes.save`)."""
         c = self.config
         layout = layout_of(samples, c.sequence_field, c.order_field)
         if c.gt_type == "Detections" or c.pred_type == "Detections":
@@ -323,9 +418,7 @@ class JFEvaluation(foe.EvaluationMethod):
                             backend=self)
         if c.seen_categories is not None:
             summary["youtube_vos"] = results.youtube_vos(c.seen_categories)
-        if eval_key is not None:
-            writes.save(self.config, eval_key)
-        return results
+        return results, writes
 
     def _sequence_frames(self, layout):
         """Yields ``(Sequence, [_Frame])`` per sequence: its frames whose ground truth is set, in frame order."""
@@ -474,13 +567,21 @@ class _Writes:
         self.sequences = {}  # sequence key -> (Sequence, {suffix: value})
 
     def save(self, config, k):
+        """Declares the run's fields, stamped with its run id (:mod:`sampd_plugin.fo.identity`), then writes them."""
         layout, dataset = self.layout, self.layout.dataset
         frame_key = "frames.id" if layout.is_video else "id"
+        info = identity.stamped_info(None, config.run_id, identity.EVALUATION)
         for s, ftype in SAMPLE_FIELDS.items():
-            dataset.add_sample_field(f"{k}_{s}", ftype)
+            dataset.add_sample_field(f"{k}_{s}", ftype, info=info)
+        dataset.add_sample_field(f"{k}_objects", fof.ListField, subfield=fof.EmbeddedDocumentField,
+                                 embedded_doc_type=foo.DynamicEmbeddedDocument, info=info)
         for s, ftype in FRAME_FIELDS.items():
-            layout.add_field(f"{k}_{s}", ftype)
-        layout.add_field(f"{k}_first_failures", fof.ListField, subfield=fof.IntField)
+            layout.add_field(f"{k}_{s}", ftype, info=info)
+        layout.add_field(f"{k}_first_failures", fof.ListField, subfield=fof.IntField, info=info)
+        for field, typ in ((config.pred_field, config.pred_type), (config.gt_field, config.gt_type)):
+            if typ == "Detections":
+                for a in LABEL_ATTRS:
+                    layout.add_field(f"{field}.detections.{k}_{a}", fof.FloatField, info=info)
         for s in SAMPLE_FIELDS:
             vals = {sid: _py(v[s]) for seq, v in self.sequences.values() for sid in seq.sample_ids}
             if vals:

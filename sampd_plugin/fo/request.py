@@ -14,7 +14,8 @@ import dataclasses
 from typing import Any, Mapping, Optional
 
 from sampd_plugin.backends import registry
-from sampd_plugin.core.config import ConfigLike, SamPDConfig, as_config
+from sampd_plugin.core import checks
+from sampd_plugin.core.config import ConfigLike, as_config
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo.store import DEFAULT_BATCH_FRAMES
 from sampd_plugin.ops.ownership import DEFAULT_STALE_SECONDS
@@ -23,6 +24,10 @@ from sampd_plugin.ops.ownership import DEFAULT_STALE_SECONDS
 MODES = ("track", "auto")
 #: the default output field of each mode
 DEFAULT_LABEL_FIELDS = {"track": "sampd", "auto": "sampd_auto"}
+#: most objects automatic mode tracks per sequence (``max_objects``; the paper's VIS setting is 100)
+MAX_AUTO_OBJECTS = 1000
+#: most frames per bulk write (``batch_frames``)
+MAX_BATCH_FRAMES = 100_000
 #: sequences per delegated operation when a job is split for several workers (:func:`sampd_plugin.queue_track`,
 #: the operators' forms)
 SAMPLES_PER_OPERATION = 1
@@ -30,8 +35,9 @@ SAMPLES_PER_OPERATION = 1
 
 @dataclasses.dataclass(frozen=True)
 class TrackRequest:
-    """A tracking job's settings (validated when built: :class:`~sampd_plugin.errors.SampdInputError` naming the
-    setting in ``error.field``).
+    """A tracking job's settings (validated when built, by type and range with :mod:`sampd_plugin.core.checks`:
+    :class:`~sampd_plugin.errors.SampdInputError` naming the setting in ``error.field``; a string is never read as
+    a number nor a flag).
 
     Attributes:
         mode: one of :data:`MODES`
@@ -39,7 +45,8 @@ class TrackRequest:
         label_field: output field (default: :data:`DEFAULT_LABEL_FIELDS` of the mode)
         max_objects: ``"auto"``: automatic masks tracked per sequence, best first
         config: a :class:`~sampd_plugin.core.config.SamPDConfig`; given as a preset name, a dict or ``None`` (the
-            paper's full method), it is parsed here, once
+            mode's :data:`~sampd_plugin.core.config.DEFAULT_PRESETS`: ``"full"``, the paper's method, for
+            ``"track"``; ``"adaptive"`` for ``"auto"``), it is parsed here, once
         model: ``"vit_h"``, ``"vit_l"``, ``"vit_b"``, ``"mobile_sam"``, ``"tiny"``, ``"synthetic"``
             (:mod:`sampd_plugin.backends.registry`) or a segmenter instance (not for delegated operations)
         checkpoint: optional checkpoint path
@@ -81,8 +88,7 @@ class TrackRequest:
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        if self.mode not in MODES:
-            raise SampdInputError(f"mode must be one of {MODES}, got {self.mode!r}", field="mode")
+        checks.choice("mode", self.mode, MODES)
         for name in ("prompt_field", "label_field", "checkpoint", "device", "sequence_field", "order_field",
                      "job_id", "gt_field", "eval_key"):  # a form's empty text box means "not given"
             if getattr(self, name) in ("", None):
@@ -93,18 +99,15 @@ class TrackRequest:
         else:
             put("prompt_field", None)
         put("label_field", self.label_field or DEFAULT_LABEL_FIELDS[self.mode])
-        put("max_objects", _integer(self.max_objects, "max_objects"))
-        put("batch_frames", _integer(self.batch_frames, "batch_frames"))
-        put("config", parse_config(self.config))
-        registry.check_model(self.model, self.checkpoint)  # SampdInputError, field "model" / "checkpoint"
-        if self.device is not None and self.device.strip().lower() == "auto":
-            put("device", None)
-        registry.check_device_name(self.device)  # SampdInputError, field "device"
+        put("max_objects", checks.integer("max_objects", self.max_objects, 1, MAX_AUTO_OBJECTS))
+        put("batch_frames", checks.integer("batch_frames", self.batch_frames, 1, MAX_BATCH_FRAMES))
+        put("config", as_config(self.config, self.mode))
+        registry.check_model(self.model, self.checkpoint)
+        device = checks.device(self.device)
+        put("device", None if device == "auto" else device)
         for name in ("overwrite", "allow_overwrite_ground_truth"):
-            put(name, bool(getattr(self, name)))
-        if not float(self.stale_seconds) > 0:
-            raise SampdInputError(f"stale_seconds must be > 0, got {self.stale_seconds!r}", field="stale_seconds")
-        put("stale_seconds", float(self.stale_seconds))
+            checks.flag(name, getattr(self, name))
+        put("stale_seconds", checks.number("stale_seconds", self.stale_seconds, 0, low_open=True))
         if isinstance(self.evaluate, Mapping):  # queue_track(evaluate={"gt_field": ..., "eval_key": ...}), {} too
             put("gt_field", self.gt_field or self.evaluate.get("gt_field") or None)
             put("eval_key", self.eval_key or self.evaluate.get("eval_key") or None)
@@ -161,23 +164,4 @@ class TrackRequest:
         return {k: v for k, v in (("sequence_field", self.sequence_field), ("order_field", self.order_field)) if v}
 
 
-def parse_config(config: ConfigLike) -> SamPDConfig:
-    """:func:`~sampd_plugin.core.config.as_config` of a request's config (a tracking job's, a repropagation's);
-    :class:`SampdInputError` with ``field="config"`` for an unknown preset or setting."""
-    try:
-        return as_config(config)
-    except (ValueError, TypeError) as e:
-        raise SampdInputError(str(e), field="config") from None
-
-
-def _integer(value, name: str) -> int:
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        n = 0
-    if n < 1 or (isinstance(value, float) and value != n):
-        raise SampdInputError(f"{name} must be >= 1, got {value!r}", field=name)
-    return n
-
-
-__all__ = ["TrackRequest", "MODES", "DEFAULT_LABEL_FIELDS", "SAMPLES_PER_OPERATION", "parse_config"]
+__all__ = ["TrackRequest", "MODES", "DEFAULT_LABEL_FIELDS", "SAMPLES_PER_OPERATION"]

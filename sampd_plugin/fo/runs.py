@@ -26,11 +26,12 @@ import socket
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from sampd_plugin.backends import registry
-from sampd_plugin.core.config import ConfigLike, SamPDConfig
+from sampd_plugin.core import checks
+from sampd_plugin.core.config import ConfigLike, SamPDConfig, as_config
 from sampd_plugin.core.tracker import ObjectPrompt
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.fo import labels, store
-from sampd_plugin.fo.request import TrackRequest, parse_config
+from sampd_plugin.fo import identity, labels, store
+from sampd_plugin.fo.request import TrackRequest
 from sampd_plugin.fo.sources import Layout, SampleSequence, as_collection, layout_of
 from sampd_plugin.ops import ownership
 
@@ -56,7 +57,11 @@ def run_key(settings: dict) -> str:
 
 # --- markers ---------------------------------------------------------------------------------------------------------
 def read_markers(layout: Layout, label_field: str) -> Dict[str, Optional[dict]]:
-    """``{sequence key: marker dict or None}`` of the layout's sequences (markers live on the head samples)."""
+    """``{sequence key: marker dict or None}`` of the layout's sequences (markers live on the head samples); all
+    ``None`` unless ``label_field`` is provably a SAM-PD output (:func:`sampd_plugin.fo.identity.output_identity`):
+    a stale marker (its output field was deleted or renamed) or a field a person named like a marker says nothing."""
+    if not identity.is_output(layout.dataset, label_field):
+        return {seq.key: None for seq in layout.sequences()}
     return layout.head_values(labels.marker_field(label_field))
 
 
@@ -92,7 +97,7 @@ def run_states(samples, label_field: Optional[str] = None, sequence_field: Optio
     ``worker, operation, frames, last_frame, error, run``. Output fields are those with a run marker field (all of
     them, or only ``label_field``)."""
     layout = layout_of(samples, sequence_field, order_field)
-    fields = [label_field] if label_field else [f for f in labels.output_fields(layout.dataset) if layout.has_field(f)]
+    fields = [label_field] if label_field else identity.output_fields(layout.dataset)
     rows = []
     now_ = ownership.utcnow()
     for field in fields:
@@ -302,8 +307,13 @@ def plan_repropagate(samples, label_field: str, from_frame: Optional[int] = None
     naming the sequence, frame and field. Arguments as :func:`sampd_plugin.repropagate`."""
     layout = _one_sequence_layout(samples, sequence_field, order_field)
     seq = layout.sequences()[0]
-    if direction not in DIRECTIONS:
-        raise SampdInputError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    checks.choice("direction", direction, DIRECTIONS)
+    checks.integer("from_frame", from_frame, 1, allow_none=True)
+    if object_ids is not None:
+        if isinstance(object_ids, (str, bytes)) or not hasattr(object_ids, "__iter__"):
+            raise SampdInputError(f"object_ids must be a list of object ids (Detection.index), got {object_ids!r}",
+                                  field="object_ids")
+        object_ids = [checks.integer("object_ids[]", i, 0) for i in object_ids]
     if from_frame is None:
         picked = as_collection(samples)
         if seq.is_video or len(picked) != 1:
@@ -325,7 +335,7 @@ def plan_repropagate(samples, label_field: str, from_frame: Optional[int] = None
     model = model or settings.get("model") or TrackRequest.model
     checkpoint = checkpoint if checkpoint is not None else settings.get("checkpoint")
     registry.check_model(model, checkpoint)
-    cfg = parse_config(config if config is not None else settings.get("config"))
+    cfg = as_config(config if config is not None else settings.get("config"))
     hw = layout.frame_size(seq)
     total = seq.num_frames
     k = int(from_frame)

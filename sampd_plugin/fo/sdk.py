@@ -44,12 +44,13 @@ from typing import Iterator, Optional, Tuple
 import fiftyone.core.utils as fou
 
 from sampd_plugin.backends.registry import BackendCache
+from sampd_plugin.core import checks
 from sampd_plugin.core.config import ConfigLike
 from sampd_plugin.core.tracker import SamPDTracker
 from sampd_plugin.errors import OwnershipLostError, SampdInputError, SampdRunError
 from sampd_plugin.fo import labels, runs, store
 from sampd_plugin.fo.jobs import finish_job
-from sampd_plugin.fo.request import TrackRequest
+from sampd_plugin.fo.request import MAX_BATCH_FRAMES, TrackRequest
 from sampd_plugin.fo.runs import TrackPlan, plan_repropagate, plan_track
 from sampd_plugin.fo.sources import Layout, SampleSequence, as_collection
 from sampd_plugin.fo.store import DEFAULT_BATCH_FRAMES
@@ -164,12 +165,13 @@ def _run(samples, request: TrackRequest, progress, operation) -> dict:
     request = plan.request
     backends = _checked_backends(request.model, request.checkpoint, request.device, load=bool(plan.todo))
     _check_segmenter(backends, plan)
-    store.ensure_output_field(plan.layout, plan.label_field)
+    if plan.todo:  # declared only when something will be written (an empty view declares nothing)
+        store.ensure_output_field(plan.layout, plan.label_field, adopt=request.allow_overwrite_ground_truth)
     t0 = time.time()
     summary = dict(label_field=plan.label_field, samples=len(plan.todo) + len(plan.done) + len(plan.busy),
                    tracked=[], skipped=list(plan.done), busy=dict(plan.busy), failed={}, frames=0, objects=0,
                    seconds=0.0, frames_per_second=None, device=backends.device, model=backends.model, run=plan.key,
-                   mode=request.mode)
+                   mode=request.mode, method=request.config.preset_name or "custom")
     for key, message in plan.busy.items():
         logger.warning("skipped (another run is writing it): %s", message)
     for message in plan.stale.values():
@@ -283,7 +285,8 @@ def _track_sequence(plan: TrackPlan, seq: SampleSequence, backends, pb, prefix, 
         if prompts:
             count = _stream(tracker, _checked(frames, hw, seq.name), prompts, hw, writer, seq, pb, prefix,
                             on_frame=on_frame)
-        _check_complete(layout, seq, plan.label_field, start if prompts else None, progress["last_frame"])
+        _check_complete(layout, seq, plan.label_field, start if prompts else None, progress["last_frame"],
+                        max(plan.prompt_tables.get(seq.key) or [0]))
         claim.finish(frames=count, last_frame=progress["last_frame"], objects=len(prompts),
                      seconds=round(time.time() - t0, 3), finished_at=runs.now())
     except OwnershipLostError:
@@ -294,12 +297,21 @@ def _track_sequence(plan: TrackPlan, seq: SampleSequence, backends, pb, prefix, 
     return dict(frames=count, objects=len(prompts))
 
 
-def _check_complete(layout: Layout, seq: SampleSequence, label_field: str, start: Optional[int], last: Optional[int]):
+def _check_complete(layout: Layout, seq: SampleSequence, label_field: str, start: Optional[int], last: Optional[int],
+                    labeled_until: int = 0):
     """Raises :class:`SampdRunError` unless every frame from ``start`` to the sequence's last frame has a label in
-    the database (``start=None``: nothing to track)."""
+    the database (``start=None``: nothing to track). The last frame is the container's frame count when it knows
+    it, else the last frame that decoded (``last``: the count measured by decoding); it may not be before ``start``
+    (an empty range is never complete) nor before ``labeled_until``, the last frame the dataset holds prompt labels
+    for (a video that decodes to fewer frames than its labelled frames is truncated, whatever its container says)."""
     if start is None:
         return
-    end = seq.num_frames or last or start
+    end = seq.num_frames or last
+    if end is None or end < max(start, labeled_until):
+        decoded = "no frame decoded" if last is None else f"decoding stopped after frame {last}"
+        raise SampdRunError(
+            f"{seq.name}: {decoded} but the sequence has labels up to frame {max(start, labeled_until)} (truncated "
+            "or corrupt video): not marked finished")
     written = set(layout.labeled_frames(seq, label_field))
     missing = [fn for fn in range(start, end + 1) if fn not in written]
     if missing:
@@ -322,7 +334,7 @@ def _stream(tracker, frames, prompts, hw, writer, seq: SampleSequence, pb, prefi
         for res in tracker.track(frames, prompts):
             last = res.frame_number
             if res.frame_number != skip_frame:
-                writer.add(seq, res.frame_number, labels.frame_detections(res, hw))
+                writer.add(seq, res.frame_number, labels.frame_labels(res, hw))  # crops only: the rest on the writer's thread
                 count += 1
             pb.step(f"{prefix} · frame {res.frame_number}/{total}")
             if on_frame is not None:
@@ -396,10 +408,10 @@ def repropagate(samples, label_field: str, from_frame: Optional[int] = None, dir
     Raises:
         SampdInputError: invalid input (named sequence / frame / field); nothing was written
     """
+    batch_frames = checks.integer("batch_frames", batch_frames, 1, MAX_BATCH_FRAMES)
+    device = checks.device(device)
     plan = plan_repropagate(samples, label_field, from_frame, direction, object_ids, config, model, checkpoint,
                             sequence_field, order_field)
-    if int(batch_frames) < 1:
-        raise SampdInputError(f"batch_frames must be >= 1, got {batch_frames!r}")
     backends = _checked_backends(plan.model, plan.checkpoint, device)
     seq, k, total = plan.sequence, plan.from_frame, plan.sequence.num_frames
     marker = dict(plan.marker, owner=ownership.new_owner(), worker=ownership.this_worker(), done=False)

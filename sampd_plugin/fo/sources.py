@@ -289,13 +289,13 @@ class VideoLayout(Layout):
         paths = self.samples.values("filepath")
         totals = self.samples.values("metadata.total_frame_count")
         return [SampleSequence(key=sid, name=f"sample {sid} ({os.path.basename(p)})", head_id=sid, sample_ids=[sid],
-                         filepaths=[p], num_frames=int(n) if n else None, is_video=True)
+                               filepaths=[p], num_frames=_frame_count(n), is_video=True)
                 for sid, p, n in zip(ids, paths, totals)]
 
     def frame_size(self, seq: SampleSequence) -> Tuple[int, int]:
         meta = self._head_metadata(seq, "frame_height", "the video")
-        if seq.num_frames is None and getattr(meta, "total_frame_count", None):
-            seq.num_frames = int(meta.total_frame_count)
+        if seq.num_frames is None:
+            seq.num_frames = _frame_count(getattr(meta, "total_frame_count", None))
         return int(meta.frame_height), int(meta.frame_width)
 
     def index_table(self, field):
@@ -444,6 +444,12 @@ class ImageLayout(Layout):
             return []
         labeled = set(self.dataset.select(seq.sample_ids).exists(field_name(field)).values("id"))
         return [i + 1 for i, sid in enumerate(seq.sample_ids) if sid in labeled]
+
+
+def _frame_count(total) -> Optional[int]:
+    """A video's frame count from its metadata, ``None`` when the container does not know it (missing, zero or
+    negative, as a streamed MKV reports: ``duration -1 x fps``): then decoding measures it."""
+    return int(total) if total and total > 0 else None
 
 
 def _present(indexes, boxes) -> List[Optional[int]]:

@@ -1,7 +1,8 @@
 """FiftyOne storage of a tracking run: field checks, prompt reading, and the bulk label writer, for any
 :class:`~sampd_plugin.fo.sources.Layout` (video samples or image sequences).
 
-Bulk writes: labels go through one ``set_values`` call per ``batch_frames`` frames (:class:`FrameLabelWriter`):
+Bulk writes: labels go through one ``set_values`` call per ``batch_frames`` frames (:class:`FrameLabelWriter`, of the
+documents :func:`sampd_plugin.fo.labels.detections_document` builds):
 ``frames.<field>`` keyed by video sample id and frame number, or ``<field>`` keyed by image sample id; nothing calls
 ``save()`` per frame.
 """
@@ -18,13 +19,13 @@ import numpy as np
 
 import fiftyone as fo
 import fiftyone.core.fields as fof
-from fiftyone import ViewField as F
 
 from sampd_plugin.core.tracker import ObjectPrompt
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.fo import app
-from sampd_plugin.fo.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, is_absent, marker_field,
-                                 paste_mask, quality_fields, relative_to_xyxy)
+from sampd_plugin.fo import app, identity
+from sampd_plugin.fo.labels import (LABEL_ATTRIBUTES, ObjectLabel, detection_quality, detections_document,
+                                    field_name, frame_quality, is_absent, marker_field, paste_mask, quality_fields,
+                                    relative_to_xyxy)
 from sampd_plugin.fo.sources import Layout, SampleSequence
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ __all__ = ["DEFAULT_BATCH_FRAMES", "check_label_field", "check_output_field", "p
            "BackgroundWriter"]
 
 
-def check_label_field(layout: Layout, field: str, role: str = "prompt field", types=(fo.Detections,)) -> str:
+def check_label_field(layout: Layout, field: str, role: str = "prompt field", types=(fo.Detections,),
+                      argument: str = "prompt_field") -> str:
     """Returns the name of a label field (``"x"`` or ``"frames.x"``) after checking that it is a frame label field
     of one of ``types`` on the layout's collection (``frames.x`` of a video collection, ``x`` of an image
     collection); raises :class:`SampdInputError` naming it (``error.field``: ``role`` as a setting name)."""
@@ -62,10 +64,11 @@ def check_output_field(layout: Layout, label_field: str, prompt_field: Optional[
     """Validates an output field before anything is written; returns its name.
 
     Never an output, whatever ``overwrite`` says: the prompt field, the sequence / order fields, a non-Detections
-    field, and one whose run marker field (``<label_field>_track``) holds values SAM-PD did not write. Unless
+    field, and one whose run marker (``<label_field>_track``) or quality fields exist and are not provably SAM-PD's
+    (:func:`sampd_plugin.fo.identity.output_identity`: stamped with the output field's id). Unless
     ``allow_overwrite_ground_truth`` (never set by the operators' forms), neither a field an evaluation of the
-    dataset uses as ground truth nor an existing field SAM-PD did not write (one without our run marker field).
-    Each refusal is a :class:`SampdInputError` naming the field.
+    dataset uses as ground truth nor an existing field that is not provably a SAM-PD output (that option makes it
+    one). Each refusal is a :class:`SampdInputError` naming the field.
     """
     name = field_name(label_field)
     path = layout.path(name)
@@ -73,35 +76,20 @@ def check_output_field(layout: Layout, label_field: str, prompt_field: Optional[
         raise _output_error(f"'{label_field}' is not a valid output field name (use letters, digits and '_')")
     if prompt_field is not None and name == field_name(prompt_field):
         raise _output_error(f"the output field '{path}' is the prompt field: prompts / ground truth are never "
-                              "overwritten; choose another output field")
+                            "overwritten; choose another output field")
     if name in (layout.sequence_field, layout.order_field):
         raise _output_error(f"the output field '{path}' is the sequence / order field of the image sequences")
     f = layout.samples.get_field(path)
     if f is not None and not issubclass(getattr(f, "document_type", None) or type, fo.Detections):
         raise _output_error(f"'{path}' exists and is a {type(f).__name__}, not a Detections field")
-    mf = marker_field(name)
-    marker = layout.dataset.get_field(mf)
-    if marker is not None:  # ours if every value is one of our markers (declared first: see ensure_output_field)
-        foreign = not isinstance(marker, fof.DictField) or len(
-            layout.dataset.match((F(mf) != None) & (F(f"{mf}.run") == None)).limit(1))  # noqa: E711
-        if foreign:
-            raise _output_error(f"'{mf}' exists and was not written by SAM-PD: it would be overwritten by the run "
-                                  f"marker of the output field '{path}'; choose another output field")
-    for qname, (ftype, kwargs) in quality_fields(name).items():
-        q = layout.get_field(qname)
-        want = kwargs.get("embedded_doc_type")
-        if q is not None and not (isinstance(q, ftype) and (want is None or issubclass(q.document_type, want))):
-            raise _output_error(f"'{layout.path(qname)}' (a frame quality field of '{path}') exists and is a "
-                                  f"{type(q).__name__}, not a {(want or ftype).__name__}: choose another output field")
-    if allow_overwrite_ground_truth:
-        return name
-    gt = ground_truth_fields(layout.dataset)
+    gt = {} if allow_overwrite_ground_truth else ground_truth_fields(layout.dataset)
     if name in gt:
         raise _output_error(f"'{path}' is the ground truth of evaluation(s) {gt[name]}: ground truth is never "
-                              "overwritten; choose another output field")
-    if f is not None and marker is None:
-        raise _output_error(f"'{path}' exists and was not written by SAM-PD (it has no '{mf}' run marker): it is "
-                              "never overwritten; choose another output field")
+                            "overwritten; choose another output field")
+    ident = identity.output_identity(layout.dataset, name)
+    adoptable = allow_overwrite_ground_truth and set(ident.problems) == {path}
+    if ident.state == "foreign" and not adoptable:
+        raise _output_error(f"{ident.message}: it is never overwritten; choose another output field")
     return name
 
 
@@ -168,7 +156,10 @@ def detection_to_prompt(det, hw: Tuple[int, int], frame_number: int, object_id: 
         raise SampdInputError(f"{at}: the detection's bounding box {bbox} is not four finite numbers "
                               "(relative [x, y, w, h])")
     if det.has_mask:
-        mask = paste_mask(det, hw)
+        try:
+            mask = paste_mask(det, hw)
+        except ValueError as e:
+            raise SampdInputError(f"{at}: {e}") from None
         if mask.any():
             return ObjectPrompt(object_id=int(object_id), frame_number=int(frame_number), mask=mask,
                                 label=det.label)
@@ -222,26 +213,61 @@ def read_frame_prompts(layout: Layout, seq: SampleSequence, label_field: str, fr
     return prompts
 
 
-def ensure_output_field(layout: Layout, label_field: str):
-    """Declares the sample-level marker field, then the output field as ``fo.Detections`` with the label attributes
-    (``frames.<f>`` for videos, ``<f>`` for images) and its frame quality fields, and colours its objects by
-    ``index`` in the App (:func:`sampd_plugin.fo.app.color_by_object`); idempotent, done before anything is written.
-    The marker field comes first so that another process never sees the output field without it (which would make
-    it look like a field SAM-PD did not write, :func:`check_output_field`)."""
-    if not layout.dataset.has_sample_field(marker_field(label_field)):
-        layout.dataset.add_sample_field(marker_field(label_field), fof.DictField)
-    layout.add_field(label_field, fof.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
-    for attr, ftype in LABEL_ATTRIBUTES.items():
-        layout.add_field(f"{label_field}.detections.{attr}", ftype)
-    for qname, (ftype, kwargs) in quality_fields(label_field).items():
-        layout.add_field(qname, ftype, **kwargs)
-    app.color_by_object(layout.dataset, label_field)
+def ensure_output_field(layout: Layout, label_field: str, adopt: bool = False) -> str:
+    """Declares the output field as ``fo.Detections`` with the label attributes (``frames.<f>`` for videos, ``<f>``
+    for images), its sample-level run marker and its frame quality fields, all stamped with one output id
+    (:mod:`sampd_plugin.fo.identity`), and colours its objects by ``index`` in the App
+    (:func:`sampd_plugin.fo.app.color_by_object`); idempotent, done before anything is written. Returns the id.
+
+    A new output field (none, or only a stale marker of a deleted / renamed one) gets a new id; the stale marker
+    and its quality fields are deleted first. ``adopt`` (``allow_overwrite_ground_truth``) stamps an existing field
+    that SAM-PD did not write. Runs that start at once declare under one lock (:func:`identity.declaring`): the
+    marker first, so that another process never sees our output field without its marker.
+
+    Raises:
+        SampdInputError: a field of the output is not provably ours (made since the job was planned)
+    """
+    dataset, name = layout.dataset, field_name(label_field)
+    with identity.declaring(dataset, name):
+        dataset.reload()  # what runs that started at once declared
+        ident = identity.output_identity(dataset, name)
+        adopting = adopt and set(ident.problems) == {layout.path(name)}
+        if ident.state == "foreign" and not adopting:
+            raise _output_error(f"{ident.message}: it is never overwritten; choose another output field")
+        for path in ident.stale:  # quality fields of a deleted output field, then its marker
+            _delete_field(dataset, path)
+        id_ = ident.id or identity.new_id()
+        if ident.state != "ours":
+            dataset.add_sample_field(marker_field(name), fof.DictField,
+                                     info=identity.stamped_info(None, id_, identity.MARKER))
+            if adopting:
+                identity.stamp_field(dataset, layout.path(name), id_, identity.LABELS)
+        layout.add_field(name, fof.EmbeddedDocumentField, embedded_doc_type=fo.Detections,
+                         info=identity.stamped_info(None, id_, identity.LABELS))
+        for attr, ftype in LABEL_ATTRIBUTES.items():
+            layout.add_field(f"{name}.detections.{attr}", ftype)
+        for qname, (ftype, kwargs) in quality_fields(name).items():
+            layout.add_field(qname, ftype, info=identity.stamped_info(None, id_, identity.role_of(qname, name)),
+                             **kwargs)
+    app.color_by_object(dataset, name)
+    return id_
+
+
+def _delete_field(dataset, path: str):
+    if path.startswith("frames."):
+        dataset.delete_frame_field(path[len("frames."):])
+    else:
+        dataset.delete_sample_field(path)
 
 
 class FrameLabelWriter:
     """Buffers frame labels of one output field and writes them, with the frame quality fields computed from the
     final labels (:func:`sampd_plugin.fo.labels.frame_quality`), with one ``set_values`` call per field every
     ``batch_frames`` frames (memory stays flat in the sequence's length).
+
+    A frame's label is the list of its objects' :class:`~sampd_plugin.fo.labels.ObjectLabel` s
+    (:func:`sampd_plugin.fo.labels.frame_labels`); the documents are built when they are written
+    (:func:`~sampd_plugin.fo.labels.detections_document`), on the writer's thread under :class:`BackgroundWriter`.
 
     Args:
         layout: the collection's :class:`~sampd_plugin.fo.sources.Layout`
@@ -262,7 +288,7 @@ class FrameLabelWriter:
         self.batch_frames = int(batch_frames)
         self.replace_ids = None if replace_ids is None else {int(i) for i in replace_ids}
         self.before_write = before_write
-        self._buf: Dict[str, Tuple[SampleSequence, Dict[int, object]]] = {}
+        self._buf: Dict[str, Tuple[SampleSequence, Dict[int, List[ObjectLabel]]]] = {}
         self._n = 0
         self.frames_written = 0
         self.calls = 0
@@ -274,8 +300,8 @@ class FrameLabelWriter:
         """Frames buffered and not yet written."""
         return self._n
 
-    def add(self, seq: SampleSequence, frame_number: int, label):
-        self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = label
+    def add(self, seq: SampleSequence, frame_number: int, objects: List[ObjectLabel]):
+        self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = list(objects)
         self._n += 1
         if self._n >= self.batch_frames:
             self.flush()
@@ -285,16 +311,23 @@ class FrameLabelWriter:
             return
         if self.before_write is not None:
             self.before_write()
+        kept: Dict[str, Dict[int, list]] = {k: {} for k in self._buf}  # repropagation: the other objects' detections
         if self.replace_ids is not None:
-            for seq, frames in self._buf.values():
+            for key, (seq, frames) in self._buf.items():
                 for fn, label in self.layout.read_labels(seq, self.label_field, sorted(frames)).items():
-                    if label is None or fn not in frames:
-                        continue
-                    kept = [d for d in label.detections if d.index not in self.replace_ids]
-                    frames[fn] = fo.Detections(detections=kept + list(frames[fn].detections))
-        self.layout.write_labels(self.label_field, self._buf)
-        quality = {k: (seq, {fn: frame_quality(label) for fn, label in frames.items()})
-                   for k, (seq, frames) in self._buf.items()}
+                    if label is not None and fn in frames:
+                        kept[key][fn] = [d for d in label.detections if d.index not in self.replace_ids]
+        docs, quality = {}, {}
+        for key, (seq, frames) in self._buf.items():
+            docs[key], quality[key] = (seq, {}), (seq, {})
+            for fn, objects in frames.items():
+                old = kept[key].get(fn, [])
+                doc = detections_document(objects)
+                doc["detections"][:0] = [d.to_dict() for d in old]
+                docs[key][1][fn] = doc
+                quality[key][1][fn] = frame_quality({**detection_quality(old),
+                                                     **{o.index: (o.score, o.iou, o.lost, o.confusion) for o in objects}})
+        self.layout.write_labels(self.label_field, docs)
         for n, qname in enumerate(quality_fields(self.label_field)):  # (confidence, doubtful) of each frame
             self.layout.write_labels(qname, {k: (seq, {fn: q[n] for fn, q in qs.items()})
                                              for k, (seq, qs) in quality.items()})

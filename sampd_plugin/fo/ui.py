@@ -8,12 +8,13 @@ registers the plugin) imports neither torch nor the tracking code.
 =========================  ==========================================================================================
 ``layout_of``              the sequences of a target (videos, or image sequences): :mod:`sampd_plugin.fo.sources`
 ``group_fields``           ``(group field, order field)`` of a dynamic grouped view (the App's "group by")
-``output_fields``          the SAM-PD output fields of a dataset (those with a run marker)
+``output_fields``          the SAM-PD output fields of a dataset (provably ours: stamped with their marker's id);
+                           ``output_identity``: whose a field name is (free, ours, or someone else's)
 ``run_states``             the state of every run on every sequence (done, running, stale, failed, ...)
 ``MODELS`` ...             model choices and checks: ``MODEL_LABELS``, ``check_model``, ``checkpoint_status``,
-                           ``model_warning``, ``resolve_device``
+                           ``model_warning``, ``resolve_device``, ``device_choices``
 ``PRESETS`` ...            the config presets (paper table rows, then extensions), ``PRESET_LABELS`` and
-                           ``DEFAULT_PRESET`` (a job's config when it names none)
+                           ``DEFAULT_PRESETS`` (a job's config when it names none, per mode)
 ``SAMPLES_PER_OPERATION``  sequences per delegated operation of a split job, by default
 ``jf_eval_keys``           the J&F evaluations of a dataset
 ``VIEWS`` ...              the saved failure views: ``view_name``, ``view_names``, ``failure_frame``; ``FAILURE_TH``
@@ -27,11 +28,11 @@ from sampd_plugin.lazy import lazy_attributes
 #: the facade's names by the module that defines them
 _MODULES = {
     "sampd_plugin.fo.sources": ("layout_of", "group_fields"),  # targets
-    "sampd_plugin.fo.labels": ("output_fields",),  # field discovery
+    "sampd_plugin.fo.identity": ("output_fields", "output_identity"),  # field discovery, ownership
     "sampd_plugin.fo.runs": ("run_states",),
     "sampd_plugin.backends.registry": ("MODELS", "MODEL_LABELS", "check_model", "checkpoint_status", "model_warning",
-                                       "resolve_device"),
-    "sampd_plugin.core.config": ("PRESETS", "PRESET_LABELS", "DEFAULT_PRESET"),
+                                       "resolve_device", "device_choices"),
+    "sampd_plugin.core.config": ("PRESETS", "PRESET_LABELS", "DEFAULT_PRESETS"),
     "sampd_plugin.fo.request": ("SAMPLES_PER_OPERATION",),
     "sampd_plugin.fo.evaluation": ("jf_eval_keys",),
     "sampd_plugin.fo.views": ("VIEWS", "view_name", "view_names", "failure_frame", "FAILURE_TH"),

@@ -122,18 +122,15 @@ def failure_frame(dataset, eval_key, sample_id, frame_number):
     return (view, ids[0]) if ids else None
 
 
-def save_views(samples, eval_key, failure_th=FAILURE_TH, sequence_field=None, order_field=None):
-    """Builds and saves (overwriting) the views of ``eval_key`` on ``samples``' dataset."""
+def save_views(samples, eval_key, failure_th=FAILURE_TH, sequence_field=None, order_field=None,
+               describe=lambda what: what):
+    """Builds and saves the views of ``eval_key`` on ``samples``' dataset (the caller checked that their names are
+    free or its own), each described by ``describe(what it shows)``."""
     dataset = root_dataset(samples)
-    for name, view in build_views(samples, eval_key, failure_th, sequence_field, order_field).items():
-        dataset.save_view(name, view, overwrite=True)
-
-
-def delete_views(dataset, eval_key):
-    """Deletes the saved views of ``eval_key`` that exist on ``dataset``."""
-    for name in view_names(eval_key):
-        if dataset.has_saved_view(name):
-            dataset.delete_saved_view(name)
+    built = build_views(samples, eval_key, failure_th, sequence_field, order_field)
+    for suffix, what in VIEWS.items():
+        name = view_name(eval_key, suffix)
+        dataset.save_view(name, built[name], description=describe(what), overwrite=True)
 
 
 def prune_frames(dataset, keep_eval_keys=()):

@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import List, Optional
 
-from sampd_plugin.errors import SampdInputError
+from sampd_plugin.core import checks
 from sampd_plugin.fo import jobs, runs, store
 from sampd_plugin.fo.request import SAMPLES_PER_OPERATION, TrackRequest
 from sampd_plugin.fo.runs import plan_track
@@ -68,17 +68,15 @@ def queue_track(samples, request: Optional[TrackRequest] = None, *,
     """
     samples = as_collection(samples)
     request = TrackRequest.of(request, **settings)
-    k = int(samples_per_operation)
-    if k < 1:
-        raise SampdInputError(f"samples_per_operation must be >= 1, got {samples_per_operation!r}",
-                              field="samples_per_operation")
+    k = checks.integer("samples_per_operation", samples_per_operation, 1)
     request.to_params()  # refuses a segmenter instance before the plan reads the dataset
     plan = plan_track(samples, request, job_id=request.job_id or uuid.uuid4().hex)
     plan.raise_if_invalid()
     request, layout = plan.request, plan.layout
-    store.ensure_output_field(layout, plan.label_field)  # declared once, before workers write
+    if plan.todo:  # declared once, before workers write (an empty view declares nothing)
+        store.ensure_output_field(layout, plan.label_field, adopt=request.allow_overwrite_ground_truth)
     evaluate = None
-    if request.evaluate:
+    if request.evaluate and (plan.todo or plan.done):
         evaluate = dict(gt_field=request.gt_field, eval_key=request.eval_key)
         jobs.register_job(layout, request.job_id, plan.label_field, plan.key, **evaluate)
     # each operation tracks its part; the job's last one evaluates it (finish_job)
@@ -93,7 +91,7 @@ def queue_track(samples, request: Optional[TrackRequest] = None, *,
                                                    delegation_target=delegation_target),
                                 request_delegation=True)
         ops.append(str(res.result["id"]))
-    if evaluate is not None and not ops:  # nothing left to track: evaluate now
+    if evaluate is not None and not ops and plan.done:  # nothing left to track: evaluate now
         jobs.finish_job(layout.dataset, request.job_id)
     return dict(operations=ops, samples=len(plan.todo), skipped=list(plan.done), busy=dict(plan.busy),
                 label_field=plan.label_field, job_id=request.job_id, evaluate=evaluate, samples_per_operation=k)
@@ -110,7 +108,7 @@ def run_request(samples, request: TrackRequest, *, samples_per_operation: int = 
     Returns:
         :func:`queue_track`'s result (it has ``"operations"``) or :func:`sampd_plugin.track`'s summary
     """
-    k = int(samples_per_operation or 0)
+    k = checks.integer("samples_per_operation", samples_per_operation or 0, 0)
     if k and len(layout_of(samples, **request.sequence_kwargs).sequences()) > k:
         return queue_track(samples, request, samples_per_operation=k, delegation_target=delegation_target)
     return track(samples, request, progress=progress, operation=operation)

@@ -40,7 +40,7 @@ TEXTURES = ("stripes", "checker", "dots", "rings", "diagonal", "grid")
 #: per-frame motion limit, as a fraction of the object's mean diameter (non-exiting objects)
 MAX_SPEED = 0.10
 #: the scene-parameter keys stored on dataset samples (see :meth:`SyntheticScene.params`)
-PARAM_KEYS = ("seed", "num_frames", "num_objects", "height", "width", "start_frames", "scenario")
+PARAM_KEYS = ("seed", "num_frames", "num_objects", "height", "width", "start_frames", "scenario", "object_size")
 #: what the scene is about: ``"standard"`` (objects meet now and then, one leaves and re-enters) or ``"crossing"``
 #: (objects that touch, cross and occlude each other, two of them look alike; ``_make_crossing_objects``)
 SCENARIOS = ("standard", "crossing")
@@ -118,6 +118,9 @@ class SyntheticScene:
         num_objects: objects, with ids ``1..num_objects``
         height, width: frame size in pixels
         start_frames: optional ``{object_id: first frame}``; the object does not exist before that frame
+        object_size: scales every object's radius (1: 10-15 % of the frame's smaller side) and spreads the points
+            where trajectories meet by its inverse (1: within 10 % of the frame of its centre; at most 40 %): many
+            objects, as in automatic mode, need smaller ones spread over the frame to be visible
     """
 
     def __init__(
@@ -129,6 +132,7 @@ class SyntheticScene:
         width: int = 854,
         start_frames: Optional[Dict[int, int]] = None,
         scenario: str = "standard",
+        object_size: float = 1.0,
     ):
         if scenario not in SCENARIOS:
             raise ValueError(f"scenario must be one of {SCENARIOS}, got {scenario!r}")
@@ -150,6 +154,9 @@ class SyntheticScene:
         self.width = int(width)
         self.start_frames = start_frames
         self.scenario = scenario
+        if not object_size > 0:
+            raise ValueError(f"object_size must be > 0, got {object_size}")
+        self.object_size = float(object_size)
         rng = np.random.default_rng([self.seed, 0x5A3D])
         self._make_background(rng)
         make = self._make_crossing_objects if scenario == "crossing" else self._make_objects
@@ -159,8 +166,8 @@ class SyntheticScene:
     @property
     def params(self) -> dict:
         """JSON/MongoDB-safe parameters that rebuild this exact scene with :meth:`from_params`
-        (``start_frames`` keys are strings)."""
-        return dict(
+        (``start_frames`` keys are strings; ``object_size`` only when it is not 1)."""
+        params = dict(
             seed=self.seed,
             num_frames=self.num_frames,
             num_objects=self.num_objects,
@@ -169,21 +176,25 @@ class SyntheticScene:
             start_frames={str(k): v for k, v in sorted(self.start_frames.items())},
             scenario=self.scenario,
         )
+        if self.object_size != 1:
+            params["object_size"] = self.object_size
+        return params
 
     @classmethod
     def from_params(cls, params: dict) -> "SyntheticScene":
         """Rebuilds a scene from :attr:`params` (e.g. a dataset sample's ``synthetic`` field)."""
         d = dict(params)
-        missing = [k for k in PARAM_KEYS if k not in d and k not in ("start_frames", "scenario")]
+        missing = [k for k in PARAM_KEYS if k not in d and k not in ("start_frames", "scenario", "object_size")]
         if missing:
             raise ValueError(f"synthetic scene parameters lack {missing}: {params!r}")
-        return cls(**{k: d.get(k) for k in PARAM_KEYS if k != "scenario"}, scenario=d.get("scenario") or "standard")
+        return cls(**{k: d[k] for k in PARAM_KEYS if d.get(k) is not None})
 
     def __repr__(self):
         return (
             f"SyntheticScene(seed={self.seed}, num_frames={self.num_frames}, num_objects={self.num_objects}, "
             f"height={self.height}, width={self.width}, start_frames={self.start_frames or None}"
-            + (f", scenario={self.scenario!r})" if self.scenario != "standard" else ")")
+            + (f", scenario={self.scenario!r}" if self.scenario != "standard" else "")
+            + (f", object_size={self.object_size})" if self.object_size != 1 else ")")
         )
 
     @property
@@ -253,6 +264,7 @@ class SyntheticScene:
         first = min(starts.values())
         exiter = next(i for i in range(1, n + 1) if starts[i] == first)
         exit_period = float(np.clip(self.num_frames - 1, 24, 80))
+        spread = min(0.4, 0.1 / self.object_size)  # meeting points within +-10 % of the frame of its centre (size 1)
 
         best, best_overlap = None, np.inf
         for _attempt in range(60):
@@ -263,7 +275,7 @@ class SyntheticScene:
                 bright, dark = _tones((hue0 + (i - 1) / n) % 1.0)
                 params = _shape_params(shape, rng)
                 r_norm, r_max = _radial_norms(shape, params)
-                radius = rng.uniform(0.10, 0.15) * s
+                radius = rng.uniform(0.10, 0.15) * s * self.object_size
                 start = starts[i]
                 scale_amp = rng.uniform(0.1, 0.25)
                 scale_period = rng.uniform(50, 90)
@@ -306,7 +318,7 @@ class SyntheticScene:
                     t_meet = rng.uniform(0.15, 0.85) * self.num_frames  # passes c0 then (frames after start)
                     spec = ObjectSpec(
                         **common, **wobble,
-                        c0=(w / 2 + rng.uniform(-0.1, 0.1) * w, h / 2 + rng.uniform(-0.1, 0.1) * h),
+                        c0=(w / 2 + rng.uniform(-spread, spread) * w, h / 2 + rng.uniform(-spread, spread) * h),
                         direction=rng.uniform(0, 2 * np.pi), amp=amp, period=period,
                         phase=-2 * np.pi * t_meet / period, scale_amp=scale_amp,
                     )
@@ -344,7 +356,7 @@ class SyntheticScene:
                 bright, dark = _tones(hue)
                 params = _shape_params(shape, rng)
                 r_norm, r_max = _radial_norms(shape, params)
-                radius = rng.uniform(0.11, 0.15) * s
+                radius = rng.uniform(0.11, 0.15) * s * self.object_size
                 scale_amp = rng.uniform(0.05, 0.15)
                 speed = rng.uniform(0.55, 0.85) * MAX_SPEED * 2 * radius * (1 - scale_amp)
                 if i == 1:
@@ -410,14 +422,14 @@ class SyntheticScene:
     def _start_overlap(self, specs: List[ObjectSpec]) -> float:
         """How much objects overlap (as discs) on each object's start frame; 0 when all start well apart."""
         worst = 0.0
-        for a in specs:
-            sa = self._state(a, a.start_frame)
-            for b in specs:
-                if b is a or b.start_frame > a.start_frame:
-                    continue
-                sb = self._state(b, a.start_frame)
-                d = np.hypot(sa.cx - sb.cx, sa.cy - sb.cy)
-                worst = max(worst, 1.1 * (sa.radius + sb.radius) - d)
+        for t in sorted({a.start_frame for a in specs}):  # the objects that start on t against those present then
+            present = [b for b in specs if b.start_frame <= t]
+            starting = np.array([b.start_frame == t for b in present])
+            states = [self._state(b, t) for b in present]
+            cx, cy, r = (np.array([getattr(st, k) for st in states]) for k in ("cx", "cy", "radius"))
+            gap = 1.1 * (r[:, None] + r[None, :]) - np.hypot(cx[:, None] - cx[None, :], cy[:, None] - cy[None, :])
+            np.fill_diagonal(gap, -np.inf)
+            worst = max(worst, float(gap[starting].max(initial=-np.inf)))
         return worst
 
     # --- closed-form state --------------------------------------------------------------------------------------
