@@ -38,7 +38,7 @@ class AutoTrackObjects(foo.Operator):
             inputs.int("max_objects", default=sp.TrackRequest(mode="auto").max_objects, min=1,
                        label="Max objects per sequence",
                        description="the best automatic masks of the first frame (paper Sec. IV-B, VIS)")
-            forms.model_inputs(inputs, ctx)
+            forms.model_inputs(inputs, ctx, mode="auto")
             forms.delegation_inputs(inputs, ctx, len(layout.sequences()) if layout is not None else None)
             if layout is not None:
                 _validate(inputs, ctx, target, label)

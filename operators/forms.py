@@ -178,8 +178,18 @@ def count_sequences(target, kwargs):
         return 1
 
 
-def model_inputs(inputs, ctx, with_preset=True):
-    """``model``, ``checkpoint``, ``preset``, ``device`` and ``batch_frames`` inputs, validated in the form."""
+#: what the method input says in each mode about its default
+PRESET_NOTES = {
+    "track": "default: 'full', the paper's method",
+    "auto": "default: 'adaptive' (our extension, not a paper row): the 18-box grid only for the objects whose "
+            "mask looks doubtful, about a quarter of 'full''s decoder work with many objects; choose 'full' for the "
+            "paper's VIS setting",
+}
+
+
+def model_inputs(inputs, ctx, with_preset=True, mode="track"):
+    """``model``, ``checkpoint``, ``preset`` (by default the ``mode``'s), ``device`` and ``batch_frames`` inputs,
+    validated in the form."""
     defaults = sp.TrackRequest()
     models = types.Dropdown(label="Model")
     for m in ui.MODELS:
@@ -207,7 +217,8 @@ def model_inputs(inputs, ctx, with_preset=True):
         presets = types.Dropdown(label="Method (paper ablation row)")
         for name in ui.PRESETS:
             presets.add_choice(name, label=ui.PRESET_LABELS.get(name, name))
-        inputs.enum("preset", presets.values(), default=ui.DEFAULT_PRESET, view=presets)
+        default = ui.DEFAULT_PRESETS[mode]
+        inputs.enum("preset", presets.values(), default=default, view=presets, description=PRESET_NOTES[mode])
     device_input(inputs, ctx)
     inputs.int("batch_frames", default=defaults.batch_frames, min=1, label="Frames per bulk write")
     return model
@@ -394,7 +405,8 @@ def track_result(summary):
     res["samples_tracked"] = len(summary.get("tracked", []))
     res["samples_skipped"] = len(summary.get("skipped", []))
     msg = (f"{res['samples_tracked']} sequence(s) tracked into {summary['label_field']}: {summary['objects']} "
-           f"objects, {summary['frames']} frames in {summary['seconds']:.1f} s on {summary['device']}")
+           f"objects, {summary['frames']} frames in {summary['seconds']:.1f} s on {summary['device']} with method "
+           f"'{summary['method']}'")
     if res["samples_skipped"]:
         msg += f"; {res['samples_skipped']} already finished sequence(s) skipped"
     if summary.get("busy"):

@@ -1,21 +1,30 @@
 """SAM-PD's cost next to the image encoder, as ratios measured in one run (paper Table IV: ViT-H on an RTX 3090,
 encoder 422 ms, 18-prompt stage 169 ms; our target: overhead below 10 % of the encoder).
 
-Needs torch + segment-anything only (no FiftyOne): runs on a bare GPU machine. Timings use random weights unless a
-checkpoint is given (cost does not depend on the weights).
+Needs torch + segment-anything only (FiftyOne only for the write-back column): runs on a bare GPU machine. Timings
+use random weights unless a checkpoint is given (cost does not depend on the weights; random weights make SAM's masks
+and ``adaptive``'s doubt decisions meaningless, which changes how much work some rows do: see docs/performance.md).
 
     python perf/speed.py                                   # CPU: all CPU rows (ViT-B, MobileSAM, ...)
     python perf/speed.py --device cuda --json speed.json   # GPU: the GPU rows too
     python perf/speed.py --quick                           # tiny SAM only (smoke run)
+    python perf/speed.py --objects 1 10 30 100 --presets full adaptive --model mobile_sam --encoders mobile_sam \
+        --no-baselines --no-e2e                            # the cost curve in the number of objects
 
 Rows (each printed as it is measured; ``--json`` writes them all):
 
 - ``encoder``: ms per frame of each ``--encoders`` model's image encoder (480x854 frame); on the CPU in process CPU
   time with ``--threads`` threads (fair on a shared machine), on CUDA in wall time after synchronisation;
-- ``overhead``: for ``--model`` (default ``vit_b`` on the CPU, ``vit_h`` on CUDA), SAM-PD's per-frame work beyond the
-  encoder (prompt grid, decoder calls, Eq. 2 selection, refinement, upsampling) for presets ``full`` / ``box`` and
-  1 / 3 / 10 objects, divided by that model's encoder time. The frames are encoded once and the tracker is timed on
-  the cached encodings (its per-frame decoder context is rebuilt each frame, as in a real run);
+- ``overhead``: for ``--model`` (default ``vit_b`` on the CPU, ``vit_h`` on CUDA; ``synthetic``: the synthetic
+  segmenter of the generated video, no model: its masks follow the objects, so host work and write-back are those
+  of realistic masks, and its "decoder" is its own rendering), SAM-PD's per-frame work beyond the
+  encoder (prompt grid, decoder calls, Eq. 2 selection, refinement, upsampling) for ``--presets`` (default ``full``
+  ``box``) and ``--objects`` (default 1 3 on the CPU, 1 3 10 on CUDA), divided by that model's encoder time and by
+  the same preset's 1-object row, split into the time inside the decoder, in upsampling the chosen masks to full
+  resolution, and the rest (host work: Eq. 2, distance transforms, bookkeeping), with the write-back's own work per
+  frame (masks cropped + stored documents built, no database). The frames are encoded once and the tracker is timed
+  on the cached encodings (its per-frame decoder context is rebuilt each frame, as in a real run). With many objects
+  the generated video's objects are smaller and spread over the frame (``scene_and_states``);
 - ``naive``: a plain paper-style implementation of ``full`` for one object (18 x ``SamPredictor.predict`` with full
   masks, Eq. 2 similarity in numpy, one refinement ``predict``), overhead / encoder, and our ratio to it;
 - ``decoder``: ms per prompt of segment-anything's decoder vs ours (``fast_decoder``), and one call for all prompts
@@ -132,7 +141,8 @@ class CachedEncoder:
 
     def __init__(self, backend, states, clock=None):
         self.backend, self.states, self.clock = backend, states, clock
-        self.decode_ms = 0.0  # time inside the decoder (with ``clock``): what more objects cost beyond the decoder
+        # time inside the decoder and in upsampling to full resolution (with ``clock``): the rest is host work
+        self.decode_ms = self.upsample_ms = 0.0
 
     def __getattr__(self, name):
         return getattr(self.backend, name)
@@ -140,13 +150,19 @@ class CachedEncoder:
     def prepare(self, image):  # no preprocessing: ``encode`` returns the cached encoding (not timed as overhead)
         return image
 
-    def decode(self, *args, **kwargs):
+    def _timed(self, attr, fn, *args, **kwargs):
         if self.clock is None:
-            return self.backend.decode(*args, **kwargs)
+            return fn(*args, **kwargs)
         t = self.clock()
-        out = self.backend.decode(*args, **kwargs)
-        self.decode_ms += (self.clock() - t) * 1e3
+        out = fn(*args, **kwargs)
+        setattr(self, attr, getattr(self, attr) + (self.clock() - t) * 1e3)
         return out
+
+    def decode(self, *args, **kwargs):
+        return self._timed("decode_ms", self.backend.decode, *args, **kwargs)
+
+    def upsample(self, *args, **kwargs):
+        return self._timed("upsample_ms", self.backend.upsample, *args, **kwargs)
 
     def encode(self, image, frame_number=None):
         import dataclasses
@@ -156,28 +172,63 @@ class CachedEncoder:
 
 
 def scene_and_states(backend, frames, objects, seed=0):
-    scene = SyntheticScene(seed=seed, num_frames=frames, num_objects=objects, height=H, width=W)
+    """A generated video with at least ``objects`` visible objects (smaller and spread over the frame when there are
+    many, as automatic mode's masks: ``object_size = min(1, sqrt(5 / objects))``) and its frames' encodings by
+    ``backend`` (``None``: the synthetic segmenter of that video, whose masks follow its objects) ->
+    ``(backend, scene, images, states)``."""
+    scene = SyntheticScene(seed=seed, num_frames=frames, num_objects=objects, height=H, width=W,
+                           object_size=min(1.0, (5 / objects) ** 0.5))
+    if backend is None:
+        from sampd_plugin.backends.synthetic import SyntheticSegmenter
+
+        backend = SyntheticSegmenter(scene)
     images = list(scene.iter_frames())
     states = {fn: backend.encode(im, fn) for fn, im in images}
-    return scene, images, states
+    return backend, scene, images, states
+
+
+def start_masks(scene, objects):
+    """The first ``objects`` objects of ``scene`` with at least 50 visible pixels on frame 1: ``{id: mask}``."""
+    masks = {i: m for i, m in sorted(scene.visible_masks(1).items()) if m.sum() >= 50}
+    return dict(list(masks.items())[:objects])
+
+
+def writeback_ms(results, hw, clock):
+    """ms per frame of the write-back's own work, without the database: cropping the masks on the tracking thread
+    (``labels.frame_labels``) and building the stored documents on the writer's (``labels.detections_document``);
+    ``None`` without FiftyOne (or on a revision before the label crop: ``perf/before_after.py``)."""
+    try:
+        from sampd_plugin.fo import labels
+    except ImportError:
+        return None
+    if not hasattr(labels, "detections_document"):
+        return None
+    t = clock()
+    for r in results:
+        labels.detections_document(labels.frame_labels(r, hw))
+    return (clock() - t) * 1e3 / max(1, len(results))
 
 
 def overhead_ms(backend, states, scene, images, preset, objects, clock, batch_size=None):
-    """Median per-frame ms (frames 2..) of the tracker on cached encodings; also decoder calls and prompts, and the
-    median per-frame ms spent inside the decoder."""
+    """Mean per-frame ms (frames 2..: with ``adaptive`` the frames differ, and the mean is what a video costs) of the
+    tracker on cached encodings, with the mean decoder calls and prompts per frame, the mean ms inside the decoder
+    and in upsampling (what is left is host work), and the write-back's ms per frame (:func:`writeback_ms`, timed
+    apart)."""
     cached = CachedEncoder(backend, states, clock)
-    prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m)
-               for i, m in sorted(scene.visible_masks(1).items())[:objects]]
+    prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m) for i, m in start_masks(scene, objects).items()]
     config = SamPDConfig.preset(preset, decode_batch_size=batch_size)
-    rows = []
+    rows, results = [], []
     t = clock()
     for r in SamPDTracker(cached, config).track(iter(images), prompts):
         t1 = clock()
         if r.frame_number > 1:
-            rows.append(((t1 - t) * 1e3, r.decode_calls, r.decoded_prompts, cached.decode_ms))
-        cached.decode_ms = 0.0
+            rows.append(((t1 - t) * 1e3, r.decode_calls, r.decoded_prompts, cached.decode_ms, cached.upsample_ms))
+            results.append(r)
+        cached.decode_ms = cached.upsample_ms = 0.0
         t = clock()
-    return (statistics.median(r[0] for r in rows), rows[0][1], rows[0][2], statistics.median(r[3] for r in rows))
+    ms, calls, prompts_, decoder, upsample = (statistics.fmean(col) for col in zip(*rows))
+    return dict(ms=ms, calls=calls, prompts=prompts_, decoder_ms=decoder, upsample_ms=upsample,
+                host_ms=ms - decoder - upsample, objects=len(prompts), writeback_ms=writeback_ms(results, (H, W), clock))
 
 
 # --- a plain paper-style implementation (the comparison baseline) ----------------------------------------------------
@@ -309,11 +360,15 @@ def precision_rows(name, device, images, checkpoint, compile_):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--model", default=None, help="model of the overhead rows (default: vit_b on CPU, vit_h on CUDA)")
+    p.add_argument("--model", default=None, help="model of the overhead rows (default: vit_b on CPU, vit_h on CUDA; "
+                   "synthetic: the synthetic segmenter, no model)")
     p.add_argument("--checkpoint", default=None, help="checkpoint of --model (default: random weights)")
     p.add_argument("--encoders", nargs="+", default=None,
                    help="models whose encoder is timed (default: tiny mobile_sam vit_b vit_h)")
     p.add_argument("--objects", type=int, nargs="+", default=None, help="default: 1 3 (CPU), 1 3 10 (CUDA)")
+    p.add_argument("--presets", nargs="+", default=["full", "box"], help="presets of the overhead rows")
+    p.add_argument("--no-baselines", action="store_true", help="skip the naive and decoder comparison rows")
+    p.add_argument("--no-e2e", action="store_true", help="stop after the overhead rows")
     p.add_argument("--frames", type=int, default=4, help="frames per tracking run (the first is the prompt frame)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (CPU rows are CPU time of this process)")
     p.add_argument("--half", default="bf16", help="autocast of the CUDA fps row: bf16 | fp16 | none")
@@ -343,6 +398,8 @@ def main(argv=None):
     images = list(SyntheticScene(seed=0, num_frames=2, num_objects=1, height=H, width=W).iter_frames())
     out["encoder_ms"] = {}
     for name in encoders:
+        if name == "synthetic":  # (no model, no encoder worth timing)
+            continue
         try:
             b = build(name, device, args.checkpoint if name == model else None)
         except ImportError as e:
@@ -356,22 +413,29 @@ def main(argv=None):
         if "vit_h" in out["encoder_ms"]:
             print(f"  {name} encoder / ViT-H encoder: {ms / out['encoder_ms']['vit_h']:.3f}")
 
-    # overhead vs encoder
-    backend = build(model, device, args.checkpoint)
-    enc = out["encoder_ms"].get(model) or encoder_ms(backend, [im for _, im in images], clock)
+    # overhead vs encoder; the scene is encoded once, for every row
+    synthetic = model == "synthetic"  # no model: the host work and write-back of realistic masks
+    backend, scene, imgs, states = scene_and_states(None if synthetic else build(model, device, args.checkpoint),
+                                                    frames, max(objects))
+    enc = out["encoder_ms"].get(model) or encoder_ms(backend, [im for _, im in imgs[:2]], clock)
     out["overhead"] = []
     print(f"\nSAM-PD overhead on {model} (encoder {enc:.1f} ms/frame; decoder batch "
-          f"{backend.preferred_batch_size or 'unlimited'}):")
-    print(f"  {'preset':<6} {'objects':>7} {'ms/frame':>10} {'/ encoder':>10} {'calls':>6} {'prompts':>8} "
-          f"{'decoder ms':>11}")
-    scene, imgs, states = scene_and_states(backend, frames, max(objects))  # encoded once, for every row
+          f"{backend.preferred_batch_size or 'unlimited'}); host = ms/frame - decoder - upsampling; write-back = "
+          "masks cropped + documents built, no database (timed apart):")
+    print(f"  {'preset':<8} {'objects':>7} {'ms/frame':>10} {'/ encoder':>10} {'calls':>6} {'prompts':>8} "
+          f"{'decoder ms':>11} {'upsample ms':>12} {'host ms':>9} {'host/obj':>9} {'write-back':>11} {'/ 1 obj':>8}")
     for n in objects:
-        for preset in ("full", "box"):
-            ms, calls, prompts, dec_ms = overhead_ms(backend, states, scene, imgs, preset, n, clock)
-            row = dict(preset=preset, objects=n, ms=ms, ratio=ms / enc, calls=calls, prompts=prompts, decoder_ms=dec_ms)
+        for preset in args.presets:
+            r = overhead_ms(backend, states, scene, imgs, preset, n, clock)
+            one = next((o["ms"] for o in out["overhead"] if o["preset"] == preset and o["objects"] == 1), None)
+            row = dict(preset=preset, **r, ratio=r["ms"] / enc, ratio_to_one=None if one is None else r["ms"] / one)
             out["overhead"].append(row)
-            print(f"  {preset:<6} {n:>7} {ms:10.1f} {ms / enc:10.3f} {calls:>6} {prompts:>8} {dec_ms:11.1f}", flush=True)
-        if n == 1:
+            wb = "n/a" if r["writeback_ms"] is None else f"{r['writeback_ms']:.1f}"
+            print(f"  {preset:<8} {r['objects']:>7} {r['ms']:10.1f} {row['ratio']:10.3f} {r['calls']:>6.3g} "
+                  f"{r['prompts']:>8.4g} {r['decoder_ms']:11.1f} {r['upsample_ms']:12.1f} {r['host_ms']:9.1f} "
+                  f"{r['host_ms'] / r['objects']:9.2f} {wb:>11} "
+                  f"{'' if row['ratio_to_one'] is None else format(row['ratio_to_one'], '.2f') + 'x':>8}", flush=True)
+        if n == 1 and not (args.no_baselines or synthetic):
             naive = naive_full_ms(backend, states, scene, imgs, clock)
             full = next(r["ms"] for r in out["overhead"] if r["preset"] == "full" and r["objects"] == 1)
             out["naive"] = dict(ms=naive, ratio=naive / enc, ours_over_naive=full / naive)
@@ -392,6 +456,10 @@ def main(argv=None):
     if ("full", 1) in by and ("full", max(objects)) in by:
         out["objects_ratio"] = by[("full", max(objects))] / by[("full", 1)]
         print(f"  full: {max(objects)} objects / 1 object overhead = {out['objects_ratio']:.2f}")
+    if args.no_e2e or synthetic:
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=2))
+        return out
 
     # end to end
     e2e_backend = backend

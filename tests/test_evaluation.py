@@ -154,6 +154,9 @@ def test_fields_values_and_run(ds):
 
 def test_rerun_rename_delete(ds):
     before = flat_schema(ds)
+    with pytest.raises(ValueError, match="whole number"):
+        evaluate_jf(ds, "pred", eval_key="jf", bound_th=2.5)
+    assert ds.list_evaluations() == [] and flat_schema(ds) == before
     evaluate_jf(ds, "pred", eval_key="jf")
     with pytest.raises(ValueError, match="overwrite=True"):
         evaluate_jf(ds, "pred", eval_key="jf")

@@ -9,6 +9,8 @@ import pytest
 
 fo = pytest.importorskip("fiftyone")
 
+from sampd_plugin.core import quality  # noqa: E402
+from sampd_plugin.core.prompts import mask_to_box  # noqa: E402
 from sampd_plugin.core.tracker import FrameResult, ObjectResult  # noqa: E402
 from sampd_plugin.errors import SampdInputError  # noqa: E402
 from sampd_plugin.fo import labels, runs, store  # noqa: E402
@@ -83,6 +85,27 @@ def test_written_detection_is_cropped_and_pastes_back_exactly():
         ref = fo.Detection.from_mask(m)
         assert det.bounding_box == ref.bounding_box and np.array_equal(det.mask, ref.mask)
         assert det.mask.dtype == bool and not np.shares_memory(det.mask, m)
+
+
+def test_writer_documents_are_what_fiftyone_writes():
+    """The label writer stores detections_document(frame_labels(r)) instead of building fo.Detection s (issue 22):
+    the same document as fo.Detections.to_dict() of frame_detections(r), ids aside (masks, tags of doubtful objects,
+    lost objects without a mask, a missing label)."""
+    rng = np.random.default_rng(1)
+    m = np.zeros((H, W), bool)
+    m[5:20, 7:30] = rng.random((15, 23)) > 0.3
+    r = FrameResult(3, {1: ObjectResult(m, None, 0.8, 0.9, False, "car", True),
+                        2: ObjectResult(np.zeros((H, W), bool), None, 0.1, 0.2, True, None),
+                        5: ObjectResult(m, mask_to_box(m), 0.05, 0.9, False, "x")})
+
+    def without_ids(doc):
+        return {**{k: v for k, v in doc.items() if k != "_id"},
+                "detections": [{k: v for k, v in d.items() if k != "_id"} for d in doc["detections"]]}
+
+    ours = labels.detections_document(labels.frame_labels(r, (H, W)))
+    assert without_ids(ours) == without_ids(labels.frame_detections(r, (H, W)).to_dict())
+    assert len({d["_id"] for d in ours["detections"]}) == 3
+    assert fo.Detections.from_dict(ours).detections[2].tags == [quality.DOUBTFUL_TAG]
 
 
 def test_lost_object_is_written_without_mask():
@@ -166,14 +189,14 @@ def test_writer_writes_in_chunks_and_merges_on_repropagation(dataset):
 
     w = store.FrameLabelWriter(layout, "out", batch_frames=3)
     for fn in range(1, T + 1):
-        w.add(seq, fn, labels.frame_detections(result(fn, [1, 2]), hw))
+        w.add(seq, fn, labels.frame_labels(result(fn, [1, 2]), hw))
     w.flush()
     assert (w.calls, w.frames_written) == (3, T)  # 3 + 3 + 1 frames, never one save() per frame
     assert dataset.count(layout.path("out") + ".detections") == 2 * T
     # repropagation of object 2 on frames 5..7 keeps object 1's detections there
     w = store.FrameLabelWriter(layout, "out", batch_frames=2, replace_ids=[2])
     for fn in range(5, T + 1):
-        w.add(seq, fn, labels.frame_detections(result(fn, [2], shift=20), hw))
+        w.add(seq, fn, labels.frame_labels(result(fn, [2], shift=20), hw))
     w.flush()
     for fn in range(1, T + 1):
         dets = {d.index: d for d in _out(layout, fn).detections}
@@ -229,7 +252,7 @@ def test_background_writer_writes_the_same_off_the_calling_thread(dataset):
     inner.add = lambda *a: threads.append(__import__("threading").get_ident()) or add(*a)
     for fn in range(1, T + 1):
         m = _mask(2, 10, fn, fn + 8)
-        w.add(seq, fn, labels.frame_detections(FrameResult(fn, {1: ObjectResult(m, None, 1.0, 0.9, False, "o")}),
+        w.add(seq, fn, labels.frame_labels(FrameResult(fn, {1: ObjectResult(m, None, 1.0, 0.9, False, "o")}),
                                                 (H, W)))
     w.flush()
     assert (w.calls, w.frames_written) == (3, T) and w._thread is None  # no thread left after flush

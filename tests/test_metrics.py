@@ -224,6 +224,67 @@ def _davis_like_pairs(rng, t, h, w):
     return gt.astype(bool), pred.astype(bool)
 
 
+def test_boundary_map_equals_the_toolkit_at_word_edges():
+    """Boundary maps are computed 64 pixels per word: widths around word sizes, 1-row and 1-column masks."""
+    from tests.davis_toolkit import _seg2bmap
+
+    rng = np.random.default_rng(1)
+    for h, w in [(1, 1), (1, 70), (17, 1), (5, 63), (9, 64), (9, 65), (12, 127), (7, 128), (6, 200)]:
+        for density in (0.1, 0.5, 0.95):
+            m = rng.random((h, w)) < density
+            assert np.array_equal(boundary_map(m), _seg2bmap(m).astype(np.uint8)), (h, w, density)
+
+
+def test_packed_disk_dilation_equals_cv2_dilate():
+    """The word-wise dilation equals cv2.dilate with disk(r) on every pixel of each row, for radii past a word."""
+    import cv2
+
+    from sampd_plugin.core.metrics import _dilate_disk, _pack_rows
+
+    rng = np.random.default_rng(2)
+    for r in [0, 1, 2, 3, 5, 8, 13, 18, 31, 63, 64, 70]:
+        for h, w in [(40, 61), (23, 130)]:
+            m = rng.random((2, h, w)) < 0.01
+            bits = _dilate_disk(_pack_rows(m, max(r, 1)), r)
+            got = np.unpackbits(bits.view(np.uint8), axis=-1, count=w, bitorder="little")
+            ref = np.stack([cv2.dilate(f.astype(np.uint8), disk(r)) for f in m])
+            assert np.array_equal(got, ref), (r, h, w)
+
+
+def test_f_rows_do_not_leak_into_each_other():
+    """Packed rows are one bit string: gt's boundary at the start of a 64-pixel word (x = 64) and pred's at its end
+    (x = 127) are 63 px apart in a row but 1 bit apart from one row to the next; they must not match."""
+    gt, pred = np.zeros((2, 30, 129), bool)
+    gt[:, 65:] = True  # boundary: column 64
+    pred[:, :128] = True  # boundary: column 127
+    assert boundary_f_measure(pred, gt) == 0.0
+    assert boundary_f_measure(pred, gt, bound_th=62) == 0.0
+    assert boundary_f_measure(pred, gt, bound_th=63) == 1.0
+
+
+def test_bound_th_in_pixels_is_whole():
+    with pytest.raises(ValueError, match="whole number"):
+        boundary_f_measure(np.ones((9, 9), bool), np.ones((9, 9), bool), bound_th=2.5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_f_equals_the_toolkit_on_noisy_thin_boundaries(threads):
+    """Thin limbs across the frame, jagged boundaries, specks and holes (tests/mask_pairs.py, the benchmark's
+    hard kind), with frames where one or both masks are empty, with and without void."""
+    from tests.davis_toolkit import db_eval_boundary
+    from tests.mask_pairs import make_pairs
+
+    gt, pred = make_pairs(np.random.default_rng(5), 18, 480, 854, "hard")
+    gt[0] = pred[1] = False
+    gt[2] = pred[2] = False
+    void = np.zeros_like(gt)
+    void[:, :, 100:180] = True
+    for v in (None, void):
+        f = boundary_f_measure(pred, gt, v, threads=threads)
+        assert np.abs(f - db_eval_boundary(gt, pred, v)).max() <= 1e-9
+    assert 0.3 < f[3:].mean() < 0.95  # non-trivial pairs
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_j_and_f_equal_the_official_toolkit(threads):
     """J and F equal a line-by-line re-implementation of the DAVIS toolkit's db_eval_iou / db_eval_boundary to

@@ -1,7 +1,6 @@
 """Each paper concept pinned exactly: the prompt grid (Sec. III-C), Eq. 2, the refinement points and the multimask
 pick (Sec. III-D)."""
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,6 +11,7 @@ from sampd_plugin.core.prompts import (
     clip_boxes,
     group_by_point_count,
     mask_points,
+    masks_points,
     mask_to_box,
     negative_points,
     refinement_point,
@@ -25,6 +25,7 @@ from sampd_plugin.core.selection import (
     similarity_features,
     template_similarity,
 )
+from tests.per_object import points_whole_frame
 
 
 # --- Sec. III-C one-to-many grid ----------------------------------------------------------------------------------
@@ -235,6 +236,36 @@ def test_refinement_point_is_farthest_from_the_boundary():
     assert refinement_point(np.zeros((5, 5), bool)) is None
 
 
+def test_eq2_of_many_objects_at_once_equals_each_alone():
+    """template_similarities (issue 22: all objects' candidates in groups of padded, batched products) gives each
+    object's template_similarity: objects of very different sizes, an empty candidate, an object with no
+    candidates at all, and a missing template."""
+    from sampd_plugin.core.selection import template_similarities
+
+    g = torch.Generator().manual_seed(5)
+    emb = torch.randn(16, 40, 48, generator=g)
+    templates, masks = [], torch.zeros(7, 4, 40, 48)
+    for i, (th, tw, y, x, hh, ww) in enumerate([(2, 3, 1, 1, 3, 4), (9, 12, 5, 6, 20, 30), (3, 3, 30, 40, 6, 5),
+                                                 (1, 1, 0, 0, 40, 48), (5, 4, 10, 10, 8, 8), (4, 4, 2, 2, 5, 5),
+                                                 (2, 2, 3, 3, 4, 4)]):
+        templates.append(emb[:, 2:2 + th, 3:3 + tw] * (torch.rand(th, tw, generator=g) > 0.3))
+        masks[i, :, y:y + hh, x:x + ww] = torch.rand(4, hh, ww, generator=g) * (torch.rand(4, hh, ww, generator=g) > 0.4)
+    masks[1, 2] = 0  # an empty candidate
+    masks[5] = 0  # no candidate at all
+    templates[6] = None  # no template (empty on the grid)
+    got = template_similarities(templates, emb, masks)
+    assert got.shape == (7, 4)
+    for i in range(7):
+        alone = (torch.full((4,), float("-inf")) if templates[i] is None
+                 else template_similarity(templates[i], emb, masks[i]))
+        assert torch.equal(torch.isinf(got[i]), torch.isinf(alone)), i
+        fin = torch.isfinite(alone)
+        assert torch.allclose(got[i][fin], alone[fin], rtol=1e-5, atol=1e-5), i
+    assert torch.isinf(got[1, 2]) and torch.isinf(got[5]).all() and torch.isinf(got[6]).all()
+    # groups are bounded by the work, not by the number of objects: tiny bounds give the same values
+    assert torch.allclose(template_similarities(templates, emb, masks, max_elements=1), got, rtol=1e-5, atol=1e-5)
+
+
 def test_mask_points_spreads_further_points():
     m = np.zeros((10, 40), bool)
     m[2:8, 2:38] = True
@@ -246,13 +277,16 @@ def test_mask_points_spreads_further_points():
     assert (d >= 3).all()  # later points move away from the first one
 
 
-def test_negative_points_come_from_other_objects_and_skip_own_mask():
-    own = np.zeros((10, 10), bool)
-    own[0:5, 0:5] = True
-    others = [np.array([[7, 7]]), np.array([[2, 2], [8, 1]]), np.zeros((0, 2), np.int64)]
-    neg = negative_points(others, own_mask=own)
-    assert neg.tolist() == [[7, 7], [8, 1]]
-    assert negative_points([]).shape == (0, 2)
+def test_negative_points_are_every_other_objects_points():
+    """Sent unconditionally (Sec. III-D, Fig. 2): every other object's points, also one inside the object's own mask
+    (there its mask has spread onto the other object: the confusion the negatives exist to correct)."""
+    points = [np.array([[1, 1]]), np.array([[7, 7]]), np.array([[2, 2], [8, 1]]), np.zeros((0, 2), np.int64)]
+    first, second = negative_points(points, objects=[0, 2])  # (object 3: no points of its own)
+    assert first.tolist() == [[7, 7], [2, 2], [8, 1]]
+    assert second.tolist() == [[1, 1], [7, 7]]
+    assert [n.tolist() for n in negative_points(points)] == [[[7, 7], [2, 2], [8, 1]], [[1, 1], [2, 2], [8, 1]],
+                                                             [[1, 1], [7, 7]], [[1, 1], [7, 7], [2, 2], [8, 1]]]
+    assert negative_points([]) == [] and negative_points([np.zeros((0, 2))])[0].shape == (0, 2)
 
 
 def test_points_are_grouped_by_count_never_padded():
@@ -312,17 +346,17 @@ def test_presets_are_the_paper_ablation_rows():
         "point", "point+refine", "box", "box+mp", "box+refine", "full", "full-iou",
         "full-no-neg-refine", "full-no-neg-mp", *EXTENSION_PRESETS,
     ]
-    # Table III's rows without the full method simply propagate: no negative points anywhere
-    for name in ("point", "point+refine", "box", "box+mp", "box+refine"):
+    # negative points wherever a stage runs (Table IV's 1x1 row = Table III's "Box + Mask Refine"): on every Table III row
+    for name in ("point", "point+refine", "box", "box+mp", "box+refine", "full", "full-iou"):
         c = SamPDConfig.preset(name)
-        assert not c.negatives_in_first_stage and not c.negatives_in_refinement, name
+        assert c.negatives_in_first_stage and c.negatives_in_refinement and c.negative_points > 0, name
     # Table V: negatives in one stage each; both = full
     stages = lambda c: (c.negatives_in_first_stage, c.negatives_in_refinement)  # noqa: E731
     assert stages(SamPDConfig.preset("full-no-neg-refine")) == (True, False)
     assert stages(SamPDConfig.preset("full-no-neg-mp")) == (False, True)
     assert stages(SamPDConfig.preset("full")) == stages(SamPDConfig.preset("full-iou")) == (True, True)
     # negatives stay a switch on any row
-    assert stages(SamPDConfig.preset("box", negatives_in_first_stage=True)) == (True, False)
+    assert stages(SamPDConfig.preset("box", negatives_in_first_stage=False)) == (False, True)
     cfg = SamPDConfig.preset("full", negative_points=2, similarity="cosine")
     assert SamPDConfig.from_dict(cfg.to_dict()) == cfg
 
@@ -364,23 +398,9 @@ def test_invalid_config_is_refused_by_name(kwargs, needle):
         SamPDConfig.preset("nope")
 
 
-def _mask_points_whole_frame(mask, k):
-    """The definition of :func:`mask_points` on the whole (zero-padded) frame: the reference for the cropped one."""
-    m = np.pad(mask.astype(np.uint8), 1)
-    points = []
-    for _ in range(k):
-        dist = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        y, x = divmod(int(np.argmax(dist)), dist.shape[1])
-        if dist[y, x] <= 0:
-            break
-        points.append((x - 1, y - 1))
-        m[y, x] = 0
-    return np.array(points, dtype=np.int64).reshape(-1, 2)
-
-
 def test_mask_points_on_the_box_equal_the_whole_frame_transform():
     """Cropping to the mask's box is exact: random blobs, several components, masks touching the image border,
-    thin lines, single pixels and ties (squares), for several k."""
+    thin lines, single pixels and ties (squares), large masks (distances in the hundreds), for several k."""
     rng = np.random.default_rng(3)
     masks = []
     for _ in range(60):
@@ -396,6 +416,31 @@ def test_mask_points_on_the_box_equal_the_whole_frame_transform():
     line = np.zeros((15, 15), bool)
     line[7, 2:13] = True
     masks += [sq, line, np.ones((6, 9), bool), np.eye(12, dtype=bool)]
-    for m in masks:
+    yy, xx = np.mgrid[:700, :1300]
+    big = [np.pad(np.ones((401, 1201), bool), 3),  # distances up to 200, tied along the middle row
+           ((yy - 350) ** 2 / 340 ** 2 + (xx - 640) ** 2 / 600 ** 2 < 1) & ~((yy - 300) ** 2 + (xx - 500) ** 2 < 900)]
+    for m in masks + big:
         for k in (1, 3):
-            assert mask_points(m, k).tolist() == _mask_points_whole_frame(m, k).tolist()
+            assert mask_points(m, k).tolist() == points_whole_frame(m, k).tolist()
+    # all masks at once (issue 22: one transform per point for all objects), empty masks included: the same points
+    frames = np.zeros((len(masks) + 1, 60, 60), bool)
+    for i, m in enumerate(masks):
+        frames[i, :m.shape[0], :m.shape[1]] = m
+    for k in (1, 3):
+        assert [p.tolist() for p in masks_points(frames, k)] == [mask_points(f, k).tolist() for f in frames]
+        boxes = [mask_to_box(f) for f in frames]  # (given by the caller: the same points)
+        assert [p.tolist() for p in masks_points(frames, k, boxes)] == [mask_points(f, k).tolist() for f in frames]
+
+
+def test_mask_points_break_ties_the_same_way_every_call():
+    """OpenCV's exact transform returns float distances that differ by one ulp between calls on the same input;
+    compared as such, pixels at the same distance would win at random. Squared integer distances: the first pixel
+    in row-major order, every time."""
+    rng = np.random.default_rng(11)
+    m = rng.random((37, 44)) > 0.3
+    first = mask_points(m, 3).tolist()
+    for _ in range(50):
+        assert mask_points(m, 3).tolist() == first
+    sq = np.zeros((9, 9), bool)
+    sq[2:6, 2:6] = True  # four pixels at distance 2 from the boundary: (2, 2)... the first is (3, 3)
+    assert mask_points(sq, 1).tolist() == [[3, 3]]

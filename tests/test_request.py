@@ -21,6 +21,12 @@ def test_defaults_are_the_requests_own():
     assert r.config == SamPDConfig() and r.batch_frames == DEFAULT_BATCH_FRAMES and not r.evaluate
     auto = TrackRequest(mode="auto")
     assert (auto.prompt_field, auto.label_field, auto.max_objects) == (None, "sampd_auto", 100)
+    # the method: the paper's full method when prompted; adaptive denoising in automatic mode (issue 22), unless named
+    assert (r.config.preset_name, auto.config.preset_name) == ("full", "adaptive")
+    assert TrackRequest(mode="auto", config="full").config == SamPDConfig()
+    assert TrackRequest(mode="auto", config={"grid_size": 5}).config.preset_name is None
+    back = TrackRequest.from_params(auto.to_params())
+    assert back.config == SamPDConfig.preset("adaptive")
 
 
 def test_config_is_parsed_when_the_request_is_built():

@@ -218,6 +218,19 @@ def test_mask_to_grid_is_aligned_with_sams_resize_and_padding(h, w):
         assert got.sum() * stride**2 == pytest.approx(mask.sum() * (h_in / h) * (w_in / w), rel=1e-4)
 
 
+@pytest.mark.parametrize("ratio, size", [(4, (256, 256)), (2, (63, 66)), (16, (64, 80)), (1, (8, 8))])
+def test_logits_to_embedding_grid_is_the_cells_foreground_fraction(ratio, size):
+    """Byte counts of each cell's foreground (issue 22: no float copy of all candidates) give avg_pool2d's values
+    exactly, for SAM's 4 low-resolution cells per embedding cell and other ratios, sizes not multiples of it."""
+    state = dataclasses.replace(sam_state(H, W), embed_stride=4 * ratio, mask_stride=4)
+    logits = torch.randn(5, *size, generator=torch.Generator().manual_seed(ratio)) - 0.3
+    logits[0] = 1.0  # all foreground: full cells (k * k = 256 pixels for 16)
+    fg = (logits > 0).float()[:, None]
+    ref = torch.nn.functional.avg_pool2d(fg, ratio, ratio)[:, 0] if ratio > 1 else fg[:, 0]
+    assert torch.equal(state.logits_to_embedding_grid(logits), ref)
+    assert torch.equal(state.logits_to_embedding_grid(logits.half()), ref)
+
+
 def test_counters(backend, state, image):
     backend.reset_counters()
     backend.encode(image)

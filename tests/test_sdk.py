@@ -182,6 +182,7 @@ def test_auto_track_vis_mode(make_synthetic):
     ds = make_synthetic(num_videos=1, num_frames=3, num_objects=2)
     summary = sp.auto_track(ds, label_field="auto", max_objects=2, model="synthetic", progress=False)
     assert summary["objects"] == 2 and summary["frames"] == 3 and summary["mode"] == "auto"
+    assert summary["method"] == "adaptive"  # automatic mode's default (issue 22)
     sample = ds.first()
     for fn, frame in sample.frames.items():
         assert [d.index for d in frame.auto.detections] == [1, 2]

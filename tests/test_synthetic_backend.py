@@ -363,3 +363,38 @@ def test_realism_knobs_change_behaviour(scene, states):
     for oid, m in scene.visible_masks(1).items():
         masks, _ = decode_masks(tolerant, st, boxes=[_scale(mask_box(m), 0.8)])
         assert iou(masks[0, 0], m) > 0.85
+
+
+def test_an_unstable_box_still_segments_something(scene, states):
+    """SAM always segments something: an unstable box whose other objects all carry negative points segments a
+    background segment in the box (wherever its random point falls), or its object, never nothing."""
+    from sampd_plugin.core.prompts import mask_points
+
+    unstable = SyntheticSegmenter(scene, realism=Realism(box_instability=1.0))
+    checked = 0
+    for st, oid, m in cases(scene, states):
+        others = [mask_points(v, 1)[0].tolist() for k, v in scene.visible_masks(st.frame_number).items() if k != oid]
+        if not others:
+            continue
+        masks, d = decode_masks(unstable, st, boxes=[mask_box(m)], points=[others], labels=[[0] * len(others)])
+        assert masks[0, 0].any()
+        checked += 1
+    assert checked > 10
+
+
+@pytest.mark.parametrize("preset", ["full", "adaptive", "full-iou"])
+def test_batched_host_work_tracks_as_object_by_object(preset, monkeypatch):
+    """Issue 22: Eq. 2 of all objects' candidates, their points and boxes computed at once give the tracking that
+    computing them object by object gives (tests/per_object.py), with the synthetic segmenter and 12 objects."""
+    from sampd_plugin.core.config import SamPDConfig
+    from sampd_plugin.core.tracker import ObjectPrompt, SamPDTracker
+    from tests.per_object import assert_same_tracking
+
+    scene = SyntheticScene(seed=2, num_frames=8, num_objects=12, height=120, width=160, object_size=0.5)
+    seg = SyntheticSegmenter(scene)
+    prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m) for i, m in scene.visible_masks(1).items()
+               if m.sum() >= 20]
+    assert len(prompts) >= 10
+    run = lambda: list(SamPDTracker(seg, SamPDConfig.preset(preset)).track(scene.iter_frames(), prompts))  # noqa
+    results = assert_same_tracking(run, monkeypatch)
+    assert sum(not o.lost for r in results for o in r.objects.values()) > 0.8 * len(prompts) * len(results)

@@ -115,3 +115,17 @@ def test_an_objects_masks_do_not_depend_on_its_batch_mates(backend):
     padded = backend.decode(state, boxes[:1], torch.tensor([[[70.0, 30.0], [0.0, 0.0]]]), torch.tensor([[0, -1]]))
     first = decode_prompts(backend, state, boxes[:1], [None], negs[:1])
     assert (padded.low_res_logits - first.low_res_logits).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("preset", ["full", "adaptive"])
+def test_batched_host_work_tracks_as_object_by_object(backend, preset, monkeypatch):
+    """Issue 22: Eq. 2 of all objects' candidates, their points and boxes computed at once give the tracking that
+    computing them object by object gives (tests/per_object.py), on the tiny SAM (random weights: odd masks)."""
+    from tests.per_object import assert_same_tracking
+
+    scene = SyntheticScene(seed=5, num_frames=6, num_objects=5, height=96, width=128, object_size=0.6)
+    prompts = [ObjectPrompt(object_id=i, frame_number=1, mask=m) for i, m in scene.visible_masks(1).items()
+               if m.sum() >= 20]
+    assert len(prompts) >= 4
+    run = lambda: list(SamPDTracker(backend, SamPDConfig.preset(preset)).track(scene.iter_frames(), prompts))  # noqa
+    assert_same_tracking(run, monkeypatch)

@@ -106,10 +106,27 @@ class ImageState:
 
     def logits_to_embedding_grid(self, low_res_logits: torch.Tensor) -> torch.Tensor:
         """``(B, h_m, w_m)`` mask logits -> ``(B, h_e, w_e)`` masks on the embedding grid, as the exact
-        foreground fraction of each cell (area-weighted downsampling of the binary mask ``logits > 0``)."""
+        foreground fraction of each cell (area-weighted downsampling of the binary mask ``logits > 0``).
+
+        The ``k x k`` foreground pixels of a cell are counted in bytes (``k <= 15``, else int32), row by row then column by
+        column, and divided by ``k * k``: the values of ``avg_pool2d`` of the float mask, exactly (small integers
+        over ``k * k``), without a float copy of all candidates' masks (many objects: ``N x 18`` candidates).
+        """
         k = self.embed_stride // self.mask_stride
-        fg = (low_res_logits > 0).float()
-        return F.avg_pool2d(fg[:, None], kernel_size=k, stride=k)[:, 0] if k > 1 else fg
+        fg = low_res_logits > 0
+        if k == 1:
+            return fg.float()
+        b, h, w = fg.shape
+        h, w = h // k, w // k  # (avg_pool2d's floor)
+        rows = fg[:, :h * k, :w * k].view(torch.uint8).reshape(b, h, k, w * k)
+        count = rows[:, :, 0].to(torch.uint8 if k * k < 256 else torch.int32, copy=True)
+        for i in range(1, k):
+            count += rows[:, :, i]
+        cols = count.view(b, h, w, k)
+        count = cols[..., 0].clone()
+        for i in range(1, k):
+            count += cols[..., i]
+        return count.float() / (k * k)
 
     def mask_to_grid(self, masks: torch.Tensor, stride: int) -> torch.Tensor:
         """``(B, H, W)`` full-resolution bool masks -> ``(B, h, w)`` foreground fractions on the grid of

@@ -25,11 +25,10 @@ def mask_to_box(mask: np.ndarray) -> Optional[np.ndarray]:
     Sec. III-B: the box of the previous frame's mask is the (noisy) prompt for the next frame. This is the library's
     box convention (tracker state, FiftyOne boxes); SAM receives it through :func:`sam_box`.
     """
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask, dtype=bool).view(np.uint8))
+    if w == 0:
         return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
+    return np.array([x, y, x + w, y + h], dtype=np.float32)
 
 
 def sam_box(boxes: torch.Tensor) -> torch.Tensor:
@@ -112,29 +111,83 @@ def mask_points(mask: np.ndarray, k: int = 1) -> np.ndarray:
         mask: ``(H, W)`` bool
         k: number of points
 
-    The transform runs on the mask's bounding box with a one-pixel ring of background (the image border, or pixels
-    outside the box): exact, because for a pixel inside the box any background pixel outside the ring is no closer
-    than its projection onto the ring, and row-major order within the box is row-major order in the frame. Its cost
-    is proportional to the object's box, not to the frame (many small objects on a large frame).
+    Returns:
+        ``(min(k, area), 2)`` int ``(x, y)`` pixel indices (empty for an empty mask); :func:`masks_points` computes it
+    """
+    return masks_points([mask], k)[0]
+
+
+def masks_points(masks: Sequence[np.ndarray], k: int = 1,
+                 boxes: Optional[Sequence[Optional[np.ndarray]]] = None) -> List[np.ndarray]:
+    """:func:`mask_points` of several masks, from one distance transform per point for all of them.
+
+    Each mask's bounding box, with a one-pixel ring of background around it, is placed on one canvas (shelves of
+    boxes, a row / column of background between neighbours): the transform of a box with its ring is exact, because
+    for a pixel inside the box any background pixel outside the ring is no closer than its projection onto the ring,
+    and row-major order within the box is row-major order in the frame; so the canvas' transform holds every mask's,
+    and the cost follows the boxes' area, not the frame's (many small objects on a large frame). Distances are
+    compared as squared integers (OpenCV's exact transform returns their float square roots, which it rounds
+    differently from call to call, by one ulp: compared as floats, ties between equally distant pixels would break
+    at random).
+
+    Args:
+        masks: ``N`` ``(H, W)`` bool masks (or an ``(N, H, W)`` array)
+        k: points per mask
+        boxes: the masks' :func:`mask_to_box` when the caller has them (else they are computed)
 
     Returns:
-        ``(min(k, area), 2)`` int ``(x, y)`` pixel indices (empty for an empty mask)
+        ``N`` arrays ``(min(k, area), 2)`` of int ``(x, y)`` pixel indices (empty for an empty mask)
     """
-    box = mask_to_box(mask)
-    if box is None:
-        return np.zeros((0, 2), dtype=np.int64)
-    x0, y0, x1, y1 = (int(v) for v in box)
-    m = np.pad(mask[y0:y1, x0:x1].astype(np.uint8), 1)
-    points = []
-    for _ in range(k):
-        dist = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        idx = int(np.argmax(dist))
-        y, x = divmod(idx, dist.shape[1])
-        if dist[y, x] <= 0:
-            break
-        points.append((x0 + x - 1, y0 + y - 1))
-        m[y, x] = 0
-    return np.array(points, dtype=np.int64).reshape(-1, 2)
+    out = [np.zeros((0, 2), dtype=np.int64) for _ in range(len(masks))]
+    if boxes is None:
+        boxes = [cv2.boundingRect(np.ascontiguousarray(m, dtype=bool).view(np.uint8)) for m in masks]
+    else:  # (x, y, w, h) as cv2.boundingRect gives them
+        boxes = [(0, 0, 0, 0) if b is None else (int(b[0]), int(b[1]), int(b[2] - b[0]), int(b[3] - b[1]))
+                 for b in boxes]
+    todo = sorted((i for i, b in enumerate(boxes) if b[2] > 0), key=lambda i: -boxes[i][3])
+    if not todo or k < 1:
+        return out
+    width = max(max(boxes[i][2] for i in todo), int(np.sqrt(sum(boxes[i][2] * boxes[i][3] for i in todo)))) + 2
+    at, x, y, shelf = {}, 1, 1, 0  # top-left of each box on the canvas: shelves, tallest boxes first
+    for i in todo:
+        w, h = boxes[i][2:]
+        if x + w + 1 > width:
+            x, y, shelf = 1, y + shelf + 1, 0
+        at[i], x, shelf = (y, x), x + w + 1, max(shelf, h)
+    canvas = np.zeros((y + shelf + 1, width), np.uint8)
+    for i, (cy, cx) in at.items():
+        bx, by, w, h = boxes[i]
+        canvas[cy:cy + h, cx:cx + w] = masks[i][by:by + h, bx:bx + w]
+    points = {i: [] for i in at}
+    for j in range(k):
+        dist = cv2.distanceTransform(canvas, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        for i, (cy, cx) in at.items():
+            bx, by, w, h = boxes[i]
+            if len(points[i]) == j:  # (a mask with no pixel left stops)
+                at_max = _first_farthest(dist[cy:cy + h, cx:cx + w])
+                if at_max is not None:
+                    y, x = divmod(at_max, w)
+                    points[i].append((bx + x, by + y))
+                    canvas[cy + y, cx + x] = 0
+    for i, pts in points.items():
+        out[i] = np.array(pts, dtype=np.int64).reshape(-1, 2)
+    return out
+
+
+def _first_farthest(dist: np.ndarray) -> Optional[int]:
+    """Row-major index of the first pixel of the largest squared distance in an exact Euclidean distance transform
+    ``dist`` (float32 square roots of integers, each within an ulp), or ``None`` if all are 0.
+
+    The squared distances are compared as integers, but only for the pixels that can hold the largest: those not
+    below ``sqrt(M - 1)`` (``M`` the largest squared distance), a few pixels rather than the whole transform in
+    float64 (two distinct squared distances below 4e6 lie further apart than an ulp of their roots)."""
+    top = float(dist.max())
+    if top <= 0:
+        return None
+    m = round(top * top)
+    near = np.flatnonzero(dist >= np.float32(np.sqrt(m - 1)))  # every pixel at sqrt(m) (and some at sqrt(m - 1))
+    squares = np.rint(np.square(dist[np.divmod(near, dist.shape[1])], dtype=np.float64))
+    return int(near[np.argmax(squares == m)])
 
 
 def refinement_point(mask: np.ndarray) -> Optional[np.ndarray]:
@@ -144,26 +197,26 @@ def refinement_point(mask: np.ndarray) -> Optional[np.ndarray]:
     return pts[0] if len(pts) else None
 
 
-def negative_points(
-    object_points: Sequence[np.ndarray], own_mask: Optional[np.ndarray] = None
-) -> np.ndarray:
-    """Negative prompts of one object (Sec. III-D, Table V): the points sampled from the *other* objects.
+def negative_points(object_points: Sequence[np.ndarray], objects: Optional[Sequence[int]] = None) -> List[np.ndarray]:
+    """Negative prompts (Sec. III-D, Fig. 2, Table V) of several objects at once: each object's are the points
+    sampled from the *other* objects, appended unconditionally behind its own prompt.
+
+    None is dropped for falling inside the object's own mask: a point of object B inside A's mask is where A's mask
+    has spread onto B, exactly the confusion between objects the negatives exist to correct.
 
     Args:
-        object_points: for each other object, a ``(k, 2)`` array of its points (from :func:`mask_points`)
-        own_mask: optional ``(H, W)`` bool mask of the object itself; points falling inside it are dropped (masks
-            of different objects may overlap, and a negative point on the object would erase it)
+        object_points: per object ``j``, a ``(k_j, 2)`` array of its points (from :func:`mask_points`)
+        objects: the indices into ``object_points`` of the objects whose negatives are wanted (default: all; the
+            others only give negatives)
 
     Returns:
-        ``(M, 2)`` int ``(x, y)`` points
+        per object of ``objects``, ``(M, 2)`` int ``(x, y)`` points: the other objects' in their order
     """
-    pts = [p for p in object_points if len(p)]
-    if not pts:
-        return np.zeros((0, 2), dtype=np.int64)
-    pts = np.concatenate(pts, axis=0)
-    if own_mask is not None:
-        pts = pts[~own_mask[pts[:, 1], pts[:, 0]]]
-    return pts
+    objects = range(len(object_points)) if objects is None else objects
+    pts = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in object_points]
+    every = np.concatenate(pts) if pts else np.zeros((0, 2), dtype=np.int64)  # (P, 2) all points, once
+    owner = np.repeat(np.arange(len(pts)), [len(p) for p in pts])
+    return [every[owner != i] for i in objects]
 
 
 def group_by_point_count(
@@ -185,18 +238,27 @@ def group_by_point_count(
         the prompts of the group in input order; ``points`` ``(b, P, 2)`` float and ``labels`` ``(b, P)`` long
         (1 positive, 0 negative), both ``None`` for ``P = 0``
     """
-    rows = []
-    for pos, neg in zip(positives, negatives):
-        pts = ([(pos, 1)] if pos is not None else []) + [(p, 0) for p in neg]
-        rows.append(pts)
+    has_pos = np.array([pos is not None for pos in positives], dtype=bool)
+    counts = has_pos + np.array([len(neg) for neg in negatives], dtype=np.int64)
     groups = []
-    for p in sorted({len(r) for r in rows}):
-        idx = [i for i, r in enumerate(rows) if len(r) == p]
+    for p in np.unique(counts).tolist():
+        idx = np.flatnonzero(counts == p)
         coords = labels = None
-        if p:
-            coords = torch.as_tensor(
-                np.array([[pt for pt, _ in rows[i]] for i in idx], dtype=np.float32), device=device
-            ).reshape(len(idx), p, 2)
-            labels = torch.as_tensor([[lab for _, lab in rows[i]] for i in idx], dtype=torch.int64, device=device)
+        if p:  # each prompt's points: its positive (if any) first, then its negatives (one copy per kind of prompt)
+            coords = np.empty((len(idx), p, 2), dtype=np.float32)
+            pos = has_pos[idx]
+            for rows, first in ((pos, 1), (~pos, 0)):
+                if not rows.any():
+                    continue
+                if first:
+                    coords[rows, 0] = np.stack([np.reshape(positives[i], 2) for i in idx[rows]])
+                if p > first:
+                    coords[rows, first:] = np.concatenate([np.reshape(negatives[i], (-1, 2)) for i in idx[rows]]
+                                                          ).reshape(-1, p - first, 2)
+            labels = np.zeros((len(idx), p), dtype=np.int64)
+            labels[pos, 0] = 1
+            coords = torch.as_tensor(coords, device=device)
+            labels = torch.as_tensor(labels, device=device)
         groups.append((torch.as_tensor(idx, dtype=torch.long), coords, labels))
     return groups
+

@@ -6,7 +6,7 @@ embedding / mask grids. This module imports no FiftyOne.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -64,53 +64,96 @@ def template_similarity(template: torch.Tensor, embedding: torch.Tensor, masks: 
     similarity, and letting it count would make every candidate whose overlapping correlations are all negative
     score 0 (and tie). So each candidate's score depends on its own mask only, whatever the other candidates are.
 
-    Computed on the union box of the candidates' masks without a ``C``-deep convolution per shift: with
-    ``D(p, q) = <T(p), E(q)>`` (one matrix product), ``h_i(s) = sum_q m_i(q) D(q - s, q)``, i.e. a second matrix
-    product of the candidates' masks with ``D`` re-indexed by shift; the support overlap is a one-channel correlation
-    of indicators.
-
     Args:
         template: ``(C, th, tw)`` from :func:`masked_template`
         embedding: ``(C, h, w)`` current frame's embedding ``E_{I_t}`` (as :func:`similarity_features` gives it)
         masks: ``(B, h, w)`` candidate masks on the embedding grid (fractions in ``[0, 1]``)
 
     Returns:
-        ``(B,)`` similarities; ``-inf`` for an empty candidate mask (or an all-zero template)
+        ``(B,)`` similarities; ``-inf`` for an empty candidate mask (or an all-zero template); computed by
+        :func:`template_similarities`
     """
-    b = masks.shape[0]
-    out = torch.full((b,), float("-inf"), dtype=torch.float32, device=masks.device)
-    union = grid_bbox(masks.amax(0)) if b else None
-    if union is None:
-        return out
-    y0, x0, y1, x1 = union
-    c, th, tw = template.shape
-    uh, uw = y1 - y0, x1 - x0
-    emb = embedding[:, y0:y1, x0:x1].reshape(c, -1).float()  # (C, Q)
-    flat_t = template.reshape(c, -1).float()  # (C, P)
-    d = flat_t.T @ emb  # (P, Q): D(p, q)
-    support = (flat_t != 0).any(0).float()  # (P,) the template's support
+    return template_similarities([template], embedding, masks[None])[0]
 
-    # shift index of each (p, q) pair: s = q - p, offset so that every shift is >= 0
-    dev = masks.device
-    py, px = torch.meshgrid(torch.arange(th, device=dev), torch.arange(tw, device=dev), indexing="ij")
-    qy, qx = torch.meshgrid(torch.arange(uh, device=dev), torch.arange(uw, device=dev), indexing="ij")
-    sy = qy.reshape(1, -1) - py.reshape(-1, 1) + th - 1  # (P, Q)
-    sx = qx.reshape(1, -1) - px.reshape(-1, 1) + tw - 1
-    n_sx = uw + tw - 1
-    s_idx = sy * n_sx + sx
-    q_idx = torch.arange(uh * uw, device=dev).expand_as(s_idx)
-    n_s = (uh + th - 1) * n_sx
-    g = torch.zeros((n_s, uh * uw), dtype=d.dtype, device=d.device)  # (S, Q)
-    g[s_idx, q_idx] = d  # each (s, q) has exactly one p = q - s
 
-    w = masks[:, y0:y1, x0:x1].reshape(b, -1).float()  # (B, Q)
-    heat = w @ g.T  # (B, S)
-    # cells where both supports meet, per shift: the same full correlation on indicators (same shift indexing)
-    overlap = F.conv2d(
-        (w > 0).float().view(b, 1, uh, uw), support.view(1, 1, th, tw), padding=(th - 1, tw - 1)
-    ).view(b, -1)
-    heat = torch.where(overlap > 0, heat, torch.full_like(heat, float("-inf")))
-    return heat.max(dim=1).values.to(out.dtype)
+def template_similarities(templates: Sequence[torch.Tensor], embedding: torch.Tensor, masks: torch.Tensor,
+                          max_elements: int = 1 << 24) -> torch.Tensor:
+    """Eq. 2 (:func:`template_similarity`) of ``N`` objects' candidates against their own templates, batched.
+
+    Each object's correlation runs on the union box of its candidates' masks without a ``C``-deep convolution per
+    shift: with ``D(p, q) = <T(p), E(q)>`` (a matrix product), ``h_i(s) = sum_p m_i(s + p) D(p, s + p)``: the
+    products ``m_i(q) D(p, q)`` summed over the template cells ``p`` into the shift ``s = q - p`` (``F.fold``, whose
+    kernel offsets are the flipped template cells), at a cost of ``G x P x Q`` per object (candidates x template
+    cells x union cells); the support overlap is a one-channel correlation of indicators. Objects of similar sizes
+    are computed together, their templates and union boxes zero-padded to the group's largest (zero cells add
+    nothing and are no support, so each value is the object's own): one batched product, one fold and one grouped
+    convolution per group, a group holding objects while the padded work stays within twice their own and
+    ``max_elements`` products.
+
+    Args:
+        templates: ``N`` templates ``(C, th_i, tw_i)`` (:func:`masked_template`)
+        embedding: ``(C, h, w)`` current frame's embedding
+        masks: ``(N, G, h, w)`` each object's candidate masks on the embedding grid (fractions in ``[0, 1]``)
+
+    Returns:
+        ``(N, G)`` similarities; ``-inf`` for an empty candidate mask (or an all-zero template)
+    """
+    n, g, h, w = masks.shape
+    out = torch.full((n, g), float("-inf"), dtype=torch.float32, device=masks.device)
+    c = embedding.shape[0]
+    sizes = {}  # object -> (th, tw, uh, uw), and the top-left of its union box
+    corner = {}
+    for i, box in enumerate(_union_boxes(masks)):
+        if box is not None and templates[i] is not None:
+            sizes[i] = (*templates[i].shape[1:], box[2] - box[0], box[3] - box[1])
+            corner[i] = box[:2]
+    work = {i: g * th * tw * uh * uw for i, (th, tw, uh, uw) in sizes.items()}
+    todo = sorted(sizes, key=work.get, reverse=True)
+    while todo:
+        group, own = [todo[0]], work[todo[0]]
+        th, tw, uh, uw = sizes[todo[0]]
+        for i in todo[1:]:  # the next largest objects join while the padded work stays within bounds
+            grown = [max(a, b) for a, b in zip((th, tw, uh, uw), sizes[i])]
+            padded = (len(group) + 1) * g * grown[0] * grown[1] * grown[2] * grown[3]
+            if padded > 2 * (own + work[i]) or padded > max_elements:
+                break
+            group.append(i)
+            own += work[i]
+            th, tw, uh, uw = grown
+        todo = todo[len(group):]
+        b = len(group)
+        t = embedding.new_zeros((b, c, th, tw), dtype=torch.float32)
+        e = embedding.new_zeros((b, c, uh, uw), dtype=torch.float32)
+        m = masks.new_zeros((b, g, uh, uw), dtype=torch.float32)
+        for k, i in enumerate(group):
+            y0, x0 = min(corner[i][0], h - uh), min(corner[i][1], w - uw)
+            t[k, :, :sizes[i][0], :sizes[i][1]] = templates[i]
+            e[k] = embedding[:, y0:y0 + uh, x0:x0 + uw]
+            m[k] = masks[i, :, y0:y0 + uh, x0:x0 + uw]
+        flat_t = t.flatten(2)  # (b, C, P)
+        d = flat_t.transpose(1, 2) @ e.flatten(2)  # (b, P, Q): D(p, q)
+        support = (flat_t != 0).any(1).float()  # (b, P) the templates' support
+        wq = m.flatten(2)  # (b, G, Q)
+        shifts = (uh + th - 1, uw + tw - 1)  # s + (th - 1, tw - 1) >= 0
+        heat = F.fold((d.flip(1)[:, None] * wq[:, :, None]).flatten(0, 1), shifts, (th, tw)).view(b, g, -1)
+        # cells where both supports meet, per shift: the same full correlation on indicators (same shift indexing)
+        overlap = F.conv2d((wq > 0).float().view(1, b * g, uh, uw),
+                           support.repeat_interleave(g, 0).view(b * g, 1, th, tw), padding=(th - 1, tw - 1),
+                           groups=b * g).view(b, g, -1)
+        heat = torch.where(overlap > 0, heat, torch.full_like(heat, float("-inf")))
+        out[torch.as_tensor(group, device=out.device)] = heat.max(dim=2).values.to(out.dtype)
+    return out
+
+
+def _union_boxes(masks: torch.Tensor):
+    """Per object of ``(N, G, h, w)`` candidate masks: ``(y0, x0, y1, x1)`` of its candidates' union (exclusive
+    ends, as :func:`grid_bbox`), or ``None`` when all are empty (one host copy for all objects)."""
+    fg = masks.amax(1) > 0
+    rows, cols = fg.any(-1), fg.any(-2)  # (N, h), (N, w)
+    first = lambda a: a.int().argmax(-1)  # noqa: E731
+    last = lambda a: a.shape[-1] - first(a.flip(-1))  # noqa: E731
+    boxes = torch.stack([first(rows), first(cols), last(rows), last(cols), rows.any(-1).int()], 1).tolist()
+    return [tuple(b[:4]) if b[4] else None for b in boxes]
 
 
 def iou_with_previous(logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
@@ -162,7 +205,7 @@ def pick_multimask(
         ``(N,)`` indices into ``K``
     """
     if rule == "largest":
-        return (logits > 0).flatten(2).sum(-1).argmax(dim=1)
+        return (logits > 0).flatten(2).sum(-1, dtype=torch.int32).argmax(dim=1)
     if rule == "max_iou_prev":
         if previous is None:
             raise ValueError("rule 'max_iou_prev' needs the previous masks")

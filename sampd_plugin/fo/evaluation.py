@@ -213,6 +213,10 @@ def check_arguments(protocol, eval_key, bound_th, failure_th, void_value, exclud
     if eval_key is not None and (not isinstance(eval_key, str) or not eval_key.isidentifier()):
         raise SampdInputError(f"eval_key must be a name made of letters, digits and '_', got {eval_key!r}")
     bound_th = checks.number("bound_th", bound_th, 0, low_open=True)
+    try:
+        metrics.bound_pixels(bound_th, (1, 1))  # a tolerance in pixels (>= 1) is a whole number
+    except ValueError as e:
+        raise SampdInputError(str(e), field="bound_th") from None
     failure_th = checks.number("failure_th", failure_th, 0, 1)
     void_value = checks.integer("void_value", void_value, 0, 255, allow_none=True)
     for name, value in (("exclude_last", exclude_last), ("overwrite", overwrite),

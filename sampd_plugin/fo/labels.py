@@ -8,25 +8,30 @@
 
 Objects are identified by ``Detection.index`` (FiftyOne's tracking-id convention; 0 is a valid id).
 
-Written labels (:func:`frame_detections`): one ``fo.Detection`` per started object and frame with ``label``,
+Written labels (:func:`frame_detections`; the label writer stores the same documents from :func:`frame_labels`
+through :func:`detections_document`): one ``fo.Detection`` per started object and frame with ``label``,
 ``bounding_box``, ``mask`` (cropped), ``index``, ``confidence`` (SAM's predicted IoU, clipped to [0, 1]) and the
 attributes ``score`` (the many-to-one selection score of the chosen candidate: its Eq. 2 similarity relative to the
 template's own, its IoU with the object's previous mask, or SAM's predicted IoU, by ``SamPDConfig.selection``),
-``iou`` (SAM's predicted IoU), ``lost`` (the object was not found: no mask, an empty box) and ``is_prompt`` (the
-object's prompt frame); doubtful objects (:func:`sampd_plugin.core.quality.is_doubtful`) carry the label tag
+``iou`` (SAM's predicted IoU), ``lost`` (the object was not found: no mask, an empty box), ``is_prompt`` (the
+object's prompt frame), ``confusion`` (``"switch"`` / ``"merge"``: identity evidence against the other objects,
+:func:`sampd_plugin.core.identity.confusions`; ``None`` without) and ``occluded`` (overlap-aware tracking: hidden by
+others); doubtful objects (:func:`sampd_plugin.core.quality.is_doubtful`) carry the label tag
 ``"doubtful"``. Per frame, :func:`frame_quality` gives the values of the frame-level quality fields
 (:func:`quality_fields`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from bson import Binary, ObjectId
 
 import fiftyone as fo
 import fiftyone.core.fields as fof
+import fiftyone.core.utils as fou
 
 from sampd_plugin.core import quality
 
@@ -36,7 +41,7 @@ if TYPE_CHECKING:  # the tracker (torch) is not imported at run time
 
 #: label attributes declared on an output field (besides FiftyOne's Detection fields)
 LABEL_ATTRIBUTES = {"score": fof.FloatField, "iou": fof.FloatField, "lost": fof.BooleanField,
-                    "is_prompt": fof.BooleanField}
+                    "is_prompt": fof.BooleanField, "confusion": fof.StringField, "occluded": fof.BooleanField}
 
 
 #: sample-level run marker field of output field ``f``: ``f + MARKER_SUFFIX`` (see :mod:`sampd_plugin.fo.runs`)
@@ -136,44 +141,113 @@ def mask_array(mask) -> Optional[np.ndarray]:
     return m != 0
 
 
-def object_detection(object_id: int, result, hw: Tuple[int, int]) -> "fo.Detection":
-    """One tracked object on one frame -> ``fo.Detection`` (see the module docstring for the fields)."""
-    conf = float(min(max(result.iou, 0.0), 1.0))
-    attrs = dict(index=int(object_id), confidence=conf, score=float(result.score), iou=float(result.iou),
-                 lost=bool(result.lost), is_prompt=bool(result.is_prompt))
+class ObjectLabel(NamedTuple):
+    """One tracked object on one frame as it is written: the fields of its ``fo.Detection`` (module docstring),
+    without FiftyOne documents, so that the tracking thread only crops the mask (:func:`frame_labels`) and the
+    label writer's thread builds what is stored (:func:`detections_document`)."""
+
+    index: int
+    label: Optional[str]
+    bounding_box: List[float]  # relative [x, y, w, h]; [0, 0, 0, 0] when lost
+    mask: Optional[np.ndarray]  # (h, w) bool, cropped to the box; None when lost
+    confidence: float  # SAM's predicted IoU clipped to [0, 1]
+    score: float
+    iou: float
+    lost: bool
+    is_prompt: bool
+    doubtful: bool
+    confusion: Optional[str] = None  # "switch" / "merge" (core.identity.confusions)
+    occluded: bool = False
+
+
+def object_label(object_id: int, result, hw: Tuple[int, int]) -> ObjectLabel:
+    """One tracked object on one frame (a tracker ``ObjectResult``) -> :class:`ObjectLabel`. The box is the
+    result's (the tight box of its mask, :func:`sampd_plugin.core.prompts.mask_to_box`), or the mask's own when the
+    result has none; an empty mask is written as lost."""
     mask = None if result.mask is None else np.asarray(result.mask)
     x = y = w = h = 0
     if not result.lost and mask is not None:
         mask = mask if mask.dtype == bool else mask != 0
-        x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
-    attrs["lost"] = w == 0
-    if quality.is_doubtful(result.score, result.iou, attrs["lost"]):
-        attrs["tags"] = [quality.DOUBTFUL_TAG]
-    if w == 0:
-        return fo.Detection(label=result.label, bounding_box=[0.0, 0.0, 0.0, 0.0], **attrs)
-    # what fo.Detection.from_mask stores (tight box, x / W, (x1 - x0 + 1) / W; the crop), without its full-frame
+        if result.box is not None:
+            x0, y0, x1, y1 = (int(v) for v in result.box)
+            x, y, w, h = x0, y0, x1 - x0, y1 - y0
+        else:
+            x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
+    lost = w == 0
+    confusion = getattr(result, "confusion", None)
+    H, W = hw
+    # the box and crop fo.Detection.from_mask stores (tight box, x / W, (x1 - x0 + 1) / W), without its full-frame
     # copies and reductions; the crop is copied so the label does not keep the tracker's frame mask alive
-    H, W = mask.shape
-    return fo.Detection(label=result.label, bounding_box=[x / W, y / H, w / W, h / H],
-                        mask=mask[y:y + h, x:x + w].copy(), **attrs)
+    return ObjectLabel(index=int(object_id), label=result.label,
+                       bounding_box=[0.0, 0.0, 0.0, 0.0] if lost else [x / W, y / H, w / W, h / H],
+                       mask=None if lost else mask[y:y + h, x:x + w].copy(),
+                       confidence=float(min(max(result.iou, 0.0), 1.0)), score=float(result.score),
+                       iou=float(result.iou), lost=lost, is_prompt=bool(result.is_prompt),
+                       doubtful=quality.is_doubtful(result.score, result.iou, lost, confusion=confusion),
+                       confusion=confusion, occluded=bool(getattr(result, "occluded", False)))
+
+
+def frame_labels(result: "FrameResult", hw: Tuple[int, int], only: Optional[Iterable[int]] = None
+                 ) -> List[ObjectLabel]:
+    """A tracker :class:`FrameResult` -> its objects' :class:`ObjectLabel` s in id order (optionally only ``only``):
+    what the tracking loop hands to the label writer (cheap: a crop per object)."""
+    keep = None if only is None else set(only)
+    return [object_label(oid, r, hw) for oid, r in sorted(result.objects.items()) if keep is None or oid in keep]
+
+
+def _detection_fields(o: ObjectLabel) -> dict:
+    fields = dict(label=o.label, bounding_box=o.bounding_box, index=o.index, confidence=o.confidence, score=o.score,
+                  iou=o.iou, lost=o.lost, is_prompt=o.is_prompt, confusion=o.confusion, occluded=o.occluded)
+    if o.doubtful:
+        fields["tags"] = [quality.DOUBTFUL_TAG]
+    return fields
+
+
+def object_detection(object_id: int, result, hw: Tuple[int, int]) -> "fo.Detection":
+    """One tracked object on one frame -> ``fo.Detection`` (see the module docstring for the fields)."""
+    o = object_label(object_id, result, hw)
+    return fo.Detection(**_detection_fields(o), **({} if o.mask is None else {"mask": o.mask}))
 
 
 def frame_detections(result: "FrameResult", hw: Tuple[int, int], only: Optional[Iterable[int]] = None
                      ) -> "fo.Detections":
     """A tracker :class:`FrameResult` -> ``fo.Detections`` (objects in id order; optionally only ``only``)."""
-    keep = None if only is None else set(only)
-    return fo.Detections(detections=[object_detection(oid, r, hw) for oid, r in sorted(result.objects.items())
-                                     if keep is None or oid in keep])
+    return fo.Detections(detections=[fo.Detection(**_detection_fields(o), **({} if o.mask is None else
+                                                                            {"mask": o.mask}))
+                                     for o in frame_labels(result, hw, only)])
 
 
-def frame_quality(label: Optional["fo.Detections"]) -> Tuple[Optional[float], Optional["fo.Classification"]]:
-    """The values of the frame quality fields (:func:`quality_fields`) of one frame's output label: the lowest object
-    confidence (``None`` without objects), and ``fo.Classification(label="doubtful", confidence=<that>,
-    objects=[doubtful ids])`` when an object is doubtful, else ``None``
-    (:func:`sampd_plugin.core.quality.frame_quality`).
-    Detections without ``score`` / ``iou`` (e.g. drawn by hand) are left out."""
+def detections_document(objects: Iterable[ObjectLabel]) -> dict:
+    """The stored form of ``fo.Detections`` of :class:`ObjectLabel` s, what ``Detections.to_dict()`` gives (new ids;
+    the masks serialised by FiftyOne's ``serialize_numpy_array``), built without FiftyOne documents: a
+    ``set_values(..., validate=False)`` of the output field writes it as it is (100 objects: ~10x faster than
+    building the ``fo.Detection`` s; ``perf/writeback.py``)."""
+    dets = []
+    for o in objects:
+        d = dict(_id=ObjectId(), _cls="Detection", tags=[quality.DOUBTFUL_TAG] if o.doubtful else [], attributes={},
+                 label=o.label, bounding_box=o.bounding_box, confidence=o.confidence, index=o.index, score=o.score,
+                 iou=o.iou, lost=o.lost, is_prompt=o.is_prompt, confusion=o.confusion, occluded=o.occluded)
+        if o.mask is not None:
+            d["mask"] = Binary(fou.serialize_numpy_array(o.mask))
+        if o.label is None:
+            del d["label"]
+        dets.append(d)
+    return dict(_cls="Detections", detections=dets)
+
+
+def detection_quality(detections: Iterable["fo.Detection"]) -> Dict[int, tuple]:
+    """``{index: (score, iou, lost, confusion)}`` of stored detections; those without ``score`` / ``iou`` (e.g.
+    drawn by hand) or ``index`` are left out."""
     attr = lambda d, name: d.get_field(name) if d.has_field(name) else None  # noqa: E731
-    objects = {d.index: (attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost")))
-               for d in (label.detections if label is not None else [])}
-    conf, ids = quality.frame_quality({i: o for i, o in objects.items() if None not in o[:2] and i is not None})
+    objects = {d.index: (attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost")), attr(d, "confusion"))
+               for d in detections}
+    return {i: o for i, o in objects.items() if None not in o[:2] and i is not None}
+
+
+def frame_quality(objects: Dict[int, tuple]) -> Tuple[Optional[float], Optional["fo.Classification"]]:
+    """The values of the frame quality fields (:func:`quality_fields`) of one frame from its objects'
+    ``{index: (score, iou, lost, confusion)}`` (:class:`ObjectLabel` s, or stored ones: :func:`detection_quality`): the lowest
+    object confidence (``None`` without objects), and ``fo.Classification(label="doubtful", confidence=<that>,
+    objects=[doubtful ids])`` when an object is doubtful, else ``None`` (:func:`sampd_plugin.core.quality.frame_quality`)."""
+    conf, ids = quality.frame_quality(objects)
     return conf, (fo.Classification(label=quality.DOUBTFUL_TAG, confidence=conf, objects=ids) if ids else None)

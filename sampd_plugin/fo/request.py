@@ -45,7 +45,8 @@ class TrackRequest:
         label_field: output field (default: :data:`DEFAULT_LABEL_FIELDS` of the mode)
         max_objects: ``"auto"``: automatic masks tracked per sequence, best first
         config: a :class:`~sampd_plugin.core.config.SamPDConfig`; given as a preset name, a dict or ``None`` (the
-            paper's full method), it is parsed here, once
+            mode's :data:`~sampd_plugin.core.config.DEFAULT_PRESETS`: ``"full"``, the paper's method, for
+            ``"track"``; ``"adaptive"`` for ``"auto"``), it is parsed here, once
         model: ``"vit_h"``, ``"vit_l"``, ``"vit_b"``, ``"mobile_sam"``, ``"tiny"``, ``"synthetic"``
             (:mod:`sampd_plugin.backends.registry`) or a segmenter instance (not for delegated operations)
         checkpoint: optional checkpoint path
@@ -100,7 +101,7 @@ class TrackRequest:
         put("label_field", self.label_field or DEFAULT_LABEL_FIELDS[self.mode])
         put("max_objects", checks.integer("max_objects", self.max_objects, 1, MAX_AUTO_OBJECTS))
         put("batch_frames", checks.integer("batch_frames", self.batch_frames, 1, MAX_BATCH_FRAMES))
-        put("config", as_config(self.config))
+        put("config", as_config(self.config, self.mode))
         registry.check_model(self.model, self.checkpoint)
         device = checks.device(self.device)
         put("device", None if device == "auto" else device)

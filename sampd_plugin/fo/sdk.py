@@ -171,7 +171,7 @@ def _run(samples, request: TrackRequest, progress, operation) -> dict:
     summary = dict(label_field=plan.label_field, samples=len(plan.todo) + len(plan.done) + len(plan.busy),
                    tracked=[], skipped=list(plan.done), busy=dict(plan.busy), failed={}, frames=0, objects=0,
                    seconds=0.0, frames_per_second=None, device=backends.device, model=backends.model, run=plan.key,
-                   mode=request.mode)
+                   mode=request.mode, method=request.config.preset_name or "custom")
     for key, message in plan.busy.items():
         logger.warning("skipped (another run is writing it): %s", message)
     for message in plan.stale.values():
@@ -334,7 +334,7 @@ def _stream(tracker, frames, prompts, hw, writer, seq: SampleSequence, pb, prefi
         for res in tracker.track(frames, prompts):
             last = res.frame_number
             if res.frame_number != skip_frame:
-                writer.add(seq, res.frame_number, labels.frame_detections(res, hw))
+                writer.add(seq, res.frame_number, labels.frame_labels(res, hw))  # crops only: the rest on the writer's thread
                 count += 1
             pb.step(f"{prefix} · frame {res.frame_number}/{total}")
             if on_frame is not None:

@@ -1,7 +1,8 @@
 """FiftyOne storage of a tracking run: field checks, prompt reading, and the bulk label writer, for any
 :class:`~sampd_plugin.fo.sources.Layout` (video samples or image sequences).
 
-Bulk writes: labels go through one ``set_values`` call per ``batch_frames`` frames (:class:`FrameLabelWriter`):
+Bulk writes: labels go through one ``set_values`` call per ``batch_frames`` frames (:class:`FrameLabelWriter`, of the
+documents :func:`sampd_plugin.fo.labels.detections_document` builds):
 ``frames.<field>`` keyed by video sample id and frame number, or ``<field>`` keyed by image sample id; nothing calls
 ``save()`` per frame.
 """
@@ -22,8 +23,9 @@ import fiftyone.core.fields as fof
 from sampd_plugin.core.tracker import ObjectPrompt
 from sampd_plugin.errors import SampdInputError
 from sampd_plugin.fo import app, identity
-from sampd_plugin.fo.labels import (LABEL_ATTRIBUTES, field_name, frame_quality, is_absent, marker_field,
-                                 paste_mask, quality_fields, relative_to_xyxy)
+from sampd_plugin.fo.labels import (LABEL_ATTRIBUTES, ObjectLabel, detection_quality, detections_document,
+                                    field_name, frame_quality, is_absent, marker_field, paste_mask, quality_fields,
+                                    relative_to_xyxy)
 from sampd_plugin.fo.sources import Layout, SampleSequence
 
 logger = logging.getLogger(__name__)
@@ -263,6 +265,10 @@ class FrameLabelWriter:
     final labels (:func:`sampd_plugin.fo.labels.frame_quality`), with one ``set_values`` call per field every
     ``batch_frames`` frames (memory stays flat in the sequence's length).
 
+    A frame's label is the list of its objects' :class:`~sampd_plugin.fo.labels.ObjectLabel` s
+    (:func:`sampd_plugin.fo.labels.frame_labels`); the documents are built when they are written
+    (:func:`~sampd_plugin.fo.labels.detections_document`), on the writer's thread under :class:`BackgroundWriter`.
+
     Args:
         layout: the collection's :class:`~sampd_plugin.fo.sources.Layout`
         label_field: the output field
@@ -282,7 +288,7 @@ class FrameLabelWriter:
         self.batch_frames = int(batch_frames)
         self.replace_ids = None if replace_ids is None else {int(i) for i in replace_ids}
         self.before_write = before_write
-        self._buf: Dict[str, Tuple[SampleSequence, Dict[int, object]]] = {}
+        self._buf: Dict[str, Tuple[SampleSequence, Dict[int, List[ObjectLabel]]]] = {}
         self._n = 0
         self.frames_written = 0
         self.calls = 0
@@ -294,8 +300,8 @@ class FrameLabelWriter:
         """Frames buffered and not yet written."""
         return self._n
 
-    def add(self, seq: SampleSequence, frame_number: int, label):
-        self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = label
+    def add(self, seq: SampleSequence, frame_number: int, objects: List[ObjectLabel]):
+        self._buf.setdefault(seq.key, (seq, {}))[1][int(frame_number)] = list(objects)
         self._n += 1
         if self._n >= self.batch_frames:
             self.flush()
@@ -305,16 +311,23 @@ class FrameLabelWriter:
             return
         if self.before_write is not None:
             self.before_write()
+        kept: Dict[str, Dict[int, list]] = {k: {} for k in self._buf}  # repropagation: the other objects' detections
         if self.replace_ids is not None:
-            for seq, frames in self._buf.values():
+            for key, (seq, frames) in self._buf.items():
                 for fn, label in self.layout.read_labels(seq, self.label_field, sorted(frames)).items():
-                    if label is None or fn not in frames:
-                        continue
-                    kept = [d for d in label.detections if d.index not in self.replace_ids]
-                    frames[fn] = fo.Detections(detections=kept + list(frames[fn].detections))
-        self.layout.write_labels(self.label_field, self._buf)
-        quality = {k: (seq, {fn: frame_quality(label) for fn, label in frames.items()})
-                   for k, (seq, frames) in self._buf.items()}
+                    if label is not None and fn in frames:
+                        kept[key][fn] = [d for d in label.detections if d.index not in self.replace_ids]
+        docs, quality = {}, {}
+        for key, (seq, frames) in self._buf.items():
+            docs[key], quality[key] = (seq, {}), (seq, {})
+            for fn, objects in frames.items():
+                old = kept[key].get(fn, [])
+                doc = detections_document(objects)
+                doc["detections"][:0] = [d.to_dict() for d in old]
+                docs[key][1][fn] = doc
+                quality[key][1][fn] = frame_quality({**detection_quality(old),
+                                                     **{o.index: (o.score, o.iou, o.lost, o.confusion) for o in objects}})
+        self.layout.write_labels(self.label_field, docs)
         for n, qname in enumerate(quality_fields(self.label_field)):  # (confidence, doubtful) of each frame
             self.layout.write_labels(qname, {k: (seq, {fn: q[n] for fn, q in qs.items()})
                                              for k, (seq, qs) in quality.items()})

@@ -14,7 +14,7 @@ registers the plugin) imports neither torch nor the tracking code.
 ``MODELS`` ...             model choices and checks: ``MODEL_LABELS``, ``check_model``, ``checkpoint_status``,
                            ``model_warning``, ``resolve_device``, ``device_choices``
 ``PRESETS`` ...            the config presets (paper table rows, then extensions), ``PRESET_LABELS`` and
-                           ``DEFAULT_PRESET`` (a job's config when it names none)
+                           ``DEFAULT_PRESETS`` (a job's config when it names none, per mode)
 ``SAMPLES_PER_OPERATION``  sequences per delegated operation of a split job, by default
 ``jf_eval_keys``           the J&F evaluations of a dataset
 ``VIEWS`` ...              the saved failure views: ``view_name``, ``view_names``, ``failure_frame``; ``FAILURE_TH``
@@ -32,7 +32,7 @@ _MODULES = {
     "sampd_plugin.fo.runs": ("run_states",),
     "sampd_plugin.backends.registry": ("MODELS", "MODEL_LABELS", "check_model", "checkpoint_status", "model_warning",
                                        "resolve_device", "device_choices"),
-    "sampd_plugin.core.config": ("PRESETS", "PRESET_LABELS", "DEFAULT_PRESET"),
+    "sampd_plugin.core.config": ("PRESETS", "PRESET_LABELS", "DEFAULT_PRESETS"),
     "sampd_plugin.fo.request": ("SAMPLES_PER_OPERATION",),
     "sampd_plugin.fo.evaluation": ("jf_eval_keys",),
     "sampd_plugin.fo.views": ("VIEWS", "view_name", "view_names", "failure_frame", "FAILURE_TH"),

@@ -66,12 +66,14 @@ def write_video(scene: SyntheticScene, path: str, fps: float = 24.0, crf: int = 
     return path
 
 
-def _default_output_dir(num_frames, num_objects, height, width, start_frames) -> str:
+def _default_output_dir(num_frames, num_objects, height, width, start_frames, object_size=1.0) -> str:
     import fiftyone as fo
 
     tag = f"{num_frames}f-{num_objects}o-{height}x{width}"
     if start_frames:
         tag += "-s" + "_".join(f"{k}at{v}" for k, v in sorted(start_frames.items()))
+    if object_size != 1.0:
+        tag += f"-size{object_size:g}"
     return os.path.join(fo.config.default_dataset_dir, "sampd-synthetic", tag)
 
 
@@ -104,6 +106,7 @@ def make_dataset(
     overwrite: bool = False,
     persistent: bool = False,
     lossless: bool = False,
+    object_size: float = 1.0,
 ):
     """A FiftyOne video dataset of synthetic scenes with exact ground truth.
 
@@ -125,6 +128,7 @@ def make_dataset(
         overwrite: delete an existing dataset called ``name`` first (else a ``ValueError`` is raised)
         persistent: make the dataset persistent
         lossless: write exact-RGB videos (:func:`write_video`) whose decoded frames are the rendered pixels
+        object_size: scales the objects (:class:`SyntheticScene`; many objects want smaller ones)
 
     Returns:
         the ``fo.Dataset``
@@ -136,9 +140,10 @@ def make_dataset(
     start_frames = {int(k): int(v) for k, v in (start_frames or {}).items()}
     dataset = _new_dataset(name, overwrite, persistent, dict(num_videos=num_videos, seed=seed))
     if output_dir is None:
-        output_dir = _default_output_dir(num_frames, num_objects, height, width, start_frames)
+        output_dir = _default_output_dir(num_frames, num_objects, height, width, start_frames, object_size)
 
-    scenes = [SyntheticScene(seed + i, num_frames, num_objects, height, width, start_frames) for i in range(num_videos)]
+    scenes = [SyntheticScene(seed + i, num_frames, num_objects, height, width, start_frames, object_size=object_size)
+              for i in range(num_videos)]
     samples = []
     for scene in scenes:
         path = write_video(scene, os.path.join(output_dir, f"synthetic-{scene.seed}{'-rgb' if lossless else ''}.mp4"),

@@ -1,0 +1,108 @@
+"""Per-object references for the tracker's batched host work (issue 22), and a check that tracking with them gives
+the same results.
+
+The tracker computes, for all objects at once, Eq. 2 of every candidate (``selection.template_similarities``), the
+refinement and next-frame points (``prompts.masks_points``), the negative points (``prompts.negative_points``) and
+the masks' boxes. Here each is computed object by object, the way the tracker did before: Eq. 2 as a dense
+correlation on each object's union box (the ``(S x Q)`` re-indexed product), the points by a distance transform of
+each mask's box, the negatives by concatenating the others' points, the box from the mask's rows and columns. :func:`assert_same_tracking` runs the tracker with these and with its own and compares every output.
+"""
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sampd_plugin.core import tracker as tr
+from sampd_plugin.core.selection import grid_bbox
+
+
+def eq2_dense(template, embedding, masks):
+    """Eq. 2 of ``(B, h, w)`` candidates of one object, by the dense re-indexed product."""
+    b = masks.shape[0]
+    out = torch.full((b,), float("-inf"))
+    union = grid_bbox(masks.amax(0)) if b else None
+    if union is None or template is None:
+        return out
+    y0, x0, y1, x1 = union
+    c, th, tw = template.shape
+    uh, uw = y1 - y0, x1 - x0
+    d = template.reshape(c, -1).float().T @ embedding[:, y0:y1, x0:x1].reshape(c, -1).float()  # (P, Q)
+    py, px = torch.meshgrid(torch.arange(th), torch.arange(tw), indexing="ij")
+    qy, qx = torch.meshgrid(torch.arange(uh), torch.arange(uw), indexing="ij")
+    sy = qy.reshape(1, -1) - py.reshape(-1, 1) + th - 1
+    sx = qx.reshape(1, -1) - px.reshape(-1, 1) + tw - 1
+    g = torch.zeros(((uh + th - 1) * (uw + tw - 1), uh * uw))
+    g[sy * (uw + tw - 1) + sx, torch.arange(uh * uw).expand_as(sy)] = d
+    w = masks[:, y0:y1, x0:x1].reshape(b, -1).float()
+    heat = w @ g.T
+    support = (template.reshape(c, -1) != 0).any(0).float()
+    overlap = F.conv2d((w > 0).float().view(b, 1, uh, uw), support.view(1, 1, th, tw),
+                       padding=(th - 1, tw - 1)).view(b, -1)
+    return torch.where(overlap > 0, heat, torch.full_like(heat, float("-inf"))).max(1).values
+
+
+def box_of(mask):
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return None if rows.size == 0 else np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
+
+
+def points_whole_frame(mask, k):
+    """The definition of :func:`mask_points` on the whole (zero-padded) frame (squared distances as integers:
+    OpenCV's float distances vary by one ulp from call to call)."""
+    m = np.pad(mask.astype(np.uint8), 1)
+    points = []
+    for _ in range(k):
+        dist = np.rint(cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).astype(np.float64) ** 2)
+        y, x = divmod(int(np.argmax(dist)), dist.shape[1])
+        if dist[y, x] <= 0:
+            break
+        points.append((x - 1, y - 1))
+        m[y, x] = 0
+    return np.array(points, dtype=np.int64).reshape(-1, 2)
+
+
+def points_of(mask, k):
+    """Farthest-from-boundary points of one mask, by :func:`points_whole_frame` of its box (the per-object way)."""
+    box = box_of(mask)
+    if box is None:
+        return np.zeros((0, 2), np.int64)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return points_whole_frame(mask[y0:y1, x0:x1], k) + np.array([x0, y0])
+
+
+def negatives_of(object_points, objects=None):
+    """Each object's negative points built on their own: the others' points concatenated."""
+    objects = range(len(object_points)) if objects is None else objects
+    out = []
+    for i in objects:
+        pts = [p for j, p in enumerate(object_points) if j != i and len(p)]
+        out.append(np.concatenate(pts).astype(np.int64) if pts else np.zeros((0, 2), np.int64))
+    return out
+
+
+def use_per_object_references(monkeypatch):
+    """Makes the tracker module compute its host work object by object with the references above."""
+    monkeypatch.setattr(tr, "template_similarities", lambda templates, emb, masks: torch.stack(
+        [eq2_dense(t, emb, m) for t, m in zip(templates, masks)]))
+    monkeypatch.setattr(tr, "masks_points", lambda masks, k=1, boxes=None: [points_of(m, k) for m in masks])
+    monkeypatch.setattr(tr, "mask_to_box", box_of)
+    monkeypatch.setattr(tr, "negative_points", negatives_of)
+
+
+def assert_same_tracking(run, monkeypatch, rtol=1e-5):
+    """``run()`` -> list of FrameResult, with the tracker's batched host work and with the per-object references:
+    the same masks, boxes and lost flags on every frame, scores and IoUs to ``rtol``. Returns the batched results."""
+    ours = run()
+    with monkeypatch.context() as m:
+        use_per_object_references(m)
+        ref = run()
+    assert len(ours) == len(ref)
+    for a, b in zip(ours, ref):
+        assert a.frame_number == b.frame_number and sorted(a.objects) == sorted(b.objects)
+        for oid, o in a.objects.items():
+            r = b.objects[oid]
+            assert np.array_equal(o.mask, r.mask), (a.frame_number, oid)
+            assert (o.box is None) == (r.box is None) and (o.box is None or np.array_equal(o.box, r.box))
+            assert o.lost == r.lost
+            assert np.isclose(o.score, r.score, rtol=rtol, atol=rtol) and np.isclose(o.iou, r.iou, rtol=rtol)
+    return ours
