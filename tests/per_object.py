@@ -70,15 +70,13 @@ def points_of(mask, k):
     return points_whole_frame(mask[y0:y1, x0:x1], k) + np.array([x0, y0])
 
 
-def negatives_of(object_points, own_masks=None, objects=None):
-    """Each object's negative points built on their own: the others' points concatenated, those inside its mask
-    dropped."""
+def negatives_of(object_points, objects=None):
+    """Each object's negative points built on their own: the others' points concatenated."""
     objects = range(len(object_points)) if objects is None else objects
     out = []
-    for n, i in enumerate(objects):
+    for i in objects:
         pts = [p for j, p in enumerate(object_points) if j != i and len(p)]
-        pts = np.concatenate(pts).astype(np.int64) if pts else np.zeros((0, 2), np.int64)
-        out.append(pts if own_masks is None else pts[~own_masks[n][pts[:, 1], pts[:, 0]]])
+        out.append(np.concatenate(pts).astype(np.int64) if pts else np.zeros((0, 2), np.int64))
     return out
 
 

@@ -98,7 +98,8 @@ def test_fiftyone_plugins_list_discovers_checkout_through_symlink(linked_plugins
 
 
 def test_fiftyone_operators_list_shows_every_manifest_operator(linked_plugins_dir, tmp_path):
-    proc = _fiftyone_cli("operators", "list", plugins_dir=linked_plugins_dir, cwd=tmp_path)
+    # (--include-unlisted: show_tracking_colors runs when the App opens a dataset, it is not in the operator browser)
+    proc = _fiftyone_cli("operators", "list", "--include-unlisted", plugins_dir=linked_plugins_dir, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     listed = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
     expected = {f"{PLUGIN_NAME}/{name}" for name in _manifest().get("operators") or []}

@@ -277,15 +277,13 @@ def test_mask_points_spreads_further_points():
     assert (d >= 3).all()  # later points move away from the first one
 
 
-def test_negative_points_come_from_other_objects_and_skip_own_mask():
-    own = np.zeros((10, 10), bool)
-    own[0:5, 0:5] = True
-    corner = np.zeros((10, 10), bool)
-    corner[7:, 7:] = True
+def test_negative_points_are_every_other_objects_points():
+    """Sent unconditionally (Sec. III-D, Fig. 2): every other object's points, also one inside the object's own mask
+    (there its mask has spread onto the other object: the confusion the negatives exist to correct)."""
     points = [np.array([[1, 1]]), np.array([[7, 7]]), np.array([[2, 2], [8, 1]]), np.zeros((0, 2), np.int64)]
-    first, second = negative_points(points, [own, corner], objects=[0, 2])  # (object 3: no points of its own)
-    assert first.tolist() == [[7, 7], [8, 1]]  # not its own point, nor [2, 2] inside its mask
-    assert second.tolist() == [[1, 1]]  # not its own points, nor [7, 7] inside its mask
+    first, second = negative_points(points, objects=[0, 2])  # (object 3: no points of its own)
+    assert first.tolist() == [[7, 7], [2, 2], [8, 1]]
+    assert second.tolist() == [[1, 1], [7, 7]]
     assert [n.tolist() for n in negative_points(points)] == [[[7, 7], [2, 2], [8, 1]], [[1, 1], [2, 2], [8, 1]],
                                                              [[1, 1], [7, 7]], [[1, 1], [7, 7], [2, 2], [8, 1]]]
     assert negative_points([]) == [] and negative_points([np.zeros((0, 2))])[0].shape == (0, 2)
@@ -348,17 +346,17 @@ def test_presets_are_the_paper_ablation_rows():
         "point", "point+refine", "box", "box+mp", "box+refine", "full", "full-iou",
         "full-no-neg-refine", "full-no-neg-mp", *EXTENSION_PRESETS,
     ]
-    # Table III's rows without the full method simply propagate: no negative points anywhere
-    for name in ("point", "point+refine", "box", "box+mp", "box+refine"):
+    # negative points wherever a stage runs (Table IV's 1x1 row = Table III's "Box + Mask Refine"): on every Table III row
+    for name in ("point", "point+refine", "box", "box+mp", "box+refine", "full", "full-iou"):
         c = SamPDConfig.preset(name)
-        assert not c.negatives_in_first_stage and not c.negatives_in_refinement, name
+        assert c.negatives_in_first_stage and c.negatives_in_refinement and c.negative_points > 0, name
     # Table V: negatives in one stage each; both = full
     stages = lambda c: (c.negatives_in_first_stage, c.negatives_in_refinement)  # noqa: E731
     assert stages(SamPDConfig.preset("full-no-neg-refine")) == (True, False)
     assert stages(SamPDConfig.preset("full-no-neg-mp")) == (False, True)
     assert stages(SamPDConfig.preset("full")) == stages(SamPDConfig.preset("full-iou")) == (True, True)
     # negatives stay a switch on any row
-    assert stages(SamPDConfig.preset("box", negatives_in_first_stage=True)) == (True, False)
+    assert stages(SamPDConfig.preset("box", negatives_in_first_stage=False)) == (False, True)
     cfg = SamPDConfig.preset("full", negative_points=2, similarity="cosine")
     assert SamPDConfig.from_dict(cfg.to_dict()) == cfg
 

@@ -28,11 +28,18 @@ def test_doubtful_rule_and_confidence_agree():
     assert quality.object_confidence(1.0, 0.9, True) == 0.0
     assert quality.object_confidence(3.0, 1.2, False) == 1.0  # clipped
     assert quality.object_confidence(0.05, 0.9, False) == pytest.approx(0.25)  # score rescaled: 0.1 -> 0.5
+    # an identity switch or a merge (sampd_plugin.core.identity.confusions) is doubtful however good the mask looks
+    assert quality.is_doubtful(1.0, 0.9, False, confusion="switch") and quality.is_doubtful(1.0, 1.0, False,
+                                                                                              confusion="merge")
+    assert quality.object_confidence(1.0, 0.9, False, confusion="merge") == quality.CONFUSED
     rng = np.random.default_rng(0)
-    for score, iou, lost in zip(rng.uniform(-0.2, 1.5, 2000), rng.uniform(0, 1, 2000), rng.random(2000) < 0.1):
-        c = quality.object_confidence(score, iou, lost)
-        assert 0 <= c <= 1 and (c < quality.IOU_BELOW) == quality.is_doubtful(score, iou, lost)
+    draws = zip(rng.uniform(-0.2, 1.5, 2000), rng.uniform(0, 1, 2000), rng.random(2000) < 0.1,
+                rng.choice([None, "switch", "merge"], 2000, p=[0.8, 0.1, 0.1]))
+    for score, iou, lost, confusion in draws:
+        c = quality.object_confidence(score, iou, lost, confusion=confusion)
+        assert 0 <= c <= 1 and (c < quality.IOU_BELOW) == quality.is_doubtful(score, iou, lost, confusion=confusion)
     assert quality.frame_quality({1: (1.0, 0.9, False), 4: (1.0, 0.3, False), 0: (0.0, 0.0, True)}) == (0.0, [0, 4])
+    assert quality.frame_quality({1: (1.0, 0.9, False, None), 2: (1.0, 0.9, False, "switch")}) == (0.25, [2])
     assert quality.frame_quality({}) == (None, [])
 
 
@@ -44,11 +51,12 @@ def test_writer_tags_doubtful_objects_and_writes_frame_quality(dataset):
     assert (conf_f, doubt_f) == ("out_confidence", "out_doubtful") and layout.has_field(conf_f)
     assert layout.get_field(doubt_f).document_type is fo.Classification
 
-    def obj(i, iou=0.9, score=1.0, lost=False):
+    def obj(i, iou=0.9, score=1.0, lost=False, confusion=None):
         m = np.zeros((H, W), bool) if lost else _mask(2 + i, 10 + i, 2, 12)
-        return ObjectResult(m, None, score, iou, lost, f"o{i}")
+        return ObjectResult(m, None, score, iou, lost, f"o{i}", confusion=confusion)
 
-    objects = {1: {}, 3: {2: dict(iou=0.3)}, 4: {2: dict(iou=0.3), 1: dict(score=0.05)}, 6: {2: dict(lost=True)}}
+    objects = {1: {}, 3: {2: dict(iou=0.3)}, 4: {2: dict(iou=0.3), 1: dict(score=0.05)}, 6: {2: dict(lost=True)},
+               2: {1: dict(confusion="merge")}}
     w = store.FrameLabelWriter(layout, "out", batch_frames=4)
     for fn in range(1, T + 1):
         spec = objects.get(fn, {})
@@ -60,7 +68,7 @@ def test_writer_tags_doubtful_objects_and_writes_frame_quality(dataset):
         tagged = sorted(i for i, d in dets.items() if quality.DOUBTFUL_TAG in (d.tags or []))
         assert tagged == sorted(objects.get(fn, {})), fn
         conf = layout.read_labels(seq, conf_f, [fn])[fn]
-        assert conf == pytest.approx({3: 0.3, 4: 0.25, 6: 0.0}.get(fn, 0.9)), fn
+        assert conf == pytest.approx({2: quality.CONFUSED, 3: 0.3, 4: 0.25, 6: 0.0}.get(fn, 0.9)), fn
         doubt = layout.read_labels(seq, doubt_f, [fn])[fn]
         if tagged:  # drawn on the frame by the App: label "doubtful", the frame's confidence, the doubtful objects
             assert (doubt.label, doubt.confidence, doubt.objects) == ("doubtful", pytest.approx(conf), tagged)
@@ -87,7 +95,7 @@ def test_tracking_flags_doubtful_frames_where_the_masks_fail(make_synthetic):
             dets = frame.sampd.detections
             for d in dets:
                 flag = quality.DOUBTFUL_TAG in (d.tags or [])
-                assert flag == quality.is_doubtful(d.score, d.iou, d.lost)
+                assert flag == quality.is_doubtful(d.score, d.iou, d.lost, confusion=d.confusion)
                 if not d.is_prompt:
                     (doubtful if flag else good).append(d.jf_J)
             conf, doubt = labels.frame_quality(labels.detection_quality(frame.sampd.detections))

@@ -365,6 +365,23 @@ def test_realism_knobs_change_behaviour(scene, states):
         assert iou(masks[0, 0], m) > 0.85
 
 
+def test_an_unstable_box_still_segments_something(scene, states):
+    """SAM always segments something: an unstable box whose other objects all carry negative points segments a
+    background segment in the box (wherever its random point falls), or its object, never nothing."""
+    from sampd_plugin.core.prompts import mask_points
+
+    unstable = SyntheticSegmenter(scene, realism=Realism(box_instability=1.0))
+    checked = 0
+    for st, oid, m in cases(scene, states):
+        others = [mask_points(v, 1)[0].tolist() for k, v in scene.visible_masks(st.frame_number).items() if k != oid]
+        if not others:
+            continue
+        masks, d = decode_masks(unstable, st, boxes=[mask_box(m)], points=[others], labels=[[0] * len(others)])
+        assert masks[0, 0].any()
+        checked += 1
+    assert checked > 10
+
+
 @pytest.mark.parametrize("preset", ["full", "adaptive", "full-iou"])
 def test_batched_host_work_tracks_as_object_by_object(preset, monkeypatch):
     """Issue 22: Eq. 2 of all objects' candidates, their points and boxes computed at once give the tracking that

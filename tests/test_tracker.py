@@ -42,6 +42,46 @@ def test_vanilla_box_shrinks_without_refinement_but_refinement_recovers():
     assert refined[-1].objects[1].mask.sum() == gt_area
 
 
+def test_a_negative_point_inside_the_objects_own_mask_is_still_sent():
+    """Object 1's mask has spread onto object 2 (here: its prompt covers both squares). The negative point of object 2
+    lies inside object 1's mask, and it is sent all the same (Sec. III-D appends the other objects' points
+    unconditionally): it is what tells SAM that the covered part is not object 1."""
+    maps = moving_squares(3, objects=((1, 8, 8, 1), (2, 20, 8, 1)))
+    merged = (maps[1] == 1) | (maps[1] == 2)
+    sent = []
+
+    class Spy(ToyBackend):
+        def _decode(self, state, boxes, points, point_labels, multimask):
+            sent.append((state.frame_number, multimask, points, point_labels))
+            return super()._decode(state, boxes, points, point_labels, multimask)
+
+    prompts = [ObjectPrompt(1, 1, mask=merged), ObjectPrompt(2, 1, mask=maps[1] == 2)]
+    list(SamPDTracker(Spy(maps), SamPDConfig.preset("box+refine")).track(frames_of(maps), prompts))
+    _, multimask, points, labels = sent[0]  # frame 2, first stage: one box per object, [object 1, object 2]
+    assert not multimask and labels[0].tolist() == [0]
+    x, y = points[0, 0].long().tolist()
+    assert merged[y, x] and maps[1][y, x] == 2  # object 2's point, inside object 1's mask
+
+
+def test_a_box_prompt_that_finds_nothing_starts_its_object_lost_and_it_is_reacquired():
+    """The box prompt of object 1 lies ahead of the square (empty there on frame 1): the object starts lost, is
+    reported lost on its prompt frame, keeps being prompted with that box and is found once it moves into it."""
+    maps = moving_squares(10, objects=((1, 8, 8, 3), (2, 8, 40, 0)))
+    prompts = [ObjectPrompt(1, 1, box=np.array([36.0, 8.0, 48.0, 20.0]), label="a"), _prompts(maps, [2])[0]]
+    results = list(SamPDTracker(ToyBackend(maps)).track(frames_of(maps), prompts))
+    first = results[0].objects[1]
+    assert first.lost and first.is_prompt and first.box is None and not first.mask.any() and first.label == "a"
+    lost = [r.objects[1].lost for r in results]
+    found = lost.index(False)
+    assert 1 < found and not any(lost[found:])
+    for r in results[found:]:
+        assert np.array_equal(r.objects[1].mask, maps[r.frame_number] == 1), r.frame_number
+        assert np.array_equal(r.objects[2].mask, maps[r.frame_number] == 2)
+    # without re-acquisition it stays lost
+    results = list(SamPDTracker(ToyBackend(maps), SamPDConfig(reacquire=False)).track(frames_of(maps), prompts))
+    assert all(r.objects[1].lost for r in results)
+
+
 def test_objects_can_start_on_different_frames():
     maps = moving_squares(6)
     prompts = [ObjectPrompt(1, 1, mask=maps[1] == 1), ObjectPrompt(2, 4, mask=maps[4] == 2)]
@@ -232,11 +272,12 @@ def _stage_labels(cfg, num_objects=2):
 @pytest.mark.parametrize(
     "preset, first, refine",
     [
-        ("point", {1}, set()),  # Table III rows simply propagate: no negative points
-        ("point+refine", {1}, {1}),
-        ("box", set(), set()),
-        ("box+mp", set(), set()),
-        ("box+refine", set(), {1}),
+        # Table III: negatives in every stage a row runs (its 1x1 "Box + Mask Refine" row is Table IV's full method)
+        ("point", {0, 1}, set()),
+        ("point+refine", {0, 1}, {0, 1}),
+        ("box", {0}, set()),
+        ("box+mp", {0}, set()),
+        ("box+refine", {0}, {0, 1}),
         ("full", {0}, {0, 1}),  # Table V: negatives in both stages ...
         ("full-no-neg-refine", {0}, {1}),  # ... in the multi-prompt stage only
         ("full-no-neg-mp", set(), {0, 1}),  # ... in the refinement only

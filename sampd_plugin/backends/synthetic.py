@@ -19,7 +19,9 @@ Box prompts. SAM is trained with box noise of std 10 % of the side, at most 20 p
   is ``leak_extent`` of the object's size). Slack between the object and that side of the box beyond
   ``U(leak_tolerance) * sigma`` lets the mask spill into the region, as far as the box allows.
 - *Box around two objects -> merge*: another object with a fraction ``f`` of its visible pixels inside the box is
-  merged (its part inside the box) if ``merge_rate * f^2`` beats a draw.
+  merged (its part inside the box) if ``merge_rate * f^2`` beats a draw; ``+ alike_merge * f`` when the two touch
+  and look alike (no visible edge between them: the cosine of their mean embedding features, from pixels, above
+  ``alike_cosine``).
 - *Instability* (Sec. III-C: "minor changes in box prompts may lead to significantly different mask predictions";
   Fig. 5): with chance ``box_instability`` per prompt, independently of nearby boxes, the box segments something
   else in it (the other object with most pixels there, else a background segment), with a confident IoU.
@@ -30,8 +32,8 @@ Point prompts (SAM's ambiguity, Sec. III-A):
 
 - a positive point on object ``o`` gives three nested masks: *subpart* (``o`` within ``subpart_radius`` of the
   point, in units of ``o``'s equivalent radius), *part* (within ``part_radius``) and *whole* (all of ``o``; the
-  whole level also takes each touching object without a negative point with chance ``whole_merge``, as SAM's whole
-  level groups adjacent things). ``multimask=True`` returns all three (the largest is the whole);
+  whole level also takes each touching object without a negative point with chance ``whole_merge``, plus
+  ``alike_merge`` when they look alike, as SAM's whole level groups adjacent things). ``multimask=True`` returns all three (the largest is the whole);
   ``multimask=False`` with one positive point is ambiguous: a level drawn with probabilities ``point_levels``
   (subpart, part, whole); with several positive points it is the whole (union of their objects).
 - a positive point on background gives that background segment.
@@ -108,6 +110,8 @@ class Realism:
     subpart_radius: float = 0.35  # point levels: radii around the point, in equivalent radii of the object
     part_radius: float = 0.75
     whole_merge: float = 0.3  # chance that a point's whole level also takes a touching object (no negative on it)
+    alike_merge: float = 0.4  # extra merge chance (x f for boxes) of touching objects that look alike
+    alike_cosine: float = 0.8  # objects look alike above this cosine of their mean embedding features
     negative_penalty: float = 0.5  # fraction of an object's in-box count removed by a negative point on it
     stuff_size: float = 0.1  # background segments' spacing, fraction of the image's longest side
     iou_noise: float = 0.05  # std of the predicted IoU's error
@@ -124,6 +128,7 @@ class _FrameTruth:
     bbox: torch.Tensor  # (N+1, 4) x0, y0, x1, y1 (exclusive) cells; zeros when absent
     centroid: torch.Tensor  # (N+1, 2) x, y (cell units)
     adjacent: torch.Tensor  # (N+1, N+1) bool: objects whose cells touch
+    alike: torch.Tensor  # (N+1, N+1) bool: touching objects that look alike (Realism.alike_cosine)
     uniforms: torch.Tensor  # (N+1, _OBJ_DRAWS + 2 (N+1)) draws per object on this frame
     stuff: torch.Tensor  # (S, S) int64 background segment of each background cell; -1 elsewhere
 
@@ -244,10 +249,13 @@ class SyntheticSegmenter(PromptableSegmenter):
         dil = F.max_pool2d(own[:, None].float(), 3, 1, 1)[:, 0] > 0
         adjacent = (dil[:, None] & own[None]).flatten(2).any(2)
         adjacent.fill_diagonal_(False)
+        alike = adjacent & (_appearance_cosine(state.embedding, gid, n + 1, self.embed_stride // self.mask_stride)
+                            > self.realism.alike_cosine)
+        alike[0] = alike[:, 0] = False  # background is never an object's look-alike
         draws = _uniforms(np.array([[scene.seed, frame_number, i] for i in range(n + 1)]), _OBJ_DRAWS + 2 * (n + 1))
         stuff = torch.where(gid == 0, self._stuff_regions(state, frame_number, side), torch.full_like(gid, -1))
         truth = _FrameTruth(
-            gid, sat, area.float(), bbox, torch.stack([cx, cy], 1), adjacent, draws.to(self.device), stuff
+            gid, sat, area.float(), bbox, torch.stack([cx, cy], 1), adjacent, alike, draws.to(self.device), stuff
         )
         if len(self._truth_cache) > 8:
             self._truth_cache.clear()
@@ -432,9 +440,11 @@ class SyntheticSegmenter(PromptableSegmenter):
             region = ((X - v(cx_)) / v(ax.clamp(min=1e-3))) ** 2 + ((Y - v(cy_)) / v(ay.clamp(min=1e-3))) ** 2 < 1
             masks = masks | (region & allowed & v(leaks[:, j]))
 
-        # a box around another object too: merged if merge_rate * (its fraction inside the box)^2 beats a draw
+        # a box around another object too: merged if merge_rate * (its fraction inside the box)^2 (+ alike_merge *
+        # the fraction when it touches the target and looks alike) beats a draw
         frac_in = counts / truth.area[None].clamp(min=1)
-        merge = ou[:, _OBJ_DRAWS : _OBJ_DRAWS + counts.shape[1]] < r.merge_rate * frac_in**2
+        chance = r.merge_rate * frac_in**2 + r.alike_merge * frac_in * truth.alike[target].float()
+        merge = ou[:, _OBJ_DRAWS : _OBJ_DRAWS + counts.shape[1]] < chance
         merge[:, 0] = False
         merge[rows, target] = False
         merge &= ~excluded & ~is_bg[:, None]
@@ -459,6 +469,8 @@ class SyntheticSegmenter(PromptableSegmenter):
             has_other = others.gather(1, other[:, None])[:, 0] > 0
             px = torch.stack([x0 + bw * uni[:, 7], y0 + bh * uni[:, 10], x0 + bw * uni[:, 7], y0 + bh * uni[:, 10]], 1)
             region = _stuff_at(truth.stuff, px, side)
+            region = torch.where(region == -2, _stuff_at(truth.stuff, bx, side), region)  # the point is on an object
+            glitch &= has_other | (region >= 0)  # SAM segments *something*: with nothing else in the box, no glitch
             wrong = torch.where(v(has_other), gid == v(other), win.take(truth.stuff) == v(region)) & near_box
             masks = torch.where(v(glitch), wrong, masks)
 
@@ -484,7 +496,7 @@ class SyntheticSegmenter(PromptableSegmenter):
 
         # the whole level: the object, other positive objects, touching objects without a negative point
         grab_draws = truth.uniforms[target][:, _OBJ_DRAWS + n1 : _OBJ_DRAWS + 2 * n1]
-        grab = truth.adjacent[target] & (grab_draws < r.whole_merge)
+        grab = truth.adjacent[target] & (grab_draws < r.whole_merge + r.alike_merge * truth.alike[target].float())
         extra = (pos | grab) & ~neg
         extra[:, 0] = False
         others = pos.clone()
@@ -647,6 +659,16 @@ class _Window:
         vals = torch.where(masks, LOGIT, -LOGIT).float().reshape(b, k, -1)
         out.scatter_(2, self.flat[:, None].expand(-1, k, -1), vals)
         return out.view(b, k, self.side, self.side)
+
+
+def _appearance_cosine(embedding: torch.Tensor, gid: torch.Tensor, owners: int, step: int) -> torch.Tensor:
+    """``(owners, owners)`` cosine similarity of the owners' mean embedding features (``embedding`` ``(C, g, g)``;
+    each cell's owner read from the ``(S, S)`` mask-grid ``gid`` every ``step`` cells); 0 for an absent owner."""
+    cells = gid[::step, ::step][: embedding.shape[1], : embedding.shape[2]]
+    onehot = (cells[None] == torch.arange(owners, device=gid.device)[:, None, None]).float()  # (O, g, g)
+    sums = onehot.flatten(1) @ embedding.flatten(1).T.float()  # (O, C)
+    means = F.normalize(sums / onehot.flatten(1).sum(1, keepdim=True).clamp(min=1), dim=1)
+    return means @ means.T
 
 
 def _stuff_at(stuff: torch.Tensor, boxes: torch.Tensor, side: int) -> torch.Tensor:

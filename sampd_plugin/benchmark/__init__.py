@@ -18,52 +18,65 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
 from sampd_plugin.core import metrics
 from sampd_plugin.core.config import PRESETS, SamPDConfig
+from sampd_plugin.core.identity import identity_switches
 from sampd_plugin.core.tracker import FrameResult, ObjectPrompt, SamPDTracker
+from sampd_plugin.synthetic.scene import SCENARIOS
 
 #: the paper's rows in the paper's order: Table III (with its "IoU-based" row), then Table V; then our extensions
-#: (``config.EXTENSION_PRESETS``: ``adaptive``)
+#: (``config.EXTENSION_PRESETS``: ``adaptive``, ``overlap``)
 ABLATION_PRESETS = tuple(PRESETS)
+
+
+class SequenceScore(NamedTuple):
+    """One sequence's scores: per-object J and F statistics (:class:`sampd_plugin.core.metrics.Stats`, in object-id
+    order) and ``switches``, the object-frames with an identity switch (:func:`sampd_plugin.core.identity.identity_switches`
+    against the ground truth) on the scored frames."""
+
+    j: List[metrics.Stats]
+    f: List[metrics.Stats]
+    switches: int
 
 
 def score_sequence(
     results: Iterable[FrameResult], gt_masks: Callable[[int], Dict[int, np.ndarray]], num_frames: int
-) -> Tuple[List[metrics.Stats], List[metrics.Stats]]:
-    """Per-object J and F statistics of one sequence, DAVIS protocol: each object is scored on the frames after
-    its first (prompt) frame, excluding the sequence's last frame; an object absent from the ground truth of a
-    frame has an empty ground-truth mask there.
+) -> SequenceScore:
+    """Scores one sequence, DAVIS protocol: each object is scored on the frames after its first (prompt) frame,
+    excluding the sequence's last frame; an object absent from the ground truth of a frame has an empty
+    ground-truth mask there. Identity switches are counted on the same frames.
 
     Args:
         results: the tracker's frame results, in increasing frame order (1-based frame numbers)
         gt_masks: ``frame_number -> {object_id: (H, W) bool}`` (visible objects only)
         num_frames: the sequence length
-
-    Returns:
-        ``(j_stats, f_stats)``, one :class:`sampd_plugin.core.metrics.Stats` per object
     """
     js: Dict[int, List[float]] = {}
     fs: Dict[int, List[float]] = {}
+    switches = 0
     for r in results:
         if r.frame_number >= num_frames:  # the last frame is not scored
             continue
         gt = gt_masks(r.frame_number)
+        scored = {}
         for oid, o in r.objects.items():
             js.setdefault(oid, [])
             fs.setdefault(oid, [])
             if o.is_prompt:
                 continue
+            scored[oid] = o.mask
             g = gt.get(oid)
             if g is None:
                 g = np.zeros_like(o.mask)
             js[oid].append(metrics.region_similarity(o.mask, g))
             fs[oid].append(metrics.boundary_f_measure(o.mask, g))
+        switches += len(identity_switches(scored, gt))
     ids = sorted(js)
-    return [metrics.statistics(js[i]) for i in ids], [metrics.statistics(fs[i]) for i in ids]
+    return SequenceScore([metrics.statistics(js[i]) for i in ids], [metrics.statistics(fs[i]) for i in ids], switches)
 
 
 def row_config(row: str) -> SamPDConfig:
@@ -96,15 +109,22 @@ def run_synthetic_ablation(
     width: int = 320,
     seed: int = 0,
     realism: Optional[dict] = None,
+    scenario: str = "standard",
     object_size: float = 1.0,
 ) -> Dict[str, Dict[str, float]]:
     """Runs each row (a preset name or ``preset:setting=value,...`` (:func:`row_config`), or ``{row name:
-    SamPDConfig}``) on the same generated videos with the synthetic segmenter, whose degradation knobs are
-    ``Realism(**realism)`` (default: :class:`~sampd_plugin.backends.synthetic.Realism`'s), objects scaled by
-    ``object_size`` (:class:`~sampd_plugin.synthetic.SyntheticScene`: many objects want smaller ones); returns ``{row name:
-    {"J&F-Mean": ..., "J-Mean": ..., ..., "decoded_prompts": ..., "decode_calls": ...}}``: the scores of
-    :func:`sampd_plugin.core.metrics.aggregate` and the row's decoder work over all videos (prompts decoded, i.e. decoder
-    passes per prompt, first stage and refinement; decoder calls), counted by the tracker's :class:`FrameResult`."""
+    SamPDConfig}``) on the same generated videos (``SyntheticScene(seed + v, ..., scenario=scenario,
+    object_size=object_size)``, ``v < num_videos``; many objects want smaller ones) with the synthetic segmenter,
+    whose degradation knobs are ``Realism(**realism)`` (default: :class:`~sampd_plugin.backends.synthetic.Realism`'s).
+
+    Returns:
+        ``{row name: {"J&F-Mean": ..., "J-Mean": ..., ..., "id_switches": ..., "decoded_prompts": ...,
+        "decode_calls": ..., "videos": [...]}}``: the scores of :func:`sampd_plugin.core.metrics.aggregate`, the
+        object-frames with an identity switch (:class:`SequenceScore`), the row's decoder work over all videos
+        (prompts decoded, i.e. decoder passes per prompt, first stage and refinement; decoder calls), counted by
+        the tracker's :class:`FrameResult`, and per video ``{"seed", "J&F-Mean", "J-Mean", "F-Mean",
+        "id_switches"}``
+    """
     from sampd_plugin.backends.synthetic import Realism
     from sampd_plugin.synthetic import SyntheticScene
 
@@ -112,12 +132,13 @@ def run_synthetic_ablation(
     knobs = Realism(**(realism or {}))
     j_all: Dict[str, list] = {name: [] for name in configs}
     f_all: Dict[str, list] = {name: [] for name in configs}
-    work = {name: {"decoded_prompts": 0, "decode_calls": 0} for name in configs}
+    work = {name: {"id_switches": 0, "decoded_prompts": 0, "decode_calls": 0} for name in configs}
+    videos: Dict[str, list] = {name: [] for name in configs}
     for v in range(num_videos):
         # one video at a time, every row on it: frames, ground truth and encodings are computed once
         scene = SyntheticScene(
             seed=seed + v, num_frames=num_frames, num_objects=num_objects, height=height, width=width,
-            object_size=object_size,
+            scenario=scenario, object_size=object_size,
         )
         frames = list(scene.iter_frames())
         gt = {f: scene.visible_masks(f) for f, _ in frames}
@@ -125,10 +146,19 @@ def run_synthetic_ablation(
         segmenter = _encode_once(scene, dataclasses.replace(knobs))
         for name, config in configs.items():
             results = _counted(SamPDTracker(segmenter, config).track(frames, prompts), work[name])
-            j, f = score_sequence(results, gt.__getitem__, num_frames)
-            j_all[name] += j
-            f_all[name] += f
-    return {name: {**metrics.aggregate(j_all[name], f_all[name]), **work[name]} for name in configs}
+            score = score_sequence(results, gt.__getitem__, num_frames)
+            j_all[name] += score.j
+            f_all[name] += score.f
+            work[name]["id_switches"] += score.switches
+            videos[name].append({"seed": scene.seed, **_means(score.j, score.f), "id_switches": score.switches})
+    return {name: {**metrics.aggregate(j_all[name], f_all[name]), **work[name], "videos": videos[name]}
+            for name in configs}
+
+
+def _means(j: List[metrics.Stats], f: List[metrics.Stats]) -> Dict[str, float]:
+    """``J&F-Mean``, ``J-Mean``, ``F-Mean`` of one video's objects (:func:`sampd_plugin.core.metrics.aggregate`)."""
+    agg = metrics.aggregate(j, f)
+    return {k: agg[k] for k in ("J&F-Mean", "J-Mean", "F-Mean")}
 
 
 def _counted(results: Iterable[FrameResult], counts: Dict[str, int]) -> Iterator[FrameResult]:
@@ -165,18 +195,37 @@ def _encode_once(scene, realism):
 
 
 def format_table(table: Dict[str, Dict[str, float]], title: str = "", reference: str = "full") -> str:
-    """Scores x100; with decoder counts, the prompts decoded per row and their ratio to the ``reference`` row's."""
+    """Scores x100; identity switches (object-frames) when measured; with decoder counts, the prompts decoded per
+    row and their ratio to the ``reference`` row's."""
     cols = ("J&F-Mean", "J-Mean", "F-Mean", "J-Recall", "J-Decay")
     ratios = pass_ratios(table, reference)
     lines = [title] if title else []
     width = max([14] + [len(name) + 2 for name in table])
+    switches = any("id_switches" in row for row in table.values())
     work = any("decoded_prompts" in row for row in table.values())
-    lines.append(f"{'row':<{width}}" + "".join(f"{c:>10}" for c in cols) + (f"{'prompts':>10}" if work else "")
-                 + (f"{'/' + reference:>10}" if ratios else ""))
+    lines.append(f"{'row':<{width}}" + "".join(f"{c:>10}" for c in cols) + (f"{'ID sw':>8}" if switches else "")
+                 + (f"{'prompts':>10}" if work else "") + (f"{'/' + reference:>10}" if ratios else ""))
     for name, row in table.items():
         lines.append(f"{name:<{width}}" + "".join(f"{100 * row[c]:>10.1f}" for c in cols)
+                     + (f"{row.get('id_switches', 0):>8d}" if switches else "")
                      + (f"{row.get('decoded_prompts', 0):>10d}" if work else "")
                      + (f"{ratios[name]:>10.3f}" if name in ratios else ""))
+    return "\n".join(lines)
+
+
+def format_videos(table: Dict[str, Dict[str, float]], title: str = "") -> str:
+    """Per-video J&F (x100) and identity switches of each row, the rows side by side (one line per video, then
+    the mean J&F and the total of switches); a row name longer than 12 characters is shown as ``#k``, named in a
+    legend below."""
+    names = list(table)
+    short = {n: n if len(n) <= 12 else f"#{k + 1}" for k, n in enumerate(names)}
+    lines = [title] if title else []
+    lines.append(f"{'video':>8}" + "".join(f"{short[n] + ' J&F':>18}{'ID sw':>7}" for n in names))
+    cell = lambda row: f"{100 * row['J&F-Mean']:>18.1f}{row['id_switches']:>7d}"  # noqa: E731
+    for k, video in enumerate(table[names[0]]["videos"] if names else []):
+        lines.append(f"{video['seed']:>8d}" + "".join(cell(table[n]["videos"][k]) for n in names))
+    lines.append(f"{'all':>8}" + "".join(cell(table[n]) for n in names))
+    lines += [f"  {short[n]} = {n}" for n in names if short[n] != n]
     return "\n".join(lines)
 
 
@@ -196,6 +245,10 @@ def main(argv=None):
     p.add_argument("--object-size", type=float, default=1.0,
                    help="scales the objects (1: 10-15 %% of the frame's side; many objects: e.g. sqrt(5 / objects))")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenario", choices=SCENARIOS, default="standard",
+                   help="generated videos: standard, or crossing (objects that touch, cross and occlude each other, "
+                        "two of them alike)")
+    p.add_argument("--per-video", action="store_true", help="also print each video's J&F and identity switches")
     p.add_argument("--realism", nargs="*", default=[], metavar="KNOB=VALUE",
                    help="synthetic segmenter degradation knobs (sampd_plugin.backends.synthetic.Realism), e.g. "
                         "leak_chance=0.3 box_instability=0.03")
@@ -205,9 +258,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     table = run_synthetic_ablation(args.presets, args.videos, args.frames, args.objects, height=args.height,
                                    width=args.width, seed=args.seed, realism=_settings(args.realism),
-                                   object_size=args.object_size)
-    print(format_table(table, "SAM-PD ablation on generated videos, synthetic segmenter (not paper numbers)",
+                                   scenario=args.scenario, object_size=args.object_size)
+    what = "" if args.scenario == "standard" else f" ({args.scenario} scenario)"
+    print(format_table(table, f"SAM-PD ablation on generated videos{what}, synthetic segmenter (not paper numbers)",
                        args.reference))
+    if args.per_video:
+        print()
+        print(format_videos(table, "per video: J&F and identity switches (object-frames)"))
     if args.json:
         import json
 

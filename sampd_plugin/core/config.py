@@ -84,6 +84,20 @@ class SamPDConfig:
             videos (README, "Method options")
         adaptive_momentum: weight of the newest accepted value in the running means
         adaptive_interval: run the grid at least every this many frames per object (0: only when suspect)
+        overlap: overlap-aware tracking (our extension, beyond the paper; off in every paper preset, on in preset
+            ``"overlap"``; :mod:`sampd_plugin.core.overlap`): the many-to-one pick is joint over the objects, the output
+            masks are made mutually exclusive, and an object hidden by others keeps its template and history while
+            its box moves on with its last velocity until it is re-acquired. Not combined with ``adaptive``
+        overlap_penalty: joint pick: a candidate's score loses this times its fraction inside the masks the other
+            objects chose before it (0: each object's own argmax, as in the paper)
+        overlap_exclusive: the exclusivity step (off: the objects' masks may overlap, as in the paper)
+        overlap_hold: exclusivity: logit bonus of a cell contested by several objects for the object whose previous
+            mask held it
+        overlap_occlusion: the occlusion step (off: no occlusion state; a lost object is prompted with its last good
+            box, as in the paper's presets)
+        occlusion_area: an object whose exclusive mask is below this fraction of its usual area while the others
+            cover more than ``occlusion_overlap`` of its box is occluded
+        occlusion_overlap: ... as is one whose chosen candidate lies more than this fraction inside the others'
     """
 
     prompt_type: str = "box"
@@ -111,6 +125,13 @@ class SamPDConfig:
     adaptive_area: float = 0.4
     adaptive_momentum: float = 0.3
     adaptive_interval: int = 0
+    overlap: bool = False
+    overlap_penalty: float = 1.0
+    overlap_exclusive: bool = True
+    overlap_hold: float = 1.0
+    overlap_occlusion: bool = True
+    occlusion_area: float = 0.3
+    occlusion_overlap: float = 0.5
 
     def __post_init__(self):
         if isinstance(self.scales, (str, bytes)) or not isinstance(self.scales, (list, tuple)):
@@ -170,6 +191,15 @@ class SamPDConfig:
         checks.number("adaptive_area", self.adaptive_area, 0)
         checks.number("adaptive_momentum", self.adaptive_momentum, 0, 1, low_open=True)
         checks.integer("adaptive_interval", self.adaptive_interval, 0)
+        checks.flag("overlap", self.overlap)
+        if self.overlap and self.adaptive:
+            raise SampdInputError("overlap=True and adaptive=True cannot be combined (yet): choose one")
+        checks.flag("overlap_exclusive", self.overlap_exclusive)
+        checks.flag("overlap_occlusion", self.overlap_occlusion)
+        checks.number("overlap_penalty", self.overlap_penalty, 0)
+        checks.number("overlap_hold", self.overlap_hold, 0)
+        checks.number("occlusion_area", self.occlusion_area, 0, 1)
+        checks.number("occlusion_overlap", self.occlusion_overlap, 0, 1)
 
     @property
     def num_prompts(self) -> int:
@@ -215,28 +245,30 @@ class SamPDConfig:
 
 
 _SINGLE = dict(grid_size=1, scales=(1.0,), selection="none")
-#: Table III's rows without the full method "simply propagate": no negative points (Table V studies them only in the
-#: full method)
-_NO_NEG = dict(negatives_in_first_stage=False, negatives_in_refinement=False)
 
 #: Paper rows, in the paper's order (DAVIS 2017 val J&F with ViT-H in the comments): Table III, then Table V (whose
 #: last row, negatives in both stages, is ``"full"``). Every preset reproduces its row as written; the switches
-#: (``negatives_*``, ``selection``, ``similarity``) stay available as overrides.
+#: (``negatives_*``, ``selection``, ``similarity``) stay available as overrides. Negative points are part of the
+#: pipeline in every stage a row runs (Sec. III-D, Fig. 2): Table IV's 1x1 row (68.4 / 65.9 / 71.0), the full method
+#: with one box, is Table III's "Box + Mask Refine" row, so Table III's rows keep them and the two Table V rows are
+#: the only ones that switch them off.
 PRESETS = {
-    "point": dict(prompt_type="point", refine=False, **_SINGLE, **_NO_NEG),  # III row 1: 33.0
-    "point+refine": dict(prompt_type="point", refine=True, **_SINGLE, **_NO_NEG),  # III row 2: 49.5
-    "box": dict(refine=False, **_SINGLE, **_NO_NEG),  # III row 3: 67.2
-    "box+mp": dict(refine=False, **_NO_NEG),  # III row 4: 69.0
-    "box+refine": dict(refine=True, **_SINGLE, **_NO_NEG),  # III row 5: 68.4
+    "point": dict(prompt_type="point", refine=False, **_SINGLE),  # III row 1: 33.0
+    "point+refine": dict(prompt_type="point", refine=True, **_SINGLE),  # III row 2: 49.5
+    "box": dict(refine=False, **_SINGLE),  # III row 3: 67.2
+    "box+mp": dict(refine=False),  # III row 4: 69.0
+    "box+refine": dict(refine=True, **_SINGLE),  # III row 5 = IV row 1 (1x1): 68.4
     "full": dict(),  # III rows 6 and 8 ("semantic-based"), V row 3: 71.3
     "full-iou": dict(selection="iou_prev"),  # III row 7, "IoU-based": 70.2
     "full-no-neg-refine": dict(negatives_in_refinement=False),  # V row 1, negatives in the multi-prompt stage: 70.4
     "full-no-neg-mp": dict(negatives_in_first_stage=False),  # V row 2, negatives in the refinement: 70.4
     # our extension, not a paper row: the grid only where the vanilla candidate looks suspect
     "adaptive": dict(adaptive=True),
+    # our extension, not a paper row: objects tracked jointly where they touch, cross and occlude each other
+    "overlap": dict(overlap=True),
 }
 #: presets that are not paper rows (listed after them)
-EXTENSION_PRESETS = ("adaptive",)
+EXTENSION_PRESETS = ("adaptive", "overlap")
 #: the config of a job that names none (``config=None``), per mode: the paper's full method for prompted tracking
 #: (``"track"``); adaptive denoising (our extension, not a paper row) in automatic mode (``"auto"``), where tens to 100
 #: objects per frame make 18 boxes per object the bulk of the work: about a quarter of ``full``'s decoder passes at
@@ -250,12 +282,13 @@ PRESET_LABELS = {
     "point+refine": "point + refinement (Table III: 49.5)",
     "box": "box, vanilla SAM-PD (Table III: 67.2)",
     "box+mp": "box + multi-prompt (Table III: 69.0)",
-    "box+refine": "box + refinement (Table III: 68.4)",
+    "box+refine": "box + refinement (Table III: 68.4 = Table IV 1x1)",
     "full": "full SAM-PD: box + multi-prompt + refinement, negatives in both stages (Tables III/V: 71.3)",
     "full-iou": "full, IoU-based many-to-one: IoU with the previous mask instead of Eq. 2 (Table III: 70.2)",
     "full-no-neg-refine": "full, negative points in the multi-prompt stage only (Table V: 70.4)",
     "full-no-neg-mp": "full, negative points in the refinement only (Table V: 70.4)",
     "adaptive": "adaptive: full, but the 18-box grid only where the vanilla box looks suspect (not in the paper)",
+    "overlap": "overlap-aware: full, with objects kept apart where they touch, cross and occlude (not in the paper)",
 }
 
 

@@ -197,18 +197,15 @@ def refinement_point(mask: np.ndarray) -> Optional[np.ndarray]:
     return pts[0] if len(pts) else None
 
 
-def negative_points(
-    object_points: Sequence[np.ndarray],
-    own_masks: Optional[Sequence[np.ndarray]] = None,
-    objects: Optional[Sequence[int]] = None,
-) -> List[np.ndarray]:
-    """Negative prompts (Sec. III-D, Table V) of several objects at once: each object's are the points sampled from
-    the *other* objects.
+def negative_points(object_points: Sequence[np.ndarray], objects: Optional[Sequence[int]] = None) -> List[np.ndarray]:
+    """Negative prompts (Sec. III-D, Fig. 2, Table V) of several objects at once: each object's are the points
+    sampled from the *other* objects, appended unconditionally behind its own prompt.
+
+    None is dropped for falling inside the object's own mask: a point of object B inside A's mask is where A's mask
+    has spread onto B, exactly the confusion between objects the negatives exist to correct.
 
     Args:
         object_points: per object ``j``, a ``(k_j, 2)`` array of its points (from :func:`mask_points`)
-        own_masks: optional, per object of ``objects``, its ``(H, W)`` bool mask; points falling inside it are
-            dropped (masks of different objects may overlap, and a negative point on the object would erase it)
         objects: the indices into ``object_points`` of the objects whose negatives are wanted (default: all; the
             others only give negatives)
 
@@ -219,13 +216,7 @@ def negative_points(
     pts = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in object_points]
     every = np.concatenate(pts) if pts else np.zeros((0, 2), dtype=np.int64)  # (P, 2) all points, once
     owner = np.repeat(np.arange(len(pts)), [len(p) for p in pts])
-    out = []
-    for n, i in enumerate(objects):
-        keep = owner != i
-        if own_masks is not None:
-            keep &= ~own_masks[n][every[:, 1], every[:, 0]]
-        out.append(every[keep])
-    return out
+    return [every[owner != i] for i in objects]
 
 
 def group_by_point_count(

@@ -3,13 +3,20 @@
 The tracker (:class:`sampd_plugin.core.tracker.ObjectResult`) reports, per object and frame, ``iou`` (SAM's predicted
 IoU of the output mask), ``score`` (the many-to-one selection score of the chosen candidate: by default its Eq. 2
 similarity to the object's template relative to the template's own; its IoU with the object's previous mask, or
-SAM's predicted IoU, with other ``SamPDConfig.selection`` settings) and ``lost``. The rule (:func:`is_doubtful`): an object is *doubtful* on a frame
-when it is lost, its predicted IoU is below :data:`IOU_BELOW` = 0.5, or its score is below
-:data:`SCORE_BELOW` = 0.1. :func:`object_confidence` folds the same three into one number in ``[0, 1]``
-(``min(iou, score * 0.5 / SCORE_BELOW)``, 0 when lost) that is below 0.5 exactly when the object is doubtful.
+SAM's predicted IoU, with other ``SamPDConfig.selection`` settings), ``lost`` and ``confusion``, its identity evidence
+against the other objects (:func:`sampd_plugin.core.identity.confusions`: ``"switch"`` when its mask lies more on another
+object's previous mask than on its own, ``"merge"`` when it shares most of itself with another object's mask). The
+rule (:func:`is_doubtful`): an object is *doubtful* on a frame when it is lost, its predicted IoU is below
+:data:`IOU_BELOW` = 0.5, its score is below :data:`SCORE_BELOW` = 0.1, or it has a confusion: the same evidence
+that the interaction benchmark counts as an identity switch against the ground truth (``python -m
+sampd_plugin.benchmark --scenario crossing``). :func:`object_confidence` folds them into one number in ``[0, 1]``
+(``min(iou, score * 0.5 / SCORE_BELOW)``, at most :data:`CONFUSED` with a confusion, 0 when lost) that is below 0.5
+exactly when the object is doubtful.
 
 Why these thresholds:
 
+- a confusion: SAM's predicted IoU and the Eq. 2 similarity both judge a mask on its own; a mask of the wrong
+  object, or of two objects, is a good mask to both (and to the twin of a look-alike object, a similar one);
 - predicted IoU 0.5: SAM's predicted IoU estimates the mask's IoU (J) with the object it segmented, and J < 0.5 is
   the evaluation's failure threshold (``failure_th``): below it SAM itself expects a failing mask. It cannot see a
   switch to *another* object (the mask is good, of the wrong object);
@@ -36,6 +43,8 @@ from typing import List, Mapping, Optional, Tuple
 IOU_BELOW = 0.5
 #: an object whose selection score (relative Eq. 2 similarity) is below this is doubtful
 SCORE_BELOW = 0.1
+#: the highest confidence of an object with a confusion (below IOU_BELOW: doubtful)
+CONFUSED = 0.25
 #: the label tag written on doubtful detections
 DOUBTFUL_TAG = "doubtful"
 #: suffixes of the frame-level quality fields of an output field ``f``: ``f_confidence``, ``f_doubtful``
@@ -45,26 +54,28 @@ DOUBTFUL_SUFFIX = "_doubtful"
 
 
 def object_confidence(score: float, iou: float, lost: bool, iou_below: float = IOU_BELOW,
-                      score_below: float = SCORE_BELOW) -> float:
+                      score_below: float = SCORE_BELOW, confusion: Optional[str] = None) -> float:
     """The confidence of one tracked object on one frame, in ``[0, 1]``: 0 when lost, else the lower of its predicted
-    IoU and its score rescaled so that ``score_below`` maps to ``iou_below``. Below ``iou_below`` exactly when
-    :func:`is_doubtful`."""
+    IoU and its score rescaled so that ``score_below`` maps to ``iou_below``, at most :data:`CONFUSED` (scaled like
+    ``iou_below``) with a ``confusion``. Below ``iou_below`` exactly when :func:`is_doubtful`."""
     if lost:
         return 0.0
     score, iou = float(score), float(iou)
     scaled = score * iou_below / score_below if score == score else 0.0  # NaN score: no evidence
-    return float(min(max(min(iou, scaled), 0.0), 1.0))
+    conf = float(min(max(min(iou, scaled), 0.0), 1.0))
+    return min(conf, CONFUSED * iou_below / IOU_BELOW) if confusion else conf
 
 
 def is_doubtful(score: float, iou: float, lost: bool, iou_below: float = IOU_BELOW,
-                score_below: float = SCORE_BELOW) -> bool:
-    """Whether a tracked object is doubtful on a frame: lost, predicted IoU ``< iou_below`` or selection score
-    ``< score_below``."""
-    return bool(lost) or float(iou) < iou_below or not float(score) >= score_below
+                score_below: float = SCORE_BELOW, confusion: Optional[str] = None) -> bool:
+    """Whether a tracked object is doubtful on a frame: lost, predicted IoU ``< iou_below``, selection score
+    ``< score_below`` or a ``confusion`` (identity switch or merge)."""
+    return bool(lost) or bool(confusion) or float(iou) < iou_below or not float(score) >= score_below
 
 
-def frame_quality(objects: Mapping[int, Tuple[float, float, bool]]) -> Tuple[Optional[float], List[int]]:
-    """``(confidence, doubtful ids)`` of a frame from its objects' ``{object id: (score, iou, lost)}``: the lowest
-    :func:`object_confidence` (``None`` without objects) and the ids of the doubtful objects, sorted."""
-    conf = [object_confidence(*o) for o in objects.values()]
-    return (min(conf) if conf else None), sorted(i for i, o in objects.items() if is_doubtful(*o))
+def frame_quality(objects: Mapping[int, tuple]) -> Tuple[Optional[float], List[int]]:
+    """``(confidence, doubtful ids)`` of a frame from its objects' ``{object id: (score, iou, lost[, confusion])}``:
+    the lowest :func:`object_confidence` (``None`` without objects) and the ids of the doubtful objects, sorted."""
+    evidence = {i: dict(zip(("score", "iou", "lost", "confusion"), o)) for i, o in objects.items()}
+    conf = [object_confidence(**o) for o in evidence.values()]
+    return (min(conf) if conf else None), sorted(i for i, o in evidence.items() if is_doubtful(**o))

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
 from sampd_plugin.core.config import SamPDConfig
 from sampd_plugin.core.frames import prefetch_depth, prefetch_frames
+from sampd_plugin.core.identity import confusions
+from sampd_plugin.core.overlap import Motion, exclusive_masks, is_occluded, joint_selection
 from sampd_plugin.core.prompts import (
     box_prompt_grid,
     clip_boxes,
@@ -68,6 +70,12 @@ class ObjectResult:
         lost: the object was not found on this frame
         label: the prompt's label
         is_prompt: this frame is the object's prompt frame (the given mask, not a prediction)
+        confusion: identity evidence against the other objects (:func:`sampd_plugin.core.identity.confusions`):
+            ``"switch"`` (the mask lies more on another object's previous mask than on its own), ``"merge"`` (it
+            shares most of itself with another object's mask) or ``None``; such a frame is doubtful
+            (:mod:`sampd_plugin.core.quality`)
+        occluded: overlap-aware tracking (``SamPDConfig.overlap``): the object is hidden by others on this frame;
+            ``mask`` is what is visible of it (possibly nothing), its box prompt moves on with its last velocity
     """
 
     mask: np.ndarray
@@ -77,6 +85,8 @@ class ObjectResult:
     lost: bool
     label: Optional[str] = None
     is_prompt: bool = False
+    confusion: Optional[str] = None
+    occluded: bool = False
 
 
 @dataclasses.dataclass
@@ -111,6 +121,8 @@ class _Track:
     sim_mean: Optional[float] = None
     iou_mean: Optional[float] = None
     since_grid: int = 0
+    template_from_box: bool = False  # started lost from a box prompt: the template is the box's, until re-acquired
+    motion: Optional[Motion] = None  # overlap-aware tracking's occlusion step (SamPDConfig.overlap_occlusion)
 
 
 class SamPDTracker:
@@ -210,7 +222,11 @@ class SamPDTracker:
     # --- stages -------------------------------------------------------------------------------------------------
     def _start(self, state: ImageState, feats: torch.Tensor, prompt: ObjectPrompt) -> Tuple[_Track, ObjectResult]:
         """Initialises an object on its prompt frame (a box-only prompt gets its mask from the backend); ``feats``
-        are the frame's Eq. 2 features (:func:`similarity_features`)."""
+        are the frame's Eq. 2 features (:func:`similarity_features`).
+
+        A box prompt whose mask comes back empty starts its object lost: reported lost on its prompt frame and
+        re-acquired with the prompt box like any lost object (``reacquire``); until then its template is the frame's
+        features inside the box, replaced by the masked template (Eq. 1) of the mask that re-acquires it."""
         where = f"object {prompt.object_id} on frame {state.frame_number}"
         h, w = state.image_size
         iou = 1.0
@@ -219,18 +235,26 @@ class SamPDTracker:
             if mask.shape != (h, w):
                 raise ValueError(f"{where}: prompt mask has shape {mask.shape} but the frame is {(h, w)}")
         else:
-            box = torch.as_tensor(np.asarray(prompt.box, dtype=np.float32)).reshape(1, 4)
-            if not (box[0, 2] > box[0, 0] and box[0, 3] > box[0, 1]):
-                raise ValueError(f"{where}: degenerate prompt box {box[0].tolist()} (xyxy pixels)")
-            box = clip_boxes(box, (h, w))
-            dec = self._decode(state, boxes=box.to(self.backend.device), multimask=False)
+            prompt_box = torch.as_tensor(np.asarray(prompt.box, dtype=np.float32)).reshape(1, 4)
+            if not (prompt_box[0, 2] > prompt_box[0, 0] and prompt_box[0, 3] > prompt_box[0, 1]):
+                raise ValueError(f"{where}: degenerate prompt box {prompt_box[0].tolist()} (xyxy pixels)")
+            prompt_box = clip_boxes(prompt_box, (h, w))
+            dec = self._decode(state, boxes=prompt_box.to(self.backend.device), multimask=False)
             mask = self.backend.upsample(state, dec.low_res_logits[:, 0])[0].cpu().numpy()
             iou = float(dec.iou[0, 0])
         box = mask_to_box(mask)
-        if box is None:
+        if box is None and prompt.mask is not None:
             raise ValueError(f"{where}: the prompt mask is empty")
+        lost = box is None
+        region = None
+        if lost:  # the box prompt found nothing: its box stands in for the mask until the object is re-acquired
+            box = prompt_box[0].numpy()
+            x0, y0, x1, y1 = (int(v) for v in np.concatenate([np.floor(box[:2]), np.ceil(box[2:])]))
+            region = np.zeros((h, w), dtype=bool)
+            region[y0:y1, x0:x1] = True
         mask_t = torch.as_tensor(mask, device=self.backend.device)[None]
-        emb_mask = state.mask_to_grid(mask_t, state.embed_stride)[0]
+        region_t = torch.as_tensor(region, device=self.backend.device)[None] if lost else mask_t
+        emb_mask = state.mask_to_grid(region_t, state.embed_stride)[0]
         template = masked_template(feats, emb_mask)
         self_score = float(template_similarity(template, feats, emb_mask[None])[0])
         track = _Track(
@@ -242,7 +266,13 @@ class SamPDTracker:
             mask=mask,
             grid_mask=state.mask_to_grid(mask_t, state.mask_stride)[0],
             points=mask_points(mask, max(1, self.config.negative_points)),
+            template_from_box=lost,
+            motion=None if lost else self._motion(box, mask),
         )
+        if lost:
+            self._lose(track)
+            return track, ObjectResult(mask=mask, box=None, score=0.0, iou=iou, lost=True, label=prompt.label,
+                                       is_prompt=True)
         result = ObjectResult(mask=mask, box=box, score=1.0, iou=iou, lost=False, label=prompt.label, is_prompt=True)
         return track, result
 
@@ -255,22 +285,28 @@ class SamPDTracker:
 
         # Stage 1, one-to-many (Sec. III-B/C) from the previous frame's prompts, then the many-to-one pick.
         use_neg = k > 0 and cfg.negatives_in_first_stage
-        negs = (negative_points([o.points[:k] for o in tracks + new], [t.mask for t in tracks], range(n)) if use_neg
-                else [_NO_POINTS] * n)
+        negs = negative_points([o.points[:k] for o in tracks + new], range(n)) if use_neg else [_NO_POINTS] * n
+        prompt_boxes = [self._prompt_box(t, state.image_size) for t in tracks]
+        covered = None
         if cfg.adaptive:
             chosen, chosen_iou, scores = self._adaptive_first_stage(state, feats, tracks, negs)
         else:
             logits, ious = self._first_stage(state, tracks, negs)
-            chosen, chosen_iou, scores = self._many_to_one(state, feats, tracks, logits, ious)
+            if cfg.overlap:
+                chosen, chosen_iou, scores, covered = self._joint_many_to_one(state, feats, tracks, logits, ious)
+            else:
+                chosen, chosen_iou, scores = self._many_to_one(state, feats, tracks, logits, ious)
         masks = self.backend.upsample(state, chosen).cpu().numpy()
 
         # Stage 2, point-based refinement (Sec. III-D).
         if cfg.refine:
             pts = masks_points(masks, max(1, k))  # every object's refinement point from one distance transform
+            if cfg.overlap and cfg.overlap_occlusion:  # a candidate lying on the others': not refined, not a negative
+                pts = [_NO_POINTS if c > cfg.occlusion_overlap else p for p, c in zip(pts, covered.tolist())]
             todo = [i for i in range(n) if len(pts[i])]
             if todo:
                 use_neg = k > 0 and cfg.negatives_in_refinement
-                negs = (negative_points([p[:k] for p in pts] + [o.points[:k] for o in new], masks[todo], todo)
+                negs = (negative_points([p[:k] for p in pts] + [o.points[:k] for o in new], todo)
                         if use_neg else [_NO_POINTS] * len(todo))
                 dec = self._decode(state, positives=[pts[i][0] for i in todo], negatives=negs, multimask=True)
                 prev = torch.stack([tracks[i].grid_mask for i in todo])
@@ -283,14 +319,26 @@ class SamPDTracker:
                 chosen_iou[todo_t] = dec.iou[sel, pick].to(chosen_iou.dtype)
                 masks = self.backend.upsample(state, chosen).cpu().numpy()
 
+        if cfg.overlap and cfg.overlap_exclusive:
+            previous = torch.stack([t.grid_mask for t in tracks]).to(chosen.device) > 0.5
+            exclusive = exclusive_masks(chosen, previous, cfg.overlap_hold)
+            chosen = torch.where(exclusive, chosen, -chosen.abs())
+            masks = self.backend.upsample(state, chosen).cpu().numpy()
+        occluded = [False] * n
+        if cfg.overlap and cfg.overlap_occlusion:
+            occluded = self._occlusions(tracks, masks, prompt_boxes, covered)
+        confusion = self._confusions(tracks, chosen)
         # every object's area, box and next-frame points at once, then the lost / re-acquire policy per object
         areas = [cv2.countNonZero(m.view(np.uint8)) for m in masks]
         boxes = [mask_to_box(m) for m in masks]
         points = masks_points(masks, max(1, k), boxes) if _uses_track_points(cfg) else [_NO_POINTS] * n
         ious, scores = chosen_iou.tolist(), scores.tolist()
-        return {t.object_id: self._update(state, feats, t, masks[i], chosen[i], ious[i], scores[i], int(areas[i]),
-                                          boxes[i], points[i])
-                for i, t in enumerate(tracks)}
+        results = {}
+        for i, t in enumerate(tracks):
+            results[t.object_id] = self._update(state, feats, t, masks[i], chosen[i], ious[i], scores[i],
+                                                int(areas[i]), boxes[i], points[i], occluded[i])
+            results[t.object_id].confusion = confusion.get(t.object_id)
+        return results
 
     def _first_stage(
         self, state: ImageState, tracks: List[_Track], negs: List[np.ndarray], candidates: Optional[List[int]] = None
@@ -308,7 +356,7 @@ class SamPDTracker:
         cfg = self.config
         n = len(tracks)
         if cfg.prompt_type == "box":
-            prev_boxes = torch.as_tensor(np.stack([t.box for t in tracks]))
+            prev_boxes = torch.as_tensor(np.stack([self._prompt_box(t, state.image_size) for t in tracks]))
             boxes = box_prompt_grid(prev_boxes, state.image_size, cfg.grid_size, cfg.shift_step, cfg.scales)
             if candidates is not None:
                 boxes = boxes[:, candidates]
@@ -370,6 +418,58 @@ class SamPDTracker:
         sims = template_similarities([t.template for t in tracks], feats, grids.view(n, g, *grids.shape[1:]))
         return sims / torch.tensor([t.self_score for t in tracks], dtype=sims.dtype, device=sims.device)[:, None]
 
+    # --- overlap-aware tracking (our extension) -----------------------------------------------------------------
+    def _joint_many_to_one(
+        self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor, ious: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The many-to-one of :meth:`_many_to_one`, made joint over the objects
+        (:func:`~sampd_plugin.core.overlap.joint_selection`, ``config.overlap_penalty``); also returns ``(N,)`` the
+        fraction of each chosen candidate inside the masks the other objects chose before it."""
+        n, g = ious.shape
+        cand = ious if g == 1 or self.config.selection == "none" else \
+            self._candidate_scores(state, feats, tracks, logits, ious)
+        previous = torch.stack([t.grid_mask for t in tracks]).to(logits.device) > 0.5
+        idx, covered = joint_selection(cand, logits > 0, previous, self.config.overlap_penalty)
+        rows = torch.arange(n, device=idx.device)
+        return logits[rows, idx], ious[rows, idx], cand[rows, idx], covered
+
+    def _occlusions(self, tracks: List[_Track], masks: np.ndarray, boxes: List[np.ndarray],
+                    covered: Optional[torch.Tensor]) -> List[bool]:
+        """Per object, whether it is occluded (:func:`~sampd_plugin.core.overlap.is_occluded`) given its exclusive
+        ``(H, W)`` mask in ``masks`` ``(N, H, W)``, the box it was prompted with and ``covered`` (joint selection)."""
+        cfg = self.config
+        claims = masks.sum(0)
+        out = []
+        for i, t in enumerate(tracks):
+            x0, y0, x1, y1 = (int(v) for v in np.concatenate([np.floor(boxes[i][:2]), np.ceil(boxes[i][2:])]))
+            others = (claims[y0:y1, x0:x1] - masks[i, y0:y1, x0:x1]) > 0
+            box_covered = float(others.mean()) if others.size else 0.0
+            out.append(t.motion is not None and is_occluded(
+                float(covered[i]) if covered is not None else 0.0, float(masks[i].sum()), t.motion.area,
+                box_covered, cfg.occlusion_area, cfg.occlusion_overlap))
+        return out
+
+    def _motion(self, box: np.ndarray, mask: np.ndarray) -> Optional[Motion]:
+        """A new object's :class:`~sampd_plugin.core.overlap.Motion` when the occlusion step is on, else ``None``."""
+        cfg = self.config
+        return Motion(box, float(mask.sum())) if cfg.overlap and cfg.overlap_occlusion else None
+
+    def _prompt_box(self, t: _Track, image_size) -> np.ndarray:
+        """The object's box prompt for this frame: its last good box (Sec. III-B); while it is hidden (overlap-aware
+        tracking), where its motion in full view puts it (:meth:`~sampd_plugin.core.overlap.Motion.expected_box`)."""
+        if t.motion is None or not t.motion.hidden:
+            return t.box
+        return t.motion.expected_box(image_size)
+
+    @staticmethod
+    def _confusions(tracks: List[_Track], chosen: torch.Tensor) -> Dict[int, str]:
+        """Identity evidence of the chosen ``(N, h_m, w_m)`` logits against the objects' previous masks and each
+        other (:func:`~sampd_plugin.core.identity.confusions`, on the mask grid)."""
+        current = (chosen > 0).cpu().numpy()
+        masks = {t.object_id: current[i] for i, t in enumerate(tracks)}
+        previous = {t.object_id: (t.grid_mask > 0.5).cpu().numpy() for t in tracks if t.mask.any()}
+        return confusions(masks, previous)
+
     # --- adaptive denoising (our extension) ---------------------------------------------------------------------
     def _adaptive_first_stage(
         self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], negs: List[np.ndarray]
@@ -418,10 +518,12 @@ class SamPDTracker:
         area: int,
         box: Optional[np.ndarray],
         points: np.ndarray,
+        occluded: bool = False,
     ) -> ObjectResult:
         """Applies the lost / re-acquire policy and advances the object's state; ``area``, ``box`` and ``points``
         are the mask's pixel count, :func:`mask_to_box` and :func:`mask_points` (computed for all objects at
-        once)."""
+        once); an ``occluded`` object (overlap-aware tracking) reports what is visible of it and keeps its box,
+        template and history."""
         cfg = self.config
         lost = area < cfg.min_mask_area or iou < cfg.lost_iou
         emb_mask = None
@@ -429,16 +531,29 @@ class SamPDTracker:
             emb_mask = state.mask_to_grid(torch.as_tensor(mask, device=self.backend.device)[None], state.embed_stride)
             sim = float(template_similarity(t.template, feats, emb_mask)[0]) / t.self_score
             lost = cfg.lost_similarity > 0 and sim < cfg.lost_similarity
+        if t.motion is not None and (lost or occluded):
+            t.motion.hide()
         if lost:
-            t.sim_mean = t.iou_mean = None  # adaptive denoising: a re-acquisition starts a new history
-            t.lost_frames += 1
             t.mask = np.zeros_like(mask)
-            t.points = _NO_POINTS
-            if not cfg.reacquire or (cfg.max_lost_frames is not None and t.lost_frames > cfg.max_lost_frames):
-                t.active = False
-            return ObjectResult(mask=t.mask, box=None, score=score, iou=iou, lost=True, label=t.label)
+            self._lose(t)
+            return ObjectResult(mask=t.mask, box=None, score=score, iou=iou, lost=True, label=t.label,
+                                occluded=occluded)
+        if occluded:  # what is visible of it is reported; its box, template and history stay
+            t.mask = mask
+            t.grid_mask = (logits > 0).float()
+            t.points = points
+            return ObjectResult(mask=mask, box=box, score=score, iou=iou, lost=False, label=t.label, occluded=True)
+        if t.template_from_box:  # re-acquired after a box prompt that found nothing: Eq. 1 on this mask
+            emb_mask = state.mask_to_grid(torch.as_tensor(mask, device=self.backend.device)[None], state.embed_stride)
+            t.template = masked_template(feats, emb_mask[0])
+            own = float(template_similarity(t.template, feats, emb_mask)[0])
+            t.self_score, t.template_from_box = (own if own > 0 else 1.0), False
         t.lost_frames = 0
         t.mask = mask
+        if t.motion is not None:
+            t.motion.seen(box, float(area))
+        else:  # started lost from a box prompt: motion from its first mask
+            t.motion = self._motion(box, mask)
         t.box = box
         t.grid_mask = (logits > 0).float()
         # the next frame reads these points only as its point prompt or as first-stage negatives of the others
@@ -446,6 +561,15 @@ class SamPDTracker:
         if cfg.template == "update":
             t.template = _blend_template(t.template, masked_template(feats, emb_mask[0]), cfg.template_momentum)
         return ObjectResult(mask=mask, box=t.box, score=score, iou=iou, lost=False, label=t.label)
+
+    def _lose(self, t: _Track):
+        """Counts a lost frame of ``t`` (its mask already emptied); stops prompting it when the policy says so."""
+        cfg = self.config
+        t.sim_mean = t.iou_mean = None  # adaptive denoising: a re-acquisition starts a new history
+        t.lost_frames += 1
+        t.points = _NO_POINTS
+        if not cfg.reacquire or (cfg.max_lost_frames is not None and t.lost_frames > cfg.max_lost_frames):
+            t.active = False
 
     def _lost_result(self, t: _Track, image_size) -> ObjectResult:
         return ObjectResult(

@@ -13,9 +13,11 @@ through :func:`detections_document`): one ``fo.Detection`` per started object an
 ``bounding_box``, ``mask`` (cropped), ``index``, ``confidence`` (SAM's predicted IoU, clipped to [0, 1]) and the
 attributes ``score`` (the many-to-one selection score of the chosen candidate: its Eq. 2 similarity relative to the
 template's own, its IoU with the object's previous mask, or SAM's predicted IoU, by ``SamPDConfig.selection``),
-``iou`` (SAM's predicted IoU), ``lost`` (the object was not found: no mask, an empty box) and ``is_prompt`` (the
-object's prompt frame), and, when written (``store.FrameLabelWriter``), the object's ``instance``
-(:func:`object_instance`); doubtful objects (:func:`sampd_plugin.core.quality.is_doubtful`) carry the label tag
+``iou`` (SAM's predicted IoU), ``lost`` (the object was not found: no mask, an empty box), ``is_prompt`` (the
+object's prompt frame), ``confusion`` (``"switch"`` / ``"merge"``: identity evidence against the other objects,
+:func:`sampd_plugin.core.identity.confusions`; ``None`` without) and ``occluded`` (overlap-aware tracking: hidden by
+others), and, when written (``store.FrameLabelWriter``), the object's ``instance`` (:func:`object_instance`);
+doubtful objects (:func:`sampd_plugin.core.quality.is_doubtful`) carry the label tag
 ``"doubtful"``. Per frame, :func:`frame_quality` gives the values of the frame-level quality fields
 (:func:`quality_fields`).
 """
@@ -42,7 +44,7 @@ if TYPE_CHECKING:  # the tracker (torch) is not imported at run time
 
 #: label attributes declared on an output field (besides FiftyOne's Detection fields)
 LABEL_ATTRIBUTES = {"score": fof.FloatField, "iou": fof.FloatField, "lost": fof.BooleanField,
-                    "is_prompt": fof.BooleanField}
+                    "is_prompt": fof.BooleanField, "confusion": fof.StringField, "occluded": fof.BooleanField}
 #: the attributes the tracker writes, read-only where a person corrects labels (the App's annotation schema)
 TRACKER_ATTRIBUTES = ("confidence", "score", "iou", "lost", "is_prompt")
 
@@ -193,6 +195,8 @@ class ObjectLabel(NamedTuple):
     lost: bool
     is_prompt: bool
     doubtful: bool
+    confusion: Optional[str] = None  # "switch" / "merge" (core.identity.confusions)
+    occluded: bool = False
 
 
 def object_label(object_id: int, result, hw: Tuple[int, int]) -> ObjectLabel:
@@ -209,6 +213,7 @@ def object_label(object_id: int, result, hw: Tuple[int, int]) -> ObjectLabel:
         else:
             x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask).view(np.uint8))
     lost = w == 0
+    confusion = getattr(result, "confusion", None)
     H, W = hw
     # the box and crop fo.Detection.from_mask stores (tight box, x / W, (x1 - x0 + 1) / W), without its full-frame
     # copies and reductions; the crop is copied so the label does not keep the tracker's frame mask alive
@@ -217,7 +222,8 @@ def object_label(object_id: int, result, hw: Tuple[int, int]) -> ObjectLabel:
                        mask=None if lost else mask[y:y + h, x:x + w].copy(),
                        confidence=float(min(max(result.iou, 0.0), 1.0)), score=float(result.score),
                        iou=float(result.iou), lost=lost, is_prompt=bool(result.is_prompt),
-                       doubtful=quality.is_doubtful(result.score, result.iou, lost))
+                       doubtful=quality.is_doubtful(result.score, result.iou, lost, confusion=confusion),
+                       confusion=confusion, occluded=bool(getattr(result, "occluded", False)))
 
 
 def frame_labels(result: "FrameResult", hw: Tuple[int, int], only: Optional[Iterable[int]] = None
@@ -230,7 +236,7 @@ def frame_labels(result: "FrameResult", hw: Tuple[int, int], only: Optional[Iter
 
 def _detection_fields(o: ObjectLabel) -> dict:
     fields = dict(label=o.label, bounding_box=o.bounding_box, index=o.index, confidence=o.confidence, score=o.score,
-                  iou=o.iou, lost=o.lost, is_prompt=o.is_prompt)
+                  iou=o.iou, lost=o.lost, is_prompt=o.is_prompt, confusion=o.confusion, occluded=o.occluded)
     if o.doubtful:
         fields["tags"] = [quality.DOUBTFUL_TAG]
     return fields
@@ -259,7 +265,7 @@ def detections_document(objects: Iterable[ObjectLabel]) -> dict:
     for o in objects:
         d = dict(_id=ObjectId(), _cls="Detection", tags=[quality.DOUBTFUL_TAG] if o.doubtful else [], attributes={},
                  label=o.label, bounding_box=o.bounding_box, confidence=o.confidence, index=o.index, score=o.score,
-                 iou=o.iou, lost=o.lost, is_prompt=o.is_prompt)
+                 iou=o.iou, lost=o.lost, is_prompt=o.is_prompt, confusion=o.confusion, occluded=o.occluded)
         if o.mask is not None:
             d["mask"] = Binary(fou.serialize_numpy_array(o.mask))
         if o.label is None:
@@ -268,18 +274,18 @@ def detections_document(objects: Iterable[ObjectLabel]) -> dict:
     return dict(_cls="Detections", detections=dets)
 
 
-def detection_quality(detections: Iterable["fo.Detection"]) -> Dict[int, Tuple[float, float, bool]]:
-    """``{index: (score, iou, lost)}`` of stored detections; those without ``score`` / ``iou`` (e.g. drawn by hand)
-    or ``index`` are left out."""
+def detection_quality(detections: Iterable["fo.Detection"]) -> Dict[int, tuple]:
+    """``{index: (score, iou, lost, confusion)}`` of stored detections; those without ``score`` / ``iou`` (e.g.
+    drawn by hand) or ``index`` are left out."""
     attr = lambda d, name: d.get_field(name) if d.has_field(name) else None  # noqa: E731
-    objects = {d.index: (attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost"))) for d in detections}
+    objects = {d.index: (attr(d, "score"), attr(d, "iou"), bool(attr(d, "lost")), attr(d, "confusion"))
+               for d in detections}
     return {i: o for i, o in objects.items() if None not in o[:2] and i is not None}
 
 
-def frame_quality(objects: Dict[int, Tuple[float, float, bool]]
-                  ) -> Tuple[Optional[float], Optional["fo.Classification"]]:
+def frame_quality(objects: Dict[int, tuple]) -> Tuple[Optional[float], Optional["fo.Classification"]]:
     """The values of the frame quality fields (:func:`quality_fields`) of one frame from its objects'
-    ``{index: (score, iou, lost)}`` (:class:`ObjectLabel` s, or stored ones: :func:`detection_quality`): the lowest
+    ``{index: (score, iou, lost, confusion)}`` (:class:`ObjectLabel` s, or stored ones: :func:`detection_quality`): the lowest
     object confidence (``None`` without objects), and ``fo.Classification(label="doubtful", confidence=<that>,
     objects=[doubtful ids])`` when an object is doubtful, else ``None`` (:func:`sampd_plugin.core.quality.frame_quality`)."""
     conf, ids = quality.frame_quality(objects)

@@ -379,7 +379,8 @@ class FrameLabelWriter:
                 stored = [o for o in objects if isinstance(o, fo.Detection)]
                 quality[key][1][fn] = frame_quality({
                     **detection_quality(kept + stored),
-                    **{o.index: (o.score, o.iou, o.lost) for o in objects if not isinstance(o, fo.Detection)}})
+                    **{o.index: (o.score, o.iou, o.lost, o.confusion) for o in objects
+                       if not isinstance(o, fo.Detection)}})
         self.layout.write_labels(self.label_field, docs)
         for n, qname in enumerate(quality_fields(self.label_field)):  # (confidence, doubtful) of each frame
             self.layout.write_labels(qname, {k: (seq, {fn: q[n] for fn, q in qs.items()})

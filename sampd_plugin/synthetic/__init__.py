@@ -7,7 +7,7 @@ importing this package imports no FiftyOne.
 """
 
 from sampd_plugin.synthetic.dataset import dataset_scene, make_dataset, make_image_dataset, write_video
-from sampd_plugin.synthetic.scene import SHAPES, TEXTURES, ObjectSpec, ObjectState, SyntheticScene, mask_box
+from sampd_plugin.synthetic.scene import SCENARIOS, SHAPES, TEXTURES, ObjectSpec, ObjectState, SyntheticScene, mask_box
 
-__all__ = ["SHAPES", "TEXTURES", "ObjectSpec", "ObjectState", "SyntheticScene", "mask_box", "make_dataset",
+__all__ = ["SCENARIOS", "SHAPES", "TEXTURES", "ObjectSpec", "ObjectState", "SyntheticScene", "mask_box", "make_dataset",
            "make_image_dataset", "dataset_scene", "write_video"]

@@ -142,7 +142,7 @@ def make_dataset(
     if output_dir is None:
         output_dir = _default_output_dir(num_frames, num_objects, height, width, start_frames, object_size)
 
-    scenes = [SyntheticScene(seed + i, num_frames, num_objects, height, width, start_frames, object_size)
+    scenes = [SyntheticScene(seed + i, num_frames, num_objects, height, width, start_frames, object_size=object_size)
               for i in range(num_videos)]
     samples = []
     for scene in scenes:

@@ -40,7 +40,10 @@ TEXTURES = ("stripes", "checker", "dots", "rings", "diagonal", "grid")
 #: per-frame motion limit, as a fraction of the object's mean diameter (non-exiting objects)
 MAX_SPEED = 0.10
 #: the scene-parameter keys stored on dataset samples (see :meth:`SyntheticScene.params`)
-PARAM_KEYS = ("seed", "num_frames", "num_objects", "height", "width", "start_frames", "object_size")
+PARAM_KEYS = ("seed", "num_frames", "num_objects", "height", "width", "start_frames", "scenario", "object_size")
+#: what the scene is about: ``"standard"`` (objects meet now and then, one leaves and re-enters) or ``"crossing"``
+#: (objects that touch, cross and occlude each other, two of them look alike; ``_make_crossing_objects``)
+SCENARIOS = ("standard", "crossing")
 #: where a generated sequence keeps its scene's :attr:`SyntheticScene.params`: the sample field of the FiftyOne
 #: datasets of :mod:`sampd_plugin.synthetic.dataset` (on every sample), the value a segmenter finds under this name
 #: (:meth:`sampd_plugin.backends.base.PromptableSegmenter.for_sequence`)
@@ -128,8 +131,11 @@ class SyntheticScene:
         height: int = 480,
         width: int = 854,
         start_frames: Optional[Dict[int, int]] = None,
+        scenario: str = "standard",
         object_size: float = 1.0,
     ):
+        if scenario not in SCENARIOS:
+            raise ValueError(f"scenario must be one of {SCENARIOS}, got {scenario!r}")
         if num_frames < 1 or num_objects < 1 or height < 16 or width < 16:
             raise ValueError(
                 f"need num_frames >= 1, num_objects >= 1 and a frame of at least 16x16, got {num_frames} frames, "
@@ -147,12 +153,14 @@ class SyntheticScene:
         self.height = int(height)
         self.width = int(width)
         self.start_frames = start_frames
+        self.scenario = scenario
         if not object_size > 0:
             raise ValueError(f"object_size must be > 0, got {object_size}")
         self.object_size = float(object_size)
         rng = np.random.default_rng([self.seed, 0x5A3D])
         self._make_background(rng)
-        self.objects: List[ObjectSpec] = self._make_objects(rng)
+        make = self._make_crossing_objects if scenario == "crossing" else self._make_objects
+        self.objects: List[ObjectSpec] = make(rng)
 
     # --- parameters -------------------------------------------------------------------------------------------
     @property
@@ -166,6 +174,7 @@ class SyntheticScene:
             height=self.height,
             width=self.width,
             start_frames={str(k): v for k, v in sorted(self.start_frames.items())},
+            scenario=self.scenario,
         )
         if self.object_size != 1:
             params["object_size"] = self.object_size
@@ -175,7 +184,7 @@ class SyntheticScene:
     def from_params(cls, params: dict) -> "SyntheticScene":
         """Rebuilds a scene from :attr:`params` (e.g. a dataset sample's ``synthetic`` field)."""
         d = dict(params)
-        missing = [k for k in PARAM_KEYS if k not in d and k not in ("start_frames", "object_size")]
+        missing = [k for k in PARAM_KEYS if k not in d and k not in ("start_frames", "scenario", "object_size")]
         if missing:
             raise ValueError(f"synthetic scene parameters lack {missing}: {params!r}")
         return cls(**{k: d[k] for k in PARAM_KEYS if d.get(k) is not None})
@@ -184,6 +193,7 @@ class SyntheticScene:
         return (
             f"SyntheticScene(seed={self.seed}, num_frames={self.num_frames}, num_objects={self.num_objects}, "
             f"height={self.height}, width={self.width}, start_frames={self.start_frames or None}"
+            + (f", scenario={self.scenario!r}" if self.scenario != "standard" else "")
             + (f", object_size={self.object_size})" if self.object_size != 1 else ")")
         )
 
@@ -206,9 +216,10 @@ class SyntheticScene:
         return self.spec(a).depth < self.spec(b).depth
 
     @property
-    def exiting_object(self) -> int:
-        """The id of the object whose trajectory leaves the frame entirely and re-enters."""
-        return next(o.object_id for o in self.objects if o.exit_edge is not None)
+    def exiting_object(self) -> Optional[int]:
+        """The id of the object whose trajectory leaves the frame entirely and re-enters (``None`` in the
+        ``"crossing"`` scenario, where every object stays in view)."""
+        return next((o.object_id for o in self.objects if o.exit_edge is not None), None)
 
     def spec(self, object_id: int) -> ObjectSpec:
         if not 1 <= object_id <= self.num_objects:
@@ -235,18 +246,24 @@ class SyntheticScene:
         ang = rng.uniform(0, 2 * np.pi)
         self._bg_drift = (speed * np.cos(ang), speed * np.sin(ang))
 
-    def _make_objects(self, rng) -> List[ObjectSpec]:
-        n, h, w = self.num_objects, self.height, self.width
-        s = min(h, w)
+    def _draw_looks(self, rng):
+        """The draws every scenario starts its objects with, in this order (a scene of a given seed depends on it):
+        the shape and texture orders, the first hue, the depth order; and the objects' start frames."""
+        n = self.num_objects
         shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))]
         textures = [TEXTURES[i] for i in rng.permutation(len(TEXTURES))]
         hue0 = rng.uniform()
         depths = rng.permutation(n)
         starts = {i: self.start_frames.get(i, 1) for i in range(1, n + 1)}
+        return shapes, textures, hue0, depths, starts
+
+    def _make_objects(self, rng) -> List[ObjectSpec]:
+        n, h, w = self.num_objects, self.height, self.width
+        s = min(h, w)
+        shapes, textures, hue0, depths, starts = self._draw_looks(rng)
         first = min(starts.values())
         exiter = next(i for i in range(1, n + 1) if starts[i] == first)
         exit_period = float(np.clip(self.num_frames - 1, 24, 80))
-        thetas = np.linspace(0, 2 * np.pi, 720, endpoint=False)
         spread = min(0.4, 0.1 / self.object_size)  # meeting points within +-10 % of the frame of its centre (size 1)
 
         best, best_overlap = None, np.inf
@@ -255,21 +272,9 @@ class SyntheticScene:
             for i in range(1, n + 1):
                 shape = shapes[(i - 1) % len(shapes)]
                 texture = textures[(i - 1) % len(textures)]
-                hue = (hue0 + (i - 1) / n) % 1.0
-                bright = tuple(int(round(c * 255)) for c in colorsys.hsv_to_rgb(hue, 0.75, 0.95))
-                dark = tuple(int(round(c * 255)) for c in colorsys.hsv_to_rgb(hue, 0.95, 0.45))
-                if shape == "ellipse":
-                    params = (rng.uniform(1.4, 2.2),)
-                elif shape == "blob":
-                    amps = rng.uniform(0.05, 0.13, 3) * rng.choice([-1, 1], 3)
-                    params = tuple(amps) + tuple(rng.uniform(0, 2 * np.pi, 3))
-                elif shape == "polygon":
-                    params = (float(rng.choice([3, 5, 6])),)
-                else:
-                    params = (float(rng.choice([4, 5])), rng.uniform(0.3, 0.4))
-                raw = _radial_raw(shape, params, thetas)
-                r_norm = float(raw.mean())
-                r_max = float(raw.max() / r_norm)
+                bright, dark = _tones((hue0 + (i - 1) / n) % 1.0)
+                params = _shape_params(shape, rng)
+                r_norm, r_max = _radial_norms(shape, params)
                 radius = rng.uniform(0.10, 0.15) * s * self.object_size
                 start = starts[i]
                 scale_amp = rng.uniform(0.1, 0.25)
@@ -324,6 +329,95 @@ class SyntheticScene:
             if overlap <= 0:
                 break
         return best
+
+    def _make_crossing_objects(self, rng) -> List[ObjectSpec]:
+        """The ``"crossing"`` scenario: objects 1 and 2 look alike (same shape class and texture, hues at most 0.04
+        apart) and cross each other's path near the frame's centre at about the same time, half-way through the
+        video; object 3 brushes past object 1 a little later (their outlines touch or overlap by up to about half
+        a radius); further objects cross the centre at other times. Motion is nearly straight (a sine of period
+        six times the video's length) at the standard speeds; the depth order is random, so who passes in front
+        varies. Every object starts apart from the others and stays in view (drawn again, up to 100 times, when
+        not)."""
+        n, h, w, num_frames = self.num_objects, self.height, self.width, self.num_frames
+        s = min(h, w)
+        shapes, textures, hue0, depths, starts = self._draw_looks(rng)
+        centre = np.array([w / 2 + rng.uniform(-0.05, 0.05) * w, h / 2 + rng.uniform(-0.05, 0.05) * h])
+        period = 6.0 * max(num_frames, 10)
+
+        best, best_bad = None, np.inf
+        for _attempt in range(100):
+            specs: List[ObjectSpec] = []
+            t_cross = rng.uniform(0.45, 0.55) * num_frames  # objects 1 and 2 cross (frames after frame 1)
+            heading = rng.uniform(0, 2 * np.pi)
+            for i in range(1, n + 1):
+                look = 1 if i == 2 else i  # object 2 looks like object 1
+                shape = shapes[(look - 1) % len(shapes)]
+                hue = (hue0 + (rng.uniform(0, 0.04) if i == 2 else (i - 1) / n)) % 1.0
+                bright, dark = _tones(hue)
+                params = _shape_params(shape, rng)
+                r_norm, r_max = _radial_norms(shape, params)
+                radius = rng.uniform(0.11, 0.15) * s * self.object_size
+                scale_amp = rng.uniform(0.05, 0.15)
+                speed = rng.uniform(0.55, 0.85) * MAX_SPEED * 2 * radius * (1 - scale_amp)
+                if i == 1:
+                    direction, c0, t_meet = heading, centre, t_cross
+                elif i == 2:  # crosses object 1's path at an angle, at about the same time
+                    direction = heading + rng.choice([-1, 1]) * rng.uniform(0.3, 0.75) * np.pi
+                    c0, t_meet = centre, t_cross + rng.uniform(-0.04, 0.04) * num_frames
+                elif i == 3:  # brushes past object 1: at its meeting time, their centres are about r1 + r3 apart
+                    t_meet = t_cross + rng.uniform(0.15, 0.25) * num_frames
+                    direction = heading + rng.choice([-1, 1]) * rng.uniform(0.25, 0.75) * np.pi
+                    p1 = self._state(specs[0], t_meet + 1)
+                    normal = np.array([-np.sin(direction), np.cos(direction)])
+                    gap = (specs[0].radius + radius) * rng.uniform(0.55, 0.95)
+                    c0 = np.array([p1.cx, p1.cy]) + rng.choice([-1, 1]) * gap * normal
+                else:
+                    direction, c0 = rng.uniform(0, 2 * np.pi), centre
+                    t_meet = rng.uniform(0.25, 0.75) * num_frames
+                specs.append(ObjectSpec(
+                    object_id=i,
+                    shape=shape,
+                    texture=textures[(look - 1) % len(textures)],
+                    color=bright,
+                    color2=dark,
+                    depth=int(depths[i - 1]),
+                    start_frame=starts[i],
+                    radius=radius,
+                    shape_params=tuple(float(p) for p in params),
+                    r_norm=r_norm,
+                    r_max=r_max,
+                    texture_freq=rng.uniform(2.0, 3.0),
+                    c0=(float(c0[0]), float(c0[1])),
+                    direction=float(direction),
+                    amp=speed * period / (2 * np.pi),
+                    period=period,
+                    phase=-2 * np.pi * (t_meet + 1 - starts[i]) / period,
+                    wobble_amp=rng.uniform(0.05, 0.15) * radius,
+                    wobble_period=rng.uniform(40, 80),
+                    wobble_phase=rng.uniform(0, 2 * np.pi),
+                    scale_amp=scale_amp,
+                    scale_period=rng.uniform(50, 90),
+                    scale_phase=rng.uniform(0, 2 * np.pi),
+                    angle0=rng.uniform(0, 2 * np.pi),
+                    spin=rng.uniform(-0.02, 0.02),
+                ))
+            bad = self._start_overlap(specs) + self._out_of_view(specs)
+            if bad < best_bad:
+                best, best_bad = specs, bad
+            if bad <= 0:
+                break
+        return best
+
+    def _out_of_view(self, specs: List[ObjectSpec]) -> float:
+        """How far (pixels, summed over objects) the objects' centres come closer than one mean radius to the
+        frame's border on any frame; 0 when every object stays in view."""
+        out = 0.0
+        for spec in specs:
+            for t in range(spec.start_frame, self.num_frames + 1):
+                st = self._state(spec, t)
+                r = st.radius
+                out += max(0.0, r - st.cx, st.cx - (self.width - r), r - st.cy, st.cy - (self.height - r))
+        return out
 
     def _start_overlap(self, specs: List[ObjectSpec]) -> float:
         """How much objects overlap (as discs) on each object's start frame; 0 when all start well apart."""
@@ -494,6 +588,32 @@ class SyntheticScene:
 
 
 # --- shape and texture functions -----------------------------------------------------------------------------------
+def _tones(hue: float) -> Tuple[Tuple[int, int, int], Tuple[int, int, int]]:
+    """The ``(bright, dark)`` RGB tones of an object of hue ``hue`` in ``[0, 1)``."""
+    bright = tuple(int(round(c * 255)) for c in colorsys.hsv_to_rgb(hue, 0.75, 0.95))
+    dark = tuple(int(round(c * 255)) for c in colorsys.hsv_to_rgb(hue, 0.95, 0.45))
+    return bright, dark
+
+
+def _shape_params(shape: str, rng) -> Tuple[float, ...]:
+    """Random parameters of a shape's radial function (:func:`_radial_raw`)."""
+    if shape == "ellipse":
+        return (rng.uniform(1.4, 2.2),)
+    if shape == "blob":
+        amps = rng.uniform(0.05, 0.13, 3) * rng.choice([-1, 1], 3)
+        return tuple(amps) + tuple(rng.uniform(0, 2 * np.pi, 3))
+    if shape == "polygon":
+        return (float(rng.choice([3, 5, 6])),)
+    return (float(rng.choice([4, 5])), rng.uniform(0.3, 0.4))
+
+
+def _radial_norms(shape: str, params: Tuple[float, ...]) -> Tuple[float, float]:
+    """``(r_norm, r_max)`` of a shape: the mean of its raw radial function, and the maximum once divided by it."""
+    raw = _radial_raw(shape, params, np.linspace(0, 2 * np.pi, 720, endpoint=False))
+    r_norm = float(raw.mean())
+    return r_norm, float(raw.max() / r_norm)
+
+
 def _radial_raw(shape: str, params: Tuple[float, ...], theta: np.ndarray) -> np.ndarray:
     """Unnormalised radial function ``R(theta)`` of a shape in its own frame."""
     if shape == "ellipse":
