@@ -366,6 +366,13 @@ def finish(ctx):
         show_colors(ctx)
 
 
+def refuse_empty(layout):
+    """Raises ``SampdInputError`` for a target without sequences (an empty view): the App's forms refuse it, where
+    the SDK would track nothing and write nothing."""
+    if not layout.sequences():
+        raise sp.SampdInputError(f"nothing to track: the target (in {layout.where}) has no videos or images")
+
+
 def annotation_schemas(dataset):
     """Gives each SAM-PD output field of ``dataset`` without one the Annotate tab's label schema
     (``ui.annotation_schema``: corrected in the App at once)."""

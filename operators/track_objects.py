@@ -4,6 +4,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import sampd_plugin as sp
+from sampd_plugin.fo import ui
 
 from . import forms
 
@@ -56,6 +57,7 @@ class TrackObjects(foo.Operator):
         return types.Property(inputs, view=types.View(label="SAM-PD: track objects"))
 
     def execute(self, ctx):
+        forms.refuse_empty(ui.layout_of(ctx.target_view(), **forms.sequence_kwargs(ctx.params)))
         result = sp.run_request(ctx.target_view(), forms.track_request(ctx, "track"), **forms.run_options(ctx))
         forms.finish(ctx)
         return forms.job_result(result)
@@ -68,6 +70,7 @@ def _validate(inputs, ctx, target, prompt_prop, num_sequences):
     """Dry-runs the job (``sp.plan_track``) and shows its refusals and notes in the form (prompt geometry is read
     only for targets of at most ``forms.DEEP_CHECK_SEQUENCES`` sequences, to keep the form responsive)."""
     try:
+        forms.refuse_empty(ui.layout_of(target, **forms.sequence_kwargs(ctx.params)))
         plan = sp.plan_track(target, forms.track_request(ctx, "track"),
                              check_prompts=num_sequences <= forms.DEEP_CHECK_SEQUENCES)
     except ValueError as e:  # SampdInputError: names the field / sequence / frame; its .field: the input at fault

@@ -213,8 +213,6 @@ def plan_track(samples, request: Optional[TrackRequest] = None, *, check_prompts
     """
     request = TrackRequest.of(request, **settings)
     layout = layout_of(samples, request.sequence_field, request.order_field)
-    if not layout.sequences():
-        raise SampdInputError(f"nothing to track: the target (in {layout.where}) has no videos or images")
     prompt_field = None
     if request.mode == "track":
         prompt_field = store.check_label_field(layout, request.prompt_field, "prompt field")
