@@ -247,7 +247,7 @@ def test_forms_serialize_with_defaults_drawn_from_the_dataset(plugin, make_synth
             assert form["type"]["properties"]["view_target"]["type"]["values"]  # dataset / view / selection
     track = defaults["track_objects"]
     assert track["prompt_field"] == "ground_truth" and track["label_field"] == "sampd_2"  # 'sampd' exists
-    assert (track["model"], track["preset"], track["device"], track["evaluate"]) == ("vit_h", "full", "auto", True)
+    assert (track["model"], track["preset"], track["device"], track["evaluate"]) == ("vit_h", "overlap", "auto", True)
     assert defaults["auto_track_objects"]["preset"] == "adaptive"  # automatic mode's default method (issue 22)
     # a form left at its defaults asks for the job the SDK runs without settings: one set of defaults
     assert sp.TrackRequest.from_params(track) == sp.TrackRequest(label_field="sampd_2", evaluate=True)
