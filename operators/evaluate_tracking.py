@@ -34,8 +34,7 @@ class EvaluateTracking(foo.Operator):
                            view=types.Dropdown(label="Predictions"))
         gt = inputs.enum("gt_field", fields, default=gt_default, label="Ground truth",
                          view=types.Dropdown(label="Ground truth"))
-        key = inputs.str("eval_key", default=forms.free_name(ctx.dataset.list_evaluations(), "jf"),
-                         label="Evaluation key")
+        key = inputs.str("eval_key", default=_default_key(ctx.dataset), label="Evaluation key")
         inputs.bool("overwrite", default=False, label="Overwrite an existing evaluation with this key")
         inputs.float("failure_th", default=ui.FAILURE_TH, min=0.0, max=1.0, label="Failure threshold (J)",
                      description="frames where an object's J is below it are failures")
@@ -49,13 +48,16 @@ class EvaluateTracking(foo.Operator):
             forms.refuse(key, f"'{k}' is not a valid evaluation key (letters, digits, '_')")
         elif k in ctx.dataset.list_evaluations() and not p.get("overwrite"):
             forms.refuse(key, f"Evaluation '{k}' exists: tick 'overwrite' or choose another key")
+        elif k not in ctx.dataset.list_evaluations() and _views_taken(ctx.dataset, k):
+            forms.refuse(key, f"saved view '{_views_taken(ctx.dataset, k)[0]}' exists and is not an evaluation's: "
+                              "it is never overwritten; choose another key")
         if len(target) == 0:
             forms.error(inputs, "The target has no samples")
         return types.Property(inputs, view=types.View(label="SAM-PD: evaluate tracking"))
 
     def execute(self, ctx):
         p = ctx.params
-        key = p.get("eval_key") or forms.free_name(ctx.dataset.list_evaluations(), "jf")
+        key = p.get("eval_key") or _default_key(ctx.dataset)
         pred_default, gt_default = _defaults(ctx.dataset)
         results = sp.evaluate_jf(ctx.target_view(), p.get("pred_field") or pred_default,
                                  gt_field=p.get("gt_field") or gt_default, eval_key=key,
@@ -74,6 +76,17 @@ class EvaluateTracking(foo.Operator):
 
     def resolve_output(self, ctx):
         return forms.summary_outputs(ctx, "J&F evaluation", evaluate=False, splits=False)
+
+
+def _views_taken(dataset, eval_key):
+    """The saved views that exist under the names of ``eval_key``'s views."""
+    return [v for v in ui.view_names(eval_key) if dataset.has_saved_view(v)]
+
+
+def _default_key(dataset):
+    """``jf``, ``jf_2``, ...: the first key that names no evaluation and none of whose views' names is taken."""
+    evaluations = set(dataset.list_evaluations())
+    return forms.free_name(lambda k: k in evaluations or _views_taken(dataset, k), "jf")
 
 
 def _defaults(dataset):

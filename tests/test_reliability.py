@@ -326,7 +326,11 @@ def test_a_renamed_output_field_is_tracked_anew_never_reported_done(make_synthet
     assert sp.evaluate_jf(ds, "sampd", eval_key="e").summary["J&F-Mean"] > 0.8  # the new labels, complete
 
 
-def test_evaluation_views_and_fields_of_a_user_are_never_replaced_renamed_or_deleted(make_synthetic):
+def test_evaluation_views_and_fields_of_a_user_are_never_replaced_renamed_or_deleted(plugin, make_synthetic):
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionContext
+    from tests.test_operators import form_errors, uri
+
     ds = make_synthetic(num_videos=1, num_frames=3, num_objects=1)
     sp.track(ds, model="synthetic", progress=False)
     mine = ds.limit(1)
@@ -334,6 +338,11 @@ def test_evaluation_views_and_fields_of_a_user_are_never_replaced_renamed_or_del
     with pytest.raises(SampdInputError, match="saved view 'jf_failures'") as e:
         sp.evaluate_jf(ds, "sampd", eval_key="jf")
     assert e.value.field == "eval_key" and ds.list_evaluations() == []
+    # the form refuses that key, and its default key steps around it
+    errs = form_errors("evaluate_tracking", ds, dict(pred_field="sampd", gt_field="ground_truth", eval_key="jf"))
+    assert any("saved view 'jf_failures' exists" in e for e in errs), errs
+    ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params={}))
+    assert foo.get_operator(uri("evaluate_tracking")).resolve_input(ctx).type.properties["eval_key"].default == "jf_2"
     assert ds.get_saved_view_info("jf_failures")["description"] == "my view"
     # a run's view that the user replaced with their own is not the run's any more: delete_evaluation keeps it
     sp.evaluate_jf(ds, "sampd", eval_key="k")
@@ -360,7 +369,15 @@ def test_evaluation_views_and_fields_of_a_user_are_never_replaced_renamed_or_del
     assert not ds.has_sample_field("a_JF") and not ds.has_saved_view("a_worst")
     ds.delete_evaluation("b")
     assert ds.list_saved_views() == ["jf_failures", "k_worst"] and ds.values("frames.new_J") == [[0.25] * 3]
-    assert not [f for f in ds.get_field_schema() if f.startswith(("a_", "b_", "k_", "r_"))]
+    left = [*ds.get_field_schema(flat=True), *ds.get_frame_field_schema(flat=True)]
+    assert not [f for f in left if f.rpartition(".")[2].startswith(("a_", "b_", "k_", "r_"))], left
+    # a tracking job that evaluates when done is refused while it is planned: nothing is declared, queued or tracked
+    ds.save_view("out_jf_worst", mine)
+    before = schema(ds)
+    for run in (sp.track, sp.queue_track):
+        with pytest.raises(SampdInputError, match="saved view 'out_jf_worst'") as e:
+            run(ds, model="synthetic", label_field="out", evaluate=True)
+        assert e.value.field == "eval_key" and schema(ds) == before
 
 # --- validate first, then write -----------------------------------------------------------------------------------
 def _nan_box(ds):

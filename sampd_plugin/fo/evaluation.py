@@ -147,6 +147,25 @@ def evaluate_jf(samples, pred_field, gt_field="ground_truth", eval_key="jf", bou
     return results
 
 
+def check_eval_key(layout, pred_field, gt_field, eval_key, overwrite=False):
+    """Refuses (:class:`SampdInputError` naming ``gt_field`` or ``eval_key``) what ``evaluate_jf`` of the layout's
+    samples would refuse before scoring: a ground truth that is no label field (or is ``pred_field``), a key whose
+    run exists (without ``overwrite``) or whose fields or saved views are not its own. Reads only: a tracking job
+    that evaluates when it is done checks this while it is planned, when its output ``pred_field`` (a SAM-PD
+    ``fo.Detections`` field) may not exist yet."""
+    pred = field_name(pred_field)
+    try:
+        gt, gt_type = _label_field(layout, gt_field)
+    except ValueError as e:
+        raise SampdInputError(f"ground truth of the evaluation: {e}", field="gt_field") from None
+    if gt == pred:
+        raise SampdInputError(f"the predictions and the ground truth are the same field '{layout.path(pred)}'",
+                              field="gt_field")
+    method = JFEvaluationConfig(pred, gt, gt_type=gt_type, sequence_field=layout.sequence_field,
+                                order_field=layout.order_field).build()
+    _check_key(layout.samples, method, eval_key, overwrite)
+
+
 def _check_key(samples, method, eval_key, overwrite):
     """Refuses (``SampdInputError`` naming ``eval_key``) a key whose run exists (without ``overwrite``) or whose
     fields or saved views exist and are not provably the replaced run's own (a field or view of a person's, or of

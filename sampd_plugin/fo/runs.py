@@ -30,7 +30,7 @@ from sampd_plugin.core import checks
 from sampd_plugin.core.config import ConfigLike, SamPDConfig, as_config
 from sampd_plugin.core.tracker import ObjectPrompt
 from sampd_plugin.errors import SampdInputError
-from sampd_plugin.fo import identity, labels, store
+from sampd_plugin.fo import evaluation, identity, labels, store
 from sampd_plugin.fo.request import TrackRequest
 from sampd_plugin.fo.sources import Layout, SampleSequence, as_collection, layout_of
 from sampd_plugin.ops import ownership
@@ -206,7 +206,9 @@ def plan_track(samples, request: Optional[TrackRequest] = None, *, check_prompts
     is skipped (:attr:`TrackPlan.busy`); one whose owner stopped heart-beating ``stale_seconds`` ago is taken over.
 
     Raises :class:`SampdInputError` for job-level errors (no sequences, a missing field, a protected output field,
-    unknown model or preset); per-sequence errors are collected in :attr:`TrackPlan.problems`.
+    unknown model or preset, an ``evaluate`` whose ground truth or key ``evaluate_jf`` would refuse:
+    :func:`sampd_plugin.fo.evaluation.check_eval_key`); per-sequence errors are collected in
+    :attr:`TrackPlan.problems`.
     """
     request = TrackRequest.of(request, **settings)
     layout = layout_of(samples, request.sequence_field, request.order_field)
@@ -217,6 +219,8 @@ def plan_track(samples, request: Optional[TrackRequest] = None, *, check_prompts
                                            request.allow_overwrite_ground_truth)
     request = dataclasses.replace(request, prompt_field=prompt_field, label_field=label_field,
                                   sequence_field=layout.sequence_field, order_field=layout.order_field)
+    if request.evaluate:  # the evaluation that follows the run (replacing its key's older run) is checked now
+        evaluation.check_eval_key(layout, label_field, request.gt_field, request.eval_key, overwrite=True)
     settings = run_settings(request.mode, prompt_field, registry.model_name(request.model), request.checkpoint,
                             request.config, request.max_objects, layout)
     plan = TrackPlan(layout, request, settings, run_key(settings))
