@@ -52,7 +52,7 @@ def test_track_objects_immediate_with_evaluation(plugin, make_synthetic):
     r = result.result
     assert r["label_field"] == "sampd" and r["objects"] == 2 and r["frames"] == 5 and r["samples_tracked"] == 1
     assert r["eval_key"] == "sampd_jf" and r["jf"] > 0.8  # evaluated: the prompt field is full ground truth
-    assert "objects" in r["message"] and "J&F" in r["message"] and "with method 'full'" in r["message"]
+    assert "objects" in r["message"] and "J&F" in r["message"] and "with method 'overlap'" in r["message"]
     assert result.executor.to_json()["requests"][-1]["operator_uri"] == "reload_dataset"
     check_written_fields(ds, "sampd", min_mean_j=0.8)
     assert gt_snapshot(ds) == gt
