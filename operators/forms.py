@@ -182,7 +182,8 @@ def count_sequences(target, kwargs):
 
 #: what the method input says in each mode about its default
 PRESET_NOTES = {
-    "track": "default: 'full', the paper's method",
+    "track": "default: 'overlap' (our extension, not a paper row): objects kept apart where they touch, cross and "
+             "occlude each other; choose 'full' for the paper's method",
     "auto": "default: 'adaptive' (our extension, not a paper row): the 18-box grid only for the objects whose "
             "mask looks doubtful, about a quarter of 'full''s decoder work with many objects; choose 'full' for the "
             "paper's VIS setting",

@@ -53,7 +53,7 @@ def test_track_objects_immediate_with_evaluation(plugin, make_synthetic):
     r = result.result
     assert r["label_field"] == "sampd" and r["objects"] == 2 and r["frames"] == 5 and r["samples_tracked"] == 1
     assert r["eval_key"] == "sampd_jf" and r["jf"] > 0.8  # evaluated: the prompt field is full ground truth
-    assert "objects" in r["message"] and "J&F" in r["message"] and "with method 'full'" in r["message"]
+    assert "objects" in r["message"] and "J&F" in r["message"] and "with method 'overlap'" in r["message"]
     requests = {q["operator_uri"]: q["params"] for q in result.executor.to_json()["requests"]}
     assert "reload_dataset" in requests  # the App shows the new fields, and the colours at once:
     assert requests["set_color_scheme"] == ui.session_color_scheme(ds) and requests["set_color_scheme"]["fields"]
@@ -244,7 +244,7 @@ def test_forms_serialize_with_defaults_drawn_from_the_dataset(plugin, make_synth
             assert form["type"]["properties"]["view_target"]["type"]["values"]  # dataset / view / selection
     track = defaults["track_objects"]
     assert track["prompt_field"] == "ground_truth" and track["label_field"] == "sampd_2"  # 'sampd' exists
-    assert (track["model"], track["preset"], track["device"], track["evaluate"]) == ("vit_h", "full", "auto", True)
+    assert (track["model"], track["preset"], track["device"], track["evaluate"]) == ("vit_h", "overlap", "auto", True)
     assert defaults["auto_track_objects"]["preset"] == "adaptive"  # automatic mode's default method (issue 22)
     # a form left at its defaults asks for the job the SDK runs without settings: one set of defaults
     assert sp.TrackRequest.from_params(track) == sp.TrackRequest(label_field="sampd_2", evaluate=True)

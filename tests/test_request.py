@@ -18,11 +18,11 @@ def test_defaults_are_the_requests_own():
     r = TrackRequest()
     assert (r.mode, r.prompt_field, r.label_field, r.model) == ("track", "ground_truth", "sampd", "vit_h")
     assert r.device is None
-    assert r.config == SamPDConfig() and r.batch_frames == DEFAULT_BATCH_FRAMES and not r.evaluate
+    assert r.batch_frames == DEFAULT_BATCH_FRAMES and not r.evaluate
     auto = TrackRequest(mode="auto")
     assert (auto.prompt_field, auto.label_field, auto.max_objects) == (None, "sampd_auto", 100)
-    # the method: the paper's full method when prompted; adaptive denoising in automatic mode (issue 22), unless named
-    assert (r.config.preset_name, auto.config.preset_name) == ("full", "adaptive")
+    # the method: overlap-aware tracking when prompted (issue 18); adaptive denoising in automatic mode (issue 22)
+    assert (r.config.preset_name, auto.config.preset_name) == ("overlap", "adaptive") and r.config.overlap
     assert TrackRequest(mode="auto", config="full").config == SamPDConfig()
     assert TrackRequest(mode="auto", config={"grid_size": 5}).config.preset_name is None
     back = TrackRequest.from_params(auto.to_params())

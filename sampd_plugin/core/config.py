@@ -269,12 +269,14 @@ PRESETS = {
 }
 #: presets that are not paper rows (listed after them)
 EXTENSION_PRESETS = ("adaptive", "overlap")
-#: the config of a job that names none (``config=None``), per mode: the paper's full method for prompted tracking
-#: (``"track"``); adaptive denoising (our extension, not a paper row) in automatic mode (``"auto"``), where tens to 100
+#: the config of a job that names none (``config=None``), per mode: overlap-aware tracking (our extension, not a paper
+#: row) for prompted tracking (``"track"``), which on generated videos keeps identities where objects touch, cross and
+#: occlude each other and loses nothing where they stay apart (README, "Method options"; ``config="full"`` is the
+#: paper's method); adaptive denoising (our extension, not a paper row) in automatic mode (``"auto"``), where tens to 100
 #: objects per frame make 18 boxes per object the bulk of the work: about a quarter of ``full``'s decoder passes at
 #: 10 / 30 / 100 objects on the synthetic benchmark, J&F within about a point of it (docs/performance.md, "Many
 #: objects"). The paper's VIS setting is ``config="full"``.
-DEFAULT_PRESETS = {"track": "full", "auto": "adaptive"}
+DEFAULT_PRESETS = {"track": "overlap", "auto": "adaptive"}
 
 #: a short description of each preset with its paper table row (DAVIS 2017 val J&F, ViT-H), for forms and tables
 PRESET_LABELS = {

@@ -45,7 +45,7 @@ class TrackRequest:
         label_field: output field (default: :data:`DEFAULT_LABEL_FIELDS` of the mode)
         max_objects: ``"auto"``: automatic masks tracked per sequence, best first
         config: a :class:`~sampd_plugin.core.config.SamPDConfig`; given as a preset name, a dict or ``None`` (the
-            mode's :data:`~sampd_plugin.core.config.DEFAULT_PRESETS`: ``"full"``, the paper's method, for
+            mode's :data:`~sampd_plugin.core.config.DEFAULT_PRESETS`: ``"overlap"``, overlap-aware tracking, for
             ``"track"``; ``"adaptive"`` for ``"auto"``), it is parsed here, once
         model: ``"vit_h"``, ``"vit_l"``, ``"vit_b"``, ``"mobile_sam"``, ``"tiny"``, ``"synthetic"``
             (:mod:`sampd_plugin.backends.registry`) or a segmenter instance (not for delegated operations)

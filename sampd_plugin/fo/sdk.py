@@ -91,7 +91,8 @@ def track(samples, request: Optional[TrackRequest] = None, *, progress=True, ope
     The job is a :class:`~sampd_plugin.fo.request.TrackRequest`: ``request``, or the one ``settings`` build
     (``sp.track(dataset, prompt_field="gt", model="vit_b")``; settings given with a request replace its values).
     Its settings and their defaults: ``prompt_field="ground_truth"``, ``label_field="sampd"``, ``config=None`` (a
-    :class:`~sampd_plugin.core.config.SamPDConfig`, a preset name or a dict; ``None``: the paper's full method),
+    :class:`~sampd_plugin.core.config.SamPDConfig`, a preset name or a dict; ``None``: overlap-aware tracking, preset
+    ``"overlap"``; the paper's full method is ``"full"``),
     ``model="vit_h"`` (or ``"vit_l"``, ``"vit_b"``, ``"mobile_sam"``, ``"tiny"``, ``"synthetic"``, or your own
     :class:`~sampd_plugin.backends.base.PromptableSegmenter` instance, recorded as ``custom:<module>.<Class>``;
     README "Bring your own segmenter"), ``checkpoint``, ``device`` (``None``: cuda when available),

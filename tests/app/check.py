@@ -460,7 +460,7 @@ class Check:
         values = {e.get_attribute("value") for e in self.css("input") if e.get_attribute("type") != "checkbox"}
         checked = {e.get_attribute("value") for e in self.css("input[type=radio]") if e.is_selected()}
         self.shot("form")
-        expected = {"ground_truth", "sampd_2", "vit_h", "full"}
+        expected = {"ground_truth", "sampd_2", "vit_h", "overlap"}
         assert expected <= values and "auto" in checked, (f"defaults {sorted(expected)} + device auto expected, "
                                                           f"form has {sorted(v for v in values if v)} / {checked}")
         text = self.body_text()
@@ -476,7 +476,7 @@ class Check:
             time.sleep(0.5)
             self.shot("form-warning")
         self.key("\ue00c")  # Escape closes the form
-        return "defaults: prompt ground_truth, output sampd_2, model vit_h, preset full, device auto"
+        return "defaults: prompt ground_truth, output sampd_2, model vit_h, preset overlap, device auto"
 
     def check_failure_view(self, suffix, max_thumbnails=6):
         """Opens a saved failure view; its first thumbnails must show the frames whose labels they list: each one
