@@ -881,6 +881,9 @@ class Check:
             sample.reload()
             return {d.index: paste_mask(d, hw) for d in sample.frames[fn][field].detections}
 
+        def mask_of(fn, field="sampd"):  # an object absent on a frame (left it, hidden, lost) is an empty mask
+            return masks(fn, field).get(index, np.zeros(hw, bool))
+
         def labels():
             sample.reload()
             return {fn: [(d.index, d.bounding_box, d.mask.tobytes() if d.mask is not None else None, d.is_prompt)
@@ -924,7 +927,7 @@ class Check:
         marks.append(time.time())
         self.shot("annotate-brush")
         later = {fn: masks(fn).get(index) for fn in range(n + 1, last + 1)}
-        j_later = np.mean([jaccard(m, masks(fn, "ground_truth")[index]) for fn, m in later.items() if m is not None])
+        j_later = np.mean([jaccard(m, mask_of(fn, "ground_truth")) for fn, m in later.items() if m is not None])
 
         self.open_operator("SAM-PD: re-propagate from a corrected frame")
         frame_input = self.wait(lambda: self.xpath(
@@ -943,9 +946,9 @@ class Check:
         kept = masks(n)[index]
         prompt = next(d for d in sample.frames[n]["sampd"].detections if d.index == index)
         assert np.array_equal(kept, painted) and prompt.is_prompt, "the corrected frame was not kept as the prompt"
-        changed = [fn for fn, m in later.items() if m is None or not np.array_equal(masks(fn)[index], m)]
+        changed = [fn for fn, m in later.items() if m is None or not np.array_equal(mask_of(fn), m)]
         assert changed, "no later frame changed"
-        j_after = np.mean([jaccard(masks(fn)[index], masks(fn, "ground_truth")[index]) for fn in later])
+        j_after = np.mean([jaccard(mask_of(fn), mask_of(fn, "ground_truth")) for fn in later])
         instances = {}
         for fr in sample.frames.values():
             for d in fr["sampd"].detections:
@@ -954,11 +957,11 @@ class Check:
         self.wait(lambda: f"id={sample.id}" in self.d.current_url, what="the modal reopened")
         tracks_after = self.annotate_timeline(sample)
         assert set(tracks_after.values()) == {1}, f"timeline rows per object after: {tracks_after}"
-        m = max(changed, key=lambda fn: (masks(fn)[index] & ~later[fn]).sum() if later[fn] is not None else 0)
+        m = max(changed, key=lambda fn: (mask_of(fn) & ~later[fn]).sum() if later[fn] is not None else 0)
         self.next_frame(m - 1, fps)  # a re-propagated frame: the object is drawn where it now is
         self.park_mouse()
         new = masks(m)
-        moved = new[index] & ~np.any([later[m] if later[m] is not None else np.zeros(hw, bool)]
+        moved = new.get(index, np.zeros(hw, bool)) & ~np.any([later[m] if later[m] is not None else np.zeros(hw, bool)]
                                      + [v for i, v in new.items() if i != index], axis=0)
         canvas = self.settle(self.annotate_canvas(), seconds=8)
         raw = next(iter_frames(sample.filepath, start=m))[1]
