@@ -32,7 +32,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from sampd_plugin.backends import fast_decoder
-from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter, check_rgb, resolve_device
+from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter, check_rgb, foreground, resolve_device
 from sampd_plugin.backends.checkpoints import CheckpointLoadError, checkpoint_info, load_state_dict, resolve_checkpoint
 from sampd_plugin.core.prompts import sam_box
 
@@ -287,7 +287,7 @@ class SamBackend(PromptableSegmenter):
         x = F.interpolate(x, (rows * s, cols * s), mode="bilinear", align_corners=False)
         x = x[..., : state.input_size[0], : state.input_size[1]]
         x = F.interpolate(x, tuple(state.image_size), mode="bilinear", align_corners=False)
-        return x[:, 0] > 0
+        return foreground(x[:, 0])
 
     # --- automatic mode -------------------------------------------------------------------------------------
     def mask_generator(self, points_per_side: Optional[int] = None, **amg_kwargs) -> SamAutomaticMaskGenerator:

@@ -23,9 +23,29 @@ import numpy as np
 MERGE_FRACTION = 0.5
 
 
+def overlap_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(N, M)`` int64 pixel counts ``|a[i] & b[j]|`` of ``(N, ...)`` and ``(M, ...)`` bool masks of one shape.
+
+    Computed from the masks' foreground pixels only (a join of the ``(mask, pixel)`` pairs of ``a`` and ``b`` on
+    the pixel), so the cost follows the masks' areas and their overlaps, not ``N x M`` full-frame intersections
+    (the tracker checks 100 objects' masks against each other on every frame)."""
+    n, m, pixels = len(a), len(b), int(np.prod(np.shape(a)[1:]))
+    ia, pa = np.nonzero(np.reshape(a, (n, pixels)))
+    ib, pb = np.nonzero(np.reshape(b, (m, pixels)))
+    order = np.argsort(pb, kind="stable")
+    pb, ib = pb[order], ib[order]
+    start = np.searchsorted(pb, pa, "left")
+    hits = np.searchsorted(pb, pa, "right") - start  # masks of b on each foreground pixel of a
+    first = np.cumsum(hits) - hits  # where each pixel's hits start among all hits
+    at = np.repeat(start - first, hits) + np.arange(int(hits.sum()))  # index into pb / ib of each hit
+    pairs = np.repeat(ia, hits) * m + ib[at]
+    return np.bincount(pairs, minlength=n * m).reshape(n, m)
+
+
 def overlap_counts(masks: Mapping[int, np.ndarray], reference: Mapping[int, np.ndarray]) -> Dict[int, Dict[int, int]]:
-    """``{i: {j: |masks[i] & reference[j]|}}`` for every pair of ids (pixels)."""
-    return {i: {j: int(np.count_nonzero(m & r)) for j, r in reference.items()} for i, m in masks.items()}
+    """``{i: {j: |masks[i] & reference[j]|}}`` for every pair of ids (pixels; :func:`overlap_matrix`)."""
+    counts = _matrix(masks, reference)
+    return {i: dict(zip(reference, map(int, row))) for i, row in zip(masks, counts)}
 
 
 def identity_switches(masks: Mapping[int, np.ndarray], reference: Mapping[int, np.ndarray]) -> List[int]:
@@ -36,22 +56,33 @@ def identity_switches(masks: Mapping[int, np.ndarray], reference: Mapping[int, n
         masks: ``{object id: (H, W) bool}``, e.g. the predicted masks of a frame
         reference: ``{object id: (H, W) bool}``, e.g. the frame's ground-truth masks (visible objects)
     """
-    counts = overlap_counts(masks, reference)
-    return sorted(i for i, row in counts.items() if any(n > row.get(i, 0) for j, n in row.items() if j != i))
+    counts = _matrix(masks, reference)  # (N, M)
+    column = {j: c for c, j in enumerate(reference)}
+    rows = np.array([r for r, i in enumerate(masks) if i in column], dtype=np.int64)
+    cols = np.array([column[i] for i in masks if i in column], dtype=np.int64)
+    own = np.zeros(len(counts), dtype=np.int64)  # 0 for an id without a reference mask
+    own[rows] = counts[rows, cols]
+    others = counts.copy()
+    others[rows, cols] = -1
+    return sorted(i for i, hit in zip(masks, (others > own[:, None]).any(1).tolist()) if hit)
 
 
 def merges(masks: Mapping[int, np.ndarray], fraction: float = MERGE_FRACTION) -> List[Tuple[int, int]]:
     """The pairs ``(i, j)``, ``i < j``, whose masks share more than ``fraction`` of the smaller one's pixels
     (empty masks never merge), sorted."""
     ids = sorted(masks)
-    area = {i: int(np.count_nonzero(masks[i])) for i in ids}
-    out = []
-    for a, i in enumerate(ids):
-        for j in ids[a + 1 :]:
-            small = min(area[i], area[j])
-            if small and np.count_nonzero(masks[i] & masks[j]) > fraction * small:
-                out.append((i, j))
-    return out
+    shared = _matrix({i: masks[i] for i in ids}, {i: masks[i] for i in ids})  # the diagonal: the areas
+    area = np.diag(shared)
+    small = np.minimum(area[:, None], area[None])
+    a, b = np.nonzero(np.triu((small > 0) & (shared > fraction * small), 1))
+    return [(ids[x], ids[y]) for x, y in zip(a.tolist(), b.tolist())]
+
+
+def _matrix(masks: Mapping[int, np.ndarray], reference: Mapping[int, np.ndarray]) -> np.ndarray:
+    """:func:`overlap_matrix` of two ``{id: mask}`` mappings, rows and columns in their orders."""
+    shape = next((np.shape(m) for m in (*masks.values(), *reference.values())), (0,))
+    stack = lambda d: np.stack(list(d.values())) if d else np.zeros((0, *shape), bool)  # noqa: E731
+    return overlap_matrix(stack(masks), stack(reference))
 
 
 def confusions(masks: Mapping[int, np.ndarray], previous: Mapping[int, np.ndarray],

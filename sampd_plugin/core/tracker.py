@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter
+from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter, foreground
 from sampd_plugin.core.config import SamPDConfig
 from sampd_plugin.core.frames import prefetch_depth, prefetch_frames
 from sampd_plugin.core.identity import confusions
@@ -465,10 +465,11 @@ class SamPDTracker:
     def _confusions(tracks: List[_Track], chosen: torch.Tensor) -> Dict[int, str]:
         """Identity evidence of the chosen ``(N, h_m, w_m)`` logits against the objects' previous masks and each
         other (:func:`~sampd_plugin.core.identity.confusions`, on the mask grid)."""
-        current = (chosen > 0).cpu().numpy()
+        current = foreground(chosen).cpu().numpy()
         masks = {t.object_id: current[i] for i, t in enumerate(tracks)}
-        previous = {t.object_id: (t.grid_mask > 0.5).cpu().numpy() for t in tracks if t.mask.any()}
-        return confusions(masks, previous)
+        found = [t for t in tracks if t.mask.any()]
+        previous = torch.stack([t.grid_mask for t in found]).cpu().numpy() > 0.5 if found else []
+        return confusions(masks, {t.object_id: m for t, m in zip(found, previous)})
 
     # --- adaptive denoising (our extension) ---------------------------------------------------------------------
     def _adaptive_first_stage(
