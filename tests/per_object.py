@@ -1,11 +1,12 @@
 """Per-object references for the tracker's batched host work (issue 22), and a check that tracking with them gives
 the same results.
 
-The tracker computes, for all objects at once, Eq. 2 of every candidate (``selection.template_similarities``), the
-refinement and next-frame points (``prompts.masks_points``), the negative points (``prompts.negative_points``) and
-the masks' boxes. Here each is computed object by object, the way the tracker did before: Eq. 2 as a dense
-correlation on each object's union box (the ``(S x Q)`` re-indexed product), the points by a distance transform of
-each mask's box, the negatives by concatenating the others' points, the box from the mask's rows and columns. :func:`assert_same_tracking` runs the tracker with these and with its own and compares every output.
+The tracker computes, for all objects at once, Eq. 2 of every candidate (``selection.window_similarities``), the
+refinement and next-frame points (``prompts.masks_points``), the negative points (``prompts.negative_points``), the
+masks' boxes and the identity evidence (``identity.confusions``). Here each is computed object by object, the way
+the tracker did before: Eq. 2 as a dense correlation on each object's union box (the ``(S x Q)`` re-indexed
+product) of its whole-grid masks, the points by a distance transform of each mask's box, the negatives by
+concatenating the others' points, the box from the mask's rows and columns, the identity evidence pair by pair. :func:`assert_same_tracking` runs the tracker with these and with its own and compares every output.
 """
 import cv2
 import numpy as np
@@ -80,10 +81,40 @@ def negatives_of(object_points, objects=None):
     return out
 
 
+def eq2_windows_dense(templates, embedding, windows, candidates):
+    """:func:`eq2_dense` of each object's candidates, pasted back from their windows onto the whole grid."""
+    out = []
+    for t, win in zip(templates, windows):
+        masks = torch.zeros((candidates, *embedding.shape[1:]))
+        if win is not None:
+            y0, x0, cells = win
+            masks[:, y0:y0 + cells.shape[1], x0:x0 + cells.shape[2]] = cells
+        out.append(eq2_dense(t, embedding, masks))
+    return torch.stack(out)
+
+
+def confusions_pairwise(masks, previous, fraction=0.5):
+    """The identity evidence of :func:`sampd_plugin.core.identity.confusions`, pair by pair: each mask against
+    every previous mask and every other mask."""
+    out = {}
+    ids = sorted(masks)
+    for a, i in enumerate(ids):
+        for j in ids[a + 1:]:
+            small = min(int(masks[i].sum()), int(masks[j].sum()))
+            if small and int((masks[i] & masks[j]).sum()) > fraction * small:
+                out[i] = out[j] = "merge"
+    for i, m in masks.items():
+        if i in previous:
+            own = int((m & previous[i]).sum())
+            if any(int((m & r).sum()) > own for j, r in previous.items() if j != i):
+                out[i] = "switch"
+    return out
+
+
 def use_per_object_references(monkeypatch):
     """Makes the tracker module compute its host work object by object with the references above."""
-    monkeypatch.setattr(tr, "template_similarities", lambda templates, emb, masks: torch.stack(
-        [eq2_dense(t, emb, m) for t, m in zip(templates, masks)]))
+    monkeypatch.setattr(tr, "window_similarities", eq2_windows_dense)
+    monkeypatch.setattr(tr, "confusions", confusions_pairwise)
     monkeypatch.setattr(tr, "masks_points", lambda masks, k=1, boxes=None: [points_of(m, k) for m in masks])
     monkeypatch.setattr(tr, "mask_to_box", box_of)
     monkeypatch.setattr(tr, "negative_points", negatives_of)
@@ -103,6 +134,6 @@ def assert_same_tracking(run, monkeypatch, rtol=1e-5):
             r = b.objects[oid]
             assert np.array_equal(o.mask, r.mask), (a.frame_number, oid)
             assert (o.box is None) == (r.box is None) and (o.box is None or np.array_equal(o.box, r.box))
-            assert o.lost == r.lost
+            assert o.lost == r.lost and o.confusion == r.confusion
             assert np.isclose(o.score, r.score, rtol=rtol, atol=rtol) and np.isclose(o.iou, r.iou, rtol=rtol)
     return ours

@@ -114,26 +114,33 @@ class ImageState:
         integers over ``k * k``), without a float copy of all candidates' masks (many objects: ``N x 18``
         candidates).
         """
+        return _cell_fractions(foreground(low_res_logits), self.embed_stride // self.mask_stride)
+
+    def logits_to_embedding_windows(self, low_res_logits: torch.Tensor) -> list:
+        """``(N, G, h_m, w_m)`` mask logits of ``N`` objects' ``G`` candidates -> per object, its candidates'
+        :meth:`logits_to_embedding_grid` on the union box of their foreground cells: ``(y0, x0, (G, uh, uw))``
+        (top-left cell, fractions), or ``None`` when every candidate is empty.
+
+        The same values as cropping the whole grids, for the cost of thresholding the logits once and counting
+        cells only inside each object's box (many small objects: each candidate's mask is a few cells of the grid).
+        """
         k = self.embed_stride // self.mask_stride
         fg = foreground(low_res_logits)
-        if k == 1:
-            return fg.float()
-        b, h, w = fg.shape
-        h, w = h // k, w // k  # (avg_pool2d's floor)
-        rows = fg[:, :h * k, :w * k].view(torch.uint8).reshape(b, h, k, w * k)
-        count = rows[:, :, 0].to(torch.uint8 if k * k < 256 else torch.int32, copy=True)
-        for i in range(1, k):
-            count += rows[:, :, i]
-        if k in (2, 4):  # (each byte <= k: no carry between bytes)
-            word = count.view(torch.int16 if k == 2 else torch.int32)
-            if k == 4:
-                word = word + (word >> 16)
-            return ((word + (word >> 8)) & 0xFF).float() / (k * k)
-        cols = count.view(b, h, w, k)
-        count = cols[..., 0].clone()
-        for i in range(1, k):
-            count += cols[..., i]
-        return count.float() / (k * k)
+        h, w = (n // k * k for n in fg.shape[-2:])  # (avg_pool2d's floor)
+        union = fg[..., :h, :w].view(torch.uint8).amax(1)  # (N, h, w) any candidate (torch's bool reductions are slow)
+        rows, cols = union.amax(2), union.amax(1)  # (N, h), (N, w)
+        first = lambda a: a.argmax(-1)  # noqa: E731
+        last = lambda a: a.shape[-1] - first(a.flip(-1))  # noqa: E731
+        boxes = torch.stack([first(rows), first(cols), last(rows), last(cols), rows.amax(-1)], 1).tolist()
+        out = []
+        for i, (y0, x0, y1, x1, found) in enumerate(boxes):
+            if not found:
+                out.append(None)
+                continue
+            y0, x0, y1, x1 = y0 // k, x0 // k, -(-y1 // k), -(-x1 // k)
+            cells = _cell_fractions(fg[i, :, y0 * k:y1 * k, x0 * k:x1 * k], k)
+            out.append((y0, x0, cells))
+        return out
 
     def mask_to_grid(self, masks: torch.Tensor, stride: int) -> torch.Tensor:
         """``(B, H, W)`` full-resolution bool masks -> ``(B, h, w)`` foreground fractions on the grid of
@@ -152,6 +159,29 @@ class ImageState:
         wy = _area_weights(side_h, stride, h, h_in / h, masks.device)  # (side_h, H)
         wx = _area_weights(side_w, stride, w, w_in / w, masks.device)  # (side_w, W)
         return wy @ masks.float() @ wx.T
+
+
+def _cell_fractions(fg: torch.Tensor, k: int) -> torch.Tensor:
+    """``(B, h, w)`` bool masks -> ``(B, h // k, w // k)`` the foreground fraction of each ``k x k`` cell
+    (:meth:`ImageState.logits_to_embedding_grid`)."""
+    if k == 1:
+        return fg.float()
+    b, h, w = fg.shape
+    h, w = h // k, w // k  # (avg_pool2d's floor)
+    rows = fg[:, :h * k, :w * k].view(torch.uint8).reshape(b, h, k, w * k)
+    count = rows[:, :, 0].to(torch.uint8 if k * k < 256 else torch.int32, copy=True)
+    for i in range(1, k):
+        count += rows[:, :, i]
+    if k in (2, 4):  # (each byte <= k: no carry between bytes)
+        word = count.view(torch.int16 if k == 2 else torch.int32)
+        if k == 4:
+            word = word + (word >> 16)
+        return ((word + (word >> 8)) & 0xFF).float() / (k * k)
+    cols = count.view(b, h, w, k)
+    count = cols[..., 0].clone()
+    for i in range(1, k):
+        count += cols[..., i]
+    return count.float() / (k * k)
 
 
 def foreground(logits: torch.Tensor) -> torch.Tensor:

@@ -30,8 +30,8 @@ def overlap_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     the pixel), so the cost follows the masks' areas and their overlaps, not ``N x M`` full-frame intersections
     (the tracker checks 100 objects' masks against each other on every frame)."""
     n, m, pixels = len(a), len(b), int(np.prod(np.shape(a)[1:]))
-    ia, pa = np.nonzero(np.reshape(a, (n, pixels)))
-    ib, pb = np.nonzero(np.reshape(b, (m, pixels)))
+    ia, pa = np.divmod(np.flatnonzero(a), max(pixels, 1))  # (flat indices: several times faster than a 2-D nonzero)
+    ib, pb = np.divmod(np.flatnonzero(b), max(pixels, 1))
     order = np.argsort(pb, kind="stable")
     pb, ib = pb[order], ib[order]
     start = np.searchsorted(pb, pa, "left")

@@ -11,6 +11,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from sampd_plugin.backends.base import foreground
+
 
 def grid_bbox(weights: torch.Tensor) -> Optional[Tuple[int, int, int, int]]:
     """``(y0, x0, y1, x1)`` (exclusive ends) of the non-zero cells of a ``(h, w)`` grid; ``None`` if all zero."""
@@ -78,9 +80,30 @@ def template_similarity(template: torch.Tensor, embedding: torch.Tensor, masks: 
 
 def template_similarities(templates: Sequence[torch.Tensor], embedding: torch.Tensor, masks: torch.Tensor,
                           max_elements: int = 1 << 24) -> torch.Tensor:
-    """Eq. 2 (:func:`template_similarity`) of ``N`` objects' candidates against their own templates, batched.
+    """Eq. 2 (:func:`template_similarity`) of ``N`` objects' candidates against their own templates, batched:
+    :func:`window_similarities` of the masks on their union boxes.
 
-    Each object's correlation runs on the union box of its candidates' masks without a ``C``-deep convolution per
+    Args:
+        templates: ``N`` templates ``(C, th_i, tw_i)`` (:func:`masked_template`)
+        embedding: ``(C, h, w)`` current frame's embedding
+        masks: ``(N, G, h, w)`` each object's candidate masks on the embedding grid (fractions in ``[0, 1]``)
+
+    Returns:
+        ``(N, G)`` similarities; ``-inf`` for an empty candidate mask (or an all-zero template)
+    """
+    windows = [None if box is None else (box[0], box[1], masks[i, :, box[0]:box[2], box[1]:box[3]])
+               for i, box in enumerate(_union_boxes(masks))]
+    return window_similarities(templates, embedding, windows, masks.shape[1], max_elements)
+
+
+def window_similarities(templates: Sequence[torch.Tensor], embedding: torch.Tensor,
+                        windows: Sequence[Optional[Tuple[int, int, torch.Tensor]]], candidates: int,
+                        max_elements: int = 1 << 24) -> torch.Tensor:
+    """Eq. 2 (:func:`template_similarity`) of ``N`` objects' candidates against their own templates, batched, from
+    each object's candidate masks on the union box of their foreground cells (what
+    :meth:`~sampd_plugin.backends.base.ImageState.logits_to_embedding_windows` gives).
+
+    Each object's correlation runs on its union box without a ``C``-deep convolution per
     shift: with ``D(p, q) = <T(p), E(q)>`` (a matrix product), ``h_i(s) = sum_p m_i(s + p) D(p, s + p)``: the
     products ``m_i(q) D(p, q)`` summed over the template cells ``p`` into the shift ``s = q - p`` (``F.fold``, whose
     kernel offsets are the flipped template cells), at a cost of ``G x P x Q`` per object (candidates x template
@@ -93,20 +116,22 @@ def template_similarities(templates: Sequence[torch.Tensor], embedding: torch.Te
     Args:
         templates: ``N`` templates ``(C, th_i, tw_i)`` (:func:`masked_template`)
         embedding: ``(C, h, w)`` current frame's embedding
-        masks: ``(N, G, h, w)`` each object's candidate masks on the embedding grid (fractions in ``[0, 1]``)
+        windows: per object, ``(y0, x0, (G, uh_i, uw_i))``: the top-left cell of its union box and its candidate
+            masks there (fractions in ``[0, 1]``), or ``None`` when all its candidates are empty
+        candidates: ``G``
 
     Returns:
         ``(N, G)`` similarities; ``-inf`` for an empty candidate mask (or an all-zero template)
     """
-    n, g, h, w = masks.shape
-    out = torch.full((n, g), float("-inf"), dtype=torch.float32, device=masks.device)
-    c = embedding.shape[0]
+    n, g = len(windows), candidates
+    out = torch.full((n, g), float("-inf"), dtype=torch.float32, device=embedding.device)
+    c, h, w = embedding.shape
     sizes = {}  # object -> (th, tw, uh, uw), and the top-left of its union box
     corner = {}
-    for i, box in enumerate(_union_boxes(masks)):
-        if box is not None and templates[i] is not None:
-            sizes[i] = (*templates[i].shape[1:], box[2] - box[0], box[3] - box[1])
-            corner[i] = box[:2]
+    for i, win in enumerate(windows):
+        if win is not None and templates[i] is not None:
+            sizes[i] = (*templates[i].shape[1:], *win[2].shape[1:])
+            corner[i] = win[:2]
     work = {i: g * th * tw * uh * uw for i, (th, tw, uh, uw) in sizes.items()}
     todo = sorted(sizes, key=work.get, reverse=True)
     while todo:
@@ -124,12 +149,13 @@ def template_similarities(templates: Sequence[torch.Tensor], embedding: torch.Te
         b = len(group)
         t = embedding.new_zeros((b, c, th, tw), dtype=torch.float32)
         e = embedding.new_zeros((b, c, uh, uw), dtype=torch.float32)
-        m = masks.new_zeros((b, g, uh, uw), dtype=torch.float32)
+        m = embedding.new_zeros((b, g, uh, uw), dtype=torch.float32)
         for k, i in enumerate(group):
             y0, x0 = min(corner[i][0], h - uh), min(corner[i][1], w - uw)
             t[k, :, :sizes[i][0], :sizes[i][1]] = templates[i]
             e[k] = embedding[:, y0:y0 + uh, x0:x0 + uw]
-            m[k] = masks[i, :, y0:y0 + uh, x0:x0 + uw]
+            dy, dx = corner[i][0] - y0, corner[i][1] - x0
+            m[k, :, dy:dy + sizes[i][2], dx:dx + sizes[i][3]] = windows[i][2]
         flat_t = t.flatten(2)  # (b, C, P)
         d = flat_t.transpose(1, 2) @ e.flatten(2)  # (b, P, Q): D(p, q)
         support = (flat_t != 0).any(1).float()  # (b, P) the templates' support
@@ -205,7 +231,7 @@ def pick_multimask(
         ``(N,)`` indices into ``K``
     """
     if rule == "largest":
-        return (logits > 0).flatten(2).sum(-1, dtype=torch.int32).argmax(dim=1)
+        return foreground(logits).flatten(2).sum(-1, dtype=torch.int32).argmax(dim=1)
     if rule == "max_iou_prev":
         if previous is None:
             raise ValueError("rule 'max_iou_prev' needs the previous masks")

@@ -33,8 +33,8 @@ from sampd_plugin.core.selection import (
     pick_multimask,
     select_candidates,
     similarity_features,
-    template_similarities,
     template_similarity,
+    window_similarities,
 )
 
 
@@ -412,10 +412,10 @@ class SamPDTracker:
         self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor
     ) -> torch.Tensor:
         """Eq. 2 similarity of each candidate to its object's template, relative to the template's own:
-        ``(N, G, h_m, w_m)`` logits -> ``(N, G)``, all objects' candidates at once (:func:`template_similarities`)."""
-        n, g = logits.shape[:2]
-        grids = state.logits_to_embedding_grid(logits.reshape(n * g, *logits.shape[2:]))
-        sims = template_similarities([t.template for t in tracks], feats, grids.view(n, g, *grids.shape[1:]))
+        ``(N, G, h_m, w_m)`` logits -> ``(N, G)``, all objects' candidates at once, each object's on the union box of its
+        candidates (:func:`window_similarities`)."""
+        windows = state.logits_to_embedding_windows(logits)
+        sims = window_similarities([t.template for t in tracks], feats, windows, logits.shape[1])
         return sims / torch.tensor([t.self_score for t in tracks], dtype=sims.dtype, device=sims.device)[:, None]
 
     # --- overlap-aware tracking (our extension) -----------------------------------------------------------------
