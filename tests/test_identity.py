@@ -34,3 +34,25 @@ def test_merges_are_pairs_sharing_most_of_the_smaller_mask():
     assert merges(masks) == [(1, 2)]
     assert merges({1: _box(0, 10, 0, 10), 2: _box(0, 10, 6, 16)}) == []  # 40 % of the smaller: touching, not merged
     assert merges({1: _box(0, 10, 0, 10), 2: _box(0, 10, 6, 16)}, fraction=0.3) == [(1, 2)]
+
+
+def test_the_overlap_matrix_is_every_pairs_intersection():
+    """Issue 22: the counts from the masks' pixels (one join for all pairs) are the pairwise intersections, and the
+    switches and merges built on them are those of the definitions pair by pair, on random overlapping masks."""
+    rng, seen = np.random.default_rng(0), 0
+    for _ in range(40):
+        h, w = rng.integers(1, 25, 2)
+        masks, reference = ({int(i): (rng.random((h, w)) < 0.9) & _box(*sorted(rng.integers(0, h + 1, 2)),
+                                                                       *sorted(rng.integers(0, w + 1, 2)), (h, w))
+                             for i in rng.integers(0, 6, rng.integers(0, 6))} for _ in range(2))
+        pairwise = {i: {j: int((m & r).sum()) for j, r in reference.items()} for i, m in masks.items()}
+        assert overlap_counts(masks, reference) == pairwise
+        switched = [i for i, row in pairwise.items() if any(n > row.get(i, 0) for j, n in row.items() if j != i)]
+        assert identity_switches(masks, reference) == sorted(switched)
+        ids = sorted(masks)
+        merged = [(i, j) for a, i in enumerate(ids) for j in ids[a + 1:]
+                  if min(masks[i].sum(), masks[j].sum()) and (masks[i] & masks[j]).sum() > 0.5 * min(
+                      masks[i].sum(), masks[j].sum())]
+        assert merges(masks) == merged
+        seen += bool(switched) + bool(merged)
+    assert seen > 10, seen  # switches and merges do occur

@@ -15,7 +15,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from sampd_plugin.backends import checkpoints as ckpt
 from sampd_plugin.backends import sam as sam_mod
-from sampd_plugin.backends.base import ImageState
+from sampd_plugin.backends.base import ImageState, foreground
 from sampd_plugin.backends.sam import CPU_PREFERRED_BATCH_SIZE, SamBackend
 from sampd_plugin.backends.tiny import build_tiny_sam, tiny_backend
 from sampd_plugin.core.prompts import mask_to_box, sam_box
@@ -229,6 +229,40 @@ def test_logits_to_embedding_grid_is_the_cells_foreground_fraction(ratio, size):
     ref = torch.nn.functional.avg_pool2d(fg, ratio, ratio)[:, 0] if ratio > 1 else fg[:, 0]
     assert torch.equal(state.logits_to_embedding_grid(logits), ref)
     assert torch.equal(state.logits_to_embedding_grid(logits.half()), ref)
+
+
+@pytest.mark.parametrize("ratio", [4, 2, 3, 1])
+def test_logits_to_embedding_windows_are_the_grids_on_each_objects_union_box(ratio):
+    """Issue 22: each object's candidates counted only on the union box of their foreground cells give exactly the
+    whole grids' values there, and the box is the union of the grids' non-zero cells (all-empty objects: None);
+    small windows (avg_pool2d) and large ones (byte counts) alike."""
+    state = dataclasses.replace(sam_state(H, W), embed_stride=4 * ratio, mask_stride=4)
+    gen = torch.Generator().manual_seed(ratio)
+    logits = torch.full((4, 18, 66, 70), -1.0)
+    logits[0, :, 10:14, 20:23] = torch.randn(18, 4, 3, generator=gen)  # a few cells
+    logits[1] = torch.randn(18, 66, 70, generator=gen) - 0.5  # most of the grid
+    logits[2, 3, 60:, 64:] = 1.0  # one candidate in the corner, past the whole cells
+    n, g, h, w = logits.shape
+    grids = state.logits_to_embedding_grid(logits.reshape(n * g, h, w)).view(n, g, h // ratio, w // ratio)
+    windows = state.logits_to_embedding_windows(logits)
+    for grid, window in zip(grids, windows):
+        cells = grid.amax(0).nonzero()
+        if window is None:
+            assert len(cells) == 0
+            continue
+        y0, x0, part = window
+        assert cells.min(0).values.tolist() == [y0, x0]
+        assert (cells.max(0).values + 1).tolist() == [y0 + part.shape[1], x0 + part.shape[2]]
+        assert torch.equal(part, grid[:, y0:y0 + part.shape[1], x0:x0 + part.shape[2]])
+    assert windows[3] is None and windows[0][2].shape[1:] == (-(-14 // ratio) - 10 // ratio, -(-23 // ratio) - 20 // ratio)
+
+
+def test_foreground_is_logits_above_zero():
+    """``foreground`` (numpy on the CPU) thresholds exactly as ``logits > 0``: zeros of both signs, NaN, infinities,
+    non-contiguous views and other dtypes."""
+    x = torch.tensor([[0.0, -0.0, 1e-45, -1e-45, float("nan"), float("inf"), -float("inf"), 3.0]]).repeat(3, 1)
+    for t in (x, x.t(), x[:, ::2], x.half(), x.double()):
+        assert torch.equal(foreground(t), t > 0) and foreground(t).dtype == torch.bool
 
 
 def test_counters(backend, state, image):
