@@ -487,7 +487,11 @@ class SamPDTracker:
         scores = sims.clone() if cfg.selection == "similarity" else \
             self._candidate_scores(state, feats, tracks, logits, ious)[:, 0]
         logits, ious = logits[:, 0], ious[:, 0]
-        suspect = [i for i, t in enumerate(tracks) if _needs_grid(cfg, t, float(sims[i]), float(ious[i]), logits[i])]
+        # the candidates' and the previous masks' areas on the mask grid, all objects at once
+        areas = foreground(logits).flatten(1).sum(1).tolist()
+        previous = (torch.stack([t.grid_mask for t in tracks]).to(logits.device) > 0.5).flatten(1).sum(1).tolist()
+        suspect = [i for i, (t, sim, iou) in enumerate(zip(tracks, sims.tolist(), ious.tolist()))
+                   if _needs_grid(cfg, t, sim, iou, areas[i], previous[i])]
         chosen, chosen_iou = logits.clone(), ious.clone()
         if suspect:
             d_tracks = [tracks[i] for i in suspect]
@@ -503,8 +507,9 @@ class SamPDTracker:
                 sims[d] = c_score.to(sims.dtype)
             else:
                 sims[d] = self._similarities(state, feats, d_tracks, c[:, None])[:, 0].to(sims.dtype)
-        for i, t in enumerate(tracks):
-            _remember(cfg, t, float(sims[i]), float(chosen_iou[i]), i in suspect)
+        grid = set(suspect)
+        for i, (t, sim, iou) in enumerate(zip(tracks, sims.tolist(), chosen_iou.tolist())):
+            _remember(cfg, t, sim, iou, i in grid)
         return chosen, chosen_iou, scores
 
     def _update(
@@ -657,7 +662,7 @@ def vanilla_index(cfg: SamPDConfig) -> int:
     return (cfg.grid_size**2 // 2) * len(cfg.scales) + cfg.scales.index(1.0)
 
 
-def _needs_grid(cfg: SamPDConfig, t: _Track, sim: float, iou: float, logits: torch.Tensor) -> bool:
+def _needs_grid(cfg: SamPDConfig, t: _Track, sim: float, iou: float, area: int, prev_area: int) -> bool:
     """Adaptive denoising: whether an object's vanilla candidate needs the full one-to-many grid (Sec. III-C).
 
     Suspect when the object has no history (its first propagated frame, or the first after being lost), when the
@@ -668,8 +673,8 @@ def _needs_grid(cfg: SamPDConfig, t: _Track, sim: float, iou: float, logits: tor
     threshold of 0 disables its test.
 
     Args:
-        logits: ``(h_m, w_m)`` the candidate's low-resolution logits (foreground where ``> 0``), on the grid of
-            ``t.grid_mask``
+        area: the candidate's foreground cells on the low-resolution mask grid (logits ``> 0``)
+        prev_area: the previous mask's cells on that grid (``t.grid_mask > 0.5``)
     """
     if t.sim_mean is None or t.iou_mean is None:
         return True
@@ -677,7 +682,6 @@ def _needs_grid(cfg: SamPDConfig, t: _Track, sim: float, iou: float, logits: tor
         return True
     if sim < t.sim_mean - (1 - cfg.adaptive_similarity) * abs(t.sim_mean) or iou < cfg.adaptive_iou * t.iou_mean:
         return True
-    area, prev_area = int((logits > 0).sum()), int((t.grid_mask > 0.5).sum())
     return area == 0 or bool(cfg.adaptive_area and abs(area - prev_area) > cfg.adaptive_area * prev_area)
 
 
