@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
@@ -116,8 +117,9 @@ class ImageState:
         """
         return _cell_fractions(foreground(low_res_logits), self.embed_stride // self.mask_stride)
 
-    def logits_to_embedding_windows(self, low_res_logits: torch.Tensor) -> list:
-        """``(N, G, h_m, w_m)`` mask logits of ``N`` objects' ``G`` candidates -> per object, its candidates'
+    def logits_to_embedding_windows(self, low_res_logits) -> list:
+        """``(N, G, h_m, w_m)`` mask logits of ``N`` objects' ``G`` candidates (or a sequence of ``(N, G_j, h_m,
+        w_m)`` parts of them along ``G``, not concatenated) -> per object, its candidates'
         :meth:`logits_to_embedding_grid` on the union box of their foreground cells: ``(y0, x0, (G, uh, uw))``
         (top-left cell, fractions), or ``None`` when every candidate is empty.
 
@@ -125,9 +127,10 @@ class ImageState:
         cells only inside each object's box (many small objects: each candidate's mask is a few cells of the grid).
         """
         k = self.embed_stride // self.mask_stride
-        fg = foreground(low_res_logits)
-        h, w = (n // k * k for n in fg.shape[-2:])  # (avg_pool2d's floor)
-        union = fg[..., :h, :w].view(torch.uint8).amax(1)  # (N, h, w) any candidate (torch's bool reductions are slow)
+        parts = [foreground(p) for p in ([low_res_logits] if torch.is_tensor(low_res_logits) else low_res_logits)]
+        h, w = (n // k * k for n in parts[0].shape[-2:])  # (avg_pool2d's floor)
+        # (N, h, w) any candidate (in bytes: torch's bool reductions are slow)
+        union = functools.reduce(torch.maximum, [fg[..., :h, :w].view(torch.uint8).amax(1) for fg in parts])
         rows, cols = union.amax(2), union.amax(1)  # (N, h), (N, w)
         first = lambda a: a.argmax(-1)  # noqa: E731
         last = lambda a: a.shape[-1] - first(a.flip(-1))  # noqa: E731
@@ -138,8 +141,8 @@ class ImageState:
                 out.append(None)
                 continue
             y0, x0, y1, x1 = y0 // k, x0 // k, -(-y1 // k), -(-x1 // k)
-            cells = _cell_fractions(fg[i, :, y0 * k:y1 * k, x0 * k:x1 * k], k)
-            out.append((y0, x0, cells))
+            crops = [fg[i, :, y0 * k:y1 * k, x0 * k:x1 * k] for fg in parts]
+            out.append((y0, x0, _cell_fractions(crops[0] if len(crops) == 1 else torch.cat(crops), k)))
         return out
 
     def mask_to_grid(self, masks: torch.Tensor, stride: int) -> torch.Tensor:

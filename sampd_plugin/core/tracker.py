@@ -379,7 +379,8 @@ class SamPDTracker:
         predicted IoU (``config.selection``).
 
         Args:
-            logits: ``(N, G, h_m, w_m)`` candidates' low-resolution logits; ious: ``(N, G)`` predicted IoUs
+            logits: ``(N, G, h_m, w_m)`` candidates' low-resolution logits (or a sequence of ``(N, G_j, h_m, w_m)``
+                parts of them along ``G``); ious: ``(N, G)`` predicted IoUs
 
         Returns:
             the chosen ``(N, h_m, w_m)`` logits, their ``(N,)`` predicted IoUs and ``(N,)`` selection scores (the
@@ -395,7 +396,7 @@ class SamPDTracker:
             idx = select_candidates(cand)
             scores = cand.gather(1, idx[:, None])[:, 0]
         rows = torch.arange(n, device=idx.device)
-        return logits[rows, idx], ious[rows, idx], scores
+        return _pick(logits, idx), ious[rows, idx], scores
 
     def _candidate_scores(
         self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor, ious: torch.Tensor
@@ -405,17 +406,19 @@ class SamPDTracker:
         if self.config.selection == "predicted_iou":
             return ious
         if self.config.selection == "iou_prev":
-            return iou_with_previous(logits, torch.stack([t.grid_mask for t in tracks]).to(logits.device))
+            previous = torch.stack([t.grid_mask for t in tracks]).to(ious.device)
+            return torch.cat([iou_with_previous(part, previous) for part in _parts(logits)], dim=1)
         return self._similarities(state, feats, tracks, logits)
 
     def _similarities(
         self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor
     ) -> torch.Tensor:
         """Eq. 2 similarity of each candidate to its object's template, relative to the template's own:
-        ``(N, G, h_m, w_m)`` logits -> ``(N, G)``, all objects' candidates at once, each object's on the union box of its
-        candidates (:func:`window_similarities`)."""
+        ``(N, G, h_m, w_m)`` logits (or parts of them along ``G``, :func:`_parts`) -> ``(N, G)``, all objects'
+        candidates at once, each object's on the union box of its candidates (:func:`window_similarities`)."""
         windows = state.logits_to_embedding_windows(logits)
-        sims = window_similarities([t.template for t in tracks], feats, windows, logits.shape[1])
+        g = sum(part.shape[1] for part in _parts(logits))
+        sims = window_similarities([t.template for t in tracks], feats, windows, g)
         return sims / torch.tensor([t.self_score for t in tracks], dtype=sims.dtype, device=sims.device)[:, None]
 
     # --- overlap-aware tracking (our extension) -----------------------------------------------------------------
@@ -498,7 +501,8 @@ class SamPDTracker:
             rest = [j for j in range(cfg.num_prompts) if j != centre]
             r_logits, r_ious = self._first_stage(state, d_tracks, [negs[i] for i in suspect], rest)
             d = torch.as_tensor(suspect, device=logits.device)
-            all_logits = torch.cat([r_logits[:, :centre], logits[d, None], r_logits[:, centre:]], dim=1)
+            # all G candidates in grid order, the vanilla one among the others (parts, not copied into one tensor)
+            all_logits = (r_logits[:, :centre], logits[d, None], r_logits[:, centre:])
             all_ious = torch.cat([r_ious[:, :centre], ious[d, None].to(r_ious.dtype), r_ious[:, centre:]], dim=1)
             c, c_iou, c_score = self._many_to_one(state, feats, d_tracks, all_logits, all_ious)
             chosen[d], chosen_iou[d] = c.to(chosen.dtype), c_iou.to(chosen_iou.dtype)
@@ -693,6 +697,26 @@ def _remember(cfg: SamPDConfig, t: _Track, sim: float, iou: float, grid: bool):
     t.sim_mean = sim if t.sim_mean is None else (1 - a) * t.sim_mean + a * sim
     t.iou_mean = iou if t.iou_mean is None else (1 - a) * t.iou_mean + a * iou
     t.since_grid = 0 if grid else t.since_grid + 1
+
+
+def _parts(logits) -> List[torch.Tensor]:
+    """Candidates' ``(N, G, h_m, w_m)`` logits, or a sequence of parts of them along ``G`` -> the parts."""
+    return [logits] if torch.is_tensor(logits) else list(logits)
+
+
+def _pick(logits, idx: torch.Tensor) -> torch.Tensor:
+    """Each object's candidate ``idx`` (``(N,)``) of ``(N, G, h_m, w_m)`` logits, or of parts of them along ``G``
+    (:func:`_parts`) -> ``(N, h_m, w_m)``."""
+    parts = _parts(logits)
+    if len(parts) == 1:
+        return parts[0][torch.arange(len(idx), device=idx.device), idx]
+    out = parts[0].new_empty((len(idx), *parts[0].shape[2:]))
+    start = 0
+    for part in parts:
+        rows = torch.nonzero((idx >= start) & (idx < start + part.shape[1]))[:, 0]
+        out[rows] = part[rows, idx[rows] - start]
+        start += part.shape[1]
+    return out
 
 
 def _box_centre(box: np.ndarray) -> np.ndarray:
