@@ -408,6 +408,11 @@ def test_an_empty_target_is_refused_before_anything_is_written(plugin, make_synt
     ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
     empty = ds.limit(0)
     assert sp.track(empty, model="synthetic", progress=False)["samples"] == 0  # the SDK: nothing tracked, written
-    with pytest.raises(ExecutionError, match="nothing to track"):  # the App: refused
-        foo.execute_operator(uri("track_objects"), ctx=dict(view=empty, params=dict(model="synthetic")))
+    for name in ("track_objects", "auto_track_objects"):  # the App: refused, in the form and at execution
+        with pytest.raises(ExecutionError, match="nothing to track"):
+            foo.execute_operator(uri(name), ctx=dict(view=empty, params=dict(model="synthetic")))
+        op = foo.get_operator(uri(name))
+        ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, view=empty._serialize(), params=dict(
+            model="synthetic")))
+        assert any("nothing to track" in e.reason for e in ValidationContext(ctx, op.resolve_input(ctx), op).errors)
     assert not ds.has_frame_field("sampd") and ds.app_config.color_scheme is None
