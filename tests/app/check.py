@@ -876,11 +876,12 @@ class Check:
         """Correct in the App, then re-propagate, as an annotator does: the Annotate tab edits ``frames.sampd`` at
         once (its label schema), its timeline shows one track per object; on the frame N where the worst object first
         fails, the object is selected and its mask painted over its true extent (brush) and erased elsewhere
-        (eraser): the edit is saved. ``re-propagate`` opened from the same modal proposes frame N, keeps it (the
-        painted mask, now the prompt), replaces the object on the later frames, which then fit the ground truth
-        better, and says the evaluation is out of date. The modal reopens on the new labels (a later frame draws the
-        object where it now is), still one track per object, and the page sends no stale edit afterwards (the labels
-        stay as the run wrote them)."""
+        (eraser): the edit is saved. ``re-propagate`` opened from the same modal proposes frame N and notes that the
+        run's point-prompt method barely uses a correction; with the overlap-aware method chosen, it keeps frame N
+        (the painted mask, now the prompt), replaces the object on the later frames, which fit the ground truth at
+        least as well as before (mean J), and says the evaluation is out of date. The modal reopens on the new
+        labels (a later frame draws the object where it now is), still one track per object, and the page sends no
+        stale edit afterwards (the labels stay as the run wrote them)."""
         from sampd_plugin.core.frames import iter_frames
         from sampd_plugin.core.metrics import region_similarity as jaccard
         from sampd_plugin.fo import ui
@@ -949,6 +950,8 @@ class Check:
         frame_input = self.wait(lambda: self.xpath(
             "//*[normalize-space(text())='Corrected frame']/following::input[@type='number'][1]"), what="the frame")[0]
         assert frame_input.get_attribute("value") == str(n), f"proposed frame {frame_input.get_attribute('value')}"
+        assert "barely uses your correction" in self.body_text(), "no note on the point-prompt method"
+        self.choose("run", "overlap-aware")  # a box method: it propagates the corrected mask itself
         self.shot("annotate-repropagate-form")
         painted = masks(n)[index]  # what the run reads (a stroke may have been saved since)
         self.click_again(lambda: self.xpath("//button[normalize-space(.)='Execute']"), "the Execute button")
@@ -965,6 +968,8 @@ class Check:
         changed = [fn for fn, m in later.items() if m is None or not np.array_equal(mask_of(fn), m)]
         assert changed, "no later frame changed"
         j_after = np.mean([jaccard(mask_of(fn), mask_of(fn, "ground_truth")) for fn in later])
+        assert j_after >= j_later, (f"the correction made object {index}'s later frames worse (mean J {j_later:.2f} "
+                                    f"-> {j_after:.2f})")
         instances = {}
         for fr in sample.frames.values():
             for d in fr["sampd"].detections:
@@ -992,9 +997,10 @@ class Check:
         assert labels() == written, "the labels changed after the run (a stale page re-sent edits)"
         self.close_modal()
         return (f"{ui.object_name(row)}: frame {n} painted (J {j_before:.2f} -> {jaccard(painted, gt[index]):.2f}), "
-                f"proposed and kept as the prompt; {len(changed)} of {len(later)} later frames changed (mean J "
-                f"{j_later:.2f} -> {j_after:.2f}); evaluation flagged out of date; one timeline track per object "
-                f"before and after ({tracks_after}); frame {m} drawn with the new mask (difference to the raw frame "
+                f"proposed and kept as the prompt; re-propagated with 'overlap': {len(changed)} of {len(later)} later "
+                f"frames changed (mean J {j_later:.2f} -> {j_after:.2f}); evaluation flagged out of date; one timeline "
+                f"track per object before and after ({tracks_after}); frame {m} drawn with the new mask (difference to "
+                f"the raw frame "
                 f"{d_moved if d_moved is None else round(d_moved, 1)}); labels unchanged "
                 f"{time.time() - t_written:.0f} s after the run; phases {np.diff(marks + [time.time()]).round(0).tolist()} s")
 
