@@ -4,6 +4,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import sampd_plugin as sp
+from sampd_plugin.fo import ui
 
 from . import forms
 
@@ -45,6 +46,7 @@ class AutoTrackObjects(foo.Operator):
         return types.Property(inputs, view=types.View(label="SAM-PD: track everything"))
 
     def execute(self, ctx):
+        forms.refuse_empty(ui.layout_of(ctx.target_view(), **forms.sequence_kwargs(ctx.params)))
         result = sp.run_request(ctx.target_view(), forms.track_request(ctx, "auto"), **forms.run_options(ctx))
         forms.finish(ctx)
         return forms.job_result(result)
@@ -55,6 +57,7 @@ class AutoTrackObjects(foo.Operator):
 
 def _validate(inputs, ctx, target, label_prop):
     try:
+        forms.refuse_empty(ui.layout_of(target, **forms.sequence_kwargs(ctx.params)))
         plan = sp.plan_track(target, forms.track_request(ctx, "auto"))
     except ValueError as e:  # SampdInputError: its .field is the input at fault
         forms.refuse_input(inputs, e, fallback=label_prop)

@@ -396,9 +396,10 @@ def eval_fields(dataset, eval_key):
 
 def show_colors(ctx):
     """Hands the dataset's saved colour scheme (objects coloured by index, the doubtful flag in red) to the open App,
-    which otherwise keeps the scheme it read when it opened the dataset."""
+    which otherwise keeps the scheme it read when it opened the dataset; not when the App already shows it (handed
+    again, it makes the App recolour thumbnails it is still drawing: some then show boxes without masks)."""
     scheme = ui.session_color_scheme(ctx.dataset)
-    if scheme:
+    if scheme and not ui.app_shows_color_scheme(ctx.dataset):
         ctx.trigger("set_color_scheme", scheme)
 
 

@@ -10,6 +10,10 @@ from sampd_plugin.fo import ui
 from . import forms
 
 
+#: the ``preset`` choice that keeps the method the field was tracked with (its ``_track`` marker's settings)
+RUN_PRESET = "run"
+
+
 class RepropagateFromFrame(foo.Operator):
     @property
     def config(self):
@@ -54,6 +58,13 @@ class RepropagateFromFrame(foo.Operator):
                     view=directions)
         inputs.str("object_ids", required=False, label="Object ids (optional)",
                    description="comma-separated indexes to re-propagate; empty = every object on the frame")
+        presets = types.Dropdown(label="Method")
+        presets.add_choice(RUN_PRESET, label="the run's own method and settings")
+        for name in ui.PRESETS:
+            presets.add_choice(name, label=ui.PRESET_LABELS.get(name, name))
+        inputs.enum("preset", presets.values(), default=RUN_PRESET, view=presets,
+                    description="by default the method the field was tracked with; another one applies to the "
+                                "re-propagated frames only")
         forms.device_input(inputs, ctx)
         if sample_id is None:
             forms.error(inputs, "Open a video (or the corrected image of an image sequence) in the sample modal, or "
@@ -64,9 +75,16 @@ class RepropagateFromFrame(foo.Operator):
             try:
                 kw = _kwargs(ctx.params, default_field, images)
                 plan = sp.plan_repropagate(ctx.dataset.select(sample_id), **kw)
+                method = plan.config.preset_name or "custom settings"
                 forms.notice(inputs, f"objects {plan.object_ids} of frame {plan.sequence.frame_name(plan.from_frame)} "
-                                     f"of {plan.sequence.name} are re-propagated {plan.direction} with {plan.model}",
-                             "plan")
+                                     f"of {plan.sequence.name} are re-propagated {plan.direction} with {plan.model}, "
+                                     f"method '{method}'", "plan")
+                if plan.config.prompt_type == "point":
+                    forms.warning(inputs, f"'{method}' prompts each frame with one point of the previous mask: the "
+                                          "mask you corrected only moves that point, and the later frames keep the "
+                                          "method's own failures. Choose a box method (e.g. 'overlap') to propagate "
+                                          "the corrected mask itself.", "point_method",
+                                  label="A point-prompt method barely uses your correction")
             except ValueError as e:  # SampdInputError included
                 forms.refuse_input(inputs, e)
         return types.Property(inputs, view=types.View(label="SAM-PD: re-propagate from a corrected frame"))
@@ -144,6 +162,7 @@ def _kwargs(params, default_field=None, images=False):
         except ValueError:
             raise ValueError(f"object ids must be comma-separated integers, got {params.get('object_ids')!r}")
     from_frame = None if images else forms.param(params, "frame_number", 1)
+    preset = params.get("preset")
     return dict(label_field=params.get("label_field") or default_field, from_frame=from_frame,
                 direction=params.get("direction") or "forward", object_ids=ids or None,
-                **forms.sequence_kwargs(params))
+                config=None if preset in (None, "", RUN_PRESET) else preset, **forms.sequence_kwargs(params))

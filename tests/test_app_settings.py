@@ -76,3 +76,29 @@ def test_the_open_app_gets_the_saved_scheme(make_synthetic):
     assert params["color_by"] == "value" and params["fields"] == ds.app_config.color_scheme.fields
     assert app.shown_paths(ds, ["frames.sampd", "ground_truth"]) == [
         "frames.sampd", "sampd", "frames.sampd_doubtful", "sampd_doubtful", "frames.ground_truth", "ground_truth"]
+
+
+def test_the_scheme_is_handed_over_only_to_an_app_that_does_not_show_it(make_synthetic):
+    """The App server's session scheme is built from the saved one when the App switches to the dataset: the same
+    scheme again is not handed over (it makes the App recolour thumbnails it is still drawing); a field tracked since,
+    or the App on another dataset or none, needs it (also with the App's snake_case spelling of the settings)."""
+    import fiftyone.core.state as fos
+    from fiftyone.server.events import state as server_state
+
+    ds = make_synthetic(num_videos=1, num_frames=2, num_objects=2, height=48, width=64)
+    sp.track(ds, model="synthetic", progress=False)
+    before = server_state.get_state()
+    try:
+        assert not app.app_shows_color_scheme(ds)  # no App shows the dataset
+        server_state.set_state(fos.StateDescription(dataset=ds, color_scheme=fos.build_color_scheme(None, ds)))
+        assert app.app_shows_color_scheme(ds)
+        handed = fo.ColorScheme(color_by="value", fields=[
+            {"path": f["path"], "color_by_attribute": f.get("colorByAttribute"), "field_color": f.get("fieldColor"),
+             "value_colors": f.get("valueColors"), "mask_targets_colors": None}
+            for f in ds.app_config.color_scheme.fields])
+        server_state.set_state(fos.StateDescription(dataset=ds, color_scheme=handed))  # as the App hands it back
+        assert app.app_shows_color_scheme(ds)
+        sp.track(ds, label_field="sampd_new", model="synthetic", progress=False)
+        assert not app.app_shows_color_scheme(ds)  # the App shows the scheme without the new field
+    finally:
+        server_state.set_state(before)

@@ -117,9 +117,18 @@ def test_repropagate_from_frame_immediate_and_delegated(plugin, make_synthetic):
         assert [d.index for d in sample.frames[fn].sampd.detections] == [1, 2]
     marked = {d.index: d.has_field("is_prompt") and d.is_prompt for d in sample.frames[3].sampd.detections}
     assert marked == {1: True, 2: False}  # the corrected frame: object 1 is now a prompt
+    # the form: by default the run's method, whose point prompts barely use a correction (it says so); another one
+    op = foo.get_operator(uri("repropagate_from_frame"))
+    for preset, method in ((None, "point"), ("overlap", "overlap")):
+        form = op.resolve_type(ExecutionContext(request_params=dict(
+            dataset_name=ds.name, current_sample=sample.id, params=dict(params, **({"preset": preset} if preset
+                                                                                  else {})))), "inputs").to_json()
+        props = form["type"]["properties"]
+        assert props["preset"]["default"] == "run" and f"method '{method}'" in props["plan"]["view"]["label"]
+        assert ("point_method" in props) == (method == "point")
     foo.execute_operator(uri("repropagate_from_frame"), request_delegation=True,
-                         ctx=dict(dataset=ds, selected=[sample.id],
-                                  params=dict(label_field="sampd", frame_number=3, direction="backward")))
+                         ctx=dict(dataset=ds, selected=[sample.id], params=dict(
+                             label_field="sampd", frame_number=3, direction="backward", preset="full")))
     (op,) = run_queue(ds)
     assert op.run_state == ExecutionRunState.COMPLETED, op.result.error
     assert op.result.result["frames"] == {"backward": 2}
@@ -408,6 +417,11 @@ def test_an_empty_target_is_refused_before_anything_is_written(plugin, make_synt
     ds = make_synthetic(num_videos=1, num_frames=2, num_objects=1)
     empty = ds.limit(0)
     assert sp.track(empty, model="synthetic", progress=False)["samples"] == 0  # the SDK: nothing tracked, written
-    with pytest.raises(ExecutionError, match="nothing to track"):  # the App: refused
-        foo.execute_operator(uri("track_objects"), ctx=dict(view=empty, params=dict(model="synthetic")))
+    for name in ("track_objects", "auto_track_objects"):  # the App: refused, in the form and at execution
+        with pytest.raises(ExecutionError, match="nothing to track"):
+            foo.execute_operator(uri(name), ctx=dict(view=empty, params=dict(model="synthetic")))
+        op = foo.get_operator(uri(name))
+        ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, view=empty._serialize(), params=dict(
+            model="synthetic")))
+        assert any("nothing to track" in e.reason for e in ValidationContext(ctx, op.resolve_input(ctx), op).errors)
     assert not ds.has_frame_field("sampd") and ds.app_config.color_scheme is None

@@ -203,8 +203,11 @@ def test_repropagate_changes_only_the_chosen_side_and_improves_j(make_synthetic)
     hw = (sample.metadata.frame_height, sample.metadata.frame_width)
     k = 6
     gt_k = sample.frames[k].ground_truth
-    for field in ("pt", "pt_back"):  # the person's correction on frame k
-        sample.frames[k][field] = fo.Detections(detections=[d.copy() for d in gt_k.detections])
+    for field in ("pt", "pt_back"):  # the person's correction on frame k (over detections the tracker flagged)
+        corrected = [d.copy() for d in gt_k.detections]
+        for d in corrected:
+            d.confusion, d.occluded = "switch", True
+        sample.frames[k][field] = fo.Detections(detections=corrected)
     sample.save()
     before = {f: frame_j(sample, f, hw) for f in ("pt", "pt_back")}
     labels = {f: [str(v) for v in ds.values(f"frames.{f}")[0]] for f in ("pt", "pt_back")}
@@ -225,6 +228,7 @@ def test_repropagate_changes_only_the_chosen_side_and_improves_j(make_synthetic)
         for det, corrected in zip(dets, gt_k.detections):
             assert det.bounding_box == corrected.bounding_box and np.array_equal(det.mask, corrected.mask)
             assert det.is_prompt and not det.lost and det.confidence is None and det.score is None and det.iou is None
+            assert det.confusion is None and det.occluded is False
         # one FiftyOne instance per object on every frame (one track each in the App's timeline)
         instances = {}
         for frame in sample.frames.values():

@@ -12,7 +12,8 @@ colours it gives to indexes, and a colour mode the user chose is not changed. Th
 classification (:mod:`sampd_plugin.core.quality`) is drawn in :data:`DOUBTFUL_COLOR`.
 
 A running App reads the dataset's scheme only when it switches to the dataset; :func:`session_color_scheme` is what an
-operator hands to the App's ``set_color_scheme`` operator to show new settings at once.
+operator hands to the App's ``set_color_scheme`` operator to show new settings at once, where
+:func:`app_shows_color_scheme` says the App does not show them yet.
 
 :func:`annotation_schema` gives an output field the label schema of the App's Annotate tab (sample modal), so that a
 person can correct masks there at once (without setting the field up and scanning it in the schema manager, whose
@@ -108,6 +109,37 @@ def session_color_scheme(dataset):
     if scheme.opacity is not None:
         params["opacity"] = scheme.opacity
     return {k: v for k, v in params.items() if v is not None}
+
+
+def app_shows_color_scheme(dataset):
+    """Whether the App server this runs in (an operator executing in the App) already shows ``dataset``'s saved
+    colour scheme: its session scheme (built from the saved one when the App switched to the dataset, kept after it,
+    page reloads included) has the saved colour mode and field settings. Then :func:`session_color_scheme` need not be
+    handed over again, and must not be: FiftyOne 1.22's grid recolours the thumbnails it is still painting, and on a
+    busy machine some of them then keep their boxes without their masks until they are redrawn. ``False`` outside an
+    App server or where the App shows another dataset."""
+    from fiftyone.server.events.state import get_state
+
+    state = get_state()
+    saved, shown = dataset.app_config.color_scheme, state.color_scheme
+    if state.dataset is None or state.dataset.name != dataset.name or shown is None:
+        return False
+    if saved is None:
+        return True
+    return saved.color_by in (None, shown.color_by) and _field_settings(saved) == _field_settings(shown)
+
+
+def _field_settings(scheme):
+    """``{path: {setting: value}}`` of a colour scheme's field entries, whatever their spelling: the App hands them
+    back with snake_case keys (``color_by_attribute``), the saved scheme has camelCase ones; empty settings left out."""
+    def key(k):
+        return k.replace("_", "").lower()
+
+    def value(v):
+        return sorted((str(i.get("value")), i.get("color")) for i in v) if isinstance(v, (list, tuple)) else v
+
+    return {f.get("path"): {key(k): value(v) for k, v in dict(f).items() if k != "path" and v not in (None, [], {})}
+            for f in (scheme.fields or [])}
 
 
 def shown_paths(dataset, label_fields):

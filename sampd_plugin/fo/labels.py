@@ -135,10 +135,10 @@ def object_instance(head_id: str, label_field: str, index: int) -> "fo.Instance"
 
 def mark_prompt(detection) -> "fo.Detection":
     """Marks a corrected detection as the prompt of a re-propagation (in place): ``is_prompt``, not ``lost``, its
-    tracker scores (``confidence``, ``score``, ``iou``) and ``doubtful`` tag cleared: they described the tracker's
-    mask, which the correction replaced."""
-    detection.is_prompt, detection.lost = True, False
-    detection.confidence = detection.score = detection.iou = None
+    tracker scores (``confidence``, ``score``, ``iou``), identity and occlusion flags (``confusion``, ``occluded``) and
+    ``doubtful`` tag cleared: they described the tracker's mask, which the correction replaced."""
+    detection.is_prompt, detection.lost, detection.occluded = True, False, False
+    detection.confidence = detection.score = detection.iou = detection.confusion = None
     detection.tags = [t for t in (detection.tags or []) if t != quality.DOUBTFUL_TAG]
     return detection
 

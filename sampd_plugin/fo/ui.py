@@ -22,7 +22,8 @@ registers the plugin) imports neither torch nor the tracking code.
                            corrections), latest first
 ``worker_seen``            whether a delegated worker ran recently (the forms' Execute / Schedule default)
 ``shown_paths``            the sidebar paths that show output fields in every view; ``session_color_scheme`` the
-                           dataset's colour scheme as the App's ``set_color_scheme`` operator takes it;
+                           dataset's colour scheme as the App's ``set_color_scheme`` operator takes it, needed
+                           unless ``app_shows_color_scheme``;
                            ``annotation_schema`` gives an output field the Annotate tab's label schema
 ``VIEWS`` ...              the saved failure views: ``view_name``, ``view_names``, ``failure_frame``; ``FAILURE_TH``
                            (the default failure threshold)
@@ -38,7 +39,7 @@ _MODULES = {
     "sampd_plugin.fo.identity": ("output_fields", "output_identity"),  # field discovery, ownership
     "sampd_plugin.fo.runs": ("run_states", "edited_frames"),
     "sampd_plugin.ops.delegated": ("worker_seen",),
-    "sampd_plugin.fo.app": ("session_color_scheme", "shown_paths", "annotation_schema"),
+    "sampd_plugin.fo.app": ("session_color_scheme", "app_shows_color_scheme", "shown_paths", "annotation_schema"),
     "sampd_plugin.backends.registry": ("MODELS", "MODEL_LABELS", "check_model", "checkpoint_status", "model_warning",
                                        "resolve_device", "device_choices"),
     "sampd_plugin.core.config": ("PRESETS", "PRESET_LABELS", "DEFAULT_PRESETS"),
