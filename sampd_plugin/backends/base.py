@@ -127,7 +127,7 @@ class ImageState:
         cells only inside each object's box (many small objects: each candidate's mask is a few cells of the grid).
         """
         k = self.embed_stride // self.mask_stride
-        parts = [foreground(p) for p in ([low_res_logits] if torch.is_tensor(low_res_logits) else low_res_logits)]
+        parts = [foreground(p) for p in logit_parts(low_res_logits)]
         h, w = (n // k * k for n in parts[0].shape[-2:])  # (avg_pool2d's floor)
         # (N, h, w) any candidate (in bytes: torch's bool reductions are slow)
         union = functools.reduce(torch.maximum, [fg[..., :h, :w].view(torch.uint8).amax(1) for fg in parts])
@@ -187,6 +187,12 @@ def _cell_fractions(fg: torch.Tensor, k: int) -> torch.Tensor:
     for i in range(1, k):
         count += cols[..., i]
     return count.float() / (k * k)
+
+
+def logit_parts(logits) -> list:
+    """Candidates' ``(N, G, h_m, w_m)`` logits, or a sequence of parts of them along ``G`` (not concatenated) ->
+    the parts, as a list."""
+    return [logits] if torch.is_tensor(logits) else list(logits)
 
 
 def foreground(logits: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter, foreground
+from sampd_plugin.backends.base import Decoded, ImageState, PromptableSegmenter, foreground, logit_parts
 from sampd_plugin.core.config import SamPDConfig
 from sampd_plugin.core.frames import prefetch_depth, prefetch_frames
 from sampd_plugin.core.identity import confusions
@@ -407,17 +407,18 @@ class SamPDTracker:
             return ious
         if self.config.selection == "iou_prev":
             previous = torch.stack([t.grid_mask for t in tracks]).to(ious.device)
-            return torch.cat([iou_with_previous(part, previous) for part in _parts(logits)], dim=1)
+            return torch.cat([iou_with_previous(part, previous) for part in logit_parts(logits)], dim=1)
         return self._similarities(state, feats, tracks, logits)
 
     def _similarities(
         self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor
     ) -> torch.Tensor:
         """Eq. 2 similarity of each candidate to its object's template, relative to the template's own:
-        ``(N, G, h_m, w_m)`` logits (or parts of them along ``G``, :func:`_parts`) -> ``(N, G)``, all objects'
-        candidates at once, each object's on the union box of its candidates (:func:`window_similarities`)."""
+        ``(N, G, h_m, w_m)`` logits (or parts of them along ``G``: :func:`~sampd_plugin.backends.base.logit_parts`)
+        -> ``(N, G)``, all objects' candidates at once, each object's on the union box of its candidates
+        (:func:`window_similarities`)."""
         windows = state.logits_to_embedding_windows(logits)
-        g = sum(part.shape[1] for part in _parts(logits))
+        g = sum(part.shape[1] for part in logit_parts(logits))
         sims = window_similarities([t.template for t in tracks], feats, windows, g)
         return sims / torch.tensor([t.self_score for t in tracks], dtype=sims.dtype, device=sims.device)[:, None]
 
@@ -699,15 +700,10 @@ def _remember(cfg: SamPDConfig, t: _Track, sim: float, iou: float, grid: bool):
     t.since_grid = 0 if grid else t.since_grid + 1
 
 
-def _parts(logits) -> List[torch.Tensor]:
-    """Candidates' ``(N, G, h_m, w_m)`` logits, or a sequence of parts of them along ``G`` -> the parts."""
-    return [logits] if torch.is_tensor(logits) else list(logits)
-
-
 def _pick(logits, idx: torch.Tensor) -> torch.Tensor:
     """Each object's candidate ``idx`` (``(N,)``) of ``(N, G, h_m, w_m)`` logits, or of parts of them along ``G``
-    (:func:`_parts`) -> ``(N, h_m, w_m)``."""
-    parts = _parts(logits)
+    (:func:`~sampd_plugin.backends.base.logit_parts`) -> ``(N, h_m, w_m)``."""
+    parts = logit_parts(logits)
     if len(parts) == 1:
         return parts[0][torch.arange(len(idx), device=idx.device), idx]
     out = parts[0].new_empty((len(idx), *parts[0].shape[2:]))
