@@ -13,6 +13,7 @@ from sampd_plugin.core.prompts import (
     mask_points,
     masks_points,
     mask_to_box,
+    masks_boxes,
     negative_points,
     refinement_point,
     sam_box,
@@ -262,6 +263,18 @@ def test_eq2_of_many_objects_at_once_equals_each_alone():
         fin = torch.isfinite(alone)
         assert torch.allclose(got[i][fin], alone[fin], rtol=1e-5, atol=1e-5), i
     assert torch.isinf(got[1, 2]) and torch.isinf(got[5]).all() and torch.isinf(got[6]).all()
+    # against the brute-force correlation: positive maxima (no support-overlap search) and non-positive ones alike
+    # (random features; then object 2 unlike everything while 0 and 4 look alike, all in one call)
+    unlike = [None if t is None else (-t.abs() if i == 2 else t.abs()) for i, t in enumerate(templates)]
+    signs = set()
+    for temps, e in ((templates, emb), (unlike, emb.abs())):
+        sims = template_similarities(temps, e, masks)
+        for i in (0, 2, 4):
+            for j in range(4):
+                want = brute_force_eq2(temps[i], e, masks[i, j])
+                assert sims[i, j].item() == pytest.approx(want, abs=1e-4), (i, j)
+                signs.add(bool(want > 0))
+    assert signs == {True, False}
     # groups are bounded by the work, not by the number of objects: tiny bounds give the same values
     assert torch.allclose(template_similarities(templates, emb, masks, max_elements=1), got, rtol=1e-5, atol=1e-5)
 
@@ -319,6 +332,19 @@ def test_pick_multimask_rules():
     assert pick_multimask(logits, "max_iou_prev", prev).tolist() == [2, 0]
     with pytest.raises(ValueError):
         pick_multimask(logits, "max_iou_prev")
+    logits[1, 0] = logits[1, 2]  # a tie goes to the first mask
+    assert pick_multimask(logits, "largest").tolist() == [1, 0]
+
+
+def test_foreground_counts_are_the_cells_above_zero():
+    from sampd_plugin.core.selection import foreground_counts
+
+    logits = torch.randn(4, 3, 9, 11, generator=torch.Generator().manual_seed(2))
+    logits[1, 2] = 0.0  # zero is background
+    counts = foreground_counts(logits)
+    assert counts.dtype == torch.int64 and counts.tolist() == (logits > 0).sum((-2, -1)).tolist()
+    assert counts[1, 2] == 0
+    assert foreground_counts(logits[:0]).shape == (0, 3)
 
 
 def test_iou_with_previous():
@@ -430,6 +456,34 @@ def test_mask_points_on_the_box_equal_the_whole_frame_transform():
         assert [p.tolist() for p in masks_points(frames, k)] == [mask_points(f, k).tolist() for f in frames]
         boxes = [mask_to_box(f) for f in frames]  # (given by the caller: the same points)
         assert [p.tolist() for p in masks_points(frames, k, boxes)] == [mask_points(f, k).tolist() for f in frames]
+
+
+def test_mask_points_beyond_a_thousand_pixels_from_the_boundary():
+    """Squared distances of a million and more (a 4K frame's large object) are compared exactly too (float64; below
+    that, float32 squares are exact: the first tied pixel wins)."""
+    big = np.pad(np.ones((2101, 2207), bool), 2)  # distances up to 1051, tied along the middle row
+    assert mask_points(big, 2).tolist() == points_whole_frame(big, 2).tolist()
+    assert mask_points(big, 1).tolist() == [[1052, 1052]]  # distance 1051: row 1052, the first such column
+
+
+def test_masks_boxes_are_mask_to_box_and_the_pixel_counts():
+    """issue 22: boxes and areas of many full-frame masks, each searched only in its own rows."""
+    rng = np.random.default_rng(7)
+    masks = np.zeros((9, 48, 64), bool)
+    for i in range(6):
+        y, x = rng.integers(0, 40), rng.integers(0, 56)
+        masks[i, y:y + rng.integers(1, 20), x:x + rng.integers(1, 30)] = rng.random() > 0.5
+        masks[i] |= rng.random((48, 64)) > 0.995
+    masks[6, 0, 0] = masks[6, 47, 63] = True  # the corners
+    masks[7, :, 5] = True  # one column, all rows
+    boxes, areas = masks_boxes(masks)  # masks[8] is empty
+    for i, m in enumerate(masks):
+        want = mask_to_box(m)
+        assert (boxes[i] is None) == (want is None), i
+        if want is not None:
+            assert boxes[i].tolist() == want.tolist() and boxes[i].dtype == want.dtype, i
+        assert areas[i] == int(m.sum()), i
+    assert boxes[8] is None and areas[8] == 0
 
 
 def test_mask_points_break_ties_the_same_way_every_call():

@@ -31,6 +31,32 @@ def mask_to_box(mask: np.ndarray) -> Optional[np.ndarray]:
     return np.array([x, y, x + w, y + h], dtype=np.float32)
 
 
+def masks_boxes(masks: np.ndarray) -> Tuple[List[Optional[np.ndarray]], List[int]]:
+    """:func:`mask_to_box` of each of ``(N, H, W)`` bool masks, and their pixel counts.
+
+    The rows holding foreground are found for all masks at once; each mask's columns and pixels are then looked
+    for only in its own rows (many small objects on a large frame: a small part of each mask is read twice, instead
+    of the whole mask by ``cv2.boundingRect`` and again by a count).
+
+    Returns:
+        ``N`` boxes (``None`` for an empty mask) and ``N`` pixel counts
+    """
+    masks = np.asarray(masks, dtype=bool)
+    boxes, areas = [], []
+    for mask, rows in zip(masks, masks.any(axis=2)):
+        ys = np.flatnonzero(rows)
+        if not len(ys):
+            boxes.append(None)
+            areas.append(0)
+            continue
+        y0, y1 = int(ys[0]), int(ys[-1]) + 1
+        band = mask[y0:y1].view(np.uint8)
+        x, _, w, _ = cv2.boundingRect(band)
+        boxes.append(np.array([x, y0, x + w, y1], dtype=np.float32))
+        areas.append(cv2.countNonZero(band))
+    return boxes, areas
+
+
 def sam_box(boxes: torch.Tensor) -> torch.Tensor:
     """``(..., 4)`` library boxes (exclusive right/bottom, :func:`mask_to_box`) -> SAM's box convention.
 
@@ -140,10 +166,9 @@ def masks_points(masks: Sequence[np.ndarray], k: int = 1,
     """
     out = [np.zeros((0, 2), dtype=np.int64) for _ in range(len(masks))]
     if boxes is None:
-        boxes = [cv2.boundingRect(np.ascontiguousarray(m, dtype=bool).view(np.uint8)) for m in masks]
-    else:  # (x, y, w, h) as cv2.boundingRect gives them
-        boxes = [(0, 0, 0, 0) if b is None else (int(b[0]), int(b[1]), int(b[2] - b[0]), int(b[3] - b[1]))
-                 for b in boxes]
+        boxes = masks_boxes(masks)[0]
+    boxes = [(0, 0, 0, 0) if b is None else (int(b[0]), int(b[1]), int(b[2] - b[0]), int(b[3] - b[1]))
+             for b in boxes]  # (x, y, w, h) as cv2.boundingRect gives them
     todo = sorted((i for i, b in enumerate(boxes) if b[2] > 0), key=lambda i: -boxes[i][3])
     if not todo or k < 1:
         return out
@@ -160,13 +185,12 @@ def masks_points(masks: Sequence[np.ndarray], k: int = 1,
         canvas[cy:cy + h, cx:cx + w] = masks[i][by:by + h, bx:bx + w]
     points = {i: [] for i in at}
     for j in range(k):
-        dist = cv2.distanceTransform(canvas, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        squares = _squared_distances(cv2.distanceTransform(canvas, cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
         for i, (cy, cx) in at.items():
             bx, by, w, h = boxes[i]
             if len(points[i]) == j:  # (a mask with no pixel left stops)
-                at_max = _first_farthest(dist[cy:cy + h, cx:cx + w])
-                if at_max is not None:
-                    y, x = divmod(at_max, w)
+                top, _, (x, y) = cv2.minMaxLoc(squares[cy:cy + h, cx:cx + w])[1:]  # the first largest, row-major
+                if top > 0:
                     points[i].append((bx + x, by + y))
                     canvas[cy + y, cx + x] = 0
     for i, pts in points.items():
@@ -174,20 +198,13 @@ def masks_points(masks: Sequence[np.ndarray], k: int = 1,
     return out
 
 
-def _first_farthest(dist: np.ndarray) -> Optional[int]:
-    """Row-major index of the first pixel of the largest squared distance in an exact Euclidean distance transform
-    ``dist`` (float32 square roots of integers, each within an ulp), or ``None`` if all are 0.
-
-    The squared distances are compared as integers, but only for the pixels that can hold the largest: those not
-    below ``sqrt(M - 1)`` (``M`` the largest squared distance), a few pixels rather than the whole transform in
-    float64 (two distinct squared distances below 4e6 lie further apart than an ulp of their roots)."""
-    top = float(dist.max())
-    if top <= 0:
-        return None
-    m = round(top * top)
-    near = np.flatnonzero(dist >= np.float32(np.sqrt(m - 1)))  # every pixel at sqrt(m) (and some at sqrt(m - 1))
-    squares = np.rint(np.square(dist[np.divmod(near, dist.shape[1])], dtype=np.float64))
-    return int(near[np.argmax(squares == m)])
+def _squared_distances(dist: np.ndarray) -> np.ndarray:
+    """An exact Euclidean distance transform ``dist`` (float32 square roots of integers, each within an ulp, as
+    OpenCV gives them) -> the squared distances as exact integers (float32 below ``2**20``, where the rounding
+    error of squaring in float32 stays under 0.3; else float64): equal distances compare equal."""
+    if dist.size and float(dist.max()) < 1000:  # squares < 1e6 < 2**20
+        return np.rint(np.square(dist))
+    return np.rint(np.square(dist, dtype=np.float64))
 
 
 def refinement_point(mask: np.ndarray) -> Optional[np.ndarray]:
@@ -250,11 +267,11 @@ def group_by_point_count(
             for rows, first in ((pos, 1), (~pos, 0)):
                 if not rows.any():
                     continue
+                which = idx[rows].tolist()
                 if first:
-                    coords[rows, 0] = np.stack([np.reshape(positives[i], 2) for i in idx[rows]])
+                    coords[rows, 0] = np.stack([np.reshape(positives[i], 2) for i in which])
                 if p > first:
-                    coords[rows, first:] = np.concatenate([np.reshape(negatives[i], (-1, 2)) for i in idx[rows]]
-                                                          ).reshape(-1, p - first, 2)
+                    coords[rows, first:] = _stacked([negatives[i] for i in which], p - first)
             labels = np.zeros((len(idx), p), dtype=np.int64)
             labels[pos, 0] = 1
             coords = torch.as_tensor(coords, device=device)
@@ -262,3 +279,14 @@ def group_by_point_count(
         groups.append((torch.as_tensor(idx, dtype=torch.long), coords, labels))
     return groups
 
+
+
+def _stacked(points: Sequence[np.ndarray], m: int) -> np.ndarray:
+    """``b`` prompts' ``(m, 2)`` points -> ``(b, m, 2)`` (one copy; arrays of another layout are reshaped first)."""
+    try:
+        out = np.stack(points)
+    except ValueError:
+        out = None
+    if out is None or out.shape[1:] != (m, 2):
+        out = np.stack([np.reshape(p, (m, 2)) for p in points])
+    return out

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from sampd_plugin.backends.base import foreground
+from sampd_plugin.core.metrics import pixel_counts
 
 
 def grid_bbox(weights: torch.Tensor) -> Optional[Tuple[int, int, int, int]]:
@@ -98,7 +100,7 @@ def template_similarities(templates: Sequence[torch.Tensor], embedding: torch.Te
 
 def window_similarities(templates: Sequence[torch.Tensor], embedding: torch.Tensor,
                         windows: Sequence[Optional[Tuple[int, int, torch.Tensor]]], candidates: int,
-                        max_elements: int = 1 << 24) -> torch.Tensor:
+                        max_elements: int = 1 << 24, small_work: int = 1 << 16) -> torch.Tensor:
     """Eq. 2 (:func:`template_similarity`) of ``N`` objects' candidates against their own templates, batched, from
     each object's candidate masks on the union box of their foreground cells (what
     :meth:`~sampd_plugin.backends.base.ImageState.logits_to_embedding_windows` gives).
@@ -107,11 +109,13 @@ def window_similarities(templates: Sequence[torch.Tensor], embedding: torch.Tens
     shift: with ``D(p, q) = <T(p), E(q)>`` (a matrix product), ``h_i(s) = sum_p m_i(s + p) D(p, s + p)``: the
     products ``m_i(q) D(p, q)`` summed over the template cells ``p`` into the shift ``s = q - p`` (``F.fold``, whose
     kernel offsets are the flipped template cells), at a cost of ``G x P x Q`` per object (candidates x template
-    cells x union cells); the support overlap is a one-channel correlation of indicators. Objects of similar sizes
-    are computed together, their templates and union boxes zero-padded to the group's largest (zero cells add
-    nothing and are no support, so each value is the object's own): one batched product, one fold and one grouped
-    convolution per group, a group holding objects while the padded work stays within twice their own and
-    ``max_elements`` products.
+    cells x union cells); the support overlap is a one-channel correlation of indicators, needed only for a
+    candidate whose maximum is not positive (elsewhere the correlation is exactly 0). Objects of similar sizes are
+    computed together, their templates and union boxes zero-padded to the group's largest (zero cells add nothing
+    and are no support, so each value is the object's own): one batched product and one fold per group (and one
+    grouped convolution for its candidates without a positive maximum), a group holding objects while the padded
+    work stays within twice their own (or ``small_work`` products, below which a group costs its few calls, not
+    its padding: adaptive denoising's one candidate per object) and ``max_elements`` products.
 
     Args:
         templates: ``N`` templates ``(C, th_i, tw_i)`` (:func:`masked_template`)
@@ -140,7 +144,7 @@ def window_similarities(templates: Sequence[torch.Tensor], embedding: torch.Tens
         for i in todo[1:]:  # the next largest objects join while the padded work stays within bounds
             grown = [max(a, b) for a, b in zip((th, tw, uh, uw), sizes[i])]
             padded = (len(group) + 1) * g * grown[0] * grown[1] * grown[2] * grown[3]
-            if padded > 2 * (own + work[i]) or padded > max_elements:
+            if padded > max(2 * (own + work[i]), small_work) or padded > max_elements:
                 break
             group.append(i)
             own += work[i]
@@ -162,12 +166,19 @@ def window_similarities(templates: Sequence[torch.Tensor], embedding: torch.Tens
         wq = m.flatten(2)  # (b, G, Q)
         shifts = (uh + th - 1, uw + tw - 1)  # s + (th - 1, tw - 1) >= 0
         heat = F.fold((d.flip(1)[:, None] * wq[:, :, None]).flatten(0, 1), shifts, (th, tw)).view(b, g, -1)
-        # cells where both supports meet, per shift: the same full correlation on indicators (same shift indexing)
-        overlap = F.conv2d((wq > 0).float().view(1, b * g, uh, uw),
-                           support.repeat_interleave(g, 0).view(b * g, 1, th, tw), padding=(th - 1, tw - 1),
-                           groups=b * g).view(b, g, -1)
-        heat = torch.where(overlap > 0, heat, torch.full_like(heat, float("-inf")))
-        out[torch.as_tensor(group, device=out.device)] = heat.max(dim=2).values.to(out.dtype)
+        best = heat.max(dim=2).values  # (b, G)
+        # A shift where the supports do not meet sums products with a zero factor: exactly 0. So a positive maximum
+        # is the maximum over the shifts where they meet; only the others need the support overlap per shift.
+        redo = torch.nonzero(~(best > 0)).tolist()
+        if redo:
+            rows, cands = (torch.as_tensor(ix, device=heat.device) for ix in zip(*redo))
+            # cells where both supports meet, per shift: the same full correlation on indicators (same indexing)
+            overlap = F.conv2d((wq[rows, cands] > 0).float().view(1, len(redo), uh, uw),
+                               support[rows].view(len(redo), 1, th, tw), padding=(th - 1, tw - 1),
+                               groups=len(redo)).view(len(redo), -1)
+            met = heat[rows, cands]
+            best[rows, cands] = torch.where(overlap > 0, met, torch.full_like(met, float("-inf"))).max(dim=1).values
+        out[torch.as_tensor(group, device=out.device)] = best.to(out.dtype)
     return out
 
 
@@ -180,6 +191,15 @@ def _union_boxes(masks: torch.Tensor):
     last = lambda a: a.shape[-1] - first(a.flip(-1))  # noqa: E731
     boxes = torch.stack([first(rows), first(cols), last(rows), last(cols), rows.any(-1).int()], 1).tolist()
     return [tuple(b[:4]) if b[4] else None for b in boxes]
+
+
+def foreground_counts(logits: torch.Tensor) -> torch.Tensor:
+    """``(..., h, w)`` mask logits -> ``(...)`` int64 counts of their foreground cells (``logits > 0``), on the
+    device of ``logits`` (on the CPU counted mask by mask by OpenCV: several times faster than torch's sum of
+    bools for many objects' candidates)."""
+    if logits.device.type != "cpu":
+        return (logits > 0).flatten(-2).sum(-1)
+    return torch.from_numpy(pixel_counts(foreground(logits).numpy()).astype(np.int64, copy=False))
 
 
 def iou_with_previous(logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
@@ -231,7 +251,7 @@ def pick_multimask(
         ``(N,)`` indices into ``K``
     """
     if rule == "largest":
-        return foreground(logits).flatten(2).sum(-1, dtype=torch.int32).argmax(dim=1)
+        return foreground_counts(logits).argmax(dim=1)
     if rule == "max_iou_prev":
         if previous is None:
             raise ValueError("rule 'max_iou_prev' needs the previous masks")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,10 +23,12 @@ from sampd_plugin.core.prompts import (
     group_by_point_count,
     mask_points,
     mask_to_box,
+    masks_boxes,
     masks_points,
     negative_points,
 )
 from sampd_plugin.core.selection import (
+    foreground_counts,
     iou_with_previous,
     masked_template,
     pick_multimask,
@@ -329,8 +330,7 @@ class SamPDTracker:
             occluded = self._occlusions(tracks, masks, prompt_boxes, covered)
         confusion = self._confusions(tracks, chosen)
         # every object's area, box and next-frame points at once, then the lost / re-acquire policy per object
-        areas = [cv2.countNonZero(m.view(np.uint8)) for m in masks]
-        boxes = [mask_to_box(m) for m in masks]
+        boxes, areas = masks_boxes(masks)
         points = masks_points(masks, max(1, k), boxes) if _uses_track_points(cfg) else [_NO_POINTS] * n
         ious, scores = chosen_iou.tolist(), scores.tolist()
         results = {}
@@ -492,7 +492,7 @@ class SamPDTracker:
             self._candidate_scores(state, feats, tracks, logits, ious)[:, 0]
         logits, ious = logits[:, 0], ious[:, 0]
         # the candidates' and the previous masks' areas on the mask grid, all objects at once
-        areas = foreground(logits).flatten(1).sum(1).tolist()
+        areas = foreground_counts(logits).tolist()
         previous = (torch.stack([t.grid_mask for t in tracks]).to(logits.device) > 0.5).flatten(1).sum(1).tolist()
         suspect = [i for i, (t, sim, iou) in enumerate(zip(tracks, sims.tolist(), ious.tolist()))
                    if _needs_grid(cfg, t, sim, iou, areas[i], previous[i])]
