@@ -100,7 +100,7 @@ def template_similarities(templates: Sequence[torch.Tensor], embedding: torch.Te
 
 def window_similarities(templates: Sequence[torch.Tensor], embedding: torch.Tensor,
                         windows: Sequence[Optional[Tuple[int, int, torch.Tensor]]], candidates: int,
-                        max_elements: int = 1 << 24, small_work: int = 1 << 16) -> torch.Tensor:
+                        max_elements: int = 1 << 24) -> torch.Tensor:
     """Eq. 2 (:func:`template_similarity`) of ``N`` objects' candidates against their own templates, batched, from
     each object's candidate masks on the union box of their foreground cells (what
     :meth:`~sampd_plugin.backends.base.ImageState.logits_to_embedding_windows` gives).
@@ -114,8 +114,7 @@ def window_similarities(templates: Sequence[torch.Tensor], embedding: torch.Tens
     computed together, their templates and union boxes zero-padded to the group's largest (zero cells add nothing
     and are no support, so each value is the object's own): one batched product and one fold per group (and one
     grouped convolution for its candidates without a positive maximum), a group holding objects while the padded
-    work stays within twice their own (or ``small_work`` products, below which a group costs its few calls, not
-    its padding: adaptive denoising's one candidate per object) and ``max_elements`` products.
+    work stays within twice their own and ``max_elements`` products.
 
     Args:
         templates: ``N`` templates ``(C, th_i, tw_i)`` (:func:`masked_template`)
@@ -144,7 +143,7 @@ def window_similarities(templates: Sequence[torch.Tensor], embedding: torch.Tens
         for i in todo[1:]:  # the next largest objects join while the padded work stays within bounds
             grown = [max(a, b) for a, b in zip((th, tw, uh, uw), sizes[i])]
             padded = (len(group) + 1) * g * grown[0] * grown[1] * grown[2] * grown[3]
-            if padded > max(2 * (own + work[i]), small_work) or padded > max_elements:
+            if padded > 2 * (own + work[i]) or padded > max_elements:
                 break
             group.append(i)
             own += work[i]
