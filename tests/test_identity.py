@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from sampd_plugin.core.identity import identity_switches, merges, overlap_counts
+from sampd_plugin.core.identity import confusions, identity_switches, merges, overlap_counts
+from tests.per_object import confusions_pairwise
 
 
 def _box(y0, y1, x0, x1, shape=(20, 30)):
@@ -54,5 +55,7 @@ def test_the_overlap_matrix_is_every_pairs_intersection():
                   if min(masks[i].sum(), masks[j].sum()) and (masks[i] & masks[j]).sum() > 0.5 * min(
                       masks[i].sum(), masks[j].sum())]
         assert merges(masks) == merged
+        # the tracker's evidence (one join of the new masks with the new and the previous ones), by its definition
+        assert confusions(masks, reference) == confusions_pairwise(masks, reference)
         seen += bool(switched) + bool(merged)
     assert seen > 10, seen  # switches and merges do occur

@@ -56,22 +56,32 @@ def identity_switches(masks: Mapping[int, np.ndarray], reference: Mapping[int, n
         masks: ``{object id: (H, W) bool}``, e.g. the predicted masks of a frame
         reference: ``{object id: (H, W) bool}``, e.g. the frame's ground-truth masks (visible objects)
     """
-    counts = _matrix(masks, reference)  # (N, M)
+    return _switches(_matrix(masks, reference), list(masks), list(reference))
+
+
+def _switches(counts: np.ndarray, ids: List[int], reference: List[int]) -> List[int]:
+    """:func:`identity_switches` from the ``(N, M)`` overlap counts of the masks ``ids`` with the masks
+    ``reference``."""
     column = {j: c for c, j in enumerate(reference)}
-    rows = np.array([r for r, i in enumerate(masks) if i in column], dtype=np.int64)
-    cols = np.array([column[i] for i in masks if i in column], dtype=np.int64)
+    rows = np.array([r for r, i in enumerate(ids) if i in column], dtype=np.int64)
+    cols = np.array([column[i] for i in ids if i in column], dtype=np.int64)
     own = np.zeros(len(counts), dtype=np.int64)  # 0 for an id without a reference mask
     own[rows] = counts[rows, cols]
     others = counts.copy()
     others[rows, cols] = -1
-    return sorted(i for i, hit in zip(masks, (others > own[:, None]).any(1).tolist()) if hit)
+    return sorted(i for i, hit in zip(ids, (others > own[:, None]).any(1).tolist()) if hit)
 
 
 def merges(masks: Mapping[int, np.ndarray], fraction: float = MERGE_FRACTION) -> List[Tuple[int, int]]:
     """The pairs ``(i, j)``, ``i < j``, whose masks share more than ``fraction`` of the smaller one's pixels
     (empty masks never merge), sorted."""
     ids = sorted(masks)
-    shared = _matrix({i: masks[i] for i in ids}, {i: masks[i] for i in ids})  # the diagonal: the areas
+    return _merges(_matrix({i: masks[i] for i in ids}, {i: masks[i] for i in ids}), ids, fraction)
+
+
+def _merges(shared: np.ndarray, ids: List[int], fraction: float) -> List[Tuple[int, int]]:
+    """:func:`merges` from the ``(N, N)`` overlap counts of the masks ``ids`` (sorted) with themselves (the
+    diagonal: their areas)."""
     area = np.diag(shared)
     small = np.minimum(area[:, None], area[None])
     a, b = np.nonzero(np.triu((small > 0) & (shared > fraction * small), 1))
@@ -90,14 +100,22 @@ def confusions(masks: Mapping[int, np.ndarray], previous: Mapping[int, np.ndarra
     """The tracker's own identity evidence on a frame, without ground truth: ``{object id: "switch" | "merge"}``
     for the objects whose new mask switched (:func:`identity_switches` against the objects' previous masks; only
     objects that had one) or merged with another object's new mask (:func:`merges`); a switch is reported over a
-    merge.
+    merge. One :func:`overlap_matrix` of the new masks against the new and the previous ones serves both.
 
     Args:
         masks: ``{object id: (H, W) bool}`` the objects' new masks
         previous: ``{object id: (H, W) bool}`` the previous masks of the objects that were found on the previous
             frame
     """
-    out = {i: "merge" for pair in merges(masks, fraction) for i in pair}
-    for i in identity_switches({i: m for i, m in masks.items() if i in previous}, previous):
+    ids = sorted(masks)
+    had = [i for i in ids if i in previous]  # (switches: only objects that had a previous mask)
+    shape = next((np.shape(m) for m in (*masks.values(), *previous.values())), (0,))
+    stack = lambda ms: np.stack(ms) if ms else np.zeros((0, *shape), bool)  # noqa: E731
+    current = stack([masks[i] for i in ids])
+    counts = overlap_matrix(current, np.concatenate([current, stack(list(previous.values()))]))
+    out = {i: "merge" for pair in _merges(counts[:, :len(ids)], ids, fraction) for i in pair}
+    row = {i: r for r, i in enumerate(ids)}
+    rows = [row[i] for i in had]
+    for i in _switches(counts[rows, len(ids):], had, list(previous)):
         out[i] = "switch"
     return out

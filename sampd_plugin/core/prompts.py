@@ -172,14 +172,9 @@ def masks_points(masks: Sequence[np.ndarray], k: int = 1,
     todo = sorted((i for i, b in enumerate(boxes) if b[2] > 0), key=lambda i: -boxes[i][3])
     if not todo or k < 1:
         return out
-    width = max(max(boxes[i][2] for i in todo), int(np.sqrt(sum(boxes[i][2] * boxes[i][3] for i in todo)))) + 2
-    at, x, y, shelf = {}, 1, 1, 0  # top-left of each box on the canvas: shelves, tallest boxes first
-    for i in todo:
-        w, h = boxes[i][2:]
-        if x + w + 1 > width:
-            x, y, shelf = 1, y + shelf + 1, 0
-        at[i], x, shelf = (y, x), x + w + 1, max(shelf, h)
-    canvas = np.zeros((y + shelf + 1, width), np.uint8)
+    at, (height, width) = _shelves([boxes[i][2:] for i in todo])
+    at = dict(zip(todo, at))
+    canvas = np.zeros((height, width), np.uint8)
     for i, (cy, cx) in at.items():
         bx, by, w, h = boxes[i]
         canvas[cy:cy + h, cx:cx + w] = masks[i][by:by + h, bx:bx + w]
@@ -196,6 +191,26 @@ def masks_points(masks: Sequence[np.ndarray], k: int = 1,
     for i, pts in points.items():
         out[i] = np.array(pts, dtype=np.int64).reshape(-1, 2)
     return out
+
+
+def _shelves(sizes: Sequence[Tuple[int, int]]) -> Tuple[List[Tuple[int, int]], Tuple[int, int]]:
+    """Boxes ``(w, h)`` (tallest first) placed on shelves, each with a one-pixel ring of background that it may
+    share with its neighbours -> their top-left corners ``(y, x)`` and the canvas ``(height, width)``; of a few
+    canvas widths from the widest box to twice the square root of their area, the smallest canvas (the transform's
+    cost follows the canvas' area)."""
+    widest = max(w for w, _ in sizes) + 2
+    side = int(np.sqrt(sum((w + 1) * (h + 1) for w, h in sizes)))
+    best = None
+    for width in sorted({max(widest, int(side * f) + 2) for f in (1.0, 1.25, 1.5, 2.0)}):
+        at, x, y, shelf = [], 1, 1, 0
+        for w, h in sizes:
+            if x + w + 1 > width:
+                x, y, shelf = 1, y + shelf + 1, 0
+            at.append((y, x))
+            x, shelf = x + w + 1, max(shelf, h)
+        if best is None or (y + shelf + 1) * width < best[1][0] * best[1][1]:
+            best = at, (y + shelf + 1, width)
+    return best
 
 
 def _squared_distances(dist: np.ndarray) -> np.ndarray:

@@ -551,7 +551,7 @@ class SamPDTracker:
                                 occluded=occluded)
         if occluded:  # what is visible of it is reported; its box, template and history stay
             t.mask = mask
-            t.grid_mask = (logits > 0).float()
+            t.grid_mask = foreground(logits).float()
             t.points = points
             return ObjectResult(mask=mask, box=box, score=score, iou=iou, lost=False, label=t.label, occluded=True)
         if t.template_from_box:  # re-acquired after a box prompt that found nothing: Eq. 1 on this mask
@@ -566,7 +566,7 @@ class SamPDTracker:
         else:  # started lost from a box prompt: motion from its first mask
             t.motion = self._motion(box, mask)
         t.box = box
-        t.grid_mask = (logits > 0).float()
+        t.grid_mask = foreground(logits).float()
         # the next frame reads these points only as its point prompt or as first-stage negatives of the others
         t.points = points
         if cfg.template == "update":
