@@ -333,9 +333,10 @@ class SamPDTracker:
         boxes, areas = masks_boxes(masks)
         points = masks_points(masks, max(1, k), boxes) if _uses_track_points(cfg) else [_NO_POINTS] * n
         ious, scores = chosen_iou.tolist(), scores.tolist()
+        grids = foreground(chosen).float()  # the masks on the low-resolution grid, thresholded once for all
         results = {}
         for i, t in enumerate(tracks):
-            results[t.object_id] = self._update(state, feats, t, masks[i], chosen[i], ious[i], scores[i],
+            results[t.object_id] = self._update(state, feats, t, masks[i], grids[i], ious[i], scores[i],
                                                 int(areas[i]), boxes[i], points[i], occluded[i])
             results[t.object_id].confusion = confusion.get(t.object_id)
         return results
@@ -523,7 +524,7 @@ class SamPDTracker:
         feats: torch.Tensor,
         t: _Track,
         mask: np.ndarray,
-        logits: torch.Tensor,
+        grid: torch.Tensor,
         iou: float,
         score: float,
         area: int,
@@ -531,9 +532,9 @@ class SamPDTracker:
         points: np.ndarray,
         occluded: bool = False,
     ) -> ObjectResult:
-        """Applies the lost / re-acquire policy and advances the object's state; ``area``, ``box`` and ``points``
-        are the mask's pixel count, :func:`mask_to_box` and :func:`mask_points` (computed for all objects at
-        once); an ``occluded`` object (overlap-aware tracking) reports what is visible of it and keeps its box,
+        """Applies the lost / re-acquire policy and advances the object's state; ``grid`` is the mask on the
+        low-resolution mask grid (``(h_m, w_m)`` 0 / 1 floats), ``area``, ``box`` and ``points`` are the mask's pixel
+        count, :func:`mask_to_box` and :func:`mask_points` (all computed for all objects at once); an ``occluded`` object (overlap-aware tracking) reports what is visible of it and keeps its box,
         template and history."""
         cfg = self.config
         lost = area < cfg.min_mask_area or iou < cfg.lost_iou
@@ -551,7 +552,7 @@ class SamPDTracker:
                                 occluded=occluded)
         if occluded:  # what is visible of it is reported; its box, template and history stay
             t.mask = mask
-            t.grid_mask = foreground(logits).float()
+            t.grid_mask = grid.clone()
             t.points = points
             return ObjectResult(mask=mask, box=box, score=score, iou=iou, lost=False, label=t.label, occluded=True)
         if t.template_from_box:  # re-acquired after a box prompt that found nothing: Eq. 1 on this mask
@@ -566,7 +567,7 @@ class SamPDTracker:
         else:  # started lost from a box prompt: motion from its first mask
             t.motion = self._motion(box, mask)
         t.box = box
-        t.grid_mask = foreground(logits).float()
+        t.grid_mask = grid.clone()  # (its own copy: a lost object keeps it for frames)
         # the next frame reads these points only as its point prompt or as first-stage negatives of the others
         t.points = points
         if cfg.template == "update":
