@@ -71,7 +71,7 @@ def region_similarity(pred, gt, void=None):
 
 
 def pixel_counts(masks):
-    """Foreground pixels of each ``(H, W)`` frame of a bool ``(..., H, W)`` array -> int array ``(...)``: the non-zero count of each ``(H, W)`` frame of a bool ``(..., H, W)`` array -> int array ``(...)``.
+    """Foreground pixels of each ``(H, W)`` frame of a bool ``(..., H, W)`` array -> int array ``(...)``.
     Per-frame ``cv2.countNonZero`` is ~3x faster than ``np.count_nonzero(axis=(-2, -1))``."""
     flat = np.ascontiguousarray(masks).reshape(-1, *masks.shape[-2:]).view(np.uint8)
     return np.array([cv2.countNonZero(m) for m in flat]).reshape(masks.shape[:-2])

@@ -299,7 +299,6 @@ def group_by_point_count(
     return groups
 
 
-
 def _stacked(points: Sequence[np.ndarray], m: int) -> np.ndarray:
     """``b`` prompts' ``(m, 2)`` points -> ``(b, m, 2)`` (one copy; arrays of another layout are reshaped first)."""
     try:

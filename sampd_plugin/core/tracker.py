@@ -533,9 +533,10 @@ class SamPDTracker:
         occluded: bool = False,
     ) -> ObjectResult:
         """Applies the lost / re-acquire policy and advances the object's state; ``grid`` is the mask on the
-        low-resolution mask grid (``(h_m, w_m)`` 0 / 1 floats), ``area``, ``box`` and ``points`` are the mask's pixel
-        count, :func:`mask_to_box` and :func:`mask_points` (all computed for all objects at once); an ``occluded`` object (overlap-aware tracking) reports what is visible of it and keeps its box,
-        template and history."""
+        low-resolution mask grid (``(h_m, w_m)`` 0 / 1 floats); ``area``, ``box`` and ``points`` are the mask's
+        pixel count, :func:`mask_to_box` and :func:`mask_points` (all computed for all objects at once); an
+        ``occluded`` object (overlap-aware tracking) reports what is visible of it and keeps its box, template and
+        history."""
         cfg = self.config
         lost = area < cfg.min_mask_area or iou < cfg.lost_iou
         emb_mask = None
