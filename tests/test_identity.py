@@ -59,3 +59,12 @@ def test_the_overlap_matrix_is_every_pairs_intersection():
         assert confusions(masks, reference) == confusions_pairwise(masks, reference)
         seen += bool(switched) + bool(merged)
     assert seen > 10, seen  # switches and merges do occur
+
+
+def test_a_single_object_is_never_confused():
+    """The tracker skips the identity evidence when it follows one object (``SamPDTracker._confusions``): by the
+    definition there is no other object to merge with or switch to, whatever its masks are."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        mask, previous = rng.random((2, 12, 16)) < rng.random()
+        assert confusions({7: mask}, {7: previous}) == {} == confusions({7: mask}, {})

@@ -469,7 +469,10 @@ class SamPDTracker:
     @staticmethod
     def _confusions(tracks: List[_Track], chosen: torch.Tensor) -> Dict[int, str]:
         """Identity evidence of the chosen ``(N, h_m, w_m)`` logits against the objects' previous masks and each
-        other (:func:`~sampd_plugin.core.identity.confusions`, on the mask grid)."""
+        other (:func:`~sampd_plugin.core.identity.confusions`, on the mask grid); none for a single object (it can
+        neither merge with nor switch to another)."""
+        if len(tracks) < 2:
+            return {}
         current = foreground(chosen).cpu().numpy()
         masks = {t.object_id: current[i] for i, t in enumerate(tracks)}
         found = [t for t in tracks if t.mask.any()]
