@@ -113,7 +113,7 @@ class _Track:
     self_score: float  # Eq. 2 similarity of the template with itself (normalises scores)
     box: np.ndarray  # (4,) xyxy: the last good box, the prompt for the next frame
     mask: np.ndarray  # (H, W) bool: the last output mask (empty while lost)
-    grid_mask: torch.Tensor  # (h_m, w_m) last good mask on the low-resolution mask grid
+    grid_mask: torch.Tensor  # (h_m, w_m) bool: last good mask on the low-resolution mask grid (cells > 0.5)
     points: np.ndarray  # (k, 2) points of the last mask (negatives for the others); empty while lost
     lost_frames: int = 0
     active: bool = True
@@ -265,7 +265,7 @@ class SamPDTracker:
             self_score=self_score if self_score > 0 else 1.0,
             box=box,
             mask=mask,
-            grid_mask=state.mask_to_grid(mask_t, state.mask_stride)[0],
+            grid_mask=state.mask_to_grid(mask_t, state.mask_stride)[0] > 0.5,
             points=mask_points(mask, max(1, self.config.negative_points)),
             template_from_box=lost,
             motion=None if lost else self._motion(box, mask),
@@ -310,30 +310,32 @@ class SamPDTracker:
                 negs = (negative_points([p[:k] for p in pts] + [o.points[:k] for o in new], todo)
                         if use_neg else [_NO_POINTS] * len(todo))
                 dec = self._decode(state, positives=[pts[i][0] for i in todo], negatives=negs, multimask=True)
-                prev = torch.stack([tracks[i].grid_mask for i in todo])
+                prev = _previous([tracks[i] for i in todo]) if cfg.multimask_pick == "max_iou_prev" else None
                 pick = pick_multimask(dec.low_res_logits, cfg.multimask_pick, prev)
                 sel = torch.arange(len(todo), device=pick.device)
-                todo_t = torch.as_tensor(todo, device=chosen.device)
-                chosen = chosen.clone()
-                chosen[todo_t] = dec.low_res_logits[sel, pick].to(chosen.dtype)
-                chosen_iou = chosen_iou.clone()
-                chosen_iou[todo_t] = dec.iou[sel, pick].to(chosen_iou.dtype)
+                refined = dec.low_res_logits[sel, pick].to(chosen.dtype)
+                refined_iou = dec.iou[sel, pick].to(chosen_iou.dtype)
+                if len(todo) == n:  # every object refined: the picked masks are the new ones (no copy of the old)
+                    chosen, chosen_iou = refined, refined_iou
+                else:
+                    todo_t = torch.as_tensor(todo, device=chosen.device)
+                    chosen, chosen_iou = chosen.clone(), chosen_iou.clone()
+                    chosen[todo_t], chosen_iou[todo_t] = refined, refined_iou
                 masks = self.backend.upsample(state, chosen).cpu().numpy()
 
         if cfg.overlap and cfg.overlap_exclusive:
-            previous = torch.stack([t.grid_mask for t in tracks]).to(chosen.device) > 0.5
-            exclusive = exclusive_masks(chosen, previous, cfg.overlap_hold)
+            exclusive = exclusive_masks(chosen, _previous(tracks, chosen.device), cfg.overlap_hold)
             chosen = torch.where(exclusive, chosen, -chosen.abs())
             masks = self.backend.upsample(state, chosen).cpu().numpy()
         occluded = [False] * n
         if cfg.overlap and cfg.overlap_occlusion:
             occluded = self._occlusions(tracks, masks, prompt_boxes, covered)
-        confusion = self._confusions(tracks, chosen)
+        grids = foreground(chosen)  # the masks on the low-resolution grid, thresholded once for all
+        confusion = self._confusions(tracks, grids)
         # every object's area, box and next-frame points at once, then the lost / re-acquire policy per object
         boxes, areas = masks_boxes(masks)
         points = masks_points(masks, max(1, k), boxes) if _uses_track_points(cfg) else [_NO_POINTS] * n
         ious, scores = chosen_iou.tolist(), scores.tolist()
-        grids = foreground(chosen).float()  # the masks on the low-resolution grid, thresholded once for all
         results = {}
         for i, t in enumerate(tracks):
             results[t.object_id] = self._update(state, feats, t, masks[i], grids[i], ious[i], scores[i],
@@ -407,7 +409,7 @@ class SamPDTracker:
         if self.config.selection == "predicted_iou":
             return ious
         if self.config.selection == "iou_prev":
-            previous = torch.stack([t.grid_mask for t in tracks]).to(ious.device)
+            previous = _previous(tracks, ious.device)
             return torch.cat([iou_with_previous(part, previous) for part in logit_parts(logits)], dim=1)
         return self._similarities(state, feats, tracks, logits)
 
@@ -433,8 +435,7 @@ class SamPDTracker:
         n, g = ious.shape
         cand = ious if g == 1 or self.config.selection == "none" else \
             self._candidate_scores(state, feats, tracks, logits, ious)
-        previous = torch.stack([t.grid_mask for t in tracks]).to(logits.device) > 0.5
-        idx, covered = joint_selection(cand, logits > 0, previous, self.config.overlap_penalty)
+        idx, covered = joint_selection(cand, logits > 0, _previous(tracks, logits.device), self.config.overlap_penalty)
         rows = torch.arange(n, device=idx.device)
         return logits[rows, idx], ious[rows, idx], cand[rows, idx], covered
 
@@ -468,15 +469,15 @@ class SamPDTracker:
 
     @staticmethod
     def _confusions(tracks: List[_Track], chosen: torch.Tensor) -> Dict[int, str]:
-        """Identity evidence of the chosen ``(N, h_m, w_m)`` logits against the objects' previous masks and each
-        other (:func:`~sampd_plugin.core.identity.confusions`, on the mask grid); none for a single object (it can
-        neither merge with nor switch to another)."""
+        """Identity evidence of the chosen ``(N, h_m, w_m)`` bool masks on the mask grid against the objects'
+        previous masks and each other (:func:`~sampd_plugin.core.identity.confusions`); none for a single object (it
+        can neither merge with nor switch to another)."""
         if len(tracks) < 2:
             return {}
-        current = foreground(chosen).cpu().numpy()
+        current = chosen.cpu().numpy()
         masks = {t.object_id: current[i] for i, t in enumerate(tracks)}
         found = [t for t in tracks if t.mask.any()]
-        previous = torch.stack([t.grid_mask for t in found]).cpu().numpy() > 0.5 if found else []
+        previous = _previous(found).cpu().numpy() if found else []
         return confusions(masks, {t.object_id: m for t, m in zip(found, previous)})
 
     # --- adaptive denoising (our extension) ---------------------------------------------------------------------
@@ -497,11 +498,12 @@ class SamPDTracker:
         logits, ious = logits[:, 0], ious[:, 0]
         # the candidates' and the previous masks' areas on the mask grid, all objects at once
         areas = foreground_counts(logits).tolist()
-        previous = (torch.stack([t.grid_mask for t in tracks]).to(logits.device) > 0.5).flatten(1).sum(1).tolist()
+        previous = _previous(tracks, logits.device).flatten(1).sum(1).tolist()
         suspect = [i for i, (t, sim, iou) in enumerate(zip(tracks, sims.tolist(), ious.tolist()))
                    if _needs_grid(cfg, t, sim, iou, areas[i], previous[i])]
-        chosen, chosen_iou = logits.clone(), ious.clone()
-        if suspect:
+        chosen, chosen_iou = logits, ious
+        if suspect:  # (the vanilla candidates' tensors stay as they are: the grid's picks go into copies)
+            chosen, chosen_iou = logits.clone(), ious.clone()
             d_tracks = [tracks[i] for i in suspect]
             rest = [j for j in range(cfg.num_prompts) if j != centre]
             r_logits, r_ious = self._first_stage(state, d_tracks, [negs[i] for i in suspect], rest)
@@ -536,7 +538,7 @@ class SamPDTracker:
         occluded: bool = False,
     ) -> ObjectResult:
         """Applies the lost / re-acquire policy and advances the object's state; ``grid`` is the mask on the
-        low-resolution mask grid (``(h_m, w_m)`` 0 / 1 floats); ``area``, ``box`` and ``points`` are the mask's
+        low-resolution mask grid (``(h_m, w_m)`` bool); ``area``, ``box`` and ``points`` are the mask's
         pixel count, :func:`mask_to_box` and :func:`mask_points` (all computed for all objects at once); an
         ``occluded`` object (overlap-aware tracking) reports what is visible of it and keeps its box, template and
         history."""
@@ -684,7 +686,7 @@ def _needs_grid(cfg: SamPDConfig, t: _Track, sim: float, iou: float, area: int, 
 
     Args:
         area: the candidate's foreground cells on the low-resolution mask grid (logits ``> 0``)
-        prev_area: the previous mask's cells on that grid (``t.grid_mask > 0.5``)
+        prev_area: the previous mask's cells on that grid (``t.grid_mask``)
     """
     if t.sim_mean is None or t.iou_mean is None:
         return True
@@ -703,6 +705,12 @@ def _remember(cfg: SamPDConfig, t: _Track, sim: float, iou: float, grid: bool):
     t.sim_mean = sim if t.sim_mean is None else (1 - a) * t.sim_mean + a * sim
     t.iou_mean = iou if t.iou_mean is None else (1 - a) * t.iou_mean + a * iou
     t.since_grid = 0 if grid else t.since_grid + 1
+
+
+def _previous(tracks: List[_Track], device=None) -> torch.Tensor:
+    """The objects' previous masks on the mask grid, ``(N, h_m, w_m)`` bool (on ``device`` if given)."""
+    previous = torch.stack([t.grid_mask for t in tracks])
+    return previous if device is None else previous.to(device)
 
 
 def _pick(logits, idx: torch.Tensor) -> torch.Tensor:
