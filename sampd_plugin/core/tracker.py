@@ -468,13 +468,13 @@ class SamPDTracker:
         return t.motion.expected_box(image_size)
 
     @staticmethod
-    def _confusions(tracks: List[_Track], chosen: torch.Tensor) -> Dict[int, str]:
-        """Identity evidence of the chosen ``(N, h_m, w_m)`` bool masks on the mask grid against the objects'
+    def _confusions(tracks: List[_Track], grids: torch.Tensor) -> Dict[int, str]:
+        """Identity evidence of the objects' new ``(N, h_m, w_m)`` bool masks on the mask grid against their
         previous masks and each other (:func:`~sampd_plugin.core.identity.confusions`); none for a single object (it
         can neither merge with nor switch to another)."""
         if len(tracks) < 2:
             return {}
-        current = chosen.cpu().numpy()
+        current = grids.cpu().numpy()
         masks = {t.object_id: current[i] for i, t in enumerate(tracks)}
         found = [t for t in tracks if t.mask.any()]
         previous = _previous(found).cpu().numpy() if found else []
