@@ -586,21 +586,42 @@ class Check:
         self.open_operator(label)
         self.click_again(lambda: self.xpath("//button[normalize-space(.)='Execute']"), "the Execute button")
 
-    def choose(self, current, option, exact=False):
+    def choose(self, current, option, exact=False, tries=3):
         """Picks the option whose text contains (``exact``: is) ``option`` in the form's dropdown whose value is
-        ``current``."""
+        ``current``, and checks that the dropdown shows it (a click while the menu still moves can land on a
+        neighbouring option: then the menu is opened again)."""
         from selenium.webdriver.common.action_chains import ActionChains
 
-        box = self.wait(lambda: [i.find_element("xpath", "preceding-sibling::div[@role='combobox']")
-                                 for i in self.css("input.MuiSelect-nativeInput")
-                                 if i.get_attribute("value") == current], what=f"the dropdown set to {current!r}")[0]
-        self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", box)
-        time.sleep(0.3)
-        ActionChains(self.d).move_to_element(box).click().perform()
-        item = self.wait(lambda: [o for o in self.css("li[role=option]")
-                                  if (o.text.strip() == option if exact else option in o.text)], what=option)[0]
-        ActionChains(self.d).move_to_element(item).click().perform()
-        time.sleep(1.5)
+        inputs = lambda: self.css("input.MuiSelect-nativeInput")  # noqa: E731
+        at = self.wait(lambda: [n for n, i in enumerate(inputs()) if i.get_attribute("value") == current],
+                       what=f"the dropdown set to {current!r}")[0]
+        box = lambda: inputs()[at].find_element("xpath", "preceding-sibling::div[@role='combobox']")  # noqa: E731
+        matches = lambda text: text == option if exact else option in text  # noqa: E731
+        for _ in range(tries):
+            self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", box())
+            time.sleep(0.3)
+            ActionChains(self.d).move_to_element(box()).click().perform()
+            items = lambda: [o for o in self.css("li[role=option]") if matches(o.text.strip())]  # noqa: E731
+            self.wait(items, what=option)
+            last = {}  # the menu has settled when the option is where it was a poll ago
+
+            def settled():
+                rect = items()[0].rect
+                still, last["rect"] = rect == last.get("rect"), rect
+                return still
+            self.wait(settled, timeout=10, what=f"the menu of {option!r} to settle")
+            item = items()[0]
+            picked = item.text.strip()
+            ActionChains(self.d).move_to_element(item).click().perform()
+            time.sleep(1.5)
+            shown = box().text.strip()  # the label of the option (its menu item may add a description below)
+            if shown and (picked.startswith(shown) or matches(shown)):
+                return
+            print(f"  the dropdown shows {shown!r} after a click on {picked!r}: opened again", flush=True)
+            if self.css("li[role=option]"):  # the menu is still open: close it before trying again
+                self.key("\ue00c")
+                time.sleep(0.5)
+        raise AssertionError(f"the dropdown shows {shown!r}, not {picked!r}, after {tries} tries")
 
     def result(self, marker, timeout=180):
         """Waits for an operator's output that contains ``marker`` (or an error) and returns the page text."""
