@@ -39,9 +39,14 @@ REFRESH_SECONDS = 1.0
 #: being unmapped, and the heap is not trimmed, so the per-frame tensors of the encoder and decoder reuse memory
 #: instead of page-faulting it in again every frame. Measured with ``perf/memory.py --backend tiny --allocators
 #: default glibc-tuned`` (tiny SAM, 1 thread, 1000 frames): 0.82x the CPU time per frame, peak RSS +2.7 % and flat
-#: (1000 / 100 frames: 1.003). glibc reads them at process start (``make env``, the ``.venv`` activate hook);
-#: :func:`tune_malloc` applies them to a running worker.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+#: (1000 / 100 frames: 1.003). Larger blocks (many objects: all candidates' logits, ``(N, H, W)`` upsampled masks,
+#: 35 MB at 30 objects and 115 MB at 98 on the synthetic benchmark) are mmapped whatever the threshold; a heap grown
+#: 1 GiB ahead (``MALLOC_TOP_PAD_``) serves them from its top, reused every frame: ``full`` at 30 / 98 objects
+#: 0.58x / 0.52x the CPU time per frame, peak RSS +7 % / +15 % (``perf/memory.py --objects``, docs/performance.md).
+#: glibc reads them at process start (``make env``, the ``.venv`` activate hook); :func:`tune_malloc` applies them
+#: to a running worker.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(1 << 40),
+              "MALLOC_TOP_PAD_": str(1 << 30)}
 #: set to 0 to keep glibc's defaults in workers
 MALLOC_TUNING_ENV = "SAMPD_MALLOC_TUNING"
 
@@ -148,7 +153,7 @@ def _unregister():
 
 def tune_malloc() -> bool:
     """Applies :data:`MALLOC_ENV` to this process with glibc's ``mallopt`` (worker processes: freed tensors are
-    reused instead of unmapped; peak memory unchanged, resident memory stays at the peak). No-op (``False``) on
+    reused instead of unmapped; resident memory stays at the peak, a few % above glibc's default). No-op (``False``) on
     other C libraries, when ``$SAMPD_MALLOC_TUNING=0``, or when the variables were already set at start."""
     if os.environ.get(MALLOC_TUNING_ENV, "1").strip() == "0" or not sys.platform.startswith("linux"):
         return False
@@ -158,9 +163,10 @@ def tune_malloc() -> bool:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        ok = libc.mallopt(m_mmap_threshold, int(MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"]))
-        ok &= libc.mallopt(m_trim_threshold, ctypes.c_int(min(int(MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"]), 2**31 - 1)))
+        ok = True
+        for name, option in (("MMAP_THRESHOLD", -3), ("TRIM_THRESHOLD", -1), ("TOP_PAD", -2)):  # <malloc.h> M_*
+            value = min(int(MALLOC_ENV[f"MALLOC_{name}_"]), 2**31 - 1)  # (mallopt takes an int)
+            ok &= bool(libc.mallopt(option, ctypes.c_int(value)))
     except (OSError, AttributeError):
         return False
     return bool(ok)
