@@ -41,7 +41,7 @@ export FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS := true
 export FIFTYONE_PLUGINS_DIR := $(CURDIR)/$(PLUGIN_LINK_DIR)
 # glibc malloc: keep freed blocks up to 32 MiB in the heap and never trim it (SAM's per-frame tensors are reused
 # instead of page-faulted in again: 0.82x CPU time per frame, flat peak RSS), and grow the heap 1 GiB ahead so that
-# larger per-frame blocks (many objects) come from it too (0.52x at 98 objects); sampd_plugin.ops.threads.MALLOC_ENV
+# larger per-frame blocks (many objects) come from it too (0.50-0.60x at 30-98 objects); sampd_plugin.ops.threads.MALLOC_ENV
 export MALLOC_MMAP_THRESHOLD_ := 33554432
 export MALLOC_TRIM_THRESHOLD_ := 1099511627776
 export MALLOC_TOP_PAD_ := 1073741824

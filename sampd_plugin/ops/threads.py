@@ -42,7 +42,7 @@ REFRESH_SECONDS = 1.0
 #: (1000 / 100 frames: 1.003). Larger blocks (many objects: all candidates' logits, ``(N, H, W)`` upsampled masks,
 #: 35 MB at 30 objects and 115 MB at 98 on the synthetic benchmark) are mmapped whatever the threshold; a heap grown
 #: 1 GiB ahead (``MALLOC_TOP_PAD_``) serves them from its top, reused every frame: ``full`` at 30 / 98 objects
-#: 0.58x / 0.52x the CPU time per frame, peak RSS +7 % / +15 % (``perf/memory.py --objects``, docs/performance.md).
+#: 0.58x / 0.55x the CPU time per frame (``perf/speed.py``), peak RSS +7 % / +15 % (docs/performance.md).
 #: glibc reads them at process start (``make env``, the ``.venv`` activate hook); :func:`tune_malloc` applies them
 #: to a running worker.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(1 << 40),
