@@ -1076,7 +1076,7 @@ class Check:
         for path, shown in (("frames.ground_truth", False), ("frames.sampd", False), (f"frames.{field}", True)):
             self.set_field_shown(path, shown)
         self.park_mouse()
-        at_once = self.assert_palette(self.object_colours(self.ds, field))
+        at_once = self.settled_palette(self.ds, field)
         self.shot("colours-after-run")
         sp.track(self.ds, label_field="sampd_python", model="synthetic", progress=False)
         self.d.refresh()
@@ -1084,7 +1084,7 @@ class Check:
         for path, shown in ((f"frames.{field}", False), ("frames.sampd_python", True)):
             self.set_field_shown(path, shown)
         self.park_mouse()
-        reloaded = self.assert_palette(self.object_colours(self.ds, "sampd_python"))
+        reloaded = self.settled_palette(self.ds, "sampd_python")
         return f"Execute by default; '{field}' at once: {at_once}; 'sampd_python' after a page reload: {reloaded}"
 
     def check_schedule(self):
