@@ -7,6 +7,7 @@
 #   make env      print the exports that make FiftyOne see the plugin (eval "$(make -s env)")
 #   make clean    remove build artefacts, caches, the plugin link and the install stamp (keeps .venv)
 #   make distclean  clean + remove .venv
+#   make device-wheels  download into .whl/ the wheels a lent GPU machine lacks (perf/device_many_objects.sh)
 #
 # The install is stamp based: .venv/.sampd-installed-<hash of requirements.txt, pyproject.toml, checkout path>.
 # A second run finds the stamp and starts in seconds. Without a stamp, an existing .venv that already matches
@@ -48,10 +49,10 @@ export MALLOC_TOP_PAD_ := 1073741824
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help install demo test app-check env clean distclean plugin-link system-deps
+.PHONY: help install demo test app-check env clean distclean plugin-link system-deps device-wheels
 
 help:
-	@sed -n '2,10s/^# \{0,1\}//p' Makefile
+	@sed -n '2,11s/^# \{0,1\}//p' Makefile
 
 install: $(STAMP) plugin-link
 
@@ -140,3 +141,8 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# a lent GPU machine has torch but no network: perf/device_many_objects.sh installs these from .whl/ there (OpenCV
+# 4.10's manylinux2014 abi3 wheel: any Python >= 3.7, older glibc, and small enough to carry: ~50 of the 64 MiB)
+device-wheels: install
+	$(PIP) download -q --no-deps -d .whl opencv-python-headless==4.10.0.84 segment-anything==1.0 </dev/null
