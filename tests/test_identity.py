@@ -68,3 +68,27 @@ def test_a_single_object_is_never_confused():
     for _ in range(20):
         mask, previous = rng.random((2, 12, 16)) < rng.random()
         assert confusions({7: mask}, {7: previous}) == {} == confusions({7: mask}, {})
+
+
+def test_heavily_overlapping_masks_are_counted_by_a_product_with_the_same_integers(monkeypatch):
+    """Issue 22: the join's pairs grow with the overlaps (99 half-frame masks: 378 M pairs, 21 s a frame), so
+    ``overlap_matrix`` counts heavily overlapping masks by a matrix product instead; both give the pairwise
+    intersections, on masks of every density and on more pixels than one block of the product holds."""
+    from sampd_plugin.core import identity
+
+    rng, dense = np.random.default_rng(5), []
+    product = identity._dense_overlaps
+    monkeypatch.setattr(identity, "_dense_overlaps", lambda a, b: dense.append(len(a)) or product(a, b))
+    for n, coverage in ((7, 0.9), (8, 0.005), (9, 0.3), (10, 0.0)):
+        side = (np.sqrt(coverage) * np.array([40, 50])).astype(int)
+        a = np.zeros((n, 40, 50), bool)
+        for i, (y, x) in enumerate(zip(rng.integers(0, 41 - side[0], n), rng.integers(0, 51 - side[1], n))):
+            a[i, y:y + side[0], x:x + side[1]] = rng.random(side) < 0.95
+        b = np.concatenate([a, np.roll(a, 2, axis=1)])
+        pairwise = np.array([[(x & y).sum() for y in b] for x in a], dtype=np.int64).reshape(n, 2 * n)
+        assert np.array_equal(identity.overlap_matrix(a, b), pairwise)
+    assert dense == [7, 9]  # the dense masks by the product, the sparse (and empty) ones by the join
+    # a product over several blocks of pixels (60 + 120 masks: 93,206 pixels a block) against float64 sums
+    a, b = rng.random((60, 320, 300)) < 0.3, rng.random((120, 320, 300)) < 0.6
+    reference = a.reshape(60, -1).astype(np.float64) @ b.reshape(120, -1).astype(np.float64).T
+    assert np.array_equal(product(a, b), reference.astype(np.int64))
