@@ -42,6 +42,37 @@ def eq2_dense(template, embedding, masks):
     return torch.where(overlap > 0, heat, torch.full_like(heat, float("-inf"))).max(1).values
 
 
+def grid_torch(boxes, image_size, grid_size=3, shift_step=0.10, scales=(1.0, 1.05), min_size=1.0):
+    """The one-to-many box grid computed the way the tracker did before, with torch float32 operations (the grid is
+    now computed in numpy: the same IEEE operations, so the same bits)."""
+    boxes = boxes.float()
+    half = grid_size // 2
+    steps = torch.arange(-half, half + 1, dtype=torch.float32) * shift_step
+    sy, sx = torch.meshgrid(steps, steps, indexing="ij")
+    sx, sy = sx.reshape(-1), sy.reshape(-1)
+    sc = torch.tensor(list(scales), dtype=torch.float32)
+    bw = (boxes[:, 2] - boxes[:, 0])[:, None, None]
+    bh = (boxes[:, 3] - boxes[:, 1])[:, None, None]
+    cx = ((boxes[:, 0] + boxes[:, 2]) / 2)[:, None, None] + sx[None, :, None] * bw
+    cy = ((boxes[:, 1] + boxes[:, 3]) / 2)[:, None, None] + sy[None, :, None] * bh
+    hw, hh = bw * sc[None, None, :] / 2, bh * sc[None, None, :] / 2
+    return clip_torch(torch.stack([cx - hw, cy - hh, cx + hw, cy + hh], dim=-1).reshape(len(boxes), -1, 4),
+                      image_size, min_size)
+
+
+def clip_torch(boxes, image_size, min_size=1.0):
+    """``prompts.clip_boxes`` as it was, in torch."""
+    h, w = image_size
+    out = boxes.clone()
+    for lo, hi, size in ((0, 2, w), (1, 3, h)):
+        a = out[..., lo].clamp(0, size - min_size)
+        b = out[..., hi].clamp(min_size, size)
+        b = torch.maximum(b, a + min_size)
+        a = torch.minimum(a, b - min_size)
+        out[..., lo], out[..., hi] = a, b
+    return out
+
+
 def box_of(mask):
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     return None if rows.size == 0 else np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)

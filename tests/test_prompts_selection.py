@@ -26,7 +26,7 @@ from sampd_plugin.core.selection import (
     similarity_features,
     template_similarity,
 )
-from tests.per_object import points_whole_frame
+from tests.per_object import clip_torch, grid_torch, points_whole_frame
 
 
 # --- Sec. III-C one-to-many grid ----------------------------------------------------------------------------------
@@ -70,6 +70,28 @@ def test_grid_follows_config_settings():
     assert grid.shape == (1, 75, 4)
     # first box: two steps of 0.2 x 10 px up-left of the centre (55, 55), scale 0.9 -> half side 4.5
     assert torch.allclose(grid[0, 0], torch.tensor([51 - 4.5, 51 - 4.5, 51 + 4.5, 51 + 4.5]))
+
+
+def test_grid_and_clipping_are_bit_for_bit_the_torch_computation():
+    # the grid is computed in numpy (issue 22: torch's per-operation dispatch was most of its cost); the tracker's
+    # prompts, and so its outputs, must stay bit for bit those of the torch float32 formula
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 30))
+        h, w = int(rng.integers(20, 1500)), int(rng.integers(20, 1500))
+        x0, y0 = rng.uniform(-40, w + 40, n), rng.uniform(-40, h + 40, n)
+        bw, bh = rng.uniform(0.3, w, n), rng.uniform(0.3, h, n)
+        if trial % 2:  # mask boxes: whole pixels
+            x0, y0, bw, bh = np.floor(x0), np.floor(y0), np.ceil(bw), np.ceil(bh)
+        dtype = torch.float64 if trial % 5 == 0 else torch.float32
+        boxes = torch.tensor(np.stack([x0, y0, x0 + bw, y0 + bh], 1), dtype=dtype)
+        grid, step = int(rng.choice([1, 3, 5])), float(rng.choice([0.1, 0.2, rng.uniform(0, 0.5)]))
+        scales, min_size = ((1.0, 1.05), (0.95, 1.0, 1.05))[trial % 2], float(rng.choice([1.0, 0.5, 2.0]))
+        ours = box_prompt_grid(boxes, (h, w), grid, step, scales, min_size)
+        assert ours.dtype == torch.float32
+        assert torch.equal(ours, grid_torch(boxes, (h, w), grid, step, scales, min_size))
+        clipped = clip_boxes(boxes, (h, w), min_size)
+        assert clipped.dtype == dtype and torch.equal(clipped, clip_torch(boxes, (h, w), min_size))
 
 
 def test_mask_to_box_is_tight_and_exclusive():

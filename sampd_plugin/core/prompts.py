@@ -97,33 +97,40 @@ def box_prompt_grid(
         then by scale; the unshifted, unscaled box is at index ``(G // len(scales) // 2) * len(scales)`` when
         ``scales[0] == 1``.
     """
-    boxes = boxes.float()
-    h, w = image_size
+    # (numpy float32 on the host: the same IEEE operations as torch's, without its per-operation dispatch, which
+    # was most of this function's cost for a few boxes)
+    b = boxes.detach().to("cpu", torch.float32).numpy()
     half = grid_size // 2
-    steps = torch.arange(-half, half + 1, dtype=torch.float32, device=boxes.device) * shift_step
-    sy, sx = torch.meshgrid(steps, steps, indexing="ij")
-    sx, sy = sx.reshape(-1), sy.reshape(-1)  # (g*g,)
-    sc = torch.tensor(list(scales), dtype=torch.float32, device=boxes.device)
+    steps = np.arange(-half, half + 1, dtype=np.float32) * np.float32(shift_step)
+    sx, sy = np.tile(steps, len(steps)), np.repeat(steps, len(steps))  # (g*g,) row-major: y, then x
+    sc = np.asarray(scales, dtype=np.float32)
 
-    bw = (boxes[:, 2] - boxes[:, 0])[:, None, None]  # (N, 1, 1)
-    bh = (boxes[:, 3] - boxes[:, 1])[:, None, None]
-    cx = ((boxes[:, 0] + boxes[:, 2]) / 2)[:, None, None] + sx[None, :, None] * bw  # (N, g*g, 1)
-    cy = ((boxes[:, 1] + boxes[:, 3]) / 2)[:, None, None] + sy[None, :, None] * bh
-    hw = bw * sc[None, None, :] / 2  # (N, 1, S)
-    hh = bh * sc[None, None, :] / 2
-    grid = torch.stack([cx - hw, cy - hh, cx + hw, cy + hh], dim=-1).reshape(boxes.shape[0], -1, 4)
-    return clip_boxes(grid, image_size, min_size)
+    bw = (b[:, 2] - b[:, 0])[:, None, None]  # (N, 1, 1)
+    bh = (b[:, 3] - b[:, 1])[:, None, None]
+    cx = ((b[:, 0] + b[:, 2]) / np.float32(2))[:, None, None] + sx[None, :, None] * bw  # (N, g*g, 1)
+    cy = ((b[:, 1] + b[:, 3]) / np.float32(2))[:, None, None] + sy[None, :, None] * bh
+    hw = bw * sc[None, None, :] / np.float32(2)  # (N, 1, S)
+    hh = bh * sc[None, None, :] / np.float32(2)
+    grid = np.stack(np.broadcast_arrays(cx - hw, cy - hh, cx + hw, cy + hh), axis=-1).reshape(b.shape[0], -1, 4)
+    return torch.from_numpy(_clip_boxes(grid, image_size, min_size)).to(boxes.device)
 
 
 def clip_boxes(boxes: torch.Tensor, image_size: Tuple[int, int], min_size: float = 1.0) -> torch.Tensor:
     """Clips ``(..., 4)`` ``xyxy`` boxes to the image; widens any side shorter than ``min_size`` inside it."""
+    return torch.from_numpy(_clip_boxes(boxes.detach().cpu().numpy(), image_size, min_size)).to(boxes.device)
+
+
+def _clip_boxes(boxes: np.ndarray, image_size: Tuple[int, int], min_size: float = 1.0) -> np.ndarray:
+    """:func:`clip_boxes` of a float array (a new array of its dtype)."""
     h, w = image_size
-    out = boxes.clone()
+    out = boxes.copy()
+    f = out.dtype.type
+    m = f(min_size)
     for lo, hi, size in ((0, 2, w), (1, 3, h)):
-        a = out[..., lo].clamp(0, size - min_size)
-        b = out[..., hi].clamp(min_size, size)
-        b = torch.maximum(b, a + min_size)
-        a = torch.minimum(a, b - min_size)
+        a = np.minimum(np.maximum(out[..., lo], f(0)), f(size - min_size))  # (torch's clamp; np.clip is slower)
+        b = np.minimum(np.maximum(out[..., hi], m), f(size))
+        b = np.maximum(b, a + m)
+        a = np.minimum(a, b - m)
         out[..., lo], out[..., hi] = a, b
     return out
 

@@ -344,13 +344,15 @@ class SamPDTracker:
         return results
 
     def _first_stage(
-        self, state: ImageState, tracks: List[_Track], negs: List[np.ndarray], candidates: Optional[List[int]] = None
+        self, state: ImageState, tracks: List[_Track], negs: List[np.ndarray], candidates: Optional[List[int]] = None,
+        grid: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """One-to-many (Sec. III-B/C): decodes each object's first-stage prompts: its box grid
         (:func:`box_prompt_grid`, only the grid indices ``candidates`` when given) or its point.
 
         Args:
             negs: per object, its ``(M_i, 2)`` first-stage negative points
+            grid: the objects' ``(N, G, 4)`` box grid when the caller has it (:meth:`_box_grid`)
 
         Returns:
             ``(N, G, h_m, w_m)`` low-resolution logits and ``(N, G)`` predicted IoUs (``G`` = the grid's size, or
@@ -359,8 +361,7 @@ class SamPDTracker:
         cfg = self.config
         n = len(tracks)
         if cfg.prompt_type == "box":
-            prev_boxes = torch.as_tensor(np.stack([self._prompt_box(t, state.image_size) for t in tracks]))
-            boxes = box_prompt_grid(prev_boxes, state.image_size, cfg.grid_size, cfg.shift_step, cfg.scales)
+            boxes = self._box_grid(state, tracks) if grid is None else grid
             if candidates is not None:
                 boxes = boxes[:, candidates]
             g = boxes.shape[1]
@@ -374,6 +375,12 @@ class SamPDTracker:
             dec = self._decode(state, positives=pos, negatives=negs)
         logits = dec.low_res_logits[:, 0].reshape(n, g, *dec.low_res_logits.shape[-2:])
         return logits, dec.iou[:, 0].reshape(n, g)
+
+    def _box_grid(self, state: ImageState, tracks: List[_Track]) -> torch.Tensor:
+        """The objects' ``(N, G, 4)`` one-to-many box grid (:func:`box_prompt_grid`) around their prompt boxes."""
+        cfg = self.config
+        prev_boxes = torch.as_tensor(np.stack([self._prompt_box(t, state.image_size) for t in tracks]))
+        return box_prompt_grid(prev_boxes, state.image_size, cfg.grid_size, cfg.shift_step, cfg.scales)
 
     def _many_to_one(
         self, state: ImageState, feats: torch.Tensor, tracks: List[_Track], logits: torch.Tensor, ious: torch.Tensor
@@ -491,7 +498,8 @@ class SamPDTracker:
         ``adaptive``. Returns what :meth:`_many_to_one` returns, for all objects."""
         cfg = self.config
         centre = vanilla_index(cfg)
-        logits, ious = self._first_stage(state, tracks, negs, [centre])
+        grid = self._box_grid(state, tracks) if cfg.prompt_type == "box" else None  # (once, for both decodes)
+        logits, ious = self._first_stage(state, tracks, negs, [centre], grid)
         sims = self._similarities(state, feats, tracks, logits)[:, 0]
         scores = sims.clone() if cfg.selection == "similarity" else \
             self._candidate_scores(state, feats, tracks, logits, ious)[:, 0]
@@ -506,8 +514,9 @@ class SamPDTracker:
             chosen, chosen_iou = logits.clone(), ious.clone()
             d_tracks = [tracks[i] for i in suspect]
             rest = [j for j in range(cfg.num_prompts) if j != centre]
-            r_logits, r_ious = self._first_stage(state, d_tracks, [negs[i] for i in suspect], rest)
             d = torch.as_tensor(suspect, device=logits.device)
+            r_logits, r_ious = self._first_stage(state, d_tracks, [negs[i] for i in suspect], rest,
+                                                 None if grid is None else grid[d.to(grid.device)])
             # all G candidates in grid order, the vanilla one among the others (parts, not copied into one tensor)
             all_logits = (r_logits[:, :centre], logits[d, None], r_logits[:, centre:])
             all_ious = torch.cat([r_ious[:, :centre], ious[d, None].to(r_ious.dtype), r_ious[:, centre:]], dim=1)
